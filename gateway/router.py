@@ -1,0 +1,125 @@
+"""The mount table as one ASGI app.
+
+Rules:
+1. Longest prefix wins, on a segment boundary: `/api` serves `/api` and `/api/x`, never
+   `/apix` (the rule of Starlette's Mount; hypercorn's startswith-in-order is the bug to
+   avoid). Matching walks the path's own segment boundaries from the longest, one dict
+   lookup each, so the cost does not grow with the number of mounts.
+2. `/` is an optional catch-all. With no match the answer is a plain-text 404.
+3. Path semantics follow the ASGI spec: `root_path` grows by the prefix and `path` stays
+   whole; the WSGI bridge derives SCRIPT_NAME and PATH_INFO from the two.
+4. Each request gets a shallow copy of its mount's lifespan state (ASGI lifespan spec:
+   "state"), and `gateway.mount` names the mount for the access log.
+5. A mount's body limit is enforced here: a declared Content-Length over it is answered
+   413 before the app runs; a chunked body that grows past it makes `receive` raise
+   RequestBodyTooLarge, whose status the connection layer sends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.asgi import ASGIApp, Message, Receive, Scope, Send
+from gateway.errors import RequestBodyTooLarge
+
+
+class Mount:
+    """One routed app: where it is mounted and the limits it is served with."""
+
+    __slots__ = ("app", "interface", "max_body_bytes", "prefix", "root", "state")
+
+    def __init__(self, prefix: str, app: ASGIApp, max_body_bytes: int, interface: str) -> None:
+        self.prefix = prefix
+        self.root = "" if prefix == "/" else prefix  # what root_path grows by
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.interface = interface
+        self.state: dict[str, Any] = {}  # filled by the mount's lifespan startup
+
+
+class Router:
+    """Routes each HTTP request to the mount with the longest matching prefix."""
+
+    def __init__(self, mounts: Sequence[Mount]) -> None:
+        self.mounts = tuple(mounts)
+        self._by_prefix = {mount.prefix: mount for mount in mounts}
+
+    def match(self, path: str) -> Mount | None:
+        """The mount for `path`: try the path, then each shorter segment boundary."""
+        candidate = path
+        while True:
+            mount = self._by_prefix.get(candidate)
+            if mount is not None:
+                return mount
+            if candidate == "/":
+                return None
+            cut = candidate.rfind("/")
+            candidate = candidate[:cut] if cut > 0 else "/"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        root_path = scope.get("root_path", "")
+        path = scope["path"]
+        if root_path and path.startswith(root_path):
+            path = path[len(root_path) :]
+        mount = self.match(path)
+        if mount is None:
+            await send_plain(send, 404, b"Not Found\n")
+            return
+        scope["root_path"] = root_path + mount.root
+        scope["state"] = mount.state.copy()
+        scope["gateway.mount"] = mount.prefix
+        limit = body_limit(scope["headers"], mount.max_body_bytes)
+        if limit is _TOO_LARGE:
+            await send_plain(send, 413, b"Content Too Large\n")
+            return
+        if limit is _LIMIT_STREAM:
+            receive = LimitedReceive(receive, mount.max_body_bytes)
+        await mount.app(scope, receive, send)
+
+
+_TOO_LARGE = object()
+_LIMIT_STREAM = object()
+
+
+def body_limit(headers: list[tuple[bytes, bytes]], max_body_bytes: int) -> object | None:
+    """How to hold a request to `max_body_bytes`, from its framing fields.
+
+    None: its declared Content-Length fits. _TOO_LARGE: the declared length is over.
+    _LIMIT_STREAM: chunked (RFC 9112 §7.1), so the length is known only as it arrives.
+    The session has already rejected malformed or conflicting framing fields.
+    """
+    for name, value in headers:
+        if name == b"content-length":
+            return _TOO_LARGE if int(value) > max_body_bytes else None
+        if name == b"transfer-encoding":
+            return _LIMIT_STREAM
+    return None
+
+
+class LimitedReceive:
+    """`receive` that raises RequestBodyTooLarge once the body passes its limit."""
+
+    __slots__ = ("_receive", "_remaining")
+
+    def __init__(self, receive: Receive, limit: int) -> None:
+        self._receive = receive
+        self._remaining = limit
+
+    async def __call__(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self._remaining -= len(message.get("body", b""))
+            if self._remaining < 0:
+                raise RequestBodyTooLarge("request body over the mount's max_body_bytes")
+        return message
+
+
+async def send_plain(send: Send, status: int, body: bytes) -> None:
+    """A complete plain-text response, for answers the gateway gives itself."""
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode("ascii")),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

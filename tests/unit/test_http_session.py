@@ -1,0 +1,186 @@
+"""The HTTP/1.1 session: bytes in, events out; response parts in, bytes out. No sockets."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.errors import ProtocolError
+from gateway.http.events import (
+    CONNECTION_CLOSED,
+    NEED_DATA,
+    PAUSED,
+    REQUEST_END,
+    Event,
+    RequestData,
+    RequestHead,
+)
+from gateway.http.h11_session import H11Session
+from gateway.http.session import HTTPSession, parse_target
+
+
+@pytest.fixture
+def session() -> HTTPSession:
+    return H11Session(max_header_bytes=16384, max_target_bytes=8192)
+
+
+def events_until_blocked(session: HTTPSession) -> list[Event]:
+    events: list[Event] = []
+    while True:
+        event = session.next_event()
+        events.append(event)
+        if event in (NEED_DATA, PAUSED, CONNECTION_CLOSED):
+            return events
+
+
+def test_simple_get_yields_head_and_end(session: HTTPSession) -> None:
+    session.feed(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-Thing: Y\r\n\r\n")
+    head, end, need = events_until_blocked(session)
+    assert isinstance(head, RequestHead)
+    assert (head.method, head.target, head.http_version) == (b"GET", b"/a?b=1", "1.1")
+    assert head.headers == [(b"host", b"x"), (b"x-thing", b"Y")]
+    assert not head.expects_continue
+    assert (end, need) == (REQUEST_END, NEED_DATA)
+
+
+def test_request_fed_one_byte_at_a_time(session: HTTPSession) -> None:
+    raw = b"POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+    events: list[Event] = []
+    for i in range(len(raw)):
+        session.feed(raw[i : i + 1])
+        events.extend(e for e in events_until_blocked(session) if e is not NEED_DATA)
+    body = b"".join(e.data for e in events if isinstance(e, RequestData))
+    assert isinstance(events[0], RequestHead)
+    assert body == b"hello"
+    assert events[-1] is REQUEST_END
+
+
+def test_chunked_request_body_is_dechunked(session: HTTPSession) -> None:
+    session.feed(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    )
+    events = events_until_blocked(session)
+    assert b"".join(e.data for e in events if isinstance(e, RequestData)) == b"abcde"
+    assert REQUEST_END in events
+
+
+def test_response_bytes_and_keep_alive(session: HTTPSession) -> None:
+    session.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    events_until_blocked(session)
+    out = session.response_head(200, [(b"content-length", b"2")])
+    out += session.response_body(b"hi") + session.response_end()
+    assert out == b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi"
+    assert session.reusable
+    session.start_next_cycle()
+    assert not session.response_started
+
+
+def test_response_without_length_is_chunked(session: HTTPSession) -> None:
+    session.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    events_until_blocked(session)
+    out = session.response_head(200, []) + session.response_body(b"abc") + session.response_end()
+    assert out.endswith(b"\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+    assert b"transfer-encoding: chunked" in out.lower()
+
+
+def test_head_response_drops_the_body(session: HTTPSession) -> None:
+    session.feed(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+    events_until_blocked(session)
+    out = session.response_head(200, [(b"content-length", b"5")])
+    out += session.response_body(b"hello") + session.response_end()
+    assert out == b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"
+    assert session.reusable
+
+
+def test_http10_is_not_kept_alive(session: HTTPSession) -> None:
+    session.feed(b"GET / HTTP/1.0\r\n\r\n")
+    head = events_until_blocked(session)[0]
+    assert isinstance(head, RequestHead) and head.http_version == "1.0"
+    out = session.response_head(200, []) + session.response_body(b"x") + session.response_end()
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert not session.reusable
+
+
+def test_connection_close_is_honoured(session: HTTPSession) -> None:
+    session.feed(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    events_until_blocked(session)
+    session.response_head(200, [(b"content-length", b"0")])
+    session.response_end()
+    assert not session.reusable
+
+
+def test_pipelined_request_waits_paused(session: HTTPSession) -> None:
+    session.feed(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+    first = events_until_blocked(session)
+    assert first[-1] is PAUSED
+    session.response_head(200, [(b"content-length", b"0")])
+    session.response_end()
+    session.start_next_cycle()
+    second = events_until_blocked(session)
+    assert isinstance(second[0], RequestHead) and second[0].target == b"/2"
+
+
+def test_expect_continue(session: HTTPSession) -> None:
+    session.feed(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+    )
+    head = events_until_blocked(session)[0]
+    assert isinstance(head, RequestHead) and head.expects_continue
+    assert session.continue_response() == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert session.continue_response() == b""
+
+
+def test_eof_between_requests_is_connection_closed(session: HTTPSession) -> None:
+    session.feed(b"")
+    assert session.next_event() is CONNECTION_CLOSED
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\n\r\n", 400),  # HTTP/1.1 requires Host (RFC 9112 §3.2)
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /" + b"a" * 20000, 414),  # the request line never ends
+        (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 3000, 431),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+    ],
+)
+def test_bad_requests_carry_their_status(session: HTTPSession, raw: bytes, status: int) -> None:
+    session.feed(raw)
+    with pytest.raises(ProtocolError) as caught:
+        events_until_blocked(session)
+    assert caught.value.status == status
+    reply = session.error_response(status, [])
+    assert reply.startswith(b"HTTP/1.1 %d " % status)
+    assert b"connection: close" in reply.lower()
+
+
+def test_error_response_after_start_is_empty(session: HTTPSession) -> None:
+    session.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    events_until_blocked(session)
+    session.response_head(200, [])
+    assert session.error_response(500, []) == b""
+
+
+@pytest.mark.parametrize(
+    ("target", "path", "raw", "query"),
+    [
+        (b"/a/b?x=1&y", "/a/b", b"/a/b", b"x=1&y"),
+        (b"/caf%C3%A9/x%20y", "/caf\u00e9/x y", b"/caf%C3%A9/x%20y", b""),
+        (b"/a%2Fb", "/a/b", b"/a%2Fb", b""),
+        (b"/bad%FF", "/bad\ufffd", b"/bad%FF", b""),
+        (b"*", "*", b"*", b""),
+    ],
+)
+def test_parse_target(target: bytes, path: str, raw: bytes, query: bytes) -> None:
+    parsed = parse_target(target)
+    assert (parsed.path, parsed.raw_path, parsed.query_string) == (path, raw, query)
+
+
+def test_parse_target_rejects_other_forms() -> None:
+    with pytest.raises(ProtocolError) as caught:
+        parse_target(b"example.com:443")
+    assert caught.value.status == 400
