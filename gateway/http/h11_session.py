@@ -97,7 +97,9 @@ class H11Session:
     def continue_response(self) -> bytes:
         if not self._conn.they_are_waiting_for_100_continue:
             return b""
-        return self._send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
+        return self._send(
+            h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+        )
 
     def response_head(self, status: int, headers: Headers) -> bytes:
         self._started = True

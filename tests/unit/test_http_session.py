@@ -121,9 +121,7 @@ def test_pipelined_request_waits_paused(session: HTTPSession) -> None:
 
 
 def test_expect_continue(session: HTTPSession) -> None:
-    session.feed(
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
-    )
+    session.feed(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
     head = events_until_blocked(session)[0]
     assert isinstance(head, RequestHead) and head.expects_continue
     assert session.continue_response() == b"HTTP/1.1 100 Continue\r\n\r\n"

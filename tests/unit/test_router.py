@@ -33,10 +33,17 @@ def make_router(*prefixes: str, max_body_bytes: int = 1000) -> tuple[Router, dic
 
 
 def call(
-    router: Router, path: str, headers: list[tuple[bytes, bytes]] | None = None,
+    router: Router,
+    path: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
     bodies: list[bytes] | None = None,
 ) -> list[Message]:
-    scope: dict[str, Any] = {"type": "http", "path": path, "root_path": "", "headers": headers or []}
+    scope: dict[str, Any] = {
+        "type": "http",
+        "path": path,
+        "root_path": "",
+        "headers": headers or [],
+    }
     chunks = list(bodies or [b""])
     sent: list[Message] = []
 

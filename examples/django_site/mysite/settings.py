@@ -4,6 +4,7 @@ Module paths start at examples/ ("django_site.mysite..."), because that is the d
 the gateway puts on sys.path (`pythonpath = ["."]` in gateway.toml).
 """
 
+import os
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent  # examples/django_site
@@ -53,7 +54,8 @@ TEMPLATES = [
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": BASE_DIR / "db.sqlite3",
+        # EXAMPLE_DB_PATH lets the test suite keep its database out of the source tree.
+        "NAME": Path(os.environ.get("EXAMPLE_DB_PATH", BASE_DIR / "db.sqlite3")),
     }
 }
 

@@ -1,0 +1,215 @@
+"""Finding an app from its reference and serving it as an ASGI 3 app.
+
+Rules:
+1. A reference is "module:attribute" (the attribute may be dotted) or
+   "module:factory()", which calls the factory with no arguments. Nothing else is
+   evaluated.
+2. Every failure is an AppLoadError that names the reference and the cause, chained from
+   the original: the module is not found, importing it raised (an ImportError of its
+   own included, told apart from "not found"), a SyntaxError in it, the attribute is
+   missing, the factory raised.
+3. An explicit interface wins; "auto" detects it from the callable (detect_interface)
+   and refuses to guess when the callable does not say.
+4. ASGI 2 (double-callable) apps are wrapped by asgiref into ASGI 3; WSGI apps get a
+   WSGIAdapter with the mount's own thread pool. LoadedApp.app is always ASGI 3.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, cast
+
+from a2wsgi.wsgi_typing import WSGIApp
+from asgiref import compatibility
+from asgiref.sync import iscoroutinefunction
+
+from adapters.wsgi import WSGIAdapter
+from gateway.asgi import ASGIApp
+from gateway.errors import AppLoadError
+
+INTERFACES = ("asgi", "wsgi", "auto")
+Interface = Literal["asgi", "wsgi"]
+
+# asgiref ships these untyped; give them their types once, here.
+_is_double_callable: Callable[[object], bool] = compatibility.is_double_callable
+_single_callable: Callable[[object], ASGIApp] = compatibility.guarantee_single_callable
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+@dataclass
+class LoadedApp:
+    """An app ready to mount: `app` is ASGI 3 whatever the app was written for."""
+
+    app: ASGIApp
+    interface: str  # resolved: "asgi" | "wsgi"
+    reference: str
+    pool_size: int | None  # the WSGI pool's size; None for ASGI
+    supports_lifespan: bool  # False for WSGI: the server answers lifespan for them
+
+    def close(self) -> None:
+        """Shut a WSGI app's pool down (without waiting); idempotent, no-op for ASGI."""
+        if isinstance(self.app, WSGIAdapter):
+            self.app.close()
+
+
+def load_app(ref: str, interface: str, threads: int, name: str) -> LoadedApp:
+    """Import `ref` and make it an ASGI 3 app; `threads` sizes a WSGI app's pool."""
+    if interface not in INTERFACES:
+        raise AppLoadError(f"cannot load {ref!r}: interface must be one of {INTERFACES}")
+    obj = import_from_string(ref)
+    if not callable(obj):
+        raise AppLoadError(f"cannot load {ref!r}: it is a {type(obj).__name__}, not an app")
+    kind = _resolve_interface(ref, obj, interface)
+    if kind == "wsgi":
+        if threads < 1:
+            raise AppLoadError(f"cannot load {ref!r}: a WSGI app needs threads >= 1")
+        adapter = WSGIAdapter(cast(WSGIApp, obj), threads, name)
+        return LoadedApp(adapter, "wsgi", ref, threads, supports_lifespan=False)
+    return LoadedApp(as_asgi3(obj), "asgi", ref, None, supports_lifespan=True)
+
+
+def _resolve_interface(ref: str, obj: object, interface: str) -> Interface:
+    if interface in ("asgi", "wsgi"):
+        return cast(Interface, interface)
+    try:
+        return detect_interface(obj)
+    except AppLoadError as exc:
+        raise AppLoadError(f"cannot load {ref!r}: {exc}") from exc
+
+
+def as_asgi3(obj: object) -> ASGIApp:
+    """`obj` as an ASGI 3 app: ASGI 2 apps are wrapped by asgiref, others kept."""
+    if _is_asgi2(obj):
+        return _single_callable(obj)
+    return cast(ASGIApp, obj)
+
+
+def import_from_string(ref: str) -> object:
+    """The object named by "module:attribute" or returned by "module:factory()"."""
+    module_name, attribute, factory = _parse(ref)
+    obj: object = _import_module(ref, module_name)
+    for part in attribute.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as exc:
+            raise AppLoadError(
+                f"cannot load {ref!r}: module {module_name!r} has no attribute {attribute!r}"
+            ) from exc
+    return _call_factory(ref, attribute, obj) if factory else obj
+
+
+def _parse(ref: str) -> tuple[str, str, bool]:
+    module_name, sep, attribute = ref.partition(":")
+    factory = attribute.endswith("()")
+    attribute = attribute.removesuffix("()")
+    names = [*module_name.split("."), *attribute.split(".")]
+    if not sep or not all(name.isidentifier() for name in names):
+        raise AppLoadError(
+            f"cannot load {ref!r}: expected 'module:attribute' or 'module:factory()'"
+        )
+    return module_name, attribute, factory
+
+
+def _import_module(ref: str, module_name: str) -> object:
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not _is_self_or_parent(exc.name, module_name):
+            raise _import_failed(ref, module_name, exc) from exc
+        missing = "" if exc.name == module_name else f" (no package {exc.name!r})"
+        raise AppLoadError(
+            f"cannot load {ref!r}: module {module_name!r} not found{missing}"
+        ) from exc
+    except SyntaxError as exc:
+        raise AppLoadError(
+            f"cannot load {ref!r}: syntax error in {exc.filename}, line {exc.lineno}: {exc.msg}"
+        ) from exc
+    except Exception as exc:
+        raise _import_failed(ref, module_name, exc) from exc
+
+
+def _is_self_or_parent(missing: str, module_name: str) -> bool:
+    return module_name == missing or module_name.startswith(missing + ".")
+
+
+def _import_failed(ref: str, module_name: str, exc: Exception) -> AppLoadError:
+    # Told apart from "not found": the module exists and raised while importing.
+    return AppLoadError(
+        f"cannot load {ref!r}: importing module {module_name!r} raised {type(exc).__name__}: {exc}"
+    )
+
+
+def _call_factory(ref: str, attribute: str, factory: object) -> object:
+    if not callable(factory):
+        raise AppLoadError(f"cannot load {ref!r}: {attribute} is not callable")
+    try:
+        return factory()
+    except Exception as exc:
+        raise AppLoadError(
+            f"cannot load {ref!r}: factory {attribute}() raised {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def detect_interface(obj: object) -> Interface:
+    """Whether `obj` is an ASGI or a WSGI app, from how it is called.
+
+    ASGI 2 (asgiref's double-callable check, taking just `scope`) and coroutine
+    functions, or objects whose `__call__` is one, are ASGI. Otherwise the number of
+    required positional parameters decides: 2 (environ, start_response) is WSGI, 3
+    (scope, receive, send) is ASGI. Anything else raises AppLoadError.
+    """
+    if _is_asgi2(obj) or _is_coroutine_callable(obj):
+        return "asgi"
+    count = _positional_count(obj)
+    if count == 2:
+        return "wsgi"
+    if count == 3:
+        return "asgi"
+    raise AppLoadError(
+        f"cannot tell whether {_describe(obj)} is an ASGI or a WSGI app from its "
+        'signature; set interface = "asgi" or "wsgi" on its mount'
+    )
+
+
+def _is_asgi2(obj: object) -> bool:
+    # asgiref calls every callable that is not a coroutine function double-callable,
+    # WSGI apps included; a double callable also takes exactly one argument (scope).
+    if getattr(obj, "_asgi_single_callable", False):
+        return False
+    if getattr(obj, "_asgi_double_callable", False):
+        return True
+    return _is_double_callable(obj) and _positional_count(obj) == 1
+
+
+def _is_coroutine_callable(obj: object) -> bool:
+    if iscoroutinefunction(obj):
+        return True
+    # Python looks `__call__` up on the type; a class's own __call__ belongs to its
+    # instances (calling the class builds one), so classes are skipped.
+    return not inspect.isclass(obj) and iscoroutinefunction(
+        inspect.getattr_static(type(obj), "__call__", None)
+    )
+
+
+def _positional_count(obj: object) -> int | None:
+    """Required positional parameters of calling `obj`; None when it cannot be told."""
+    try:
+        signature = inspect.signature(cast(Callable[..., object], obj))
+    except (TypeError, ValueError):
+        return None
+    count = 0
+    for parameter in signature.parameters.values():
+        if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+            return None
+        if parameter.kind in _POSITIONAL and parameter.default is parameter.empty:
+            count += 1
+    return count
+
+
+def _describe(obj: object) -> str:
+    name = getattr(obj, "__qualname__", None) or f"a {type(obj).__qualname__} instance"
+    return str(name)

@@ -1,0 +1,491 @@
+"""WSGI apps (PEP 3333) served as ASGI 3 apps, each mount on its own thread pool.
+
+Rules:
+1. The loop never waits on a WSGI thread: it awaits an asyncio future the thread
+   completes, and shares a lock the thread holds only for a few list operations. Waits
+   for the loop (more body, room in the channel) happen in the pool thread.
+2. Few hand-offs. The loop builds the environ and reads the first body message itself,
+   then submits the call (one hand-off in); if that message ends the body, wsgi.input
+   is a BytesIO and the thread never needs the loop for input. The thread posts the
+   response to a `Channel` and wakes the loop (call_soon_threadsafe) only when the loop
+   is parked on an empty channel, so parts posted together cost one hand-off out and go
+   out as the start plus one merged body. A result with a len() (the list small apps
+   return) is posted with its end, so it costs exactly one hand-off out.
+3. The channel is bounded by bytes (HIGH_WATER_BYTES): an app that outruns its client
+   waits in its own thread.
+4. Headers go out with the first non-empty chunk or at the end; the result's close() is
+   always called (success, error, disconnect), in the thread, after the end of the
+   response was posted, so it never delays the client.
+5. An exception from the app (or from wsgi.input on its behalf, e.g. RequestBodyTooLarge)
+   is re-raised on the loop, before or after the response started: the server answers
+   500 (or the error's status) or closes the connection. ClientDisconnected ends the
+   call quietly.
+6. `expect: 100-continue`: no pre-read, so the server sends 100 only when the app reads.
+7. Request headers with "_" in their names are dropped: "X_User" and "X-User" both map
+   to HTTP_X_USER, so a client could spoof a header a proxy sets (nginx, gunicorn agree).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import io
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sized
+from concurrent.futures import CancelledError as FutureCancelled
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
+from typing import IO, Any, cast
+from urllib.parse import quote
+
+from a2wsgi.wsgi_typing import Environ, ExceptionInfo, WSGIApp
+
+from gateway.asgi import Message, Receive, Scope, Send
+from gateway.errors import ClientDisconnected
+
+# Response bytes a thread may post before the loop has handed them to the connection.
+# 256 KiB holds a typical page or JSON reply whole, so the thread never waits for those,
+# and it bounds memory for a streaming app behind a slow client: a 32-thread pool holds
+# at most ~8 MiB (plus one oversized chunk per thread, which is posted whole).
+HIGH_WATER_BYTES = 256 * 1024
+# wsgi.file_wrapper block: one post per block; 64 KiB keeps posts few without holding
+# much of a large file in memory at once.
+FILE_BLOCK_BYTES = 64 * 1024
+# A thread waiting on the loop re-checks this often that the loop still exists: if the
+# loop is closed without cancelling the call, nothing else would wake the thread.
+LIVENESS_CHECK_S = 1.0
+
+error_log = logging.getLogger("gateway.error")
+Chunk = bytes | bytearray | memoryview
+
+
+class ErrorStream:
+    """wsgi.errors: each write is one error record on "gateway.error", named by mount."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def write(self, text: str, /) -> int:
+        line = text.rstrip("\n")
+        if line.strip():
+            error_log.error("wsgi[%s]: %s", self.name, line)
+        return len(text)
+
+    def writelines(self, lines: Iterable[str], /) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        """Nothing to do: writes are not buffered (PEP 3333 allows a no-op)."""
+
+
+class FileWrapper:
+    """wsgi.file_wrapper (PEP 3333 "Optional Platform-Specific File Handling")."""
+
+    def __init__(self, filelike: IO[bytes], block_size: int = FILE_BLOCK_BYTES) -> None:
+        self.filelike = filelike
+        self.block_size = block_size
+
+    def __iter__(self) -> Iterator[bytes]:
+        while block := self.filelike.read(self.block_size):
+            yield block
+
+    def close(self) -> None:
+        close = getattr(self.filelike, "close", None)
+        if close is not None:
+            close()
+
+
+def build_environ(scope: Scope, errors: ErrorStream) -> dict[str, Any]:
+    """The PEP 3333 environ for an ASGI HTTP scope, all but `wsgi.input`."""
+    script_name, path_info = _split_path(scope)
+    query = scope.get("query_string", b"").decode("latin-1")
+    scheme = scope.get("scheme", "http")
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": scope["method"],
+        "SCRIPT_NAME": script_name,
+        "PATH_INFO": path_info,
+        "QUERY_STRING": query,
+        "SERVER_PROTOCOL": "HTTP/" + scope.get("http_version", "1.1"),
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scheme,
+        "wsgi.errors": errors,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        # Our input returns EOF at the end of the body, chunked or not; without this
+        # flag Werkzeug reads an empty body for a request with no Content-Length.
+        "wsgi.input_terminated": True,
+        "wsgi.file_wrapper": FileWrapper,
+        "asgi.scope": scope,
+    }
+    environ["RAW_URI"] = environ["REQUEST_URI"] = _request_uri(scope, query)
+    _add_headers(environ, scope["headers"])
+    environ["SERVER_NAME"], environ["SERVER_PORT"] = _server_address(
+        scope, environ.get("HTTP_HOST"), scheme
+    )
+    client = scope.get("client")
+    if client and client[1] is not None:
+        environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = str(client[0]), str(client[1])
+    return environ
+
+
+def _wsgi_str(text: str) -> str:
+    # PEP 3333 "Unicode Issues": native strings carry the URL's bytes as latin-1.
+    return text.encode("utf-8", "surrogateescape").decode("latin-1")
+
+
+def _split_path(scope: Scope) -> tuple[str, str]:
+    # ASGI keeps root_path inside path; WSGI splits it into SCRIPT_NAME + PATH_INFO.
+    root = scope.get("root_path", "").rstrip("/")
+    path: str = scope["path"]
+    if path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
+        path = path[len(root) :]
+    return _wsgi_str(root), _wsgi_str(path)
+
+
+def _request_uri(scope: Scope, query: str) -> str:
+    raw_path = scope.get("raw_path")
+    if raw_path:
+        target = raw_path.decode("latin-1")
+    else:
+        target = quote(scope["path"].encode("utf-8", "surrogateescape"))
+    return f"{target}?{query}" if query else target
+
+
+def _add_headers(environ: dict[str, Any], headers: Iterable[tuple[bytes, bytes]]) -> None:
+    for raw_name, raw_value in headers:
+        name = raw_name.decode("latin-1")
+        if "_" in name:
+            continue  # rule 7
+        key = name.upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+        value = raw_value.decode("latin-1")
+        old = environ.get(key)
+        if old is None:
+            environ[key] = value
+        else:  # RFC 9110 5.3 joins repeats with ","; cookies use "; " (RFC 6265 5.4)
+            environ[key] = old + ("; " if key == "HTTP_COOKIE" else ",") + value
+
+
+def _server_address(scope: Scope, host: str | None, scheme: str) -> tuple[str, str]:
+    server = scope.get("server")
+    if server and server[1] is not None:
+        return str(server[0]), str(server[1])
+    default_port = "443" if scheme == "https" else "80"
+    if not host:
+        return "localhost", default_port
+    if host.endswith("]") or ":" not in host:  # "[::1]" or "example.com"
+        return host, default_port
+    name, _, port = host.rpartition(":")
+    return name or "localhost", port if port.isdigit() else default_port
+
+
+class BodyStream(io.RawIOBase):
+    """The rest of a body still arriving, as a raw stream; `wsgi.input` wraps it in an
+    io.BufferedReader, which supplies read(n), readline, readlines and iteration.
+    When the current message is used up, it blocks the pool thread on `fetch` (the next
+    `receive()` message, run on the loop), never the loop."""
+
+    def __init__(self, fetch: Callable[[], Message], first: bytes) -> None:
+        super().__init__()
+        self._fetch = fetch
+        self._view = memoryview(first)
+        self._more = True
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any, /) -> int:  # any writable buffer (typeshed's type)
+        while not self._view and self._more:
+            message = self._fetch()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected("the client left while sending the request body")
+            self._view = memoryview(message.get("body", b""))
+            self._more = message.get("more_body", False)
+        size = min(len(self._view), memoryview(buffer).nbytes)
+        memoryview(buffer).cast("B")[:size] = self._view[:size]
+        self._view = self._view[size:]
+        return size
+
+
+class Channel:
+    """One request's link between its pool thread (post, fail, fetch) and its loop-side
+    call (drain, abort). Both sides hold the lock only for a few list operations."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._cond = threading.Condition(threading.Lock())
+        self._items: list[Message | bytes] = []  # the start message first, then bodies
+        self._buffered = 0
+        self._finished = False
+        self._error: BaseException | None = None
+        self._aborted = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._pending: Future[Message] | None = None
+
+    @property
+    def aborted(self) -> bool:
+        return self._aborted
+
+    def post(self, start: Message | None, body: bytes, final: bool) -> None:
+        """Thread side: queue response parts; wait here while over the high-water mark."""
+        with self._cond:
+            self._check_alive()
+            if start is not None:
+                self._items.append(start)
+            if body:
+                self._items.append(body)
+                self._buffered += len(body)
+            self._finished = final
+            waiter, self._waiter = self._waiter, None
+        self._wake(waiter)
+        if not final:
+            self._wait_for_room()
+
+    def fail(self, exc: BaseException) -> bool:
+        """Thread side: hand the app's error to the loop; False if nobody listens now."""
+        with self._cond:
+            if self._finished or self._aborted:
+                return False
+            self._error, self._finished = exc, True
+            waiter, self._waiter = self._waiter, None
+        self._wake(waiter)
+        return True
+
+    def fetch(self, receive: Receive) -> Message:
+        """Thread side: run `receive()` on the loop and wait for it in this thread."""
+        with self._cond:
+            self._check_alive()
+            future = self._pending = asyncio.run_coroutine_threadsafe(
+                _call_receive(receive), self._loop
+            )
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    return future.result(LIVENESS_CHECK_S)
+                if self._loop.is_closed():
+                    raise ClientDisconnected("the event loop closed")
+        except FutureCancelled:
+            raise ClientDisconnected("the request was aborted") from None
+        finally:
+            with self._cond:
+                self._pending = None
+
+    def _wait_for_room(self) -> None:
+        with self._cond:
+            while self._buffered > HIGH_WATER_BYTES and not self._aborted:
+                if not self._cond.wait(LIVENESS_CHECK_S) and self._loop.is_closed():
+                    self._aborted = True
+            self._check_alive()
+
+    def _check_alive(self) -> None:
+        if self._aborted:
+            raise ClientDisconnected("the client disconnected")
+
+    def _wake(self, waiter: asyncio.Future[None] | None) -> None:
+        if waiter is not None:
+            with contextlib.suppress(RuntimeError):  # loop closed: nobody waits any more
+                self._loop.call_soon_threadsafe(_resolve, waiter)
+
+    async def drain(self, send: Send) -> None:
+        """Loop side: send what the thread posts until the response ends or fails."""
+        try:
+            while await self._send_batch(send):
+                pass
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Loop side: stop the thread at its next post or read (idempotent)."""
+        with self._cond:
+            self._aborted = True
+            pending, self._pending = self._pending, None
+            self._cond.notify_all()
+        if pending is not None:
+            pending.cancel()
+
+    async def _send_batch(self, send: Send) -> bool:
+        """Send one batch: the start, then all its bodies as one; True if more follow."""
+        items, finished, error = await self._take()
+        if items and not isinstance(first := items[0], bytes):
+            await send(first)
+        chunks = [item for item in items if isinstance(item, bytes)]
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        done = finished and error is None
+        if body or done:
+            await send({"type": "http.response.body", "body": body, "more_body": not done})
+        if body:
+            with self._cond:
+                self._buffered -= len(body)
+                self._cond.notify()
+        if error is not None:
+            raise error
+        return not finished
+
+    async def _take(self) -> tuple[list[Message | bytes], bool, BaseException | None]:
+        while True:
+            with self._cond:
+                if self._items or self._finished:
+                    items, self._items = self._items, []
+                    return items, self._finished, self._error
+                waiter = self._waiter = self._loop.create_future()
+            await waiter
+
+
+async def _call_receive(receive: Receive) -> Message:
+    # A coroutine made in the thread and run on the loop; `receive` itself may return
+    # any awaitable, which run_coroutine_threadsafe would not accept.
+    return await receive()
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():  # cancelled when the loop-side call was cancelled
+        waiter.set_result(None)
+
+
+class WSGICall:
+    """The thread side of one request: start_response, write, iteration and close."""
+
+    def __init__(self, channel: Channel, name: str) -> None:
+        self.channel = channel
+        self.name = name
+        self.start: Message | None = None
+        self.headers_sent = False
+
+    def run(self, app: WSGIApp, environ: dict[str, Any]) -> None:
+        if self.channel.aborted:
+            return  # the call was cancelled while it queued for a thread
+        try:
+            result = app(cast(Environ, environ), self.start_response)
+            try:
+                self._iterate(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:  # PEP 3333 "Specification Details": always
+                    close()
+        except Exception as exc:
+            self._report(exc)
+        except BaseException as exc:  # SystemExit & co. must not stop the server's loop
+            wrapped = RuntimeError(f"the WSGI app raised {type(exc).__name__}")
+            wrapped.__cause__ = exc
+            self._report(wrapped)
+
+    def start_response(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        exc_info: ExceptionInfo | None = None,
+        /,
+    ) -> Callable[[bytes], None]:
+        # PEP 3333 "The start_response() Callable".
+        if exc_info is not None:
+            try:
+                if self.headers_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None  # drop the traceback reference cycle, as the PEP asks
+        elif self.start is not None:
+            raise RuntimeError("start_response() called a second time without exc_info")
+        self.start = {
+            "type": "http.response.start",
+            "status": _status_code(status),
+            "headers": [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in headers],
+        }
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """PEP 3333 "The write() Callable": legacy, unbuffered output."""
+        self._send(data, final=False)
+
+    def _iterate(self, result: Iterable[bytes]) -> None:
+        # PEP 3333: "If a call to len(iterable) succeeds, the server must be able to
+        # rely on the result being accurate", so the last chunk can carry the end.
+        remaining = len(result) if isinstance(result, Sized) else -1
+        for chunk in result:
+            remaining -= 1
+            self._send(chunk, final=remaining == 0)
+            if remaining == 0:
+                return
+        self._send(b"", final=True)
+
+    def _send(self, chunk: Chunk, final: bool) -> None:
+        data = chunk if type(chunk) is bytes else _as_bytes(chunk)
+        if self.start is None:
+            raise RuntimeError("the WSGI app sent body data before calling start_response()")
+        if not data and not final:
+            return  # PEP 3333 "Buffering and Streaming": headers wait for real data
+        start = None
+        if not self.headers_sent:
+            start, self.headers_sent = self.start, True
+        self.channel.post(start, data, final)
+
+    def _report(self, exc: BaseException) -> None:
+        if not self.channel.fail(exc) and not isinstance(exc, ClientDisconnected):
+            error_log.error("wsgi[%s]: error after the response ended", self.name, exc_info=exc)
+
+
+def _status_code(status: str) -> int:
+    if not status[:3].isdigit() or status[3:4] not in ("", " "):
+        raise ValueError(f"bad WSGI status line {status!r}: expected e.g. '200 OK'")
+    return int(status[:3])
+
+
+def _as_bytes(data: object) -> bytes:
+    if not isinstance(data, bytearray | memoryview):
+        raise TypeError(f"WSGI body chunks must be bytes, not {type(data).__name__}")
+    return bytes(data)
+
+
+class WSGIAdapter:
+    """An ASGI 3 app that runs a WSGI app on its own pool of `threads` threads."""
+
+    def __init__(self, app: WSGIApp, threads: int, name: str) -> None:
+        if threads < 1:
+            raise ValueError(f"a WSGI pool needs at least one thread, got {threads}")
+        self.app = app
+        self.threads = threads
+        self.name = name
+        self._errors = ErrorStream(name)
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"wsgi-{name}")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            raise ValueError(
+                f"WSGI mount {self.name!r} serves only HTTP, not a {scope['type']!r} scope"
+            )
+        channel = Channel(asyncio.get_running_loop())
+        environ = build_environ(scope, self._errors)
+        body = await _open_input(environ, receive, channel)
+        if body is None:
+            return  # the client left before its request began: nobody to answer
+        environ["wsgi.input"] = body
+        call = WSGICall(channel, self.name)
+        # The copied context lets request-scoped contextvars (log ids, tracing) follow
+        # the request into its thread, as asyncio.to_thread does.
+        self._pool.submit(contextvars.copy_context().run, call.run, self.app, environ)
+        with contextlib.suppress(ClientDisconnected):
+            await channel.drain(send)
+
+    def close(self) -> None:
+        """Shut the pool down without waiting; calls already queued still run."""
+        self._pool.shutdown(wait=False)
+
+
+async def _open_input(
+    environ: dict[str, Any], receive: Receive, channel: Channel
+) -> io.BytesIO | io.BufferedReader | None:
+    """wsgi.input, pre-reading the first body message on the loop (rule 2, rule 6)."""
+    fetch = partial(channel.fetch, receive)
+    if environ.get("HTTP_EXPECT", "").lower() == "100-continue":
+        return io.BufferedReader(BodyStream(fetch, b""))
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        return None
+    body: bytes = message.get("body", b"")
+    if message.get("more_body", False):
+        return io.BufferedReader(BodyStream(fetch, body))
+    return io.BytesIO(body)

@@ -1,0 +1,120 @@
+"""The command line: `gateway serve CONFIG`, `gateway check CONFIG`, `--version`.
+
+Rules:
+1. The flags that override the mount file are derived from the settings' declarations in
+   gateway/config.py (`cli_options`), never written out here a second time.
+2. Exit status (DESIGN §1): 0 clean stop, 1 configuration or usage error, 3 an app that
+   failed to load or whose lifespan startup failed.
+3. User-facing messages are one line on stderr, prefixed `gateway: `; no tracebacks for
+   errors the user can fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import adapters
+from gateway import __version__
+from gateway.config import CliOption, Config, cli_options, load_config
+from gateway.errors import GatewayError, StartupError
+from gateway.supervisor import serve
+from gateway.worker import load_mounts
+
+LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "check":
+            return check(load_config(args.config))
+        config = load_config(args.config, overrides=_overrides(args))
+        configure_logging(config)
+        if config.server.workers > 1:
+            logging.getLogger("gateway.error").warning(
+                "workers = %d: this version serves in one process", config.server.workers
+            )
+        return serve(config)
+    except GatewayError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return exc.exit_status
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gateway", description="Serve WSGI and ASGI apps side by side from one mount file."
+    )
+    parser.add_argument("--version", action="version", version=f"gateway {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="serve the apps in a mount file")
+    serve_cmd.add_argument("config", help="the mount file (TOML)")
+    for option in cli_options():
+        _add_option(serve_cmd, option)
+    check_cmd = commands.add_parser(
+        "check", help="validate a mount file, import every app, print the routing table"
+    )
+    check_cmd.add_argument("config", help="the mount file (TOML)")
+    return parser
+
+
+def _add_option(parser: argparse.ArgumentParser, option: CliOption) -> None:
+    dest = option.setting
+    if option.kind == "bool-off":
+        parser.add_argument(
+            option.flag, dest=dest, action="store_false", default=None, help=option.help
+        )
+    elif option.kind == "list":
+        parser.add_argument(option.flag, dest=dest, action="append", help=option.help)
+    elif option.kind == "int":
+        parser.add_argument(option.flag, dest=dest, type=int, help=option.help)
+    else:
+        parser.add_argument(
+            option.flag, dest=dest, choices=option.choices or None, help=option.help
+        )
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    values = {option.setting: getattr(args, option.setting) for option in cli_options()}
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def configure_logging(config: Config) -> None:
+    level = config.server.log_level.upper()
+    errors = logging.StreamHandler(sys.stderr)
+    errors.setFormatter(logging.Formatter(LOG_FORMAT))
+    error_logger = logging.getLogger("gateway")
+    error_logger.handlers[:] = [errors]
+    error_logger.setLevel(level)
+    access = logging.getLogger("gateway.access")
+    access_handler = logging.StreamHandler(sys.stdout)
+    access_handler.setFormatter(logging.Formatter("%(message)s"))
+    access.handlers[:] = [access_handler]
+    access.propagate = False
+    access.setLevel(logging.INFO if config.server.access_log else logging.CRITICAL + 1)
+
+
+def check(config: Config) -> int:
+    """Import every app and print the routing table (exit 0), or why not (exit 1)."""
+    try:
+        mounts = load_mounts(config)
+    except StartupError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 1
+    print(f"config:   {config.path}")
+    print(f"adapters: {adapters.__file__}")
+    rows = [("PREFIX", "INTERFACE", "APP", "POOL")]
+    for mount in mounts:
+        pool = str(mount.loaded.pool_size) if mount.loaded.pool_size else "-"
+        rows.append((mount.config.prefix, mount.loaded.interface, mount.config.app, pool))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    for mount in mounts:
+        mount.loaded.close()
+    return 0

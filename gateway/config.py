@@ -1,0 +1,553 @@
+"""The mount file: TOML in, frozen dataclasses out, every value validated (DESIGN §1).
+
+Rules:
+1. Config is inert data. Loading it imports no app and binds nothing; an app reference is
+   checked for its shape only ("module:attribute"), never resolved.
+2. Each setting is declared once: the dataclass field carries its default, its help text,
+   its validator and (for the few the command line may override) its flag. The CLI
+   (`cli_options`) and the reference docs (`describe_settings`) are derived from it.
+3. Nothing is swallowed. An unknown key, a wrong type or a bad value raises `ConfigError`
+   naming the file, the table ("server", "mount #N" 1-based, or "top level") and the key.
+   A TOML bool is never accepted where a number is expected.
+4. Command-line overrides pass through the same validators as the file.
+5. Layer 1: stdlib and `gateway.errors` only; no asyncio, socket, threading or signal.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import keyword
+import math
+import os
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
+from typing import Any, Literal, TypeVar
+
+from gateway.errors import ConfigError
+
+Check = Callable[[object], Any]
+"""A validator: takes the raw TOML value, returns the stored value or raises _Invalid."""
+T = TypeVar("T")
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+INTERFACES = ("asgi", "wsgi", "auto")
+LIFESPAN_MODES = ("auto", "on", "off")
+
+# A WSGI mount's pool size when the file does not say. Between Waitress's 4 threads and
+# mod_wsgi daemon mode's 15: enough to overlap the database and network waits of a
+# typical legacy app, few enough that several WSGI mounts in one worker stay cheap.
+# Explicit `threads` per mount is recommended; this is only the safe fallback.
+DEFAULT_WSGI_THREADS = 10
+
+# The whole request head (request line + headers). 16 KiB is h11's own default
+# (DEFAULT_MAX_INCOMPLETE_EVENT_SIZE); nginx's default buffers accept 4 x 8 KiB lines and
+# gunicorn ~100 fields of 8 KiB, so real browsers with big cookies fit, and a peer cannot
+# make us buffer an unbounded head. Below 1 KiB ordinary requests would be refused.
+MAX_HEADER_BYTES = 16 * 1024
+MIN_HEADER_BYTES = 1024
+
+# The request target (path + query). RFC 9112 §3 asks servers to support request lines
+# of at least 8000 octets; nginx's 8 KiB line buffer is the same figure. Beyond it: 414.
+MAX_TARGET_BYTES = 8 * 1024
+MIN_TARGET_BYTES = 256
+
+# Per-mount request body limit. nginx's 1 MiB default breaks the file uploads that legacy
+# apps routinely accept, so we follow the 100 MB figure common at CDNs (Cloudflare's
+# default): generous for uploads, yet one request cannot fill memory or disk unnoticed.
+# 0 refuses any request body (413).
+MAX_BODY_BYTES = 100 * 1024 * 1024
+
+# uvicorn's default; long enough for a browser's next request, short enough that idle
+# connections do not pile up (gunicorn uses 2 s, nginx 75 s behind a proxy).
+KEEP_ALIVE_TIMEOUT_S = 5.0
+# gunicorn's default, and Kubernetes' terminationGracePeriodSeconds: drain fits the pod's.
+GRACEFUL_TIMEOUT_S = 30.0
+
+COMMAND_LINE = " (command line)"
+"""Appended to the file name in errors about command-line overrides."""
+
+
+class _Invalid(ValueError):
+    """A validator's complaint: just the reason; the caller adds file, table and key."""
+
+
+@dataclass(frozen=True)
+class CliOption:
+    """A command-line flag derived from a setting's declaration."""
+
+    setting: str  # field name in ServerConfig, e.g. "bind"
+    flag: str  # "--bind"
+    help: str
+    kind: str  # "list" (repeatable), "int", "str", "choice", "bool-off" (flag sets False)
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SettingDoc:
+    """One row of the settings reference (README)."""
+
+    table: str  # "server" or "mount"
+    key: str
+    type: str
+    default: str
+    help: str
+
+
+@dataclass(frozen=True)
+class _Flag:
+    """The command-line side of a setting; `help` defaults to the setting's own."""
+
+    flag: str
+    kind: str
+    help: str = ""
+    choices: tuple[str, ...] = ()
+
+
+def _setting(
+    default: Any, check: Check, help: str, cli: _Flag | None = None, doc_default: str = ""
+) -> Any:
+    """A dataclass field that carries its whole declaration in `metadata`.
+
+    `doc_default` replaces the rendered default in the reference where the literal one
+    would mislead (threads: None stands for a value computed at load time).
+    """
+    meta = {"help": help, "check": check, "cli": cli, "doc": doc_default}
+    if default is MISSING:
+        return field(metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _toml_type(value: object) -> str:
+    names = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array"}
+    return names.get(type(value), "table" if isinstance(value, dict) else "date/time")
+
+
+def _expect(value: object, wanted: type[T], name: str) -> T:
+    # bool is a subclass of int in Python, but "threads = true" is a mistake in TOML.
+    if not isinstance(value, wanted) or (isinstance(value, bool) and wanted is not bool):
+        shown = str(value).lower() if isinstance(value, bool) else repr(value)
+        raise _Invalid(f"expected {name}, got {_toml_type(value)} {shown}")
+    return value
+
+
+def _int_at_least(minimum: int) -> Check:
+    def check(value: object) -> int:
+        number = _expect(value, int, "an integer")
+        if number < minimum:
+            raise _Invalid(f"must be >= {minimum}, got {number}")
+        return number
+
+    return check
+
+
+def _seconds(*, positive: bool) -> Check:
+    def check(value: object) -> float:
+        if not isinstance(value, float):  # TOML integers are fine: "timeout = 5"
+            value = float(_expect(value, int, "a number of seconds"))
+        if not math.isfinite(value):
+            raise _Invalid(f"must be a finite number, got {value}")
+        if value < 0 or (positive and value == 0):
+            raise _Invalid(f"must be {'> 0' if positive else '>= 0'}, got {value}")
+        return value
+
+    return check
+
+
+def _boolean(value: object) -> bool:
+    return _expect(value, bool, "true or false")
+
+
+def _choice(allowed: tuple[str, ...]) -> Check:
+    def check(value: object) -> str:
+        text = _expect(value, str, "a string").lower()
+        if text not in allowed:
+            raise _Invalid(f"must be one of {', '.join(allowed)}; got {value!r}")
+        return text
+
+    return check
+
+
+def _string_list(value: object) -> tuple[str, ...]:
+    wanted = "an array of strings"
+    items = tuple(_expect(item, str, wanted) for item in _expect(value, list, wanted))
+    if "" in items:
+        raise _Invalid("entries must not be empty")
+    return items
+
+
+@dataclass(frozen=True)
+class Bind:
+    """One listening address: "host:port", "[v6]:port", "unix:/path" or "fd://N"."""
+
+    kind: Literal["tcp", "unix", "fd"]
+    host: str = ""  # tcp: IPv4, IPv6 (no brackets) or a hostname
+    port: int = 0  # tcp: 0..65535; 0 asks the OS for a free port
+    path: str = ""  # unix: the socket path, non-empty
+    fd: int = -1  # fd: an inherited, already listening descriptor (systemd, supervisors)
+
+    def __str__(self) -> str:
+        if self.kind == "unix":
+            return f"unix:{self.path}"
+        if self.kind == "fd":
+            return f"fd://{self.fd}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_bind(text: str) -> Bind:
+    """Parse one bind address. Raises ValueError with the reason when it is malformed."""
+    if text.startswith("unix:"):
+        if not text[5:]:
+            raise _Invalid(f"{text!r}: empty unix socket path")
+        return Bind("unix", path=text[5:])
+    if "://" in text:
+        scheme, _, rest = text.partition("://")
+        if scheme != "fd":
+            raise _Invalid(f"{text!r}: unknown scheme {scheme!r} (use host:port, unix:, fd://)")
+        if not _is_decimal(rest):  # no sign allowed: descriptors are >= 0
+            raise _Invalid(f"{text!r}: fd:// needs a descriptor number >= 0")
+        return Bind("fd", fd=int(rest))
+    host, port = _split_host_port(text)
+    return Bind("tcp", host=host, port=port)
+
+
+def _split_host_port(text: str) -> tuple[str, int]:
+    host, sep, port_text = text.rpartition(":")
+    if not sep or (host.startswith("[") and not host.endswith("]")):
+        raise _Invalid(f"{text!r}: missing port (write host:port, e.g. 127.0.0.1:8000)")
+    if not _is_decimal(port_text) or int(port_text) > 65535:
+        raise _Invalid(f"{text!r}: port must be a number 0..65535")
+    return _check_host(host, text), int(port_text)
+
+
+def _check_host(host: str, text: str) -> str:
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            return str(ipaddress.IPv6Address(host[1:-1]))
+        except ValueError:
+            raise _Invalid(f"{text!r}: {host} is not an IPv6 address") from None
+    if ":" in host:
+        raise _Invalid(f"{text!r}: an IPv6 address needs brackets, e.g. [::1]:8000")
+    if not host:
+        raise _Invalid(f"{text!r}: missing host (e.g. 127.0.0.1 or 0.0.0.0)")
+    if _is_decimal(host.replace(".", "")):  # looks numeric: must be a real IPv4 address
+        try:
+            return str(ipaddress.IPv4Address(host))
+        except ValueError:
+            raise _Invalid(f"{text!r}: {host} is not an IPv4 address") from None
+    if not _is_hostname(host):
+        raise _Invalid(f"{text!r}: {host!r} is not a valid host name")
+    return host
+
+
+def _is_decimal(text: str) -> bool:
+    # str.isdigit alone accepts "²" and Arabic-Indic digits, which int() may then reject.
+    return text.isascii() and text.isdigit()
+
+
+def _is_hostname(host: str) -> bool:
+    # RFC 1123 §2.1: labels of letters, digits and inner hyphens, at most 63 octets each.
+    labels = host.removesuffix(".").split(".")
+    return len(host) <= 253 and all(
+        0 < len(label) <= 63
+        and label.isascii()
+        and label.replace("-", "").isalnum()
+        and not label.startswith("-")
+        and not label.endswith("-")
+        for label in labels
+    )
+
+
+def _binds(value: object) -> tuple[Bind, ...]:
+    items = [value] if isinstance(value, str) else value  # a lone string is one address
+    binds = tuple(parse_bind(text) for text in _string_list(items))
+    if not binds:
+        raise _Invalid("at least one bind address is required")
+    seen = [str(b) for b in binds]
+    for text in seen:
+        if seen.count(text) > 1:
+            raise _Invalid(f"{text} is listed twice")
+    return binds
+
+
+def _prefix(value: object) -> str:
+    value = _expect(value, str, "a string")
+    if not value.startswith("/"):
+        raise _Invalid(f"must start with '/', got {value!r}")
+    unprintable = not value.isprintable() or any(c.isspace() for c in value)
+    if unprintable or "?" in value or "#" in value or "//" in value:
+        raise _Invalid(f"must be a plain path without '?', '#', '//' or spaces, got {value!r}")
+    segments = value.strip("/").split("/")
+    if "." in segments or ".." in segments:
+        raise _Invalid(f"must not contain '.' or '..' segments, got {value!r}")
+    # "/api/" and "/api" name the same mount: matching is on segment boundaries anyway.
+    return value.rstrip("/") or "/"
+
+
+def _app_reference(value: object) -> str:
+    value = _expect(value, str, "a string")
+    module, sep, attribute = value.partition(":")
+    if not (sep and _is_dotted_name(module) and _is_dotted_name(attribute.removesuffix("()"))):
+        raise _Invalid(f'must look like "module:attribute" or "module:factory()", got {value!r}')
+    return value
+
+
+def _is_dotted_name(text: str) -> bool:
+    return all(part.isidentifier() and not keyword.iskeyword(part) for part in text.split("."))
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The [server] table: process-wide settings."""
+
+    bind: tuple[Bind, ...] = _setting(
+        (Bind("tcp", host="127.0.0.1", port=8000),),
+        _binds,
+        "addresses to listen on: host:port, [ipv6]:port, unix:/path or fd://N",
+        _Flag("--bind", "list", "address to listen on (repeatable; replaces the file's list)"),
+    )
+    workers: int = _setting(
+        1, _int_at_least(1), "worker processes; 1 serves in this process", _Flag("--workers", "int")
+    )
+    log_level: str = _setting(
+        "info",
+        _choice(LOG_LEVELS),
+        "one of " + ", ".join(LOG_LEVELS),
+        _Flag("--log-level", "choice", "log level", LOG_LEVELS),
+    )
+    access_log: bool = _setting(
+        True,
+        _boolean,
+        "log one line per request",
+        _Flag("--no-access-log", "bool-off", "do not log one line per request"),
+    )
+    keep_alive_timeout: float = _setting(
+        KEEP_ALIVE_TIMEOUT_S,
+        _seconds(positive=True),
+        "seconds an idle keep-alive connection stays open",
+    )
+    graceful_timeout: float = _setting(
+        GRACEFUL_TIMEOUT_S, _seconds(positive=False), "seconds requests get to finish on shutdown"
+    )
+    max_header_bytes: int = _setting(
+        MAX_HEADER_BYTES, _int_at_least(MIN_HEADER_BYTES), "largest request head; beyond it: 431"
+    )
+    max_target_bytes: int = _setting(
+        MAX_TARGET_BYTES, _int_at_least(MIN_TARGET_BYTES), "longest request target; beyond it: 414"
+    )
+    pythonpath: tuple[str, ...] = _setting(
+        (".",), _string_list, "directories put first on sys.path, relative to this file"
+    )
+
+
+@dataclass(frozen=True)
+class MountConfig:
+    """One [[mount]] table: an app served under a path prefix."""
+
+    prefix: str = _setting(
+        MISSING, _prefix, 'path prefix on segment boundaries: "/api" serves /api/x, never /apix'
+    )
+    app: str = _setting(
+        MISSING, _app_reference, '"module:attribute", or "module:factory()" to call a factory'
+    )
+    interface: str = _setting(
+        "auto", _choice(INTERFACES), "asgi, wsgi or auto (detect; explicit is recommended)"
+    )
+    # None after loading only on interface = "asgi" mounts, which have no pool.
+    threads: int | None = _setting(
+        None,
+        _int_at_least(1),
+        "WSGI only: this mount's thread pool size",
+        doc_default=f"{DEFAULT_WSGI_THREADS} (WSGI mounts)",
+    )
+    lifespan: str = _setting(
+        "auto", _choice(LIFESPAN_MODES), "auto, on (startup must succeed) or off"
+    )
+    max_body_bytes: int = _setting(
+        MAX_BODY_BYTES, _int_at_least(0), "largest request body; beyond it: 413 (0: no body)"
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated mount file."""
+
+    path: str  # the mount file as given
+    server: ServerConfig
+    mounts: tuple[MountConfig, ...]
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where a value came from, for the error message."""
+
+    file: str
+    table: str
+
+    def fail(self, key: str | None, reason: str) -> ConfigError:
+        return ConfigError(self.file, self.table, key, reason)
+
+
+def load_config(
+    path: str | os.PathLike[str], overrides: Mapping[str, object] | None = None
+) -> Config:
+    """Read and validate a mount file. Every failure is a ConfigError."""
+    name = os.fspath(path)
+    top = _Where(name, "top level")
+    try:
+        with open(name, encoding="utf-8") as file:
+            text = file.read()
+    except OSError as exc:
+        raise top.fail(None, f"cannot read the mount file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise top.fail(None, f"not UTF-8 text: {exc.reason}") from exc
+    return parse_config(text, name, overrides)
+
+
+def parse_config(text: str, path: str, overrides: Mapping[str, object] | None = None) -> Config:
+    """Validate mount-file text; `path` names it in errors and anchors relative paths."""
+    top = _Where(path, "top level")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise top.fail(None, f"not valid TOML: {exc}") from exc
+    _reject_unknown_top_level(data, top)
+    server = _load_server(data.get("server", {}), path, overrides or {})
+    return Config(path=path, server=server, mounts=_load_mounts(data, top))
+
+
+def _load_server(table: object, path: str, overrides: Mapping[str, object]) -> ServerConfig:
+    where = _Where(path, "server")
+    if not isinstance(table, dict):
+        raise _Where(path, "top level").fail("server", "must be a table: write [server]")
+    server = _build(ServerConfig, table, where)
+    server = _apply_overrides(server, overrides, _Where(path + COMMAND_LINE, "server"))
+    base = os.path.dirname(os.path.abspath(path))
+    resolved = tuple(os.path.normpath(os.path.join(base, p)) for p in server.pythonpath)
+    return replace(server, pythonpath=resolved)
+
+
+def _apply_overrides(
+    server: ServerConfig, overrides: Mapping[str, object], where: _Where
+) -> ServerConfig:
+    # A None value means "flag not given", so the CLI can pass its namespace as it is.
+    given = {key: value for key, value in overrides.items() if value is not None}
+    settable = tuple(option.setting for option in cli_options())
+    _reject_unknown(given, settable, where, "command-line setting")
+    checked = {
+        f.name: _check(f, given[f.name], where) for f in fields(ServerConfig) if f.name in given
+    }
+    return replace(server, **checked)
+
+
+def _load_mounts(data: dict[str, Any], top: _Where) -> tuple[MountConfig, ...]:
+    tables = data.get("mount", [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise top.fail("mount", "must be an array of tables: write [[mount]] for each mount")
+    if not tables:
+        raise top.fail("mount", "at least one [[mount]] table is required")
+    mounts = tuple(_load_mount(t, _Where(top.file, f"mount #{n}")) for n, t in enumerate(tables, 1))
+    _reject_duplicate_prefixes(mounts, top.file)
+    return mounts
+
+
+def _load_mount(table: dict[str, Any], where: _Where) -> MountConfig:
+    mount = _build(MountConfig, table, where)
+    if mount.interface == "asgi" and mount.threads is not None:
+        raise where.fail("threads", 'applies to WSGI mounts only; this one is interface = "asgi"')
+    if mount.interface == "wsgi" and mount.lifespan == "on":
+        raise where.fail("lifespan", 'a WSGI app has no lifespan; use "auto" or "off"')
+    if mount.interface != "asgi" and mount.threads is None:
+        mount = replace(mount, threads=DEFAULT_WSGI_THREADS)
+    return mount
+
+
+def _reject_duplicate_prefixes(mounts: tuple[MountConfig, ...], file: str) -> None:
+    first_seen: dict[str, int] = {}
+    for number, mount in enumerate(mounts, 1):
+        if mount.prefix in first_seen:
+            reason = f"{mount.prefix!r} is already the prefix of mount #{first_seen[mount.prefix]}"
+            raise ConfigError(file, f"mount #{number}", "prefix", reason)
+        first_seen[mount.prefix] = number
+
+
+def _build(cls: type[T], table: dict[str, Any], where: _Where) -> T:
+    """Check every key of `table` against the fields of dataclass `cls`; build it."""
+    declared = fields(cls)  # type: ignore[arg-type]  # T is always one of the dataclasses
+    _reject_unknown(table, tuple(f.name for f in declared), where, "key")
+    for f in declared:
+        if f.default is MISSING and f.name not in table:
+            raise where.fail(f.name, "required key is missing")
+    return cls(**{f.name: _check(f, table[f.name], where) for f in declared if f.name in table})
+
+
+def _check(f: Field[Any], value: object, where: _Where) -> Any:
+    try:
+        return f.metadata["check"](value)
+    except _Invalid as exc:
+        raise where.fail(f.name, str(exc)) from None
+
+
+def _reject_unknown_top_level(data: dict[str, Any], top: _Where) -> None:
+    for key in data:
+        # A setting written above [server] or [[mount]] lands at the top level: say so.
+        if key in {f.name for f in fields(ServerConfig)}:
+            raise top.fail(key, "unknown top-level key; it belongs in [server]")
+        if key in {f.name for f in fields(MountConfig)}:
+            raise top.fail(key, "unknown top-level key; it belongs in a [[mount]] table")
+    _reject_unknown(data, ("server", "mount"), top, "table")
+
+
+def _reject_unknown(
+    table: Mapping[str, object], known: tuple[str, ...], where: _Where, what: str
+) -> None:
+    for key in table:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+            raise where.fail(key, f"unknown {what}{hint}")
+
+
+def cli_options() -> tuple[CliOption, ...]:
+    """The command-line flags, derived from the settings that declare one."""
+    options = []
+    for f in fields(ServerConfig):
+        flag: _Flag | None = f.metadata["cli"]
+        if flag is not None:
+            help_text = flag.help or f.metadata["help"]
+            options.append(CliOption(f.name, flag.flag, help_text, flag.kind, flag.choices))
+    return tuple(options)
+
+
+def describe_settings() -> Iterator[SettingDoc]:
+    """One row per setting, in file order, for the README's reference table."""
+    for table, cls in (("server", ServerConfig), ("mount", MountConfig)):
+        for f in fields(cls):
+            default = f.metadata["doc"] or _render_default(f.default)
+            kind = _TOML_TYPES[str(f.type)]
+            yield SettingDoc(table, f.name, kind, default, f.metadata["help"])
+
+
+# Annotations (strings under `from __future__ import annotations`) as a TOML user reads them.
+_TOML_TYPES = {
+    "tuple[Bind, ...]": "array of strings",
+    "tuple[str, ...]": "array of strings",
+    "int": "integer",
+    "int | None": "integer",
+    "float": "number",
+    "bool": "boolean",
+    "str": "string",
+}
+
+
+def _render_default(value: object) -> str:
+    """A default as it would be written in TOML."""
+    if value is MISSING:
+        return "required"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_render_default(str(item)) for item in value) + "]"
+    return f'"{value}"' if isinstance(value, str) else str(value)

@@ -1,0 +1,471 @@
+"""One HTTP/1.1 connection: the only code that touches a transport.
+
+Rules:
+1. Bytes go into the session (gateway/http) and events come out; this module turns them
+   into ASGI `receive`/`send` for one request cycle at a time. Pipelined requests wait in
+   the session (PAUSED) until the cycle before them has finished (RFC 9112 §9.3.2).
+2. Flow control both ways. Reading pauses while a cycle holds more than
+   BODY_HIGH_WATER_BYTES of unread body, or while a pipelined request waits. An app's
+   `send` waits while the transport's write buffer is over its high-water mark.
+3. Errors carry their reply: a ProtocolError from the session is answered with its
+   status and the connection closes. An app failure before the response starts is a
+   500 (or the status of the ProtocolError it let through, e.g. 413); during the
+   response it closes the connection; after a complete response the connection stays
+   usable, so pooled clients are not reset.
+4. Tracebacks go to the error log, never to the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from email.utils import formatdate
+from typing import Any, cast
+
+from gateway.asgi import ASGI_VERSION, HTTP_SPEC_VERSION, ASGIApp, Message
+from gateway.config import ServerConfig
+from gateway.errors import AppProtocolError, ClientDisconnected, ProtocolError
+from gateway.http.events import (
+    CONNECTION_CLOSED,
+    NEED_DATA,
+    PAUSED,
+    REQUEST_END,
+    RequestData,
+    RequestHead,
+)
+from gateway.http.h11_session import H11Session
+from gateway.http.session import HTTPSession, parse_target
+
+# Unread request body a cycle may hold before reading pauses: large enough that a typical
+# form or JSON body arrives in one go, small enough that a thousand slow uploads cost
+# well under 100 MiB.
+BODY_HIGH_WATER_BYTES = 64 * 1024
+SERVER_HEADER = (b"server", b"gateway")
+
+error_log = logging.getLogger("gateway.error")
+access_log = logging.getLogger("gateway.access")
+
+
+class DateHeader:
+    """The `date` field (RFC 9110 §6.6.1), formatted at most once a second."""
+
+    def __init__(self) -> None:
+        self._second = 0
+        self._field = (b"date", b"")
+
+    def field(self) -> tuple[bytes, bytes]:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._field = (b"date", formatdate(now, usegmt=True).encode("ascii"))
+        return self._field
+
+
+class ServerState:
+    """What every connection of one worker shares: the app, settings, live connections."""
+
+    def __init__(self, app: ASGIApp, config: ServerConfig) -> None:
+        self.app = app
+        self.config = config
+        self.connections: set[HTTPConnection] = set()
+        self.date = DateHeader()
+        self.access_log = config.access_log
+        self.on_connection_closed: Callable[[], object] | None = None  # set while draining
+
+    def new_session(self) -> HTTPSession:
+        return H11Session(self.config.max_header_bytes, self.config.max_target_bytes)
+
+
+class HTTPConnection(asyncio.Protocol):
+    """asyncio protocol for one client connection."""
+
+    def __init__(self, state: ServerState) -> None:
+        self._state = state
+        self._loop = asyncio.get_running_loop()
+        self._session = state.new_session()
+        self._transport: asyncio.Transport | None = None
+        self._cycle: RequestCycle | None = None
+        self._client: tuple[str, int | None] | None = None
+        self._server: tuple[str, int | None] | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._reading_paused = False
+        self._writing_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._closing = False
+        self.closed = False
+
+    # -- transport callbacks ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, but implement it.
+        self._transport = cast(asyncio.Transport, transport)
+        self._client = _address(transport.get_extra_info("peername"))
+        self._server = _address(transport.get_extra_info("sockname"))
+        self._state.connections.add(self)
+        self._arm_idle_timer()
+
+    def data_received(self, data: bytes) -> None:
+        self._cancel_idle_timer()
+        try:
+            self._session.feed(data)
+        except ProtocolError as exc:
+            self._reject(exc)
+            return
+        self._handle_events()
+
+    def eof_received(self) -> bool:
+        if self._cycle is not None:
+            self._cycle.peer_closed()
+        self.data_received(b"")
+        # Keep our side open while a cycle can still answer (a client may half-close
+        # after sending its request); the cycle's end closes the transport.
+        return self._cycle is not None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._state.connections.discard(self)
+        if self._state.on_connection_closed is not None:
+            self._state.on_connection_closed()
+        self._cancel_idle_timer()
+        if self._cycle is not None:
+            self._cycle.client_gone()
+        self._wake_drain_waiter()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._wake_drain_waiter()
+
+    # -- events from the session -----------------------------------------------------
+
+    def _handle_events(self) -> None:
+        try:
+            self._dispatch_events()
+        except ProtocolError as exc:
+            self._reject(exc)
+
+    def _dispatch_events(self) -> None:
+        while not self.closed:
+            event = self._session.next_event()
+            if type(event) is RequestData:
+                self._body_received(event.data)
+            elif type(event) is RequestHead:
+                self._start_cycle(event)
+            elif event is REQUEST_END:
+                if self._cycle is not None:
+                    self._cycle.body_complete()
+            elif event is NEED_DATA:
+                return
+            elif event is PAUSED:
+                self._pause_reading()
+                return
+            elif event is CONNECTION_CLOSED:
+                if self._cycle is None:
+                    self._close()
+                return
+
+    def _start_cycle(self, head: RequestHead) -> None:
+        target = parse_target(head.target)
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": {"version": ASGI_VERSION, "spec_version": HTTP_SPEC_VERSION},
+            "http_version": head.http_version,
+            "method": head.method.decode("ascii"),
+            "scheme": "http",
+            "path": target.path,
+            "raw_path": target.raw_path,
+            "query_string": target.query_string,
+            "root_path": "",
+            "headers": head.headers,
+            "client": self._client,
+            "server": self._server,
+        }
+        cycle = RequestCycle(self, scope, head.expects_continue, self._state.access_log)
+        self._cycle = cycle
+        self._loop.create_task(self._run_app(cycle))
+
+    def _body_received(self, data: bytes) -> None:
+        cycle = self._cycle
+        if cycle is not None and cycle.body_arrived(data) > BODY_HIGH_WATER_BYTES:
+            self._pause_reading()
+
+    def _reject(self, exc: ProtocolError) -> None:
+        """Answer bad input with the status it implies, then close (DESIGN §5)."""
+        error_log.info("bad request from %s: %s (%d)", self._client, exc, exc.status)
+        if self._cycle is not None:
+            self._cycle.client_gone()
+        self.write(self._session.error_response(exc.status, self._default_headers()))
+        self._close()
+
+    # -- the app ---------------------------------------------------------------------
+
+    async def _run_app(self, cycle: RequestCycle) -> None:
+        try:
+            await self._state.app(cycle.scope, cycle.receive, cycle.send)
+        except ClientDisconnected:
+            pass
+        except Exception as exc:
+            self._app_failed(cycle, exc)
+        else:
+            if not cycle.response_complete and not cycle.disconnected:
+                self._app_failed(cycle, AppProtocolError("app returned without a response"))
+        finally:
+            self._cycle_finished(cycle)
+
+    def _app_failed(self, cycle: RequestCycle, exc: Exception) -> None:
+        if isinstance(exc, ProtocolError):
+            error_log.info("request rejected: %s (%d)", exc, exc.status)
+            status = exc.status
+        else:
+            error_log.error("app failed on %s %s", cycle.method, cycle.path, exc_info=exc)
+            status = 500
+        if cycle.disconnected or cycle.response_complete:
+            return  # a complete response stands; the connection stays usable
+        if self._session.response_started:
+            self._close()  # half a response: only closing tells the client it is cut
+            return
+        cycle.status = status
+        self.write(self._session.error_response(status, self._default_headers()))
+        cycle.response_complete = True
+
+    def _cycle_finished(self, cycle: RequestCycle) -> None:
+        if self._state.access_log:
+            cycle.log_access()
+        self._cycle = None
+        if self.closed:
+            return
+        if self._closing or not self._session.reusable:
+            self._close()
+            return
+        self._session.start_next_cycle()
+        self._resume_reading()
+        self._handle_events()
+        if self._cycle is None:
+            self._arm_idle_timer()
+
+    # -- writing and flow control ----------------------------------------------------
+
+    def _default_headers(self) -> list[tuple[bytes, bytes]]:
+        return [SERVER_HEADER, self._state.date.field()]
+
+    def write(self, data: bytes) -> None:
+        if data and self._transport is not None and not self.closed:
+            self._transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait while the transport's write buffer is over its high-water mark."""
+        while self._writing_paused and not self.closed:
+            self._drain_waiter = self._loop.create_future()
+            await self._drain_waiter
+        if self.closed:
+            raise ClientDisconnected("client went away")
+
+    def _wake_drain_waiter(self) -> None:
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and self._transport is not None:
+            self._reading_paused = True
+            self._transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and self._transport is not None and not self.closed:
+            self._reading_paused = False
+            self._transport.resume_reading()
+
+    def body_consumed(self) -> None:
+        """The app took the buffered body: read more unless a pipelined request waits."""
+        self._resume_reading()
+
+    # -- timers and closing ----------------------------------------------------------
+
+    def _arm_idle_timer(self) -> None:
+        timeout = self._state.config.keep_alive_timeout
+        self._idle_timer = self._loop.call_later(timeout, self._close)
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _close(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+    def shutdown(self) -> None:
+        """Graceful stop: close now if idle, else once the current response is done."""
+        self._closing = True
+        if self._cycle is None:
+            self._close()
+
+    def abort(self) -> None:
+        """Fast stop: drop the connection without waiting for anything."""
+        if self._transport is not None:
+            self._transport.abort()
+
+    def send_continue(self) -> None:
+        self.write(self._session.continue_response())
+
+    def response_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+        headers = _with_defaults(headers, self._default_headers())
+        return self._session.response_head(status, headers)
+
+    def response_body(self, data: bytes, more_body: bool) -> bytes:
+        out = self._session.response_body(data)
+        return out if more_body else out + self._session.response_end()
+
+    @property
+    def writing_paused(self) -> bool:
+        return self._writing_paused
+
+
+class RequestCycle:
+    """One request and its response: the ASGI `receive` and `send` of an HTTP scope."""
+
+    def __init__(
+        self, conn: HTTPConnection, scope: dict[str, Any], expects_continue: bool, timed: bool
+    ) -> None:
+        self.scope = scope
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self._conn = conn
+        self._body = bytearray()
+        self._body_complete = False
+        self._body_delivered = False
+        self._peer_closed = False
+        self._expects_continue = expects_continue
+        self._waiter: asyncio.Future[None] | None = None
+        self._head = b""
+        self.response_started = False
+        self.response_complete = False
+        self.disconnected = False
+        self.status = 0
+        self.bytes_sent = 0
+        self.started_at = time.perf_counter() if timed else 0.0
+
+    # -- fed by the connection -------------------------------------------------------
+
+    def body_arrived(self, data: bytes) -> int:
+        self._body += data
+        self._wake()
+        return len(self._body)
+
+    def body_complete(self) -> None:
+        self._body_complete = True
+        self._wake()
+
+    def client_gone(self) -> None:
+        self.disconnected = True
+        self._wake()
+
+    def peer_closed(self) -> None:
+        """The client half-closed: a response can still go out, but once the body is
+        read, `receive` reports http.disconnect (a long poll must not wait forever)."""
+        self._peer_closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- ASGI receive ----------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        while True:
+            if self._body or (self._body_complete and not self._body_delivered):
+                return self._take_body()
+            if self.disconnected or self.response_complete or self._peer_closed:
+                return {"type": "http.disconnect"}
+            if self._expects_continue:
+                # RFC 9110 §10.1.1: the 100 goes out only once the app asks for the body.
+                self._expects_continue = False
+                self._conn.send_continue()
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+
+    def _take_body(self) -> Message:
+        body = bytes(self._body)
+        self._body.clear()
+        self._body_delivered = self._body_complete
+        self._conn.body_consumed()
+        return {"type": "http.request", "body": body, "more_body": not self._body_complete}
+
+    # -- ASGI send -------------------------------------------------------------------
+
+    async def send(self, message: Message) -> None:
+        if self.disconnected:
+            raise ClientDisconnected("client went away")
+        kind = message["type"]
+        if kind == "http.response.body":
+            await self._send_body(message.get("body", b""), message.get("more_body", False))
+        elif kind == "http.response.start":
+            self._start_response(message)
+        else:
+            raise AppProtocolError(f"unexpected ASGI message type {kind!r}")
+
+    def _start_response(self, message: Message) -> None:
+        if self.response_started:
+            raise AppProtocolError("http.response.start sent twice")
+        self.response_started = True
+        self.status = message["status"]
+        # The head waits for the first body message (ASGI: the server must not start
+        # the response before it), and both go out in one write.
+        self._head = self._conn.response_head(self.status, message.get("headers", []))
+
+    async def _send_body(self, body: bytes, more_body: bool) -> None:
+        if not self.response_started:
+            raise AppProtocolError("http.response.body sent before http.response.start")
+        if self.response_complete:
+            return  # ASGI: further messages after the last body are ignored
+        data = self._conn.response_body(body, more_body)
+        if self._head:
+            data, self._head = self._head + data, b""
+        self.bytes_sent += len(body)
+        self._conn.write(data)
+        if not more_body:
+            self.response_complete = True
+            self._wake()
+        elif self._conn.writing_paused:
+            await self._conn.drain()
+
+    def log_access(self) -> None:
+        duration_ms = (time.perf_counter() - self.started_at) * 1000
+        client = self.scope["client"]
+        query = self.scope["query_string"]
+        target = f"{self.path}?{query.decode('latin-1')}" if query else self.path
+        peer = f"{client[0]}:{client[1]}" if client else "-"
+        mount = self.scope.get("gateway.mount", "-")
+        access_log.info(
+            '%s "%s %s HTTP/%s" %d %dB %.1fms mount=%s',
+            peer,
+            self.method,
+            target,
+            self.scope["http_version"],
+            self.status,
+            self.bytes_sent,
+            duration_ms,
+            mount,
+        )
+
+
+def _with_defaults(headers: Any, defaults: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The app's headers plus `server` and `date`, unless the app set them itself."""
+    names = {bytes(name).lower() for name, _ in headers}
+    missing = [field for field in defaults if field[0] not in names]
+    return [*headers, *missing]
+
+
+def _address(info: object) -> tuple[str, int | None] | None:
+    """ASGI `client`/`server` from a socket address: [host, port], or [path, None]."""
+    if isinstance(info, tuple) and len(info) >= 2:
+        return (str(info[0]), int(info[1]))
+    if isinstance(info, str) and info:
+        return (info, None)
+    return None

@@ -1,0 +1,108 @@
+"""Shared test seams: run a real worker on a socket the test bound itself.
+
+`Server` serves a mount file in a background thread on its own uvloop loop, on a socket
+bound to 127.0.0.1:0 here and handed to the worker (never bind-then-close port picking).
+Readiness is the worker's `ready` callback; stopping is the same `request_stop` that
+SIGTERM triggers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvloop
+
+from gateway.config import Config, load_config
+from gateway.worker import Worker
+
+APPS_DIR = Path(__file__).parent / "apps"
+EXAMPLES_DIR = Path(__file__).parent.parent / "examples"
+START_DEADLINE_S = 30.0
+
+
+class Server:
+    """A worker serving one mount file in a thread, for integration tests."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port: int = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.worker = Worker(config, [self.sock])
+        self.loop = uvloop.new_event_loop()
+        self.error: BaseException | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Server:
+        self._thread.start()
+        if not self._ready.wait(START_DEADLINE_S):
+            raise TimeoutError("server did not become ready")
+        if self.error is not None:
+            raise self.error
+        return self
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self.worker.serve(ready=self._ready.set))
+        except BaseException as exc:  # reported to the test thread by start()/stop()
+            self.error = exc
+        finally:
+            self._ready.set()
+            self.loop.close()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.worker.request_stop)
+            self._thread.join(timeout_s)
+        self.sock.close()
+        assert not self._thread.is_alive(), "server did not stop"
+
+    def connect(self) -> socket.socket:
+        """A raw client socket, for tests that speak HTTP byte by byte."""
+        return socket.create_connection(("127.0.0.1", self.port), timeout=10)
+
+
+def write_config(directory: Path, text: str) -> Config:
+    """Write a mount file; its pythonpath defaults to the test apps directory."""
+    if "pythonpath" not in text:
+        text = text.replace("[server]", f"[server]\npythonpath = [{str(APPS_DIR)!r}]", 1)
+    path = directory / "gateway.toml"
+    path.write_text(text)
+    return load_config(path)
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[object]:
+    """`serve(toml_text)` starts a server for the test and stops it afterwards."""
+    servers: list[Server] = []
+
+    def start(text: str) -> Server:
+        server = Server(write_config(tmp_path, text)).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def read_response(sock: socket.socket, deadline_s: float = 10.0) -> bytes:
+    """Read until the peer closes (or the deadline passes); for raw-socket tests."""
+    sock.settimeout(deadline_s)
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    except TimeoutError:
+        pass
+    return b"".join(chunks)

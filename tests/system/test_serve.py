@@ -1,0 +1,227 @@
+"""`gateway serve` and `gateway check` as subprocesses: start, answer, stop, exit codes.
+
+The test binds 127.0.0.1:0 itself and hands the listening socket to the server with
+`--bind fd://N`; readiness is the server's own "serving on" log line.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+APPS_DIR = Path(__file__).parent.parent / "apps"
+REPO = Path(__file__).parent.parent.parent
+GATEWAY = [sys.executable, "-m", "gateway"]
+DEADLINE_S = 30.0
+
+
+def wait_until(condition: Callable[[], bool], deadline_s: float = DEADLINE_S) -> None:
+    end = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError("condition not met before the deadline")
+        time.sleep(0.02)
+
+
+class GatewayProcess:
+    """`gateway serve` on a socket bound here, with its stderr read line by line."""
+
+    def __init__(self, config: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        fd = self.sock.fileno()
+        command = [*GATEWAY, "serve", str(config), "--bind", f"fd://{fd}", *args]
+        self.proc = subprocess.Popen(
+            command,
+            pass_fds=[fd],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.put(line)
+
+    def wait_for_line(self, text: str, deadline_s: float = DEADLINE_S) -> str:
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            try:
+                line = self.lines.get(timeout=max(0.0, end - time.monotonic()))
+            except queue.Empty:
+                break
+            self.seen.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"no line with {text!r}; saw: {''.join(self.seen)}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(DEADLINE_S)
+        self.sock.close()
+        return code
+
+
+@pytest.fixture
+def probe_config(tmp_path: Path) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(f"""
+[server]
+pythonpath = [{str(APPS_DIR)!r}]
+graceful_timeout = 10
+
+[[mount]]
+prefix = "/asgi"
+app = "probe_asgi:app"
+interface = "asgi"
+
+[[mount]]
+prefix = "/"
+app = "probe_wsgi:app"
+interface = "wsgi"
+""")
+    return path
+
+
+@pytest.fixture
+def gateway(probe_config: Path, tmp_path: Path) -> Iterator[GatewayProcess]:
+    log = tmp_path / "lifespan.log"
+    process = GatewayProcess(probe_config, env={"PROBE_LIFESPAN_LOG": str(log)})
+    yield process
+    process.stop()
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*GATEWAY, *args], capture_output=True, text=True, timeout=60, cwd=cwd)
+
+
+def test_serve_starts_and_answers(gateway: GatewayProcess) -> None:
+    gateway.wait_for_line("serving on")
+    assert httpx.get(gateway.url + "/asgi/echo").status_code == 200
+    assert httpx.get(gateway.url + "/environ").json()["SCRIPT_NAME"] == ""
+
+
+def test_sigterm_drains_in_flight_requests_then_runs_lifespan_shutdown(
+    gateway: GatewayProcess, tmp_path: Path
+) -> None:
+    gateway.wait_for_line("serving on")
+    log = tmp_path / "lifespan.log"
+    result: dict[str, httpx.Response] = {}
+    request = threading.Thread(
+        target=lambda: result.update(r=httpx.get(gateway.url + "/asgi/sleep?1", timeout=20))
+    )
+    request.start()
+    wait_until(lambda: "sleep-start" in log.read_text())
+    gateway.proc.send_signal(signal.SIGTERM)
+    request.join(DEADLINE_S)
+    assert result["r"].status_code == 200 and result["r"].text == "slept"
+    assert gateway.proc.wait(DEADLINE_S) == 0
+    assert log.read_text().split() == ["startup", "sleep-start", "shutdown"]
+
+
+def test_bad_config_exits_1_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[server]\nworkerz = 2\n\n[[mount]]\nprefix = "/"\napp = "x:y"\n')
+    result = run("serve", str(config))
+    assert result.returncode == 1
+    assert "bad.toml" in result.stderr and "[server]" in result.stderr
+    assert "workerz" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_app_that_fails_to_import_exits_3(tmp_path: Path) -> None:
+    config = tmp_path / "broken.toml"
+    config.write_text(
+        f'[server]\nbind = ["127.0.0.1:0"]\npythonpath = [{str(APPS_DIR)!r}]\n\n'
+        '[[mount]]\nprefix = "/"\napp = "broken_import:app"\ninterface = "asgi"\n'
+    )
+    result = run("serve", str(config))
+    assert result.returncode == 3
+    assert "boom while importing broken_import" in result.stderr
+
+
+def test_lifespan_startup_failure_exits_3_with_the_apps_message(tmp_path: Path) -> None:
+    config = tmp_path / "failing.toml"
+    config.write_text(
+        f'[server]\nbind = ["127.0.0.1:0"]\npythonpath = [{str(APPS_DIR)!r}]\n\n'
+        '[[mount]]\nprefix = "/"\napp = "failing_apps:lifespan_fails"\ninterface = "asgi"\n'
+    )
+    result = run("serve", str(config))
+    assert result.returncode == 3
+    assert "database unreachable" in result.stderr
+
+
+def test_check_prints_the_routing_table(probe_config: Path) -> None:
+    result = run("check", str(probe_config))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.split()[:2] == ["/asgi", "asgi"] for line in lines)
+    assert any(line.split() == ["/", "wsgi", "probe_wsgi:app", "10"] for line in lines)
+    adapters_line = next(line for line in lines if line.startswith("adapters:"))
+    assert adapters_line.split()[-1].endswith(os.path.join("adapters", "__init__.py"))
+
+
+def test_check_fails_with_1_on_an_unimportable_app(tmp_path: Path) -> None:
+    config = tmp_path / "broken.toml"
+    config.write_text(
+        f"[server]\npythonpath = [{str(APPS_DIR)!r}]\n\n"
+        '[[mount]]\nprefix = "/"\napp = "broken_import:app"\n'
+    )
+    result = run("check", str(config))
+    assert result.returncode == 1
+    assert "boom while importing" in result.stderr
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("gateway ")
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "gateway"
+    result = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith("gateway ")
+
+
+def test_no_access_log_flag(probe_config: Path) -> None:
+    quiet = GatewayProcess(probe_config, "--no-access-log")
+    try:
+        quiet.wait_for_line("serving on")
+        assert httpx.get(quiet.url + "/asgi/echo").status_code == 200
+    finally:
+        assert quiet.stop() == 0
+    assert quiet.proc.stdout is not None
+    assert "GET /asgi/echo" not in quiet.proc.stdout.read()
+
+
+def test_access_log_names_the_mount(probe_config: Path) -> None:
+    loud = GatewayProcess(probe_config)
+    try:
+        loud.wait_for_line("serving on")
+        assert httpx.get(loud.url + "/asgi/echo").status_code == 200
+    finally:
+        assert loud.stop() == 0
+    assert loud.proc.stdout is not None
+    line = next(x for x in loud.proc.stdout.read().splitlines() if "/asgi/echo" in x)
+    assert '"GET /asgi/echo HTTP/1.1" 200' in line and "mount=/asgi" in line
+    assert line.startswith("127.0.0.1:")

@@ -1,0 +1,860 @@
+"""adapters: loading apps by reference, interface detection, and the WSGI adapter.
+
+No sockets: the adapter is driven with asyncio.run and hand-written receive/send
+coroutines (test seams standing in for the server, not mocks of the adapter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import io
+import sys
+import textwrap
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+from wsgiref.validate import validator
+
+import pytest
+
+from adapters import LoadedApp, WSGIAdapter, detect_interface, import_from_string, load_app
+from adapters.wsgi import ErrorStream, build_environ
+from gateway.asgi import Message
+from gateway.errors import AppLoadError, ClientDisconnected, RequestBodyTooLarge
+
+StartResponse = Callable[..., Callable[[bytes], None]]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+WAIT_S = 5.0  # deadline for any cross-thread wait in these tests
+
+
+# ---------------------------------------------------------------------------- seams
+
+
+class Receive:
+    """receive(): hands out the given messages (or raises the given exceptions)."""
+
+    def __init__(self, *items: Message | BaseException) -> None:
+        self.items = list(items)
+        self.calls = 0
+
+    async def __call__(self) -> Message:
+        self.calls += 1
+        if not self.items:
+            return {"type": "http.disconnect"}
+        item = self.items.pop(0)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+
+def body(data: bytes, more: bool = False) -> Message:
+    return {"type": "http.request", "body": data, "more_body": more}
+
+
+class Send:
+    """send(): records messages; optionally raises ClientDisconnected on a body."""
+
+    def __init__(self, disconnect_on_body: bool = False) -> None:
+        self.messages: list[Message] = []
+        self.disconnect_on_body = disconnect_on_body
+        self.on_body: Callable[[bytes], None] = lambda data: None
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.body" and self.disconnect_on_body:
+            raise ClientDisconnected("gone")
+        self.messages.append(message)
+        if message["type"] == "http.response.body":
+            self.on_body(message["body"])
+
+    @property
+    def status(self) -> int:
+        return int(self.messages[0]["status"])
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(m["body"] for m in self.messages[1:])
+
+    @property
+    def bodies(self) -> list[Message]:
+        return [m for m in self.messages if m["type"] == "http.response.body"]
+
+
+def http_scope(path: str = "/", **overrides: Any) -> Message:
+    scope: Message = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode("utf-8"),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    scope.update(overrides)
+    return scope
+
+
+@pytest.fixture
+def adapt() -> Iterator[Callable[[WSGIApp], WSGIAdapter]]:
+    made: list[WSGIAdapter] = []
+
+    def make(app: WSGIApp) -> WSGIAdapter:
+        made.append(WSGIAdapter(app, 4, "test"))  # type: ignore[arg-type]
+        return made[-1]
+
+    yield make
+    for adapter in made:
+        adapter.close()
+
+
+def serve(adapter: Any, scope: Message, receive: Receive | None = None) -> Send:
+    send = Send()
+    asyncio.run(adapter(scope, receive or Receive(body(b"")), send))
+    return send
+
+
+def hello(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"hello"]
+
+
+class Closing:
+    """A WSGI iterable that records close() (PEP 3333 requires it, always)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self.chunks = chunks
+        self.closed = threading.Event()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.chunks)
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+@pytest.fixture
+def modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """write(name, source): a module on sys.path; gwtest_* modules are forgotten after."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def write(name: str, source: str) -> None:
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+        importlib.invalidate_caches()
+
+    yield write
+    for name in [n for n in sys.modules if n.startswith("gwtest_")]:
+        del sys.modules[name]
+
+
+GOOD = """
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return [b"good"]
+
+    class Holder:
+        app = app
+
+    def make():
+        return app
+
+    def broken():
+        raise ValueError("boom")
+
+    not_callable = 42
+"""
+
+
+def test_import_attribute_dotted_and_factory(modules: Callable[..., None]) -> None:
+    modules("gwtest_good", GOOD)
+    app = import_from_string("gwtest_good:app")
+    assert callable(app)
+    assert import_from_string("gwtest_good:Holder.app") is app
+    assert import_from_string("gwtest_good:make()") is app
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected", "cause"),
+    [
+        ("gwtest_missing:app", "module 'gwtest_missing' not found", ModuleNotFoundError),
+        ("gwtest_nopkg.sub:app", "no package 'gwtest_nopkg'", ModuleNotFoundError),
+        ("gwtest_good:nope", "module 'gwtest_good' has no attribute 'nope'", AttributeError),
+        ("gwtest_good:Holder.nope", "has no attribute 'Holder.nope'", AttributeError),
+        ("gwtest_good:broken()", "factory broken() raised ValueError: boom", ValueError),
+        ("gwtest_good:not_callable()", "not_callable is not callable", None),
+        (
+            "gwtest_imports_missing:app",
+            "importing module 'gwtest_imports_missing' raised ModuleNotFoundError: "
+            "No module named 'gwtest_no_such_dependency'",
+            ModuleNotFoundError,
+        ),
+        ("gwtest_raises:app", "raised RuntimeError: db down", RuntimeError),
+        ("gwtest_syntax:app", "syntax error in ", SyntaxError),
+        ("gwtest_good", "expected 'module:attribute'", None),
+        ("gwtest_good:", "expected 'module:attribute'", None),
+        ("gwtest_good:a b", "expected 'module:attribute'", None),
+    ],
+)
+def test_import_failures_name_the_reference_and_the_cause(
+    modules: Callable[..., None], ref: str, expected: str, cause: type[BaseException] | None
+) -> None:
+    modules("gwtest_good", GOOD)
+    modules("gwtest_imports_missing", "import gwtest_no_such_dependency\n")
+    modules("gwtest_raises", "raise RuntimeError('db down')\n")
+    modules("gwtest_syntax", "def broken(:\n    pass\n")
+    with pytest.raises(AppLoadError) as info:
+        import_from_string(ref)
+    message = str(info.value)
+    assert repr(ref) in message
+    assert expected in message
+    if cause is not None:
+        assert isinstance(info.value.__cause__, cause)
+    if ref == "gwtest_imports_missing:app":
+        assert "not found" not in message  # told apart from a missing module
+    if ref == "gwtest_syntax:app":
+        assert "gwtest_syntax.py, line 1" in message
+
+
+# --------------------------------------------------------------------------- detection
+
+
+class ASGI2App:
+    def __init__(self, scope: Message) -> None:
+        self.scope = scope
+
+    async def __call__(self, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"asgi2"})
+
+
+def asgi2_function(scope: Message) -> Callable[..., Any]:
+    return ASGI2App(scope)
+
+
+async def asgi3_function(scope: Message, receive: Any, send: Any) -> None:
+    raise NotImplementedError
+
+
+def django_wsgi_handler() -> Any:
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(
+            SECRET_KEY="gateway-tests",
+            ALLOWED_HOSTS=["*"],
+            MIDDLEWARE=[],
+            INSTALLED_APPS=[],
+            ROOT_URLCONF="gwtest_django_urls",
+        )
+    import django
+    from django.core.handlers.wsgi import WSGIHandler
+
+    django.setup(set_prefix=False)
+    return WSGIHandler()
+
+
+def test_detect_wsgi() -> None:
+    from flask import Flask
+
+    assert detect_interface(hello) == "wsgi"
+    assert detect_interface(Flask(__name__)) == "wsgi"
+    assert detect_interface(django_wsgi_handler()) == "wsgi"
+
+
+def test_detect_asgi() -> None:
+    from fastapi import FastAPI
+    from starlette.applications import Starlette
+
+    assert detect_interface(FastAPI()) == "asgi"
+    assert detect_interface(Starlette()) == "asgi"
+    assert detect_interface(asgi3_function) == "asgi"
+    assert detect_interface(ASGI2App) == "asgi"
+    assert detect_interface(asgi2_function) == "asgi"
+
+
+def test_detect_refuses_to_guess() -> None:
+    def anything(*args: Any) -> None: ...
+
+    with pytest.raises(AppLoadError, match="set interface"):
+        detect_interface(anything)
+
+
+def test_load_asgi2_app_is_served_as_asgi3(modules: Callable[..., None]) -> None:
+    modules(
+        "gwtest_asgi2",
+        """
+        class App:
+            def __init__(self, scope):
+                self.scope = scope
+
+            async def __call__(self, receive, send):
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+                await send({"type": "http.response.body", "body": b"asgi2"})
+        """,
+    )
+    for interface in ("auto", "asgi"):
+        loaded = load_app("gwtest_asgi2:App", interface, 4, "a2")
+        assert (loaded.interface, loaded.pool_size, loaded.supports_lifespan) == (
+            "asgi",
+            None,
+            True,
+        )
+        assert serve(loaded.app, http_scope()).body == b"asgi2"
+        loaded.close()
+
+
+def test_load_wsgi_app(modules: Callable[..., None]) -> None:
+    modules("gwtest_good", GOOD)
+    loaded = load_app("gwtest_good:make()", "auto", 3, "legacy")
+    assert isinstance(loaded, LoadedApp)
+    assert isinstance(loaded.app, WSGIAdapter)
+    assert (loaded.interface, loaded.pool_size, loaded.supports_lifespan) == ("wsgi", 3, False)
+    assert loaded.reference == "gwtest_good:make()"
+    send = serve(loaded.app, http_scope())
+    assert (send.status, send.body) == (200, b"good")
+    loaded.close()
+    loaded.close()  # idempotent
+
+
+def test_load_explicit_interface_wins(modules: Callable[..., None]) -> None:
+    modules("gwtest_good", GOOD)
+    loaded = load_app("gwtest_good:app", "asgi", 3, "x")
+    assert loaded.interface == "asgi"
+    assert loaded.app is import_from_string("gwtest_good:app")
+    with pytest.raises(AppLoadError, match="interface must be one of"):
+        load_app("gwtest_good:app", "rsgi", 3, "x")
+    with pytest.raises(AppLoadError, match="not an app"):
+        load_app("gwtest_good:not_callable", "auto", 3, "x")
+
+
+# ----------------------------------------------------------------------------- environ
+
+
+def capture(store: dict[str, Any]) -> WSGIApp:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        store.update(environ)
+        start_response("204 No Content", [])
+        return []
+
+    return app
+
+
+def test_environ_passes_wsgiref_validator(adapt: Callable[[WSGIApp], WSGIAdapter]) -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        stream = environ["wsgi.input"]
+        data = stream.read(int(environ.get("CONTENT_LENGTH") or 0))
+        line = stream.readline()
+        environ["wsgi.errors"].write("validated\n")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [data, line, b"".join(stream.readlines())]
+
+    adapter = adapt(validator(app))  # type: ignore[arg-type]
+    assert serve(adapter, http_scope(query_string=b"q=1")).status == 200
+    headers = [(b"host", b"h"), (b"content-length", b"4"), (b"content-type", b"text/plain")]
+    scope = http_scope("/post", method="POST", headers=headers)
+    receive = Receive(body(b"ab", more=True), body(b"cd\nxy", more=True), body(b"z\n"))
+    send = serve(adapter, scope, receive)
+    assert (send.status, send.body) == (200, b"abcd\nxyz\n")
+
+
+def test_script_name_and_path_info_split(adapt: Callable[[WSGIApp], WSGIAdapter]) -> None:
+    environ: dict[str, Any] = {}
+    scope = http_scope(
+        "/api/caf\u00e9/x y",
+        root_path="/api",
+        raw_path=b"/api/caf%C3%A9/x%20y",
+        query_string=b"a=1&b=%20",
+    )
+    serve(adapt(capture(environ)), scope)
+    assert environ["SCRIPT_NAME"] == "/api"
+    assert environ["PATH_INFO"] == "/caf\u00c3\u00a9/x y"  # UTF-8 bytes as latin-1
+    assert environ["PATH_INFO"].encode("latin-1").decode("utf-8") == "/caf\u00e9/x y"
+    assert environ["QUERY_STRING"] == "a=1&b=%20"
+    assert environ["RAW_URI"] == environ["REQUEST_URI"] == "/api/caf%C3%A9/x%20y?a=1&b=%20"
+    assert environ["wsgi.input_terminated"] is True
+    assert environ["asgi.scope"] is scope
+
+
+def test_environ_headers_and_addresses() -> None:
+    headers = [
+        (b"host", b"example.org:8443"),
+        (b"cookie", b"a=1"),
+        (b"cookie", b"b=2"),
+        (b"accept", b"text/html"),
+        (b"accept", b"*/*"),
+        (b"content-type", b"application/json"),
+        (b"content-length", b"2"),
+        (b"x_user", b"spoofed"),
+        (b"x-user", b"real"),
+    ]
+    scope = http_scope(headers=headers, server=None, client=None, scheme="https")
+    environ = build_environ(scope, ErrorStream("t"))
+    assert environ["HTTP_COOKIE"] == "a=1; b=2"
+    assert environ["HTTP_ACCEPT"] == "text/html,*/*"
+    assert (environ["CONTENT_TYPE"], environ["CONTENT_LENGTH"]) == ("application/json", "2")
+    assert "HTTP_CONTENT_TYPE" not in environ
+    assert environ["HTTP_X_USER"] == "real"  # the underscore spelling is dropped
+    assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("example.org", "8443")
+    assert "REMOTE_ADDR" not in environ
+    bare = build_environ(http_scope(headers=[], server=None), ErrorStream("t"))
+    assert (bare["SERVER_NAME"], bare["SERVER_PORT"]) == ("localhost", "80")
+    assert (bare["REMOTE_ADDR"], bare["REMOTE_PORT"]) == ("127.0.0.1", "50000")
+    assert bare["SERVER_PROTOCOL"] == "HTTP/1.1"
+
+
+def test_errors_stream_logs_with_mount_name(caplog: pytest.LogCaptureFixture) -> None:
+    stream = ErrorStream("legacy")
+    stream.write("something broke\n")
+    stream.writelines(["one\n", "\n"])
+    stream.flush()
+    messages = [r.getMessage() for r in caplog.records if r.name == "gateway.error"]
+    assert messages == ["wsgi[legacy]: something broke", "wsgi[legacy]: one"]
+
+
+def test_only_http_scopes(adapt: Callable[[WSGIApp], WSGIAdapter]) -> None:
+    with pytest.raises(ValueError, match="serves only HTTP"):
+        serve(adapt(hello), {"type": "websocket", "path": "/"})
+
+
+# ------------------------------------------------------------------------ request body
+
+
+def test_streaming_body_read_readline_iteration(
+    adapt: Callable[[WSGIApp], WSGIAdapter],
+) -> None:
+    seen: list[Any] = []
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        stream = environ["wsgi.input"]
+        seen.append(stream.read(3))
+        seen.append(stream.readline())
+        seen.append(stream.readline(2))
+        seen.append(list(stream))
+        seen.append(stream.read())
+        seen.append(environ["wsgi.input_terminated"])
+        start_response("200 OK", [])
+        return []
+
+    receive = Receive(
+        body(b"line1\nli", more=True),
+        body(b"ne2\nrest", more=True),
+        body(b"", more=True),
+        body(b"\nlast"),
+    )
+    headers = [(b"transfer-encoding", b"chunked")]
+    serve(adapt(app), http_scope(method="POST", headers=headers), receive)
+    assert seen == [b"lin", b"e1\n", b"li", [b"ne2\n", b"rest\n", b"last"], b"", True]
+    assert receive.calls == 4
+
+
+def test_complete_body_costs_one_handoff_each_way(
+    adapt: Callable[[WSGIApp], WSGIAdapter],
+) -> None:
+    receive_calls_at_start: list[int] = []
+    receive = Receive()
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        receive_calls_at_start.append(receive.calls)
+        start_response("200 OK", [])
+        return [environ["wsgi.input"].read()]
+
+    adapter = adapt(app)
+
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+        wakeups: list[int] = []
+        original = loop.call_soon_threadsafe
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            wakeups[-1] += 1
+            return original(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign,assignment]
+        for _ in range(20):
+            wakeups.append(0)
+            receive.items.append(body(b"payload"))
+            send = Send()
+            await adapter(http_scope(method="POST"), receive, send)
+            assert [m["type"] for m in send.messages] == [
+                "http.response.start",
+                "http.response.body",
+            ]  # start + one body carrying the end: messages were combined
+            assert send.body == b"payload"
+        return wakeups
+
+    wakeups = asyncio.run(main())
+    # The body was read on the loop before the thread started, and the thread woke
+    # the loop at most once (a round trip per receive/send would need several).
+    assert receive_calls_at_start == list(range(1, 21))
+    assert max(wakeups) <= 1
+
+
+def test_expect_100_continue_reads_only_when_the_app_asks(
+    adapt: Callable[[WSGIApp], WSGIAdapter],
+) -> None:
+    receive = Receive(body(b"hello"))
+    calls_before_read: list[int] = []
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        calls_before_read.append(receive.calls)
+        data = environ["wsgi.input"].read(5)
+        start_response("200 OK", [])
+        return [data]
+
+    headers = [(b"expect", b"100-continue"), (b"content-length", b"5")]
+    send = serve(adapt(app), http_scope(method="POST", headers=headers), receive)
+    assert calls_before_read == [0]
+    assert send.body == b"hello"
+    assert receive.calls == 1
+
+
+def test_body_too_large_propagates_through_the_app(
+    adapt: Callable[[WSGIApp], WSGIAdapter],
+) -> None:
+    seen: list[BaseException] = []
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        try:
+            environ["wsgi.input"].read()
+        except Exception as exc:
+            seen.append(exc)
+            raise
+        raise AssertionError("read() should have raised")
+
+    receive = Receive(body(b"x" * 10, more=True), RequestBodyTooLarge("body over 16 bytes"))
+    scope = http_scope(method="POST", headers=[(b"transfer-encoding", b"chunked")])
+    with pytest.raises(RequestBodyTooLarge) as info:
+        serve(adapt(app), scope, receive)
+    assert info.value.status == 413
+    assert seen == [info.value]
+
+
+def test_disconnect_while_reading_body(adapt: Callable[[WSGIApp], WSGIAdapter]) -> None:
+    seen: list[BaseException] = []
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        try:
+            environ["wsgi.input"].read()
+        except ClientDisconnected as exc:
+            seen.append(exc)
+            raise
+        return []
+
+    receive = Receive(body(b"x", more=True), {"type": "http.disconnect"})
+    send = serve(adapt(app), http_scope(method="POST"), receive)  # returns quietly
+    assert send.messages == []
+    assert len(seen) == 1
+
+
+# ---------------------------------------------------------------------------- response
+
+
+def test_close_called_on_success(adapt: Callable[[WSGIApp], WSGIAdapter]) -> None:
+    result = Closing([b"a", b"b"])
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Closing:
+        start_response("200 OK", [])
+        return result
+
+    assert serve(adapt(app), http_scope()).body == b"ab"
+    assert result.closed.wait(WAIT_S)
+
+
+def test_close_called_when_iteration_fails(adapt: Callable[[WSGIApp], WSGIAdapter]) -> None:
+    def failing() -> Iterator[bytes]:
+        yield b"partial"
+        raise RuntimeError("iteration failed")
+
+    result = Closing(failing())
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Closing:
+        start_response("200 OK", [])
+        return result
+
+    adapter = adapt(app)
+    send = Send()
+    with pytest.raises(RuntimeError, match="iteration failed"):
+        asyncio.run(adapter(http_scope(), Receive(body(b"")), send))
+    assert send.status == 200  # the response had started; the server closes the connection
+    assert result.closed.wait(WAIT_S)
+
+
+def test_close_called_and_quiet_return_on_client_disconnect(
+    adapt: Callable[[WSGIApp], WSGIAdapter],
+) -> None:
+    produced: list[int] = []
+    chunk = bytes(64 * 1024)
+
+    def endless() -> Iterator[bytes]:
+        for i in range(1000):  # 64 MiB if nothing stopped it
+            produced.append(i)
+            yield chunk
+
+    result = Closing(endless())
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Closing:
+        start_response("200 OK", [])
+        return result
+
+    send = Send(disconnect_on_body=True)
+    asyncio.run(adapt(app)(http_scope(), Receive(body(b"")), send))
+    assert result.closed.wait(WAIT_S)
+    assert len(produced) < 1000  # the thread stopped (and the channel bound held it)
+    assert [m["type"] for m in send.messages] == ["http.response.start"]
+
+
+def test_exception_before_start_is_reraised_on_the_loop(
+    adapt: Callable[[WSGIApp], WSGIAdapter],
+) -> None:
+    boom = ValueError("boom")
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        raise boom
+
+    send = Send()
+    with pytest.raises(ValueError) as info:
+        asyncio.run(adapt(app)(http_scope(), Receive(body(b"")), send))
+    assert info.value is boom
+    assert send.messages == []
+
+
+def test_headers_wait_for_data_so_exc_info_can_replace_them(
+    adapt: Callable[[WSGIApp], WSGIAdapter],
+) -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [("X-First", "1")])
+        yield b""  # not data: the headers must not go out yet (PEP 3333)
+        try:
+            raise KeyError("late")
+        except KeyError:
+            start_response("500 Internal Server Error", [("X-Error", "1")], sys.exc_info())
+        yield b"error page"
+
+    send = serve(adapt(app), http_scope())
+    assert send.status == 500
+    assert send.messages[0]["headers"] == [(b"x-error", b"1")]
+    assert send.body == b"error page"
+
+
+def test_exc_info_after_headers_sent_reraises(adapt: Callable[[WSGIApp], WSGIAdapter]) -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        yield b"partial"
+        try:
+            raise KeyError("late")
+        except KeyError:
+            start_response("500 Internal Server Error", [], sys.exc_info())
+        yield b"never"
+
+    send = Send()
+    with pytest.raises(KeyError, match="late"):
+        asyncio.run(adapt(app)(http_scope(), Receive(body(b"")), send))
+    assert send.status == 200
+    assert send.body == b"partial"
+
+
+def test_start_response_twice_without_exc_info_fails(
+    adapt: Callable[[WSGIApp], WSGIAdapter],
+) -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [])
+        start_response("200 OK", [])
+        return []
+
+    with pytest.raises(RuntimeError, match="second time"):
+        serve(adapt(app), http_scope())
+
+
+def test_write_callable(adapt: Callable[[WSGIApp], WSGIAdapter]) -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        write = start_response("201 Created", [("Content-Type", "text/plain")])
+        write(b"hello ")
+        return [b"world"]
+
+    send = serve(adapt(app), http_scope())
+    assert send.status == 201
+    assert send.messages[0]["headers"] == [(b"content-type", b"text/plain")]
+    assert send.body == b"hello world"
+    assert send.bodies[-1]["more_body"] is False
+
+
+def test_file_wrapper(adapt: Callable[[WSGIApp], WSGIAdapter]) -> None:
+    class File(io.BytesIO):
+        closed_by_server = False
+
+        def close(self) -> None:
+            File.closed_by_server = True
+            super().close()
+
+    data = bytes(range(256)) * 1000
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [])
+        wrapper: Iterable[bytes] = environ["wsgi.file_wrapper"](File(data), 8192)
+        return wrapper
+
+    send = serve(adapt(app), http_scope())
+    assert send.body == data
+    assert File.closed_by_server
+
+
+def test_generator_streams_several_body_messages(
+    adapt: Callable[[WSGIApp], WSGIAdapter],
+) -> None:
+    arrived = {name: threading.Event() for name in (b"a", b"b")}
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        yield b"a"
+        assert arrived[b"a"].wait(WAIT_S)  # each chunk goes out before the next is made
+        yield b"b"
+        assert arrived[b"b"].wait(WAIT_S)
+        yield b"c"
+
+    send = Send()
+    send.on_body = lambda data: arrived[data].set() if data in arrived else None
+    asyncio.run(adapt(app)(http_scope(), Receive(body(b"")), send))
+    bodies = send.bodies
+    assert [m["body"] for m in bodies[:2]] == [b"a", b"b"]
+    assert all(m["more_body"] for m in bodies[:-1])
+    assert bodies[-1]["more_body"] is False
+    assert send.body == b"abc"
+
+
+def test_large_streamed_body_arrives_whole_and_in_order(
+    adapt: Callable[[WSGIApp], WSGIAdapter],
+) -> None:
+    chunks = [bytes([i]) * 50_000 for i in range(40)]  # 2 MB, well over the high-water mark
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        yield from chunks
+
+    assert serve(adapt(app), http_scope()).body == b"".join(chunks)
+
+
+def test_loop_keeps_running_while_the_app_blocks(
+    adapt: Callable[[WSGIApp], WSGIAdapter],
+) -> None:
+    release = threading.Event()
+    released_in_time: list[bool] = []
+
+    async def main() -> Send:
+        loop = asyncio.get_running_loop()
+        entered = asyncio.Event()
+
+        def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+            loop.call_soon_threadsafe(entered.set)
+            released_in_time.append(release.wait(WAIT_S))  # the app blocks its thread
+            start_response("200 OK", [])
+            return [b"done"]
+
+        send = Send()
+        task = asyncio.create_task(adapt(app)(http_scope(), Receive(body(b"")), send))
+        await asyncio.wait_for(entered.wait(), WAIT_S)
+        ticks = 0
+        for _ in range(10):  # the loop is free: other coroutines keep running
+            await asyncio.sleep(0)
+            ticks += 1
+        release.set()  # only reachable if the loop was not blocked by the app
+        await asyncio.wait_for(task, WAIT_S)
+        assert ticks == 10
+        return send
+
+    send = asyncio.run(main())
+    assert released_in_time == [True]
+    assert send.body == b"done"
+
+
+def test_call_cancelled_while_queued_never_runs_the_app() -> None:
+    release = threading.Event()
+    ran: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        entered = asyncio.Event()
+
+        def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+            ran.append(environ["PATH_INFO"])
+            if environ["PATH_INFO"] == "/busy":
+                loop.call_soon_threadsafe(entered.set)
+                release.wait(WAIT_S)
+            start_response("200 OK", [])
+            return []
+
+        adapter = WSGIAdapter(app, 1, "one")  # type: ignore[arg-type]
+        try:
+            busy = asyncio.create_task(adapter(http_scope("/busy"), Receive(body(b"")), Send()))
+            await asyncio.wait_for(entered.wait(), WAIT_S)
+            queued = asyncio.create_task(adapter(http_scope("/queued"), Receive(body(b"")), Send()))
+            await asyncio.sleep(0)  # one loop step: `queued` has submitted and now waits
+            queued.cancel()
+            await asyncio.gather(queued, return_exceptions=True)
+            release.set()
+            await busy
+            # One thread, first in first out: when /after is done, /queued was dequeued.
+            await adapter(http_scope("/after"), Receive(body(b"")), Send())
+        finally:
+            adapter.close()
+
+    asyncio.run(main())
+    assert ran == ["/busy", "/after"]
+
+
+# -------------------------------------------------------------------- real frameworks
+
+
+def test_flask_url_for_under_root_path_and_chunked_post(
+    adapt: Callable[[WSGIApp], WSGIAdapter],
+) -> None:
+    from flask import Flask, request, url_for
+
+    flask_app = Flask(__name__)
+
+    @flask_app.get("/where")
+    def where() -> str:
+        return url_for("where")
+
+    @flask_app.post("/upload")
+    def upload() -> bytes:
+        return request.get_data()
+
+    adapter = adapt(flask_app)
+    send = serve(adapter, http_scope("/flask/where", root_path="/flask"))
+    assert (send.status, send.body) == (200, b"/flask/where")
+
+    headers = [(b"host", b"testserver"), (b"transfer-encoding", b"chunked")]
+    scope = http_scope("/flask/upload", root_path="/flask", method="POST", headers=headers)
+    receive = Receive(body(b"abc", more=True), body(b"def", more=True), body(b"ghi"))
+    send = serve(adapter, scope, receive)
+    assert (send.status, send.body) == (200, b"abcdefghi")
+
+
+def test_django_reverse_under_root_path(adapt: Callable[[WSGIApp], WSGIAdapter]) -> None:
+    import types
+
+    django_wsgi_handler()  # settings configured once, apps ready
+    from django.http import HttpRequest, HttpResponse
+    from django.test.utils import override_settings
+    from django.urls import path, reverse
+
+    def where(request: HttpRequest) -> HttpResponse:
+        return HttpResponse(reverse("where"))
+
+    urls = types.ModuleType("gwtest_django_urls")
+    urls.urlpatterns = [path("where/", where, name="where")]  # type: ignore[attr-defined]
+    sys.modules[urls.__name__] = urls
+    with override_settings(ROOT_URLCONF=urls.__name__, ALLOWED_HOSTS=["*"], MIDDLEWARE=[]):
+        from django.core.handlers.wsgi import WSGIHandler
+
+        handler = adapt(WSGIHandler())
+        send = serve(handler, http_scope("/django/where/", root_path="/django"))
+    assert (send.status, send.body) == (200, b"/django/where/")

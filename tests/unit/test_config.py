@@ -1,0 +1,528 @@
+"""gateway.config: the mount file in, frozen dataclasses out, every mistake named."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config import (
+    DEFAULT_WSGI_THREADS,
+    Bind,
+    Config,
+    MountConfig,
+    ServerConfig,
+    cli_options,
+    describe_settings,
+    load_config,
+    parse_bind,
+    parse_config,
+)
+from gateway.errors import ConfigError
+
+MOUNT = '[[mount]]\nprefix = "/"\napp = "site.wsgi:application"\n'
+
+
+def write(tmp_path: Path, text: str, name: str = "gateway.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def load_error(
+    tmp_path: Path, text: str, overrides: dict[str, object] | None = None
+) -> ConfigError:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, overrides)
+    assert caught.value.file.startswith(str(path))
+    assert str(path) in str(caught.value)
+    return caught.value
+
+
+def assert_names(error: ConfigError, table: str, key: str | None) -> None:
+    """The message a user reads names the table and the key, not only the attributes."""
+    assert (error.table, error.key) == (table, key)
+    assert f"[{table}]" in str(error)
+    if key is not None:
+        assert f"] {key}: " in str(error)
+
+
+# --- a valid file --------------------------------------------------------------------------
+
+
+def test_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MOUNT))
+    server = config.server
+    assert server.bind == (Bind("tcp", host="127.0.0.1", port=8000),)
+    assert (server.workers, server.log_level, server.access_log) == (1, "info", True)
+    assert (server.keep_alive_timeout, server.graceful_timeout) == (5.0, 30.0)
+    assert (server.max_header_bytes, server.max_target_bytes) == (16384, 8192)
+    assert server.pythonpath == (str(tmp_path),)
+    (mount,) = config.mounts
+    assert mount == MountConfig(
+        prefix="/", app="site.wsgi:application", threads=DEFAULT_WSGI_THREADS
+    )
+    assert (mount.interface, mount.lifespan, mount.max_body_bytes) == ("auto", "auto", 100 << 20)
+
+
+def test_design_example(tmp_path: Path) -> None:
+    text = """
+[server]
+bind = ["127.0.0.1:8000", "[::1]:8000", "unix:/run/gateway.sock", "fd://3"]
+workers = 2
+log_level = "DEBUG"
+access_log = false
+keep_alive_timeout = 2
+graceful_timeout = 0.5
+
+[[mount]]
+prefix = "/api/"
+app = "newsite.main:app"
+interface = "asgi"
+
+[[mount]]
+prefix = "/"
+app = "oldsite.wsgi:create_app()"
+interface = "wsgi"
+threads = 32
+lifespan = "off"
+max_body_bytes = 0
+"""
+    path = write(tmp_path, text)
+    config = load_config(path)
+    assert config.path == str(path)
+    assert [str(b) for b in config.server.bind] == [
+        "127.0.0.1:8000",
+        "[::1]:8000",
+        "unix:/run/gateway.sock",
+        "fd://3",
+    ]
+    assert config.server.log_level == "debug"
+    assert config.server.keep_alive_timeout == 2.0
+    assert isinstance(config.server.keep_alive_timeout, float)
+    api, root = config.mounts
+    assert (api.prefix, api.interface, api.threads) == ("/api", "asgi", None)
+    assert (root.prefix, root.threads, root.lifespan, root.max_body_bytes) == ("/", 32, "off", 0)
+
+
+def test_a_single_bind_string_is_accepted(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[server]\nbind = "0.0.0.0:80"\n' + MOUNT))
+    assert config.server.bind == (Bind("tcp", host="0.0.0.0", port=80),)
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("/", "/"),
+        ("/api", "/api"),
+        ("/api/", "/api"),
+        ("/a/b/", "/a/b"),
+        ("/caf\u00e9", "/caf\u00e9"),
+    ],
+)
+def test_prefix_normalisation(tmp_path: Path, given: str, stored: str) -> None:
+    config = load_config(write(tmp_path, f'[[mount]]\nprefix = "{given}"\napp = "m:a"\n'))
+    assert config.mounts[0].prefix == stored
+
+
+def test_pythonpath_is_resolved_against_the_file_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "conf").mkdir()
+    path = write(tmp_path, '[server]\npythonpath = [".", "src", "../lib", "/opt/x"]\n' + MOUNT)
+    path = path.rename(tmp_path / "conf" / "gateway.toml")
+    monkeypatch.chdir(tmp_path)  # a relative path given on the command line
+    config = load_config(os.path.join("conf", "gateway.toml"))
+    conf = str(tmp_path / "conf")
+    assert config.path == os.path.join("conf", "gateway.toml")
+    assert config.server.pythonpath == (conf, f"{conf}/src", str(tmp_path / "lib"), "/opt/x")
+
+
+def test_loading_imports_nothing(tmp_path: Path) -> None:
+    text = '[[mount]]\nprefix = "/"\napp = "no_such_module_xyz.sub:factory()"\n'
+    config = load_config(write(tmp_path, text))
+    assert config.mounts[0].app == "no_such_module_xyz.sub:factory()"
+    assert "no_such_module_xyz" not in sys.modules
+
+
+def test_dataclasses_are_frozen(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MOUNT))
+    targets: list[object] = [config, config.server, config.mounts[0], config.server.bind[0]]
+    for target in targets:
+        field = dataclasses.fields(target)[0].name  # type: ignore[arg-type]
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(target, field, None)
+    assert isinstance(config.mounts, tuple) and isinstance(config.server.bind, tuple)
+
+
+def test_parse_config_matches_load_config(tmp_path: Path) -> None:
+    path = write(tmp_path, MOUNT)
+    assert parse_config(MOUNT, str(path)) == load_config(path)
+    assert isinstance(load_config(path), Config)
+
+
+# --- bind addresses ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "bind", "canonical"),
+    [
+        ("127.0.0.1:8000", Bind("tcp", host="127.0.0.1", port=8000), "127.0.0.1:8000"),
+        ("0.0.0.0:0", Bind("tcp", host="0.0.0.0", port=0), "0.0.0.0:0"),
+        ("localhost:65535", Bind("tcp", host="localhost", port=65535), "localhost:65535"),
+        ("[::1]:8000", Bind("tcp", host="::1", port=8000), "[::1]:8000"),
+        ("[0:0::1]:80", Bind("tcp", host="::1", port=80), "[::1]:80"),
+        ("[::]:443", Bind("tcp", host="::", port=443), "[::]:443"),
+        (
+            "unix:/run/gateway.sock",
+            Bind("unix", path="/run/gateway.sock"),
+            "unix:/run/gateway.sock",
+        ),
+        ("unix:rel.sock", Bind("unix", path="rel.sock"), "unix:rel.sock"),
+        ("fd://3", Bind("fd", fd=3), "fd://3"),
+        ("fd://0", Bind("fd", fd=0), "fd://0"),
+    ],
+)
+def test_parse_bind(text: str, bind: Bind, canonical: str) -> None:
+    assert parse_bind(text) == bind
+    assert str(parse_bind(text)) == canonical
+    assert parse_bind(str(bind)) == bind  # the canonical form reads back
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("127.0.0.1", "missing port"),
+        ("[::1]", "missing port"),
+        ("localhost:", "port must be"),
+        ("localhost:http", "port must be"),
+        ("localhost:65536", "port must be"),
+        ("localhost:-1", "port must be"),
+        ("localhost:\u0668\u0660", "port must be"),  # Arabic-Indic digits
+        (":8000", "missing host"),
+        ("::1:8000", "needs brackets"),
+        ("[nope]:80", "not an IPv6 address"),
+        ("300.1.1.1:80", "not an IPv4 address"),
+        ("bad_host:80", "not a valid host name"),
+        ("http://127.0.0.1:80", "unknown scheme"),
+        ("tcp://127.0.0.1:80", "unknown scheme"),
+        ("unix:", "empty unix socket path"),
+        ("fd://x", "descriptor number"),
+        ("fd://-1", "descriptor number"),
+        ("fd://", "descriptor number"),
+    ],
+)
+def test_parse_bind_rejects(text: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        parse_bind(text)
+
+
+def test_bad_bind_in_file(tmp_path: Path) -> None:
+    error = load_error(tmp_path, '[server]\nbind = ["127.0.0.1:80", "fd://x"]\n' + MOUNT)
+    assert_names(error, "server", "bind")
+    assert "fd://x" in error.reason
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("[]", "at least one bind address"),
+        ('["a:1", "a:1"]', "listed twice"),
+        ('["[::1]:80", "[0::1]:80"]', "listed twice"),
+        ('[""]', "must not be empty"),
+        ("[8000]", "expected an array of strings"),
+        ("8000", "expected an array of strings"),
+    ],
+)
+def test_bind_list_rejects(tmp_path: Path, value: str, reason: str) -> None:
+    error = load_error(tmp_path, f"[server]\nbind = {value}\n" + MOUNT)
+    assert_names(error, "server", "bind")
+    assert reason in error.reason
+
+
+# --- errors: file, syntax, structure -------------------------------------------------------
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "absent.toml"
+    with pytest.raises(ConfigError, match="cannot read") as caught:
+        load_config(path)
+    assert caught.value.file == str(path)
+    assert_names(caught.value, "top level", None)
+
+
+def test_toml_syntax_error(tmp_path: Path) -> None:
+    error = load_error(tmp_path, "[server\nworkers = 1\n")
+    assert_names(error, "top level", None)
+    assert "not valid TOML" in error.reason and "line 1" in error.reason
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b"# caf\xe9\n" + MOUNT.encode())
+    with pytest.raises(ConfigError, match="UTF-8"):
+        load_config(path)
+
+
+def test_unknown_top_level_table(tmp_path: Path) -> None:
+    error = load_error(tmp_path, "[servers]\nworkers = 2\n" + MOUNT)
+    assert_names(error, "top level", "servers")
+    assert "did you mean 'server'" in error.reason
+
+
+def test_setting_above_the_tables_is_pointed_to_its_table(tmp_path: Path) -> None:
+    error = load_error(tmp_path, "workers = 2\n" + MOUNT)
+    assert_names(error, "top level", "workers")
+    assert "[server]" in error.reason
+
+
+def test_unknown_key_in_server(tmp_path: Path) -> None:
+    error = load_error(tmp_path, "[server]\nworker = 2\n" + MOUNT)
+    assert_names(error, "server", "worker")
+    assert "did you mean 'workers'" in error.reason
+
+
+def test_unknown_key_in_mount(tmp_path: Path) -> None:
+    error = load_error(tmp_path, MOUNT + MOUNT.replace('"/"', '"/x"') + "thread = 4\n")
+    assert_names(error, "mount #2", "thread")
+
+
+def test_server_must_be_a_table(tmp_path: Path) -> None:
+    error = load_error(tmp_path, "server = 1\n" + MOUNT)
+    assert_names(error, "top level", "server")
+    assert "must be a table" in error.reason
+
+
+@pytest.mark.parametrize(
+    "text", ['[mount]\nprefix = "/"\napp = "m:a"\n', 'mount = "x"\n', "mount = [1, 2]\n"]
+)
+def test_mount_must_be_an_array_of_tables(tmp_path: Path, text: str) -> None:
+    error = load_error(tmp_path, text)
+    assert_names(error, "top level", "mount")
+    assert "[[mount]]" in error.reason
+
+
+@pytest.mark.parametrize("text", ["", "[server]\nworkers = 1\n", "mount = []\n"])
+def test_no_mounts(tmp_path: Path, text: str) -> None:
+    error = load_error(tmp_path, text)
+    assert_names(error, "top level", "mount")
+    assert "at least one" in error.reason
+
+
+@pytest.mark.parametrize("missing", ["prefix", "app"])
+def test_missing_required_key(tmp_path: Path, missing: str) -> None:
+    lines = {"prefix": 'prefix = "/"', "app": 'app = "m:a"'}
+    del lines[missing]
+    error = load_error(tmp_path, "[[mount]]\n" + "\n".join(lines.values()) + "\n")
+    assert_names(error, "mount #1", missing)
+    assert "required" in error.reason
+
+
+# --- errors: types and values --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("table", "line", "key"),
+    [
+        ("server", "workers = true", "workers"),
+        ("server", 'workers = "2"', "workers"),
+        ("server", "workers = 2.0", "workers"),
+        ("server", 'access_log = "no"', "access_log"),
+        ("server", "access_log = 0", "access_log"),
+        ("server", "keep_alive_timeout = true", "keep_alive_timeout"),
+        ("server", 'graceful_timeout = "30s"', "graceful_timeout"),
+        ("server", "max_header_bytes = 1e5", "max_header_bytes"),
+        ("server", 'pythonpath = "src"', "pythonpath"),
+        ("server", "pythonpath = [1]", "pythonpath"),
+        ("server", "log_level = 10", "log_level"),
+        ("mount", "threads = true", "threads"),
+        ("mount", 'threads = "8"', "threads"),
+        ("mount", "max_body_bytes = 1.5", "max_body_bytes"),
+        ("mount", "interface = 1", "interface"),
+        ("mount", "lifespan = false", "lifespan"),
+    ],
+)
+def test_wrong_type(tmp_path: Path, table: str, line: str, key: str) -> None:
+    text = f"[server]\n{line}\n{MOUNT}" if table == "server" else f"{MOUNT}{line}\n"
+    error = load_error(tmp_path, text)
+    assert_names(error, "server" if table == "server" else "mount #1", key)
+    assert error.reason.startswith("expected ")
+
+
+def test_wrong_type_says_what_it_got(tmp_path: Path) -> None:
+    error = load_error(tmp_path, MOUNT + "threads = true\n")
+    assert error.reason == "expected an integer, got boolean true"
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "reason"),
+    [
+        ("workers = 0", "workers", ">= 1"),
+        ("keep_alive_timeout = 0", "keep_alive_timeout", "> 0"),
+        ("keep_alive_timeout = inf", "keep_alive_timeout", "finite"),
+        ("graceful_timeout = -1", "graceful_timeout", ">= 0"),
+        ("graceful_timeout = nan", "graceful_timeout", "finite"),
+        ("max_header_bytes = 1023", "max_header_bytes", ">= 1024"),
+        ("max_target_bytes = 255", "max_target_bytes", ">= 256"),
+        ('pythonpath = [""]', "pythonpath", "empty"),
+        ('log_level = "verbose"', "log_level", "debug, info, warning, error, critical"),
+    ],
+)
+def test_bad_server_value(tmp_path: Path, line: str, key: str, reason: str) -> None:
+    error = load_error(tmp_path, f"[server]\n{line}\n{MOUNT}")
+    assert_names(error, "server", key)
+    assert reason in error.reason
+
+
+def test_zero_graceful_timeout_is_allowed(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "[server]\ngraceful_timeout = 0\n" + MOUNT))
+    assert config.server.graceful_timeout == 0.0
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "reason"),
+    [
+        ("threads = 0", "threads", ">= 1"),
+        ('interface = "rsgi"', "interface", "asgi, wsgi, auto"),
+        ('lifespan = "yes"', "lifespan", "auto, on, off"),
+        ("max_body_bytes = -1", "max_body_bytes", ">= 0"),
+    ],
+)
+def test_bad_mount_value(tmp_path: Path, line: str, key: str, reason: str) -> None:
+    error = load_error(tmp_path, f"{MOUNT}{line}\n")
+    assert_names(error, "mount #1", key)
+    assert reason in error.reason
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    ["api", "", "/api?x=1", "/api#top", "/a//b", "//", "/my api", "/a\tb", "/a/../b", "/."],
+)
+def test_bad_prefix(tmp_path: Path, prefix: str) -> None:
+    text = f'[[mount]]\nprefix = "{prefix}"\napp = "m:a"\n'
+    error = load_error(tmp_path, text.replace("\t", "\\t"))
+    assert_names(error, "mount #1", "prefix")
+
+
+@pytest.mark.parametrize(
+    "app",
+    ["module", "module:", ":app", "a..b:app", "a.b:c.", "a:b()x", "a:b(1)", "1a:b", "class:x"],
+)
+def test_bad_app_reference(tmp_path: Path, app: str) -> None:
+    error = load_error(tmp_path, f'[[mount]]\nprefix = "/"\napp = "{app}"\n')
+    assert_names(error, "mount #1", "app")
+    assert "module:attribute" in error.reason
+
+
+@pytest.mark.parametrize("app", ["m:a", "pkg.mod:app", "pkg.mod:create_app()", "m:obj.attr"])
+def test_good_app_reference(tmp_path: Path, app: str) -> None:
+    config = load_config(write(tmp_path, f'[[mount]]\nprefix = "/"\napp = "{app}"\n'))
+    assert config.mounts[0].app == app
+
+
+def test_duplicate_prefix_after_normalisation(tmp_path: Path) -> None:
+    text = MOUNT + '[[mount]]\nprefix = "/api"\napp = "m:a"\n'
+    text += '[[mount]]\nprefix = "/api/"\napp = "m:b"\n'
+    error = load_error(tmp_path, text)
+    assert_names(error, "mount #3", "prefix")
+    assert "mount #2" in error.reason
+
+
+def test_threads_on_an_asgi_mount(tmp_path: Path) -> None:
+    error = load_error(tmp_path, MOUNT + 'interface = "asgi"\nthreads = 4\n')
+    assert_names(error, "mount #1", "threads")
+    assert "WSGI" in error.reason
+
+
+def test_lifespan_on_for_a_wsgi_mount(tmp_path: Path) -> None:
+    error = load_error(tmp_path, MOUNT + 'interface = "wsgi"\nlifespan = "on"\n')
+    assert_names(error, "mount #1", "lifespan")
+
+
+def test_threads_default_depends_on_interface(tmp_path: Path) -> None:
+    text = MOUNT + 'interface = "wsgi"\n'
+    text += '[[mount]]\nprefix = "/a"\napp = "m:a"\ninterface = "asgi"\n'
+    text += '[[mount]]\nprefix = "/b"\napp = "m:a"\n'
+    wsgi, asgi, auto = load_config(write(tmp_path, text)).mounts
+    assert (wsgi.threads, asgi.threads, auto.threads) == (10, None, 10)
+
+
+# --- command-line overrides ----------------------------------------------------------------
+
+
+def test_overrides_replace_file_values(tmp_path: Path) -> None:
+    text = '[server]\nbind = ["127.0.0.1:1"]\nworkers = 4\nlog_level = "error"\n' + MOUNT
+    overrides: dict[str, object] = {
+        "bind": ["unix:/tmp/g.sock", "[::1]:9000"],
+        "workers": 2,
+        "log_level": "WARNING",
+        "access_log": False,
+    }
+    server = load_config(write(tmp_path, text), overrides).server
+    assert [str(b) for b in server.bind] == ["unix:/tmp/g.sock", "[::1]:9000"]
+    assert (server.workers, server.log_level, server.access_log) == (2, "warning", False)
+
+
+def test_none_overrides_mean_not_given(tmp_path: Path) -> None:
+    overrides: dict[str, object] = {"bind": None, "workers": None, "log_level": None}
+    server = load_config(write(tmp_path, "[server]\nworkers = 3\n" + MOUNT), overrides).server
+    assert server.workers == 3
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        ("workers", 0, ">= 1"),
+        ("workers", True, "expected an integer"),
+        ("bind", ["localhost"], "missing port"),
+        ("log_level", "loud", "one of"),
+        ("access_log", "no", "true or false"),
+        ("keep_alive_timeout", 1.0, "unknown command-line setting"),
+        ("bogus", 1, "unknown command-line setting"),
+    ],
+)
+def test_bad_override(tmp_path: Path, key: str, value: object, reason: str) -> None:
+    error = load_error(tmp_path, MOUNT, {key: value})
+    assert error.file == str(tmp_path / "gateway.toml") + " (command line)"
+    assert_names(error, "server", key)
+    assert reason in error.reason
+
+
+def test_a_bad_file_value_is_reported_even_when_overridden(tmp_path: Path) -> None:
+    error = load_error(tmp_path, "[server]\nworkers = 0\n" + MOUNT, {"workers": 2})
+    assert "(command line)" not in error.file
+
+
+# --- derived views -------------------------------------------------------------------------
+
+
+def test_cli_options_are_derived_from_the_fields() -> None:
+    options = {option.setting: option for option in cli_options()}
+    assert [o.flag for o in options.values()] == [
+        "--bind",
+        "--workers",
+        "--log-level",
+        "--no-access-log",
+    ]
+    assert [o.kind for o in options.values()] == ["list", "int", "choice", "bool-off"]
+    assert options["log_level"].choices == ("debug", "info", "warning", "error", "critical")
+    server_fields = {f.name for f in dataclasses.fields(ServerConfig)}
+    assert set(options) <= server_fields
+    assert all(option.help for option in options.values())
+
+
+def test_describe_settings_covers_every_field() -> None:
+    rows = list(describe_settings())
+    expected = [("server", f.name) for f in dataclasses.fields(ServerConfig)]
+    expected += [("mount", f.name) for f in dataclasses.fields(MountConfig)]
+    assert [(row.table, row.key) for row in rows] == expected
+    assert all(row.help and row.type and row.default for row in rows)
+    by_key = {row.key: row for row in rows}
+    assert by_key["bind"].default == '["127.0.0.1:8000"]'
+    assert by_key["access_log"].default == "true"
+    assert by_key["prefix"].default == "required"
+    assert by_key["threads"].default.startswith(str(DEFAULT_WSGI_THREADS))
