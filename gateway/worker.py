@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -31,6 +34,9 @@ from gateway.lifespan import LifespanFanout, LifespanTarget
 from gateway.router import Mount, Router
 
 log = logging.getLogger("gateway.error")
+
+# How long idle pool threads get to finish exiting once their pool is shut down.
+STUCK_THREAD_GRACE_S = 1.0
 
 
 @dataclass
@@ -62,6 +68,7 @@ class Worker:
         self.sockets = list(sockets)
         self._stop = asyncio.Event()  # binds to a loop only when first awaited
         self._fast_stop = False
+        self._state: ServerState | None = None
 
     async def serve(self, ready: Callable[[], None] | None = None) -> None:
         mounts = load_mounts(self.config)
@@ -80,7 +87,7 @@ class Worker:
         )
         timeout_s = self.config.server.graceful_timeout
         await fanout.startup(timeout_s)
-        state = ServerState(router, self.config.server)
+        state = self._state = ServerState(router, self.config.server)
         servers = await self._listen(state)
         if ready is not None:
             ready()
@@ -114,6 +121,8 @@ class Worker:
         if self._stop.is_set() or fast:
             self._fast_stop = True
             log.info("fast stop")
+            for conn in list(self._state.connections if self._state else ()):
+                conn.abort()
         else:
             log.info("stopping: finishing in-flight requests")
         self._stop.set()
@@ -168,13 +177,35 @@ def _describe(sock: socket.socket) -> str:
 def run(config: Config, sockets: Sequence[socket.socket]) -> int:
     """Serve in this process until SIGTERM/SIGINT; return the exit status."""
     worker = Worker(config, sockets)
+    status = 0
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         try:
             runner.run(_serve_with_signals(worker))
         except StartupError as exc:
             log.error("%s", exc)
-            return exc.exit_status
-    return 0
+            status = exc.exit_status
+    _leave_stuck_threads(status)
+    return status
+
+
+def _leave_stuck_threads(status: int) -> None:
+    """Exit now if a WSGI thread is still inside an app after the drain.
+
+    Python joins pool threads at exit, so one view stuck in a call would hold the process
+    past `graceful_timeout`; the drain has already given it that long.
+    """
+    deadline = time.monotonic() + STUCK_THREAD_GRACE_S
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    if any(
+        t.is_alive() and not t.daemon
+        for t in threading.enumerate()
+        if t is not threading.main_thread()
+    ):
+        log.warning("WSGI threads still busy after the drain; exiting without them")
+        logging.shutdown()
+        os._exit(status)
 
 
 async def _serve_with_signals(worker: Worker) -> None:

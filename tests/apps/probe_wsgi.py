@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -38,13 +40,17 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         shown = {key: environ.get(key) for key in SHOWN_KEYS}
         return _json(start_response, shown)
     if route == "/digest":
-        body = environ["wsgi.input"].read()
+        body = b"".join(iter(lambda: environ["wsgi.input"].read(65536), b""))
         return _json(
             start_response, {"length": len(body), "sha256": hashlib.sha256(body).hexdigest()}
         )
     if route == "/sleep":
+        _note("wsgi-sleep-start")
         time.sleep(float(environ["QUERY_STRING"] or "1"))
         return _json(start_response, {"slept": True})
+    if route == "/thread":
+        time.sleep(float(environ["QUERY_STRING"] or "0"))
+        return _json(start_response, {"thread": threading.current_thread().name})
     if route == "/raise":
         raise RuntimeError("secret wsgi detail")
     if route == "/stream":
@@ -52,6 +58,12 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         return (b"line %d\n" % i for i in range(5))
     start_response("404 Not Found", [("Content-Type", "text/plain")])
     return [b"probe_wsgi: no such route"]
+
+
+def _note(line: str) -> None:
+    if log_path := os.environ.get("PROBE_LIFESPAN_LOG"):
+        with open(log_path, "a") as log:
+            log.write(line + "\n")
 
 
 def _json(start_response: StartResponse, value: object) -> list[bytes]:

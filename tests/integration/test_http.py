@@ -35,6 +35,11 @@ app = "probe_wsgi:app"
 interface = "wsgi"
 
 [[mount]]
+prefix = "/validated"
+app = "probe_wsgi:validated_app"
+interface = "wsgi"
+
+[[mount]]
 prefix = "/small"
 app = "probe_asgi:app"
 interface = "asgi"
@@ -348,3 +353,29 @@ def test_unrouted_path_is_plain_text_404(server: Server) -> None:
     response = httpx.get(server.url + "/nowhere")
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("text/plain")
+
+
+def test_each_wsgi_mount_has_its_own_pool_of_its_size(server: Server) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def thread_name(path: str) -> str:
+        return str(httpx.get(server.url + path, timeout=20).json()["thread"])
+
+    with ThreadPoolExecutor(8) as clients:
+        names = set(clients.map(thread_name, ["/wsgi/thread?0.2"] * 8))
+        other = set(clients.map(thread_name, ["/zo%C3%AB/thread?0.2"] * 8))
+    assert len(names) == 2  # threads = 2
+    assert all(name.startswith("wsgi-/wsgi") for name in names)
+    assert len(other) > 2  # the default pool size (10), not shared with /wsgi
+    assert names.isdisjoint(other)
+
+
+def test_environ_passes_wsgiref_validate_through_the_server(server: Server) -> None:
+    assert httpx.get(server.url + "/validated/environ").status_code == 200
+    body = b"v" * 100_000
+    response = httpx.post(
+        server.url + "/validated/digest", content=iter([body[:50_000], body[50_000:]])
+    )
+    assert response.status_code == 200 and response.json()["length"] == len(body)
+    streamed = httpx.get(server.url + "/validated/stream")
+    assert streamed.status_code == 200 and streamed.text.count("line") == 5

@@ -54,7 +54,8 @@ class GatewayProcess:
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.proc.stderr is not None
@@ -77,8 +78,15 @@ class GatewayProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         code = self.proc.wait(DEADLINE_S)
+        self._reader.join(DEADLINE_S)
         self.sock.close()
         return code
+
+    def all_lines(self) -> list[str]:
+        """Everything seen on stderr so far, once the process has stopped."""
+        while not self.lines.empty():
+            self.seen.append(self.lines.get_nowait())
+        return self.seen
 
 
 @pytest.fixture
@@ -225,3 +233,68 @@ def test_access_log_names_the_mount(probe_config: Path) -> None:
     line = next(x for x in loud.proc.stdout.read().splitlines() if "/asgi/echo" in x)
     assert '"GET /asgi/echo HTTP/1.1" 200' in line and "mount=/asgi" in line
     assert line.startswith("127.0.0.1:")
+
+
+def slow_request(url: str) -> tuple[threading.Thread, dict[str, object]]:
+    """A request in a thread; the outcome (response or exception) lands in the dict."""
+    outcome: dict[str, object] = {}
+
+    def fetch() -> None:
+        try:
+            outcome["response"] = httpx.get(url, timeout=60)
+        except httpx.HTTPError as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=fetch)
+    thread.start()
+    return thread, outcome
+
+
+def test_second_sigint_is_a_fast_stop(gateway: GatewayProcess, tmp_path: Path) -> None:
+    gateway.wait_for_line("serving on")
+    thread, outcome = slow_request(gateway.url + "/asgi/sleep?30")
+    wait_until(lambda: "sleep-start" in (tmp_path / "lifespan.log").read_text())
+    started = time.monotonic()
+    gateway.proc.send_signal(signal.SIGINT)
+    gateway.wait_for_line("finishing in-flight requests")
+    gateway.proc.send_signal(signal.SIGINT)
+    assert gateway.proc.wait(DEADLINE_S) == 0
+    assert time.monotonic() - started < 10
+    thread.join(DEADLINE_S)
+    assert "error" in outcome  # the slow request was cut, not answered
+
+
+def test_graceful_timeout_bounds_the_drain_even_for_a_stuck_wsgi_view(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f"[server]\npythonpath = [{str(APPS_DIR)!r}]\ngraceful_timeout = 1\n\n"
+        '[[mount]]\nprefix = "/"\napp = "probe_wsgi:app"\ninterface = "wsgi"\n'
+    )
+    log = tmp_path / "probe.log"
+    process = GatewayProcess(config, env={"PROBE_LIFESPAN_LOG": str(log)})
+    process.wait_for_line("serving on")
+    thread, outcome = slow_request(process.url + "/sleep?30")
+    wait_until(lambda: log.exists() and "wsgi-sleep-start" in log.read_text())
+    started = time.monotonic()
+    assert process.stop() == 0
+    assert time.monotonic() - started < 10
+    thread.join(DEADLINE_S)
+    assert "error" in outcome
+
+
+def test_app_tracebacks_go_to_the_error_log_not_the_client(gateway: GatewayProcess) -> None:
+    gateway.wait_for_line("serving on")
+    response = httpx.get(gateway.url + "/raise")
+    assert response.status_code == 500
+    assert "secret" not in response.text
+    gateway.wait_for_line("Traceback")
+    gateway.wait_for_line("RuntimeError: secret wsgi detail")
+
+
+def test_log_level_flag_overrides_the_file(probe_config: Path) -> None:
+    quiet = GatewayProcess(probe_config, "--log-level", "warning")
+    try:
+        assert httpx.get(quiet.url + "/asgi/echo", timeout=30).status_code == 200
+    finally:
+        assert quiet.stop() == 0
+    assert not any("serving on" in line for line in quiet.all_lines())

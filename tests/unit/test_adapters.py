@@ -20,7 +20,7 @@ from wsgiref.validate import validator
 import pytest
 
 from adapters import LoadedApp, WSGIAdapter, detect_interface, import_from_string, load_app
-from adapters.wsgi import ErrorStream, build_environ
+from adapters.environ import ErrorStream, build_environ
 from gateway.asgi import Message
 from gateway.errors import AppLoadError, ClientDisconnected, RequestBodyTooLarge
 

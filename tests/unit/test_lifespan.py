@@ -1,0 +1,123 @@
+"""Lifespan fan-out: per-mount policies, state, ordering and failures. No sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from gateway.asgi import Receive, Scope, Send
+from gateway.errors import LifespanError
+from gateway.lifespan import LifespanFanout, LifespanTarget
+
+
+class LifespanApp:
+    """An ASGI app with a lifespan that records what happened, in a shared journal."""
+
+    def __init__(self, name: str, journal: list[str], fail_startup: str = "") -> None:
+        self.name = name
+        self.journal = journal
+        self.fail_startup = fail_startup
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "lifespan"
+        assert scope["asgi"]["version"] == "3.0"
+        await receive()
+        if self.fail_startup:
+            await send({"type": "lifespan.startup.failed", "message": self.fail_startup})
+            return
+        scope["state"]["owner"] = self.name
+        self.journal.append(f"{self.name} startup")
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        self.journal.append(f"{self.name} shutdown")
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+async def no_lifespan(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "lifespan":
+        raise ValueError("only http here")
+
+
+def target(app: Any, policy: str = "auto", supports: bool = True) -> LifespanTarget:
+    return LifespanTarget(
+        label=f"mount {policy}", app=app, policy=policy, supports_lifespan=supports
+    )
+
+
+def run_cycle(targets: list[LifespanTarget]) -> None:
+    async def cycle() -> None:
+        fanout = LifespanFanout(targets)
+        await fanout.startup(5)
+        await fanout.shutdown(5)
+
+    asyncio.run(cycle())
+
+
+def test_startup_in_order_shutdown_in_reverse_with_state_per_mount() -> None:
+    journal: list[str] = []
+    first, second = target(LifespanApp("a", journal)), target(LifespanApp("b", journal))
+    run_cycle([first, second])
+    assert journal == ["a startup", "b startup", "b shutdown", "a shutdown"]
+    assert first.state == {"owner": "a"} and second.state == {"owner": "b"}
+
+
+def test_auto_serves_an_app_without_lifespan() -> None:
+    journal: list[str] = []
+    run_cycle([target(no_lifespan, "auto"), target(LifespanApp("b", journal))])
+    assert journal == ["b startup", "b shutdown"]
+
+
+def test_on_makes_missing_lifespan_a_startup_failure() -> None:
+    with pytest.raises(LifespanError, match="only http here"):
+        run_cycle([target(no_lifespan, "on")])
+
+
+def test_off_never_calls_the_app() -> None:
+    journal: list[str] = []
+    run_cycle([target(LifespanApp("a", journal), "off")])
+    assert journal == []
+
+
+def test_wsgi_mounts_are_completed_on_their_behalf() -> None:
+    called: list[Scope] = []
+
+    async def recorder(scope: Scope, receive: Receive, send: Send) -> None:
+        called.append(scope)
+
+    run_cycle([target(recorder, "auto", supports=False)])
+    assert called == []
+    with pytest.raises(LifespanError, match="WSGI"):
+        run_cycle([target(recorder, "on", supports=False)])
+
+
+def test_startup_failure_stops_the_started_mounts_and_carries_the_message() -> None:
+    journal: list[str] = []
+    targets = [
+        target(LifespanApp("a", journal)),
+        target(LifespanApp("b", journal, fail_startup="database unreachable")),
+        target(LifespanApp("c", journal)),
+    ]
+    with pytest.raises(LifespanError, match="database unreachable") as caught:
+        run_cycle(targets)
+    assert caught.value.exit_status == 3
+    assert journal == ["a startup", "a shutdown"]
+
+
+def test_shutdown_that_hangs_is_bounded() -> None:
+    async def hangs_on_shutdown(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await asyncio.Event().wait()
+
+    async def cycle() -> float:
+        fanout = LifespanFanout([target(hangs_on_shutdown)])
+        await fanout.startup(5)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await fanout.shutdown(0.2)
+        return loop.time() - started
+
+    assert asyncio.run(cycle()) < 2
