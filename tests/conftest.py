@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -82,7 +83,7 @@ def write_config(directory: Path, text: str) -> Config:
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[object]:
+def serve(tmp_path: Path) -> Iterator[Callable[[str], Server]]:
     """`serve(toml_text)` starts a server for the test and stops it afterwards."""
     servers: list[Server] = []
 
@@ -94,6 +95,15 @@ def serve(tmp_path: Path) -> Iterator[object]:
     yield start
     for server in servers:
         server.stop()
+
+
+def wait_until(condition: Callable[[], bool], deadline_s: float = START_DEADLINE_S) -> None:
+    """Poll a condition until it holds; fail the test once the deadline passes."""
+    end = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError("condition not met before the deadline")
+        time.sleep(0.01)
 
 
 def read_response(sock: socket.socket, deadline_s: float = 10.0) -> bytes:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from conftest import Server, read_response
+from conftest import Server, read_response, wait_until
 
 MOUNTS = """
 [server]
@@ -60,14 +60,6 @@ def exchange(server: Server, raw: bytes) -> bytes:
         sock.sendall(raw)
         sock.shutdown(socket.SHUT_WR)
         return read_response(sock)
-
-
-def wait_until(condition: Callable[[], bool], deadline_s: float = 10.0) -> None:
-    end = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(0.01)
 
 
 def test_responses_carry_date_and_server(server: Server) -> None:

@@ -14,24 +14,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from conftest import wait_until
 
 APPS_DIR = Path(__file__).parent.parent / "apps"
 REPO = Path(__file__).parent.parent.parent
 GATEWAY = [sys.executable, "-m", "gateway"]
 DEADLINE_S = 30.0
-
-
-def wait_until(condition: Callable[[], bool], deadline_s: float = DEADLINE_S) -> None:
-    end = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(0.02)
 
 
 class GatewayProcess:
@@ -156,24 +149,24 @@ def test_bad_config_exits_1_naming_the_key(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_app_that_fails_to_import_exits_3(tmp_path: Path) -> None:
-    config = tmp_path / "broken.toml"
+def one_mount_config(directory: Path, app: str, server: str = "", interface: str = "asgi") -> Path:
+    """A mount file with one app at "/", on an OS-chosen port, from tests/apps."""
+    config = directory / "gateway.toml"
     config.write_text(
-        f'[server]\nbind = ["127.0.0.1:0"]\npythonpath = [{str(APPS_DIR)!r}]\n\n'
-        '[[mount]]\nprefix = "/"\napp = "broken_import:app"\ninterface = "asgi"\n'
+        f'[server]\nbind = ["127.0.0.1:0"]\npythonpath = [{str(APPS_DIR)!r}]\n{server}\n'
+        f'[[mount]]\nprefix = "/"\napp = "{app}"\ninterface = "{interface}"\n'
     )
-    result = run("serve", str(config))
+    return config
+
+
+def test_app_that_fails_to_import_exits_3(tmp_path: Path) -> None:
+    result = run("serve", str(one_mount_config(tmp_path, "broken_import:app")))
     assert result.returncode == 3
     assert "boom while importing broken_import" in result.stderr
 
 
 def test_lifespan_startup_failure_exits_3_with_the_apps_message(tmp_path: Path) -> None:
-    config = tmp_path / "failing.toml"
-    config.write_text(
-        f'[server]\nbind = ["127.0.0.1:0"]\npythonpath = [{str(APPS_DIR)!r}]\n\n'
-        '[[mount]]\nprefix = "/"\napp = "failing_apps:lifespan_fails"\ninterface = "asgi"\n'
-    )
-    result = run("serve", str(config))
+    result = run("serve", str(one_mount_config(tmp_path, "failing_apps:lifespan_fails")))
     assert result.returncode == 3
     assert "database unreachable" in result.stderr
 
@@ -189,12 +182,7 @@ def test_check_prints_the_routing_table(probe_config: Path) -> None:
 
 
 def test_check_fails_with_1_on_an_unimportable_app(tmp_path: Path) -> None:
-    config = tmp_path / "broken.toml"
-    config.write_text(
-        f"[server]\npythonpath = [{str(APPS_DIR)!r}]\n\n"
-        '[[mount]]\nprefix = "/"\napp = "broken_import:app"\n'
-    )
-    result = run("check", str(config))
+    result = run("check", str(one_mount_config(tmp_path, "broken_import:app")))
     assert result.returncode == 1
     assert "boom while importing" in result.stderr
 
@@ -265,11 +253,7 @@ def test_second_sigint_is_a_fast_stop(gateway: GatewayProcess, tmp_path: Path) -
 
 
 def test_graceful_timeout_bounds_the_drain_even_for_a_stuck_wsgi_view(tmp_path: Path) -> None:
-    config = tmp_path / "gateway.toml"
-    config.write_text(
-        f"[server]\npythonpath = [{str(APPS_DIR)!r}]\ngraceful_timeout = 1\n\n"
-        '[[mount]]\nprefix = "/"\napp = "probe_wsgi:app"\ninterface = "wsgi"\n'
-    )
+    config = one_mount_config(tmp_path, "probe_wsgi:app", "graceful_timeout = 1", "wsgi")
     log = tmp_path / "probe.log"
     process = GatewayProcess(config, env={"PROBE_LIFESPAN_LOG": str(log)})
     process.wait_for_line("serving on")
