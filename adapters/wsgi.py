@@ -266,7 +266,11 @@ class WSGICall:
         self.start = {
             "type": "http.response.start",
             "status": _status_code(status),
-            "headers": [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in headers],
+            # Values are trimmed: RFC 9110 §5.5 puts no whitespace at either end, and
+            # Django writes Set-Cookie as " name=value" (SimpleCookie.output(header="")).
+            "headers": [
+                (n.lower().encode("latin-1"), v.strip().encode("latin-1")) for n, v in headers
+            ],
         }
         return self.write
 

@@ -10,6 +10,7 @@ The lifespan below runs once per worker at startup. What it yields is the lifesp
 """
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -58,6 +59,16 @@ async def whoami(request: Request) -> dict[str, str]:
         "url_for_item": str(request.url_for("read_item", item_id=42)),
         "url_for_whoami": str(request.url_for("whoami")),
     }
+
+
+@app.post("/echo")
+async def echo(request: Request) -> dict[str, Any]:
+    """Length and SHA-256 of the request body, read as it streams in (no buffering)."""
+    digest, length = hashlib.sha256(), 0
+    async for piece in request.stream():
+        digest.update(piece)
+        length += len(piece)
+    return {"length": length, "sha256": digest.hexdigest()}
 
 
 @app.get("/stream")

@@ -28,7 +28,10 @@ LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on a usage error; DESIGN §1 says 1
+        return 0 if exc.code in (0, None) else 1
     try:
         if args.command == "check":
             return check(load_config(args.config))

@@ -65,6 +65,10 @@ KEEP_ALIVE_TIMEOUT_S = 5.0
 # gunicorn's default, and Kubernetes' terminationGracePeriodSeconds: drain fits the pod's.
 GRACEFUL_TIMEOUT_S = 30.0
 
+# Pending connections the kernel queues per socket before accept(); gunicorn's default,
+# and no more than the usual net.core.somaxconn, which caps it anyway.
+LISTEN_BACKLOG = 2048
+
 COMMAND_LINE = " (command line)"
 """Appended to the file name in errors about command-line overrides."""
 

@@ -18,6 +18,7 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from http import HTTPStatus
 from typing import Any
 
 from gateway.asgi import ASGIApp, Message, Receive, Scope, Send
@@ -64,14 +65,14 @@ class Router:
             path = path[len(root_path) :]
         mount = self.match(path)
         if mount is None:
-            await send_plain(send, 404, b"Not Found\n")
+            await send_plain(send, HTTPStatus.NOT_FOUND)
             return
         scope["root_path"] = root_path + mount.root
         scope["state"] = mount.state.copy()
         scope["gateway.mount"] = mount.prefix
         limit = body_limit(scope["headers"], mount.max_body_bytes)
         if limit is _TOO_LARGE:
-            await send_plain(send, 413, b"Content Too Large\n")
+            await send_plain(send, HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
             return
         if limit is _LIMIT_STREAM:
             receive = LimitedReceive(receive, mount.max_body_bytes)
@@ -115,8 +116,10 @@ class LimitedReceive:
         return message
 
 
-async def send_plain(send: Send, status: int, body: bytes) -> None:
-    """A complete plain-text response, for answers the gateway gives itself."""
+async def send_plain(send: Send, status: HTTPStatus) -> None:
+    """A complete plain-text response, for answers the gateway gives itself; the body is
+    the reason phrase, as in the session's own error replies."""
+    body = status.phrase.encode("ascii") + b"\n"
     headers = [
         (b"content-type", b"text/plain; charset=utf-8"),
         (b"content-length", str(len(body)).encode("ascii")),

@@ -14,12 +14,8 @@ import stat
 from collections.abc import Sequence
 
 from gateway import worker
-from gateway.config import Bind, Config
+from gateway.config import LISTEN_BACKLOG, Bind, Config
 from gateway.errors import GatewayError
-
-# Pending connections the kernel queues per socket before accept(); the same as
-# gunicorn's default, and under the usual net.core.somaxconn.
-LISTEN_BACKLOG = 2048
 
 
 class BindError(GatewayError):

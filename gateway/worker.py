@@ -27,13 +27,12 @@ from dataclasses import dataclass
 import uvloop
 
 from adapters import LoadedApp, load_app
-from gateway.config import DEFAULT_WSGI_THREADS, Config, MountConfig
+from gateway.config import DEFAULT_WSGI_THREADS, LISTEN_BACKLOG, Config, MountConfig
 from gateway.connection import HTTPConnection, ServerState
-from gateway.errors import StartupError
 from gateway.lifespan import LifespanFanout, LifespanTarget
 from gateway.router import Mount, Router
 
-log = logging.getLogger("gateway.error")
+log = logging.getLogger("gateway.server")
 
 # How long idle pool threads get to finish exiting once their pool is shut down.
 STUCK_THREAD_GRACE_S = 1.0
@@ -61,21 +60,28 @@ def load_mounts(config: Config) -> list[LoadedMount]:
 
 
 class Worker:
-    """Serves one mount file on pre-bound sockets inside a running event loop."""
+    """Serves loaded mounts on pre-bound sockets inside a running event loop.
 
-    def __init__(self, config: Config, sockets: Sequence[socket.socket]) -> None:
+    The apps are imported before the loop runs (`load_mounts`): code that runs at import
+    (Django's ORM, say) may refuse to run inside an event loop's thread.
+    """
+
+    def __init__(
+        self, config: Config, sockets: Sequence[socket.socket], mounts: list[LoadedMount]
+    ) -> None:
         self.config = config
         self.sockets = list(sockets)
+        self.mounts = mounts
         self._stop = asyncio.Event()  # binds to a loop only when first awaited
         self._fast_stop = False
         self._state: ServerState | None = None
 
     async def serve(self, ready: Callable[[], None] | None = None) -> None:
-        mounts = load_mounts(self.config)
+        """Lifespan startup, accept until asked to stop, drain, lifespan shutdown."""
         try:
-            await self._serve_mounts(mounts, ready)
+            await self._serve_mounts(self.mounts, ready)
         finally:
-            for mount in mounts:
+            for mount in self.mounts:
                 mount.loaded.close()
 
     async def _serve_mounts(
@@ -99,7 +105,10 @@ class Worker:
         loop = asyncio.get_running_loop()
         servers = []
         for sock in self.sockets:
-            server = await loop.create_server(lambda: HTTPConnection(state), sock=sock)
+            # asyncio calls listen() again on a given socket, with its own default of 100.
+            server = await loop.create_server(
+                lambda: HTTPConnection(state), sock=sock, backlog=LISTEN_BACKLOG
+            )
             servers.append(server)
             log.info("serving on %s", _describe(sock))
         return servers
@@ -175,17 +184,15 @@ def _describe(sock: socket.socket) -> str:
 
 
 def run(config: Config, sockets: Sequence[socket.socket]) -> int:
-    """Serve in this process until SIGTERM/SIGINT; return the exit status."""
-    worker = Worker(config, sockets)
-    status = 0
+    """Serve in this process until SIGTERM/SIGINT; return the exit status.
+
+    An app that fails to load or to start raises StartupError (exit status 3).
+    """
+    worker = Worker(config, sockets, load_mounts(config))
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        try:
-            runner.run(_serve_with_signals(worker))
-        except StartupError as exc:
-            log.error("%s", exc)
-            status = exc.exit_status
-    _leave_stuck_threads(status)
-    return status
+        runner.run(_serve_with_signals(worker))
+    _leave_stuck_threads(0)
+    return 0
 
 
 def _leave_stuck_threads(status: int) -> None:

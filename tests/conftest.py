@@ -1,15 +1,23 @@
-"""Shared test seams: run a real worker on a socket the test bound itself.
+"""Shared test seams: run a real server on a socket the test bound itself.
 
 `Server` serves a mount file in a background thread on its own uvloop loop, on a socket
 bound to 127.0.0.1:0 here and handed to the worker (never bind-then-close port picking).
 Readiness is the worker's `ready` callback; stopping is the same `request_stop` that
 SIGTERM triggers.
+
+`GatewayProcess` runs `gateway serve` as a subprocess on such a socket, passed with
+`--bind fd://N`; readiness is the server's own "serving on" log line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import queue
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,11 +27,12 @@ import pytest
 import uvloop
 
 from gateway.config import Config, load_config
-from gateway.worker import Worker
+from gateway.worker import Worker, load_mounts
 
 APPS_DIR = Path(__file__).parent / "apps"
 EXAMPLES_DIR = Path(__file__).parent.parent / "examples"
 START_DEADLINE_S = 30.0
+GATEWAY = [sys.executable, "-m", "gateway"]
 
 
 class Server:
@@ -37,7 +46,7 @@ class Server:
         self.sock.listen(128)
         self.port: int = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.worker = Worker(config, [self.sock])
+        self.worker = Worker(config, [self.sock], load_mounts(config))
         self.loop = uvloop.new_event_loop()
         self.error: BaseException | None = None
         self._ready = threading.Event()
@@ -116,3 +125,76 @@ def read_response(sock: socket.socket, deadline_s: float = 10.0) -> bytes:
     except TimeoutError:
         pass
     return b"".join(chunks)
+
+
+class GatewayProcess:
+    """`gateway serve` on a socket bound here; its stderr and stdout read line by line."""
+
+    def __init__(self, config: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        fd = self.sock.fileno()
+        self.proc = subprocess.Popen(
+            [*GATEWAY, "serve", str(config), "--bind", f"fd://{fd}", *args],
+            pass_fds=[fd],
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.stdout: list[str] = []
+        # Both pipes are always drained, so a chatty server never blocks on a full pipe.
+        self._readers = [
+            threading.Thread(target=self._read_stderr, daemon=True),
+            threading.Thread(target=self._read_stdout, daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.put(line)
+
+    def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        self.stdout.extend(self.proc.stdout)
+
+    def wait_for_line(self, text: str, deadline_s: float = START_DEADLINE_S) -> str:
+        """Wait for a stderr line containing `text`; fail with the log at the deadline."""
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            try:
+                line = self.lines.get(timeout=max(0.0, end - time.monotonic()))
+            except queue.Empty:
+                break
+            self.seen.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"no line with {text!r}; saw: {''.join(self.seen)}")
+
+    def stop(self, deadline_s: float = START_DEADLINE_S) -> int:
+        """SIGTERM (if still running), then the exit status; kill past the deadline."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(deadline_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(deadline_s)
+            raise
+        finally:
+            for reader in self._readers:
+                reader.join(deadline_s)
+            self.sock.close()
+
+    def all_lines(self) -> list[str]:
+        """Everything seen on stderr so far (all of it, once the process has stopped)."""
+        while not self.lines.empty():
+            self.seen.append(self.lines.get_nowait())
+        return self.seen

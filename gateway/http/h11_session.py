@@ -102,10 +102,15 @@ class H11Session:
         )
 
     def response_head(self, status: int, headers: Headers) -> bytes:
-        self._started = True
         self._drop_body = self._method == b"HEAD" or status in _NO_BODY_STATUSES
         reason = _REASONS.get(status, b"")
-        return self._send(h11.Response(status_code=status, headers=headers, reason=reason))
+        try:
+            response = h11.Response(status_code=status, headers=headers, reason=reason)
+        except h11.LocalProtocolError as exc:  # h11 checks names and values on creation
+            raise AppProtocolError(str(exc)) from exc
+        data = self._send(response)
+        self._started = True  # only once the head is valid: until then a 500 may go out
+        return data
 
     def response_body(self, data: bytes) -> bytes:
         if self._drop_body or not data:
@@ -129,7 +134,10 @@ class H11Session:
             head = self.response_head(status, headers)
             return head + self.response_body(body) + self.response_end()
         except AppProtocolError:
-            return b""
+            # h11 refuses to send anything once the app's own head failed its checks (its
+            # state is ERROR). None of that head went out, so a plain one is safe here.
+            self._started = True
+            return _plain_response(status, headers, body)
 
     @property
     def reusable(self) -> bool:
@@ -151,6 +159,13 @@ class H11Session:
         except h11.LocalProtocolError as exc:
             raise AppProtocolError(str(exc)) from exc
         return data or b""
+
+
+def _plain_response(status: int, headers: Headers, body: bytes) -> bytes:
+    """A complete response written without h11, for the case above only."""
+    lines = [b"HTTP/1.1 %d %s" % (status, _REASONS.get(status, b""))]
+    lines.extend(name + b": " + value for name, value in headers)
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
 _SIGNALS: dict[object, Event] = {

@@ -7,9 +7,7 @@ The test binds 127.0.0.1:0 itself and hands the listening socket to the server w
 from __future__ import annotations
 
 import os
-import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,67 +17,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import wait_until
+from conftest import APPS_DIR, GATEWAY, GatewayProcess, wait_until
 
-APPS_DIR = Path(__file__).parent.parent / "apps"
-REPO = Path(__file__).parent.parent.parent
-GATEWAY = [sys.executable, "-m", "gateway"]
 DEADLINE_S = 30.0
-
-
-class GatewayProcess:
-    """`gateway serve` on a socket bound here, with its stderr read line by line."""
-
-    def __init__(self, config: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        fd = self.sock.fileno()
-        command = [*GATEWAY, "serve", str(config), "--bind", f"fd://{fd}", *args]
-        self.proc = subprocess.Popen(
-            command,
-            pass_fds=[fd],
-            stderr=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **(env or {})},
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.put(line)
-
-    def wait_for_line(self, text: str, deadline_s: float = DEADLINE_S) -> str:
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            try:
-                line = self.lines.get(timeout=max(0.0, end - time.monotonic()))
-            except queue.Empty:
-                break
-            self.seen.append(line)
-            if text in line:
-                return line
-        raise AssertionError(f"no line with {text!r}; saw: {''.join(self.seen)}")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(DEADLINE_S)
-        self._reader.join(DEADLINE_S)
-        self.sock.close()
-        return code
-
-    def all_lines(self) -> list[str]:
-        """Everything seen on stderr so far, once the process has stopped."""
-        while not self.lines.empty():
-            self.seen.append(self.lines.get_nowait())
-        return self.seen
 
 
 @pytest.fixture
@@ -206,8 +146,7 @@ def test_no_access_log_flag(probe_config: Path) -> None:
         assert httpx.get(quiet.url + "/asgi/echo").status_code == 200
     finally:
         assert quiet.stop() == 0
-    assert quiet.proc.stdout is not None
-    assert "GET /asgi/echo" not in quiet.proc.stdout.read()
+    assert not any("GET /asgi/echo" in line for line in quiet.stdout)
 
 
 def test_access_log_names_the_mount(probe_config: Path) -> None:
@@ -217,8 +156,7 @@ def test_access_log_names_the_mount(probe_config: Path) -> None:
         assert httpx.get(loud.url + "/asgi/echo").status_code == 200
     finally:
         assert loud.stop() == 0
-    assert loud.proc.stdout is not None
-    line = next(x for x in loud.proc.stdout.read().splitlines() if "/asgi/echo" in x)
+    line = next(x for x in loud.stdout if "/asgi/echo" in x)
     assert '"GET /asgi/echo HTTP/1.1" 200' in line and "mount=/asgi" in line
     assert line.startswith("127.0.0.1:")
 
@@ -282,3 +220,10 @@ def test_log_level_flag_overrides_the_file(probe_config: Path) -> None:
     finally:
         assert quiet.stop() == 0
     assert not any("serving on" in line for line in quiet.all_lines())
+
+
+def test_usage_errors_exit_1() -> None:
+    for args in (("serve",), ("--no-such-flag",), ("serve", "x.toml", "--workers", "many")):
+        result = run(*args)
+        assert result.returncode == 1, args
+        assert "usage:" in result.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.errors import ProtocolError
+from gateway.errors import AppProtocolError, ProtocolError
 from gateway.http.events import (
     CONNECTION_CLOSED,
     NEED_DATA,
@@ -182,3 +182,16 @@ def test_parse_target_rejects_other_forms() -> None:
     with pytest.raises(ProtocolError) as caught:
         parse_target(b"example.com:443")
     assert caught.value.status == 400
+
+
+def test_invalid_app_head_still_allows_a_500(session: HTTPSession) -> None:
+    session.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    events_until_blocked(session)
+    with pytest.raises(AppProtocolError):
+        session.response_head(200, [(b"set-cookie", b" leading-space=1")])
+    assert not session.response_started
+    reply = session.error_response(500, [(b"server", b"gateway")])
+    assert reply.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    assert b"\r\nconnection: close\r\n" in reply
+    assert reply.endswith(b"\r\n\r\nInternal Server Error\n")
+    assert not session.reusable
