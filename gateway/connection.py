@@ -114,6 +114,10 @@ class HTTPConnection(asyncio.Protocol):
             self._reject(exc)
             return
         self._handle_events()
+        if self._cycle is None and not self.closed:
+            # Part of a request head: the idle bound still holds, so a client that stalls
+            # mid-head is closed (a tighter header_timeout is a later issue).
+            self._arm_idle_timer()
 
     def eof_received(self) -> bool:
         if self._cycle is not None:
@@ -286,6 +290,7 @@ class HTTPConnection(asyncio.Protocol):
     # -- timers and closing ----------------------------------------------------------
 
     def _arm_idle_timer(self) -> None:
+        self._cancel_idle_timer()
         timeout = self._state.config.keep_alive_timeout
         self._idle_timer = self._loop.call_later(timeout, self._close)
 
