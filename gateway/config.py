@@ -34,6 +34,7 @@ T = TypeVar("T")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 INTERFACES = ("asgi", "wsgi", "auto")
 LIFESPAN_MODES = ("auto", "on", "off")
+HTTP_PARSERS = ("auto", "h11", "httptools")
 
 # A WSGI mount's pool size when the file does not say. Between Waitress's 4 threads and
 # mod_wsgi daemon mode's 15: enough to overlap the database and network waits of a
@@ -343,6 +344,12 @@ class ServerConfig:
     )
     pythonpath: tuple[str, ...] = _setting(
         (".",), _string_list, "directories put first on sys.path, relative to this file"
+    )
+    http: str = _setting(
+        "auto",
+        _choice(HTTP_PARSERS),
+        "HTTP/1.1 parser: httptools (C, fast), h11 (pure Python); auto picks httptools",
+        _Flag("--http", "choice", choices=HTTP_PARSERS),
     )
 
 

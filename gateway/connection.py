@@ -36,6 +36,7 @@ from gateway.http.events import (
     RequestHead,
 )
 from gateway.http.h11_session import H11Session
+from gateway.http.httptools_session import HttptoolsSession
 from gateway.http.session import HTTPSession, parse_target
 
 # Unread request body a cycle may hold before reading pauses: large enough that a typical
@@ -43,6 +44,12 @@ from gateway.http.session import HTTPSession, parse_target
 # well under 100 MiB.
 BODY_HIGH_WATER_BYTES = 64 * 1024
 SERVER_HEADER = (b"server", b"gateway")
+# The `http` setting: the two sessions differ only in how bytes become events.
+SESSIONS: dict[str, type[H11Session] | type[HttptoolsSession]] = {
+    "auto": HttptoolsSession,
+    "h11": H11Session,
+    "httptools": HttptoolsSession,
+}
 
 error_log = logging.getLogger("gateway.error")
 access_log = logging.getLogger("gateway.access")
@@ -73,9 +80,10 @@ class ServerState:
         self.date = DateHeader()
         self.access_log = config.access_log
         self.on_connection_closed: Callable[[], object] | None = None  # set while draining
+        self._session_class = SESSIONS[config.http]
 
     def new_session(self) -> HTTPSession:
-        return H11Session(self.config.max_header_bytes, self.config.max_target_bytes)
+        return self._session_class(self.config.max_header_bytes, self.config.max_target_bytes)
 
 
 class HTTPConnection(asyncio.Protocol):

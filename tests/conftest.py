@@ -91,12 +91,20 @@ def write_config(directory: Path, text: str) -> Config:
     return load_config(path)
 
 
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[[str], Server]]:
-    """`serve(toml_text)` starts a server for the test and stops it afterwards."""
+HTTP_SESSIONS = ["h11", "httptools"]
+
+
+@pytest.fixture(params=HTTP_SESSIONS)
+def serve(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[[str], Server]]:
+    """`serve(toml_text)` starts a server for the test and stops it afterwards.
+
+    Parametrised over the HTTP sessions (`[server] http`), so every test that serves
+    runs once per parser: the two must behave the same.
+    """
     servers: list[Server] = []
 
     def start(text: str) -> Server:
+        text = text.replace("[server]", f"[server]\nhttp = {request.param!r}", 1)
         server = Server(write_config(tmp_path, text)).start()
         servers.append(server)
         return server

@@ -13,8 +13,6 @@ pipelining via PAUSED). This module adds what h11 leaves to its user:
 
 from __future__ import annotations
 
-from http import HTTPStatus
-
 import h11
 
 from gateway.errors import (
@@ -33,14 +31,18 @@ from gateway.http.events import (
     RequestData,
     RequestHead,
 )
-from gateway.http.session import Headers
+from gateway.http.session import (
+    NO_BODY_STATUSES,
+    REASONS,
+    Headers,
+    check_request_head,
+    error_reply,
+    plain_response,
+)
 
 # Room for the method, spaces and version around a target of the maximum length, so a
 # request line that has not ended by then is known to be too long (RFC 9112 §3).
 REQUEST_LINE_OVERHEAD_BYTES = 32
-
-_NO_BODY_STATUSES = frozenset({204, 304})
-_REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
 
 
 class H11Session:
@@ -74,13 +76,15 @@ class H11Session:
         if len(event.target) > self._max_target_bytes:
             raise RequestTargetTooLong("request target too long")
         self._method = event.method
-        return RequestHead(
+        head = RequestHead(
             method=event.method,
             target=event.target,
             headers=list(event.headers),
             http_version=event.http_version.decode("ascii"),
             expects_continue=self._conn.they_are_waiting_for_100_continue,
         )
+        check_request_head(head)
+        return head
 
     def _translate(self, exc: h11.RemoteProtocolError) -> ProtocolError:
         if exc.error_status_hint == 431 and not self._request_line_ended():
@@ -102,8 +106,8 @@ class H11Session:
         )
 
     def response_head(self, status: int, headers: Headers) -> bytes:
-        self._drop_body = self._method == b"HEAD" or status in _NO_BODY_STATUSES
-        reason = _REASONS.get(status, b"")
+        self._drop_body = self._method == b"HEAD" or status in NO_BODY_STATUSES
+        reason = REASONS.get(status, b"")
         try:
             response = h11.Response(status_code=status, headers=headers, reason=reason)
         except h11.LocalProtocolError as exc:  # h11 checks names and values on creation
@@ -123,13 +127,7 @@ class H11Session:
     def error_response(self, status: int, headers: Headers) -> bytes:
         if self._started:
             return b""
-        body = b"" if self._method == b"HEAD" else _REASONS.get(status, b"Error") + b"\n"
-        headers = [
-            *headers,
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", str(len(body)).encode("ascii")),
-            (b"connection", b"close"),
-        ]
+        headers, body = error_reply(status, headers, self._method == b"HEAD")
         try:
             head = self.response_head(status, headers)
             return head + self.response_body(body) + self.response_end()
@@ -137,7 +135,7 @@ class H11Session:
             # h11 refuses to send anything once the app's own head failed its checks (its
             # state is ERROR). None of that head went out, so a plain one is safe here.
             self._started = True
-            return _plain_response(status, headers, body)
+            return plain_response(status, headers, body)
 
     @property
     def reusable(self) -> bool:
@@ -159,13 +157,6 @@ class H11Session:
         except h11.LocalProtocolError as exc:
             raise AppProtocolError(str(exc)) from exc
         return data or b""
-
-
-def _plain_response(status: int, headers: Headers, body: bytes) -> bytes:
-    """A complete response written without h11, for the case above only."""
-    lines = [b"HTTP/1.1 %d %s" % (status, _REASONS.get(status, b""))]
-    lines.extend(name + b": " + value for name, value in headers)
-    return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
 _SIGNALS: dict[object, Event] = {

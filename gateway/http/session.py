@@ -12,13 +12,18 @@ pulls events; it hands it response parts and writes the bytes it gets back. Rule
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Protocol
 from urllib.parse import unquote_to_bytes
 
-from gateway.errors import BadRequest
-from gateway.http.events import Event
+from gateway.errors import BadRequest, MethodNotImplemented, VersionNotSupported
+from gateway.http.events import Event, RequestHead
 
 Headers = list[tuple[bytes, bytes]]
+
+REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+NO_BODY_STATUSES = frozenset({204, 304})  # RFC 9110 §15.3.5, §15.4.5
+SUPPORTED_VERSIONS = frozenset({"1.0", "1.1"})
 
 
 class HTTPSession(Protocol):
@@ -86,3 +91,53 @@ def parse_target(target: bytes) -> RequestTarget:
     else:
         path = raw_path.decode("utf-8", "replace")
     return RequestTarget(raw_path, query_string, path)
+
+
+def check_request_head(head: RequestHead) -> None:
+    """Framing rules both sessions enforce the same way, whatever their parser allows.
+
+    - Only HTTP/1.0 and 1.1 are served (505, RFC 9110 §15.6.6); this also answers an
+      HTTP/2 preface sent to this port.
+    - HTTP/1.1 requires exactly one Host field (RFC 9112 §3.2).
+    - Content-Length together with Transfer-Encoding is refused outright: a proxy in
+      front may have framed the body the other way (request smuggling, RFC 9112 §6.1).
+    - The only transfer coding accepted is a lone `chunked` (501 otherwise, §6.1).
+    """
+    if head.http_version not in SUPPORTED_VERSIONS:
+        raise VersionNotSupported(f"HTTP/{head.http_version} is not supported")
+    hosts = 0
+    length = coding = None
+    for name, value in head.headers:
+        if name == b"host":
+            hosts += 1
+        elif name == b"content-length":
+            length = value
+        elif name == b"transfer-encoding":
+            coding = value if coding is None else coding + b"," + value
+    if hosts != 1 and (hosts or head.http_version == "1.1"):
+        raise BadRequest("HTTP/1.1 requires exactly one Host field")
+    if coding is not None:
+        if length is not None:
+            raise BadRequest("both Content-Length and Transfer-Encoding")
+        if coding.strip().lower() != b"chunked":
+            raise MethodNotImplemented("only Transfer-Encoding: chunked is supported")
+
+
+def plain_response(status: int, headers: Headers, body: bytes) -> bytes:
+    """A complete response, serialised by hand: only for the gateway's own error replies,
+    whose fields are known to be valid."""
+    lines = [b"HTTP/1.1 %d %s" % (status, REASONS.get(status, b""))]
+    lines.extend(name + b": " + value for name, value in headers)
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def error_reply(status: int, headers: Headers, head_request: bool) -> tuple[Headers, bytes]:
+    """The fields and body of the gateway's plain-text reply for `status`."""
+    body = b"" if head_request else REASONS.get(status, b"Error") + b"\n"
+    fields = [
+        *headers,
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode("ascii")),
+        (b"connection", b"close"),
+    ]
+    return fields, body

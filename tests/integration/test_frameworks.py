@@ -26,7 +26,7 @@ from urllib.parse import urljoin
 
 import httpx
 import pytest
-from conftest import APPS_DIR, EXAMPLES_DIR, GatewayProcess
+from conftest import APPS_DIR, EXAMPLES_DIR, HTTP_SESSIONS, GatewayProcess
 
 # Generous: the first start migrates the example's SQLite database.
 START_DEADLINE_S = 60.0
@@ -94,12 +94,15 @@ def write_mounts(directory: Path) -> Path:
     return config
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+@pytest.fixture(scope="module", params=HTTP_SESSIONS)
+def server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[GatewayProcess]:
+    """One server per HTTP session (`--http`): every test here runs against both."""
     directory = tmp_path_factory.mktemp("frameworks")
     config = write_mounts(directory)
     env = server_env(directory / "example.sqlite3")
-    process = GatewayProcess(config, env=env)
+    process = GatewayProcess(config, "--http", request.param, env=env)
     process.wait_for_line("serving on", START_DEADLINE_S)
     yield process
     assert process.stop() == 0, "".join(process.seen)

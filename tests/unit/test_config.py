@@ -507,9 +507,12 @@ def test_cli_options_are_derived_from_the_fields() -> None:
         "--workers",
         "--log-level",
         "--no-access-log",
+        "--http",
     ]
-    assert [o.kind for o in options.values()] == ["list", "int", "choice", "bool-off"]
+    kinds = ["list", "int", "choice", "bool-off", "choice"]
+    assert [o.kind for o in options.values()] == kinds
     assert options["log_level"].choices == ("debug", "info", "warning", "error", "critical")
+    assert options["http"].choices == ("auto", "h11", "httptools")
     server_fields = {f.name for f in dataclasses.fields(ServerConfig)}
     assert set(options) <= server_fields
     assert all(option.help for option in options.values())
@@ -526,3 +529,12 @@ def test_describe_settings_covers_every_field() -> None:
     assert by_key["access_log"].default == "true"
     assert by_key["prefix"].default == "required"
     assert by_key["threads"].default.startswith(str(DEFAULT_WSGI_THREADS))
+
+
+def test_http_parser_choice(tmp_path: Path) -> None:
+    path = tmp_path / "g.toml"
+    path.write_text('[server]\nhttp = "h11"\n\n[[mount]]\nprefix = "/"\napp = "a:b"\n')
+    assert load_config(path).server.http == "h11"
+    path.write_text('[server]\nhttp = "h2"\n\n[[mount]]\nprefix = "/"\napp = "a:b"\n')
+    with pytest.raises(ConfigError, match=r"\[server\] http: must be one of auto, h11, httptools"):
+        load_config(path)

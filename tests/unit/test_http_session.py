@@ -15,12 +15,17 @@ from gateway.http.events import (
     RequestHead,
 )
 from gateway.http.h11_session import H11Session
+from gateway.http.httptools_session import HttptoolsSession
 from gateway.http.session import HTTPSession, parse_target
 
+SESSIONS = [H11Session, HttptoolsSession]
 
-@pytest.fixture
-def session() -> HTTPSession:
-    return H11Session(max_header_bytes=16384, max_target_bytes=8192)
+
+@pytest.fixture(params=SESSIONS, ids=lambda cls: cls.__name__)
+def session(request: pytest.FixtureRequest) -> HTTPSession:
+    """Every session test runs against both parsers: they must behave the same."""
+    session_class: type[HTTPSession] = request.param
+    return session_class(max_header_bytes=16384, max_target_bytes=8192)
 
 
 def events_until_blocked(session: HTTPSession) -> list[Event]:

@@ -84,6 +84,7 @@ EVENT_LOOP_FREE: dict[str, frozenset[str]] = {
 
 THIRD_PARTY_OWNERS: dict[str, str] = {
     "h11": "gateway.http.*",
+    "httptools": "gateway.http.*",
     "wsproto": "gateway.http.*",
     "a2wsgi": "adapters.*",
     "asgiref": "adapters.*",

@@ -1,0 +1,336 @@
+"""The HTTP/1.1 session over httptools (llhttp, in C): the fast path.
+
+It offers exactly what the h11 session offers (gateway/http/session.py), so the
+connection layer cannot tell them apart. Rules:
+1. llhttp parses eagerly: one `feed` may run callbacks for several pipelined requests.
+   Their events wait in a queue, and the head of a request is held back (PAUSED) until
+   the cycle before it has ended, as h11 does (RFC 9112 §9.3.2).
+2. llhttp has no size limits, so this module keeps them: the target (414) as it is
+   parsed; the head (431) both as fields complete and, for a head still incomplete after
+   a feed, by the bytes fed into it, so a field without an end cannot grow unbounded.
+3. Request framing rules shared with h11 (`check_request_head`) run on every head;
+   llhttp's own errors are mapped to the same statuses h11 gives.
+4. The response is serialised here: Content-Length is held to, a body without one is
+   chunked (HTTP/1.1) or delimited by closing (HTTP/1.0), bodies that must be empty are
+   dropped, and the app's field names and values are checked as h11 checks them, so no
+   CR or LF can split a response.
+5. An Upgrade request (or CONNECT) stops llhttp; the bytes after it are kept, and the
+   next cycle parses them with a new parser, so an upgrade the app does not accept
+   falls back to plain HTTP.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+
+import httptools
+
+from gateway.errors import (
+    AppProtocolError,
+    BadRequest,
+    MethodNotImplemented,
+    ProtocolError,
+    RequestHeadersTooLarge,
+    RequestTargetTooLong,
+    VersionNotSupported,
+)
+from gateway.http.events import (
+    CONNECTION_CLOSED,
+    NEED_DATA,
+    PAUSED,
+    REQUEST_END,
+    Event,
+    RequestData,
+    RequestHead,
+)
+from gateway.http.session import (
+    NO_BODY_STATUSES,
+    REASONS,
+    Headers,
+    check_request_head,
+    error_reply,
+    plain_response,
+)
+
+# RFC 9110 §5.1 field-name token, and §5.5 field-value: visible characters and obs-text
+# with single spaces or tabs inside, nothing at either end (h11 checks the same).
+_FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(rb"(?:[\x21-\x7e\x80-\xff](?:[ \t]*[\x21-\x7e\x80-\xff])*)?")
+# Bytes each field adds to the head beyond its name and value: ": " and CRLF.
+_FIELD_OVERHEAD_BYTES = 4
+# llhttp's messages for errors h11 answers with another status than 400.
+_STATUS_BY_MESSAGE = {
+    "Request has invalid `Transfer-Encoding`": MethodNotImplemented,
+    "Invalid `Transfer-Encoding` header value": MethodNotImplemented,
+    "Pause on PRI/Upgrade": VersionNotSupported,
+    "Invalid HTTP version": VersionNotSupported,
+}
+
+
+class HttptoolsSession:
+    """One connection's HTTP/1.1 state, parsed by httptools."""
+
+    def __init__(self, max_header_bytes: int, max_target_bytes: int) -> None:
+        self._max_header_bytes = max_header_bytes
+        self._max_target_bytes = max_target_bytes
+        self._parser = httptools.HttpRequestParser(self)
+        self._events: deque[Event] = deque()
+        self._error: ProtocolError | None = None
+        self._upgraded: bytearray | None = None  # bytes after an upgrade request
+        self._peer_closed = False
+        # The request being parsed.
+        self._url = b""
+        self._fields: Headers = []
+        self._head_bytes = 0
+        self._in_head = False
+        # The current cycle.
+        self._cycle_open = False
+        self._request_done = False
+        self._method = b""
+        self._http10 = False
+        self._keep_alive = True
+        self._awaiting_continue = False
+        self._reset_response()
+
+    def _reset_response(self) -> None:
+        self._started = False
+        self._finished = False
+        self._chunked = False
+        self._drop_body = False
+        self._remaining: int | None = None
+
+    # -- bytes in --------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        if not data:
+            self._peer_gone()
+        elif self._upgraded is not None:
+            self._upgraded += data
+        else:
+            self._parse(data)
+
+    def _parse(self, data: bytes) -> None:
+        """Run llhttp over `data`; an error is kept and raised by `next_event` once the
+        events parsed before it are out, as h11 reports it where it happens."""
+        if self._error is not None:
+            return
+        try:
+            self._parser.feed_data(data)
+            if self._in_head:
+                self._head_bytes += len(data)  # rule 2: an incomplete head is bounded too
+                self._check_head_size()
+        except httptools.HttpParserUpgrade as upgrade:
+            self._upgraded = bytearray(data[upgrade.args[0] :])
+        except ProtocolError as exc:  # our own size check, after feed_data
+            self._error = exc
+        except httptools.HttpParserError as exc:
+            self._error = _translate(exc)
+
+    def _peer_gone(self) -> None:
+        self._peer_closed = True
+        self._keep_alive = False
+        if self._in_head or (self._cycle_open and not self._request_done):
+            self._error = self._error or BadRequest("the client closed mid-request")
+
+    # -- llhttp callbacks ------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._fields = []
+        self._head_bytes = 0
+        self._in_head = True
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self._max_target_bytes:
+            self._fail(RequestTargetTooLong("request target too long"))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._fields.append((name.lower(), value))
+        self._head_bytes += len(name) + len(value) + _FIELD_OVERHEAD_BYTES
+        self._check_head_size()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        version = self._parser.get_http_version()
+        head = RequestHead(
+            method=self._parser.get_method(),
+            target=self._url,
+            headers=self._fields,
+            http_version=version,
+            expects_continue=version == "1.1" and _expects_continue(self._fields),
+        )
+        try:
+            check_request_head(head)
+        except ProtocolError as exc:
+            self._fail(exc)
+        self._events.append(head)
+
+    def on_body(self, body: bytes) -> None:
+        self._events.append(RequestData(body))
+
+    def on_message_complete(self) -> None:
+        self._events.append(REQUEST_END)
+
+    def _check_head_size(self) -> None:
+        if self._head_bytes + len(self._url) > self._max_header_bytes:
+            self._fail(RequestHeadersTooLarge("request head too large"))
+
+    def _fail(self, error: ProtocolError) -> None:
+        """Stop parsing from inside a callback; `_translate` recovers the error."""
+        raise error
+
+    # -- events out ------------------------------------------------------------------
+
+    def next_event(self) -> Event:
+        if not self._events and self._error is not None:
+            raise self._error
+        if self._events:
+            event = self._events[0]
+            if type(event) is RequestHead:
+                if self._cycle_open:
+                    return PAUSED
+                self._begin_cycle(event)
+            elif event is REQUEST_END:
+                self._request_done = True
+            elif type(event) is RequestData:
+                self._awaiting_continue = False  # the client sends the body anyway
+            return self._events.popleft()
+        if self._upgraded is not None and self._cycle_open:
+            return PAUSED
+        if self._peer_closed:
+            return CONNECTION_CLOSED
+        return NEED_DATA
+
+    def _begin_cycle(self, head: RequestHead) -> None:
+        self._cycle_open = True
+        self._request_done = False
+        self._method = head.method
+        self._http10 = head.http_version == "1.0"
+        # HTTP/1.0 keep-alive is not offered, as with h11: one request per connection.
+        # Read from the fields, not llhttp: it may already be parsing the next request.
+        self._keep_alive = not self._http10 and not _asks_to_close(head.headers)
+        self._awaiting_continue = head.expects_continue
+
+    # -- bytes out -------------------------------------------------------------------
+
+    def continue_response(self) -> bytes:
+        if not self._awaiting_continue or self._started:
+            return b""
+        self._awaiting_continue = False
+        return b"HTTP/1.1 100 Continue\r\n\r\n"
+
+    def response_head(self, status: int, headers: Headers) -> bytes:
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b""))]
+        length = coding = connection = None
+        for name, value in headers:
+            name = bytes(name).lower()
+            _check_field(name, value)
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                coding = value
+            elif name == b"connection":
+                connection = value
+            lines.append(b"%s: %s\r\n" % (name, value))
+        lines.extend(self._framing(status, length, coding, connection))
+        lines.append(b"\r\n")
+        self._started = True
+        self._awaiting_continue = False
+        return b"".join(lines)
+
+    def _framing(
+        self, status: int, length: bytes | None, coding: bytes | None, connection: bytes | None
+    ) -> list[bytes]:
+        """Decide how the body is delimited (RFC 9112 §6.3); return the fields to add."""
+        self._drop_body = self._method == b"HEAD" or status in NO_BODY_STATUSES or status < 200
+        if connection is not None and b"close" in connection.lower():
+            self._keep_alive = False
+        added = [] if self._keep_alive or connection else [b"connection: close\r\n"]
+        if status in NO_BODY_STATUSES:
+            return added
+        if length is not None:
+            if not length.isdigit():
+                raise AppProtocolError(f"bad Content-Length {length!r}")
+            self._remaining = int(length)
+        elif coding is not None or not self._http10:
+            if coding is not None and coding.strip().lower() != b"chunked":
+                raise AppProtocolError("only Transfer-Encoding: chunked can be sent")
+            self._chunked = True
+            if coding is None:
+                added.append(b"transfer-encoding: chunked\r\n")
+        else:
+            self._keep_alive = False  # HTTP/1.0 without a length: the close ends the body
+        return added
+
+    def response_body(self, data: bytes) -> bytes:
+        if self._drop_body or not data:
+            return b""
+        if self._remaining is not None:
+            self._remaining -= len(data)
+            if self._remaining < 0:
+                raise AppProtocolError("too much data for declared Content-Length")
+        if self._chunked:
+            return b"%x\r\n%s\r\n" % (len(data), data)
+        return data
+
+    def response_end(self) -> bytes:
+        self._finished = True
+        if self._drop_body:
+            return b""
+        if self._remaining:
+            self._keep_alive = False
+            raise AppProtocolError("too little data for declared Content-Length")
+        return b"0\r\n\r\n" if self._chunked else b""
+
+    def error_response(self, status: int, headers: Headers) -> bytes:
+        if self._started:
+            return b""
+        headers, body = error_reply(status, headers, self._method == b"HEAD")
+        self._started = self._finished = True
+        self._keep_alive = False
+        return plain_response(status, headers, body)
+
+    # -- cycles ----------------------------------------------------------------------
+
+    @property
+    def reusable(self) -> bool:
+        return self._finished and self._request_done and self._keep_alive
+
+    @property
+    def response_started(self) -> bool:
+        return self._started
+
+    def start_next_cycle(self) -> None:
+        self._cycle_open = False
+        self._reset_response()
+        if self._upgraded is not None:
+            rest, self._upgraded = bytes(self._upgraded), None
+            self._parser = httptools.HttpRequestParser(self)
+            if rest:
+                self._parse(rest)
+
+
+def _expects_continue(fields: Headers) -> bool:
+    return any(n == b"expect" and v.lower() == b"100-continue" for n, v in fields)
+
+
+def _asks_to_close(fields: Headers) -> bool:
+    return any(n == b"connection" and b"close" in v.lower() for n, v in fields)
+
+
+def _check_field(name: bytes, value: bytes) -> None:
+    if _FIELD_NAME.fullmatch(name) is None:
+        raise AppProtocolError(f"illegal response header name {name!r}")
+    if _FIELD_VALUE.fullmatch(value) is None:
+        raise AppProtocolError(f"illegal response header value {value!r}")
+
+
+def _translate(exc: httptools.HttpParserError) -> ProtocolError:
+    # httptools wraps what a callback raised; ours raise the ProtocolError to answer with.
+    if isinstance(exc.__context__, ProtocolError):
+        return exc.__context__
+    message = str(exc)
+    error = _STATUS_BY_MESSAGE.get(message, BadRequest)
+    return error(message)
