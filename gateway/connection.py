@@ -44,6 +44,9 @@ from gateway.http.session import HTTPSession, parse_target
 # well under 100 MiB.
 BODY_HIGH_WATER_BYTES = 64 * 1024
 SERVER_HEADER = (b"server", b"gateway")
+# The idle sweep's period, at most: an idle connection lives at most this much past
+# keep_alive_timeout (and half the timeout when that is shorter).
+IDLE_SWEEP_INTERVAL_S = 0.5
 # The `http` setting: the two sessions differ only in how bytes become events.
 SESSIONS: dict[str, type[H11Session] | type[HttptoolsSession]] = {
     "auto": HttptoolsSession,
@@ -81,6 +84,27 @@ class ServerState:
         self.access_log = config.access_log
         self.on_connection_closed: Callable[[], object] | None = None  # set while draining
         self._session_class = SESSIONS[config.http]
+        self._loop = asyncio.get_running_loop()
+        self._sweep: asyncio.TimerHandle | None = None
+
+    def start_idle_sweep(self) -> None:
+        """Close idle keep-alive connections past `keep_alive_timeout`.
+
+        One timer for the worker, not one per connection: arming and cancelling a timer
+        on every request costs more than checking every connection twice a second. A
+        connection closes between the timeout and the timeout plus one interval.
+        """
+        timeout_s = self.config.keep_alive_timeout
+        now = self._loop.time()
+        for conn in list(self.connections):
+            conn.close_if_idle(now, timeout_s)
+        interval_s = min(IDLE_SWEEP_INTERVAL_S, timeout_s / 2)
+        self._sweep = self._loop.call_later(interval_s, self.start_idle_sweep)
+
+    def stop_idle_sweep(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
 
     def new_session(self) -> HTTPSession:
         return self._session_class(self.config.max_header_bytes, self.config.max_target_bytes)
@@ -97,7 +121,7 @@ class HTTPConnection(asyncio.Protocol):
         self._cycle: RequestCycle | None = None
         self._client: tuple[str, int | None] | None = None
         self._server: tuple[str, int | None] | None = None
-        self._idle_timer: asyncio.TimerHandle | None = None
+        self._idle_since: float | None = None  # loop time the connection went idle
         self._reading_paused = False
         self._writing_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -112,20 +136,19 @@ class HTTPConnection(asyncio.Protocol):
         self._client = _address(transport.get_extra_info("peername"))
         self._server = _address(transport.get_extra_info("sockname"))
         self._state.connections.add(self)
-        self._arm_idle_timer()
+        self._idle_since = self._loop.time()
 
     def data_received(self, data: bytes) -> None:
-        self._cancel_idle_timer()
         try:
             self._session.feed(data)
         except ProtocolError as exc:
             self._reject(exc)
             return
         self._handle_events()
-        if self._cycle is None and not self.closed:
+        if self._cycle is None:
             # Part of a request head: the idle bound still holds, so a client that stalls
             # mid-head is closed (a tighter header_timeout is a later issue).
-            self._arm_idle_timer()
+            self._idle_since = self._loop.time()
 
     def eof_received(self) -> bool:
         if self._cycle is not None:
@@ -140,7 +163,6 @@ class HTTPConnection(asyncio.Protocol):
         self._state.connections.discard(self)
         if self._state.on_connection_closed is not None:
             self._state.on_connection_closed()
-        self._cancel_idle_timer()
         if self._cycle is not None:
             self._cycle.client_gone()
         self._wake_drain_waiter()
@@ -257,7 +279,7 @@ class HTTPConnection(asyncio.Protocol):
         self._resume_reading()
         self._handle_events()
         if self._cycle is None:
-            self._arm_idle_timer()
+            self._idle_since = self._loop.time()
 
     # -- writing and flow control ----------------------------------------------------
 
@@ -297,15 +319,11 @@ class HTTPConnection(asyncio.Protocol):
 
     # -- timers and closing ----------------------------------------------------------
 
-    def _arm_idle_timer(self) -> None:
-        self._cancel_idle_timer()
-        timeout = self._state.config.keep_alive_timeout
-        self._idle_timer = self._loop.call_later(timeout, self._close)
-
-    def _cancel_idle_timer(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+    def close_if_idle(self, now: float, timeout_s: float) -> None:
+        """Called by the worker's idle sweep: close a connection idle past the bound."""
+        since = self._idle_since
+        if self._cycle is None and since is not None and now - since >= timeout_s:
+            self._close()
 
     def _close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
@@ -325,9 +343,19 @@ class HTTPConnection(asyncio.Protocol):
     def send_continue(self) -> None:
         self.write(self._session.continue_response())
 
-    def response_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
-        headers = _with_defaults(headers, self._default_headers())
-        return self._session.response_head(status, headers)
+    def response_head(self, status: int, headers: Any) -> bytes:
+        fields = [*headers]
+        server = date = True
+        for name, _ in fields:
+            if len(name) in (4, 6):  # the length of b"date" and b"server": cheap to test
+                lowered = bytes(name).lower()
+                date = date and lowered != b"date"
+                server = server and lowered != b"server"
+        if server:
+            fields.append(SERVER_HEADER)
+        if date:
+            fields.append(self._state.date.field())
+        return self._session.response_head(status, fields)
 
     def response_body(self, data: bytes, more_body: bool) -> bytes:
         out = self._session.response_body(data)
@@ -340,6 +368,26 @@ class HTTPConnection(asyncio.Protocol):
 
 class RequestCycle:
     """One request and its response: the ASGI `receive` and `send` of an HTTP scope."""
+
+    __slots__ = (
+        "_body",
+        "_body_complete",
+        "_body_delivered",
+        "_conn",
+        "_expects_continue",
+        "_head",
+        "_peer_closed",
+        "_waiter",
+        "bytes_sent",
+        "disconnected",
+        "method",
+        "path",
+        "response_complete",
+        "response_started",
+        "scope",
+        "started_at",
+        "status",
+    )
 
     def __init__(
         self, conn: HTTPConnection, scope: dict[str, Any], expects_continue: bool, timed: bool
@@ -466,13 +514,6 @@ class RequestCycle:
             duration_ms,
             mount,
         )
-
-
-def _with_defaults(headers: Any, defaults: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The app's headers plus `server` and `date`, unless the app set them itself."""
-    names = {bytes(name).lower() for name, _ in headers}
-    missing = [field for field in defaults if field[0] not in names]
-    return [*headers, *missing]
 
 
 def _address(info: object) -> tuple[str, int | None] | None:

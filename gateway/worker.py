@@ -94,11 +94,13 @@ class Worker:
         timeout_s = self.config.server.graceful_timeout
         await fanout.startup(timeout_s)
         state = self._state = ServerState(router, self.config.server)
+        state.start_idle_sweep()
         servers = await self._listen(state)
         if ready is not None:
             ready()
         await self._stop.wait()
         await self._drain(servers, state)
+        state.stop_idle_sweep()
         await fanout.shutdown(timeout_s)
 
     async def _listen(self, state: ServerState) -> list[asyncio.Server]:
