@@ -538,3 +538,12 @@ def test_http_parser_choice(tmp_path: Path) -> None:
     path.write_text('[server]\nhttp = "h2"\n\n[[mount]]\nprefix = "/"\napp = "a:b"\n')
     with pytest.raises(ConfigError, match=r"\[server\] http: must be one of auto, h11, httptools"):
         load_config(path)
+
+
+def test_readme_documents_every_setting() -> None:
+    """The README's reference tables are generated from describe_settings(); keep them so."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for row in describe_settings():
+        assert f"| `{row.key}` |" in readme, f"README lacks [{row.table}] {row.key}"
+    for option in cli_options():
+        assert option.flag in readme, f"README lacks {option.flag}"
