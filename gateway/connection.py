@@ -180,7 +180,14 @@ class HTTPConnection(asyncio.Protocol):
         try:
             self._dispatch_events()
         except ProtocolError as exc:
-            self._reject(exc)
+            cycle = self._cycle
+            if cycle is not None and cycle.request_complete:
+                # The bad bytes follow a whole request (say, a request sent after
+                # `Connection: close`): answer that request, then close (RFC 9112 §9.6).
+                self._pause_reading()
+                self._closing = True
+            else:
+                self._reject(exc)
 
     def _dispatch_events(self) -> None:
         while not self.closed:
@@ -420,6 +427,10 @@ class RequestCycle:
     def body_complete(self) -> None:
         self._body_complete = True
         self._wake()
+
+    @property
+    def request_complete(self) -> bool:
+        return self._body_complete
 
     def client_gone(self) -> None:
         self.disconnected = True

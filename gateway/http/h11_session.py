@@ -37,6 +37,7 @@ from gateway.http.session import (
     Headers,
     check_request_head,
     error_reply,
+    head_size,
     plain_response,
 )
 
@@ -51,6 +52,7 @@ class H11Session:
     def __init__(self, max_header_bytes: int, max_target_bytes: int) -> None:
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_bytes)
         self._max_target_bytes = max_target_bytes
+        self._max_header_bytes = max_header_bytes
         self._method = b""
         self._drop_body = False
         self._started = False
@@ -75,11 +77,16 @@ class H11Session:
     def _request_head(self, event: h11.Request) -> RequestHead:
         if len(event.target) > self._max_target_bytes:
             raise RequestTargetTooLong("request target too long")
+        headers = list(event.headers)
+        # h11 bounds only a head still incomplete; one that arrived whole in one read is
+        # held to the same limit here, so the limit does not depend on how bytes arrive.
+        if head_size(event.target, headers) > self._max_header_bytes:
+            raise RequestHeadersTooLarge("request head too large")
         self._method = event.method
         head = RequestHead(
             method=event.method,
             target=event.target,
-            headers=list(event.headers),
+            headers=headers,
             http_version=event.http_version.decode("ascii"),
             expects_continue=self._conn.they_are_waiting_for_100_continue,
         )

@@ -46,6 +46,7 @@ from gateway.http.events import (
     RequestHead,
 )
 from gateway.http.session import (
+    FIELD_OVERHEAD_BYTES,
     NO_BODY_STATUSES,
     REASONS,
     Headers,
@@ -61,8 +62,6 @@ _FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_FIELD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]|^[ \t]|[ \t]$")
 # Apps send the same few field names over and over: remember the valid ones.
 _KNOWN_FIELD_NAMES = 1024
-# Bytes each field adds to the head beyond its name and value: ": " and CRLF.
-_FIELD_OVERHEAD_BYTES = 4
 # llhttp's messages for errors h11 answers with another status than 400.
 _STATUS_BY_MESSAGE = {
     "Request has invalid `Transfer-Encoding`": MethodNotImplemented,
@@ -152,7 +151,7 @@ class HttptoolsSession:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._fields.append((name.lower(), value))
-        self._head_bytes += len(name) + len(value) + _FIELD_OVERHEAD_BYTES
+        self._head_bytes += len(name) + len(value) + FIELD_OVERHEAD_BYTES
         self._check_head_size()
 
     def on_headers_complete(self) -> None:

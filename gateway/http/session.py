@@ -93,6 +93,15 @@ def parse_target(target: bytes) -> RequestTarget:
     return RequestTarget(raw_path, query_string, path)
 
 
+# Bytes a field line adds to the head beyond its name and value: ": " and CRLF.
+FIELD_OVERHEAD_BYTES = 4
+
+
+def head_size(target: bytes, headers: Headers) -> int:
+    """The bytes of a request head as the limits count them: target and field lines."""
+    return len(target) + sum(len(n) + len(v) + FIELD_OVERHEAD_BYTES for n, v in headers)
+
+
 def check_request_head(head: RequestHead) -> None:
     """Framing rules both sessions enforce the same way, whatever their parser allows.
 

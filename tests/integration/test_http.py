@@ -379,3 +379,19 @@ def test_a_client_stalling_mid_head_is_closed_by_the_idle_bound(server: Server) 
         started = time.monotonic()
         assert read_response(sock, deadline_s=10) == b""
         assert time.monotonic() - started < 5  # keep_alive_timeout = 1
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        b"GET /asgi/echo HTTP/1.0\r\n\r\n",
+        b"GET /asgi/echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    ],
+)
+def test_bytes_after_a_closing_request_do_not_cost_its_response(
+    server: Server, first: bytes
+) -> None:
+    """RFC 9112 §9.6: the request that ends the connection is answered, then it closes."""
+    reply = exchange(server, first + b"GET /asgi/echo HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert reply.count(b"HTTP/1.1 ") == 1
