@@ -34,13 +34,14 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sized
 from concurrent.futures import CancelledError as FutureCancelled
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from functools import partial
 from typing import Any, cast
 
 from a2wsgi.wsgi_typing import Environ, ExceptionInfo, WSGIApp
 
 from adapters.environ import ErrorStream, build_environ
+from adapters.pool import ThreadPool
 from gateway.asgi import Message, Receive, Scope, Send
 from gateway.errors import ClientDisconnected
 
@@ -91,7 +92,10 @@ class Channel:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        # Made only when the thread must wait for room: most responses never fill the
+        # channel, and a Condition costs more to build than the rest of the channel.
+        self._room: threading.Condition | None = None
         self._items: list[Message | bytes] = []  # the start message first, then bodies
         self._buffered = 0
         self._finished = False
@@ -106,7 +110,7 @@ class Channel:
 
     def post(self, start: Message | None, body: bytes, final: bool) -> None:
         """Thread side: queue response parts; wait here while over the high-water mark."""
-        with self._cond:
+        with self._lock:
             self._check_alive()
             if start is not None:
                 self._items.append(start)
@@ -121,7 +125,7 @@ class Channel:
 
     def fail(self, exc: BaseException) -> bool:
         """Thread side: hand the app's error to the loop; False if nobody listens now."""
-        with self._cond:
+        with self._lock:
             if self._finished or self._aborted:
                 return False
             self._error, self._finished = exc, True
@@ -131,7 +135,7 @@ class Channel:
 
     def fetch(self, receive: Receive) -> Message:
         """Thread side: run `receive()` on the loop and wait for it in this thread."""
-        with self._cond:
+        with self._lock:
             self._check_alive()
             future = self._pending = asyncio.run_coroutine_threadsafe(
                 _call_receive(receive), self._loop
@@ -145,13 +149,15 @@ class Channel:
         except FutureCancelled:
             raise ClientDisconnected("the request was aborted") from None
         finally:
-            with self._cond:
+            with self._lock:
                 self._pending = None
 
     def _wait_for_room(self) -> None:
-        with self._cond:
+        with self._lock:
             while self._buffered > HIGH_WATER_BYTES and not self._aborted:
-                if not self._cond.wait(LIVENESS_CHECK_S) and self._loop.is_closed():
+                if self._room is None:
+                    self._room = threading.Condition(self._lock)
+                if not self._room.wait(LIVENESS_CHECK_S) and self._loop.is_closed():
                     self._aborted = True
             self._check_alive()
 
@@ -174,10 +180,11 @@ class Channel:
 
     def abort(self) -> None:
         """Loop side: stop the thread at its next post or read (idempotent)."""
-        with self._cond:
+        with self._lock:
             self._aborted = True
             pending, self._pending = self._pending, None
-            self._cond.notify_all()
+            if self._room is not None:
+                self._room.notify_all()
         if pending is not None:
             pending.cancel()
 
@@ -192,16 +199,17 @@ class Channel:
         if body or done:
             await send({"type": "http.response.body", "body": body, "more_body": not done})
         if body:
-            with self._cond:
+            with self._lock:
                 self._buffered -= len(body)
-                self._cond.notify()
+                if self._room is not None:
+                    self._room.notify()
         if error is not None:
             raise error
         return not finished
 
     async def _take(self) -> tuple[list[Message | bytes], bool, BaseException | None]:
         while True:
-            with self._cond:
+            with self._lock:
                 if self._items or self._finished:
                     items, self._items = self._items, []
                     return items, self._finished, self._error
@@ -321,13 +329,11 @@ class WSGIAdapter:
     """An ASGI 3 app that runs a WSGI app on its own pool of `threads` threads."""
 
     def __init__(self, app: WSGIApp, threads: int, name: str) -> None:
-        if threads < 1:
-            raise ValueError(f"a WSGI pool needs at least one thread, got {threads}")
         self.app = app
         self.threads = threads
         self.name = name
         self._errors = ErrorStream(name)
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"wsgi-{name}")
+        self._pool = ThreadPool(threads, f"wsgi-{name}")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -343,13 +349,14 @@ class WSGIAdapter:
         call = WSGICall(channel, self.name)
         # The copied context lets request-scoped contextvars (log ids, tracing) follow
         # the request into its thread, as asyncio.to_thread does.
-        self._pool.submit(contextvars.copy_context().run, call.run, self.app, environ)
+        context = contextvars.copy_context()
+        self._pool.submit(partial(context.run, call.run, self.app, environ))
         with contextlib.suppress(ClientDisconnected):
             await channel.drain(send)
 
     def close(self) -> None:
-        """Shut the pool down without waiting; calls already queued still run."""
-        self._pool.shutdown(wait=False)
+        """Close the pool without waiting; calls already queued still run."""
+        self._pool.close()
 
 
 async def _open_input(

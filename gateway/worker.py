@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import socket
 import sys
-import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -34,8 +31,6 @@ from gateway.router import Mount, Router
 
 log = logging.getLogger("gateway.server")
 
-# How long idle pool threads get to finish exiting once their pool is shut down.
-STUCK_THREAD_GRACE_S = 1.0
 
 
 @dataclass
@@ -193,28 +188,7 @@ def run(config: Config, sockets: Sequence[socket.socket]) -> int:
     worker = Worker(config, sockets, load_mounts(config))
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(_serve_with_signals(worker))
-    _leave_stuck_threads(0)
     return 0
-
-
-def _leave_stuck_threads(status: int) -> None:
-    """Exit now if a WSGI thread is still inside an app after the drain.
-
-    Python joins pool threads at exit, so one view stuck in a call would hold the process
-    past `graceful_timeout`; the drain has already given it that long.
-    """
-    deadline = time.monotonic() + STUCK_THREAD_GRACE_S
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join(max(0.0, deadline - time.monotonic()))
-    if any(
-        t.is_alive() and not t.daemon
-        for t in threading.enumerate()
-        if t is not threading.main_thread()
-    ):
-        log.warning("WSGI threads still busy after the drain; exiting without them")
-        logging.shutdown()
-        os._exit(status)
 
 
 async def _serve_with_signals(worker: Worker) -> None:
