@@ -1,0 +1,228 @@
+"""What is measured: the cases (an app and a URL) and the servers that can serve them.
+
+The gateway serves each case from its mount file in benchmarks/configs/; a peer serves the
+same app alone ("module:attribute" from benchmarks/apps/). Every server gets one worker;
+every WSGI server gets a pool of WSGI_THREADS threads.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent.parent
+APPS_DIR = BENCH_DIR / "apps"
+CONFIGS_DIR = BENCH_DIR / "configs"
+HOST = "127.0.0.1"
+
+# The same pool size on every WSGI server: the gateway's default (and a2wsgi's, see
+# apps/bench_a2wsgi.py). One core and one GIL run these CPU-bound apps, so a bigger pool
+# only adds thread switching.
+WSGI_THREADS = 10
+POST_BODY = b"x" * 16384  # what post16k.lua sends
+JSON_PAYLOAD = {"message": "hello", "items": [1, 2, 3]}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One workload: the gateway mount file and URL, and what a peer serves instead."""
+
+    name: str
+    interface: str  # "asgi" | "wsgi": which peers can serve it
+    about: str
+    config: str  # gateway mount file in configs/
+    path: str  # URL path at the gateway
+    target: str  # "module:attribute" a peer serves (the app alone)
+    expect: Callable[[bytes], bool]  # is this response body the right answer?
+    peer_path: str = ""  # URL path at a peer; default: `path`
+    a2wsgi_target: str = ""  # the same WSGI app wrapped by a2wsgi (apps/bench_a2wsgi.py)
+    post: bool = False  # POST_BODY via post16k.lua
+    alone_config: str = ""  # mixed case: the same app served alone by the gateway
+
+
+def _is_json(body: bytes) -> bool:
+    try:
+        return bool(json.loads(body) == JSON_PAYLOAD)
+    except ValueError:
+        return False
+
+
+def _is_hello(body: bytes) -> bool:
+    return body == b"Hello, world!"
+
+
+def _is_64k(body: bytes) -> bool:
+    return len(body) == 65536
+
+
+def _is_echo(body: bytes) -> bool:
+    return body == POST_BODY
+
+
+CASES = [
+    Case("asgi-hello", "asgi", 'plain ASGI app, "Hello, world!"', "asgi-hello.toml", "/",
+         "bench_asgi:hello", _is_hello),
+    Case("wsgi-hello", "wsgi", 'plain WSGI app, "Hello, world!"', "wsgi-hello.toml", "/",
+         "bench_wsgi:hello", _is_hello, a2wsgi_target="bench_a2wsgi:hello"),
+    Case("asgi-64k", "asgi", "plain ASGI app, 64 KiB response", "asgi-64k.toml", "/",
+         "bench_asgi:big", _is_64k),
+    Case("wsgi-64k", "wsgi", "plain WSGI app, 64 KiB response", "wsgi-64k.toml", "/",
+         "bench_wsgi:big", _is_64k, a2wsgi_target="bench_a2wsgi:big"),
+    Case("asgi-echo", "asgi", "plain ASGI app, 16 KiB POST echoed", "asgi-echo.toml", "/",
+         "bench_asgi:echo", _is_echo, post=True),
+    Case("wsgi-echo", "wsgi", "plain WSGI app, 16 KiB POST echoed", "wsgi-echo.toml", "/",
+         "bench_wsgi:echo", _is_echo, a2wsgi_target="bench_a2wsgi:echo", post=True),
+    Case("fastapi-json", "asgi", "FastAPI, small JSON dict", "fastapi-json.toml", "/json",
+         "bench_fastapi:app", _is_json),
+    Case("flask-json", "wsgi", "Flask, small JSON dict", "flask-json.toml", "/json",
+         "bench_flask:app", _is_json, a2wsgi_target="bench_a2wsgi:flask_app"),
+    Case("mixed", "asgi",
+         "gateway: FastAPI at /api beside Flask at /flask and plain WSGI at /, GET /api/json;"
+         " gateway-alone and peers: the FastAPI app alone, GET /json",
+         "mixed.toml", "/api/json", "bench_fastapi:app", _is_json,
+         peer_path="/json", alone_config="fastapi-json.toml"),
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Where a server listens: an inherited listening socket (fd) or a port it binds."""
+
+    port: int
+    fd: int | None = None
+
+
+@dataclass(frozen=True)
+class Server:
+    """How to start one server for a case, and which URL path to load there."""
+
+    name: str
+    role: str  # "gateway": a row whose ratios to the other rows are reported | "peer"
+    serves: Callable[[Case], bool]
+    argv: Callable[[Case, Launch], list[str]]
+    gateway_path: bool = False  # load `case.path` (the mount file's URL), else `peer_path`
+    inherits_socket: bool = False  # gets an already-listening socket as --bind fd://N
+
+    def path(self, case: Case) -> str:
+        return case.path if self.gateway_path else (case.peer_path or case.path)
+
+
+def _py(*args: str) -> list[str]:
+    return [sys.executable, "-m", *args]
+
+
+def _gateway(config: Path, at: Launch) -> list[str]:
+    return _py("gateway", "serve", str(config), "--bind", f"fd://{at.fd}")
+
+
+def _uvicorn(http: str, target: str, at: Launch) -> list[str]:
+    return _py(
+        "uvicorn", target, "--http", http, "--loop", "uvloop", "--no-access-log",
+        "--log-level", "warning", "--host", HOST, "--port", str(at.port),
+    )  # fmt: skip
+
+
+def _granian(interface: str, target: str, at: Launch) -> list[str]:
+    extra = ["--blocking-threads", str(WSGI_THREADS)] if interface == "wsgi" else []
+    return _py(
+        "granian", "--interface", interface, "--workers", "1", "--loop", "uvloop",
+        "--no-access-log", "--log-level", "warning", "--host", HOST, "--port", str(at.port),
+        *extra, target,
+    )  # fmt: skip
+
+
+def _gunicorn(target: str, at: Launch) -> list[str]:
+    return _py(
+        "gunicorn", "--workers", "1", "--worker-class", "gthread",
+        "--threads", str(WSGI_THREADS), "--log-level", "warning",
+        "--bind", f"{HOST}:{at.port}", target,
+    )  # fmt: skip
+
+
+def _asgi(case: Case) -> bool:
+    return case.interface == "asgi"
+
+
+def _wsgi(case: Case) -> bool:
+    return case.interface == "wsgi"
+
+
+PEERS = [
+    Server("uvicorn-httptools", "peer", _asgi, lambda c, at: _uvicorn("httptools", c.target, at)),
+    Server("uvicorn-h11", "peer", _asgi, lambda c, at: _uvicorn("h11", c.target, at)),
+    Server("granian-asgi", "peer", _asgi, lambda c, at: _granian("asgi", c.target, at)),
+    Server("granian-wsgi", "peer", _wsgi, lambda c, at: _granian("wsgi", c.target, at)),
+    Server("gunicorn-gthread", "peer", _wsgi, lambda c, at: _gunicorn(c.target, at)),
+    Server("uvicorn-a2wsgi", "peer", _wsgi,
+           lambda c, at: _uvicorn("httptools", c.a2wsgi_target, at)),
+]  # fmt: skip
+
+
+class ConfigFiles:
+    """The gateway's mount files: configs/*.toml as they are, or a copy that sets `http`."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self._copies: dict[tuple[str, str], Path] = {}
+
+    def path(self, name: str, http: str | None) -> Path:
+        source = CONFIGS_DIR / name
+        if http is None:
+            return source
+        if (name, http) not in self._copies:
+            text = re.sub(r"(?m)^\[server\]$", f'[server]\nhttp = "{http}"', source.read_text())
+            # The copy lives elsewhere, so its relative pythonpath becomes absolute.
+            apps = json.dumps(str(APPS_DIR))
+            text = re.sub(r"(?m)^pythonpath = .*$", f"pythonpath = [{apps}]", text)
+            copy = self.workdir / f"{source.stem}-{http}.toml"
+            copy.write_text(text)
+            self._copies[name, http] = copy
+        return self._copies[name, http]
+
+    def supports_http(self, value: str) -> bool:
+        """Whether this gateway knows `[server] http = value` (`gateway check` exits 0)."""
+        probe = self.path("asgi-hello.toml", value)
+        check = _py("gateway", "check", str(probe))
+        return subprocess.run(check, capture_output=True, timeout=60, check=False).returncode == 0
+
+
+def gateway_variant(configs: ConfigFiles, http: str | None) -> Server:
+    """The gateway on each case's own mount file; `http` sets `[server] http` if given."""
+    return Server(
+        f"gateway-{http}" if http else "gateway",
+        "gateway",
+        serves=lambda case: True,
+        argv=lambda case, at: _gateway(configs.path(case.config, http), at),
+        gateway_path=True,
+        inherits_socket=True,
+    )
+
+
+def gateway_alone(configs: ConfigFiles) -> Server:
+    """The mixed case's app served alone by the gateway: "beside two others" vs "alone"."""
+    return Server(
+        "gateway-alone",
+        "peer",
+        serves=lambda case: bool(case.alone_config),
+        argv=lambda case, at: _gateway(configs.path(case.alone_config, None), at),
+        inherits_socket=True,
+    )
+
+
+def all_servers(configs: ConfigFiles, gateway_http: list[str]) -> list[Server]:
+    """The gateway, a variant per `[server] http` value it supports, then the peers.
+
+    To add a gateway variant, add its value to --gateway-http (or to the list here).
+    """
+    servers = [gateway_variant(configs, None)]
+    for value in gateway_http:
+        if configs.supports_http(value):
+            servers.append(gateway_variant(configs, value))
+        else:
+            print(f"note: this gateway has no [server] http = {value!r}; gateway-{value} skipped")
+    return [*servers, gateway_alone(configs), *PEERS]
