@@ -60,8 +60,9 @@ from gateway.http.session import (
 # matching the whole grammar, and this runs for every response field.
 _FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_FIELD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]|^[ \t]|[ \t]$")
-# Apps send the same few field names over and over: remember the valid ones.
-_KNOWN_FIELD_NAMES = 1024
+# Apps send the same few fields over and over (content-type, server, a date that
+# changes once a second): remember this many valid ones rather than check them again.
+_KNOWN_FIELDS = 4096
 # llhttp's messages for errors h11 answers with another status than 400.
 _STATUS_BY_MESSAGE = {
     "Request has invalid `Transfer-Encoding`": MethodNotImplemented,
@@ -324,15 +325,15 @@ def _asks_to_close(fields: Headers) -> bool:
 
 
 def _check_field(name: bytes, value: bytes) -> None:
-    if not _valid_field_name(name):
-        raise AppProtocolError(f"illegal response header name {name!r}")
-    if _BAD_FIELD_VALUE.search(value) is not None:
+    if not _valid_field(name, value):
+        if _FIELD_NAME.fullmatch(name) is None:
+            raise AppProtocolError(f"illegal response header name {name!r}")
         raise AppProtocolError(f"illegal response header value {value!r}")
 
 
-@functools.lru_cache(maxsize=_KNOWN_FIELD_NAMES)
-def _valid_field_name(name: bytes) -> bool:
-    return _FIELD_NAME.fullmatch(name) is not None
+@functools.lru_cache(maxsize=_KNOWN_FIELDS)
+def _valid_field(name: bytes, value: bytes) -> bool:
+    return _FIELD_NAME.fullmatch(name) is not None and _BAD_FIELD_VALUE.search(value) is None
 
 
 def _translate(exc: httptools.HttpParserError) -> ProtocolError:
