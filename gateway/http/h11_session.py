@@ -1,14 +1,16 @@
 """The HTTP/1.1 session over h11.
 
-h11 does the RFC 9112 work (framing, chunked coding, keep-alive, 100-continue state,
+h11 parses the request side (request line, fields, body framing, chunked coding,
 pipelining via PAUSED). This module adds what h11 leaves to its user:
 1. The request-target limit (414): h11 has one limit for the whole head, so the target is
    checked on its own, and an oversized head whose request line never ended is a 414
    rather than a 431.
-2. Bodies the response must not carry (HEAD, 204, 304: RFC 9110 §9.3.2, §15.3.5, §15.4.5)
-   are dropped here, so apps and the WSGI bridge may send them harmlessly.
-3. h11's exceptions become gateway.errors: RemoteProtocolError keeps h11's status hint;
-   LocalProtocolError (the app sent something HTTP cannot carry) is AppProtocolError.
+2. The response is serialised by the shared ResponseWriter (gateway/http/response.py),
+   not by h11's `send`, which re-validates every field on each call and cost more than
+   the parsing. h11's Connection then never learns that a response went out, so each
+   cycle gets a new one, fed the bytes the last one had not parsed (`trailing_data`,
+   h11's public hand-over, meant for protocol switches).
+3. h11's RemoteProtocolError becomes a gateway ProtocolError and keeps h11's status hint.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import h11
 
 from gateway.errors import (
-    AppProtocolError,
     BadRequest,
     ProtocolError,
     RequestHeadersTooLarge,
@@ -31,31 +32,22 @@ from gateway.http.events import (
     RequestData,
     RequestHead,
 )
-from gateway.http.session import (
-    NO_BODY_STATUSES,
-    REASONS,
-    Headers,
-    check_request_head,
-    error_reply,
-    head_size,
-    plain_response,
-)
+from gateway.http.response import ResponseWriter
+from gateway.http.session import check_request_head, head_size
 
 # Room for the method, spaces and version around a target of the maximum length, so a
 # request line that has not ended by then is known to be too long (RFC 9112 §3).
 REQUEST_LINE_OVERHEAD_BYTES = 32
 
 
-class H11Session:
-    """One connection's HTTP/1.1 state, through h11."""
+class H11Session(ResponseWriter):
+    """One connection's HTTP/1.1 state: requests parsed by h11."""
 
     def __init__(self, max_header_bytes: int, max_target_bytes: int) -> None:
+        super().__init__()
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_bytes)
         self._max_target_bytes = max_target_bytes
         self._max_header_bytes = max_header_bytes
-        self._method = b""
-        self._drop_body = False
-        self._started = False
 
     def feed(self, data: bytes) -> None:
         try:
@@ -69,6 +61,7 @@ class H11Session:
         except h11.RemoteProtocolError as exc:
             raise self._translate(exc) from exc
         if type(event) is h11.Data:
+            self._awaiting_continue = False  # the client sends the body anyway
             return RequestData(bytes(event.data))
         if type(event) is h11.Request:
             return self._request_head(event)
@@ -77,12 +70,11 @@ class H11Session:
     def _request_head(self, event: h11.Request) -> RequestHead:
         if len(event.target) > self._max_target_bytes:
             raise RequestTargetTooLong("request target too long")
-        headers = list(event.headers)
+        headers = [(name.lower(), value) for name, value in event.headers.raw_items()]
         # h11 bounds only a head still incomplete; one that arrived whole in one read is
         # held to the same limit here, so the limit does not depend on how bytes arrive.
         if head_size(event.target, headers) > self._max_header_bytes:
             raise RequestHeadersTooLarge("request head too large")
-        self._method = event.method
         head = RequestHead(
             method=event.method,
             target=event.target,
@@ -91,6 +83,7 @@ class H11Session:
             expects_continue=self._conn.they_are_waiting_for_100_continue,
         )
         check_request_head(head)
+        self._expect_response(head)
         return head
 
     def _translate(self, exc: h11.RemoteProtocolError) -> ProtocolError:
@@ -105,65 +98,18 @@ class H11Session:
         limit = self._max_target_bytes + REQUEST_LINE_OVERHEAD_BYTES
         return b"\n" in buffered[:limit]
 
-    def continue_response(self) -> bytes:
-        if not self._conn.they_are_waiting_for_100_continue:
-            return b""
-        return self._send(
-            h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
-        )
-
-    def response_head(self, status: int, headers: Headers) -> bytes:
-        self._drop_body = self._method == b"HEAD" or status in NO_BODY_STATUSES
-        reason = REASONS.get(status, b"")
-        try:
-            response = h11.Response(status_code=status, headers=headers, reason=reason)
-        except h11.LocalProtocolError as exc:  # h11 checks names and values on creation
-            raise AppProtocolError(str(exc)) from exc
-        data = self._send(response)
-        self._started = True  # only once the head is valid: until then a 500 may go out
-        return data
-
-    def response_body(self, data: bytes) -> bytes:
-        if self._drop_body or not data:
-            return b""
-        return self._send(h11.Data(data=data))
-
-    def response_end(self) -> bytes:
-        return self._send(h11.EndOfMessage())
-
-    def error_response(self, status: int, headers: Headers) -> bytes:
-        if self._started:
-            return b""
-        headers, body = error_reply(status, headers, self._method == b"HEAD")
-        try:
-            head = self.response_head(status, headers)
-            return head + self.response_body(body) + self.response_end()
-        except AppProtocolError:
-            # h11 refuses to send anything once the app's own head failed its checks (its
-            # state is ERROR). None of that head went out, so a plain one is safe here.
-            self._started = True
-            return plain_response(status, headers, body)
-
     @property
     def reusable(self) -> bool:
-        return self._conn.our_state is h11.DONE and self._conn.their_state is h11.DONE
-
-    @property
-    def response_started(self) -> bool:
-        return self._started
+        return self._finished and self._keep_alive and self._conn.their_state is h11.DONE
 
     def start_next_cycle(self) -> None:
-        self._conn.start_next_cycle()
-        self._method = b""
-        self._drop_body = False
-        self._started = False
-
-    def _send(self, event: h11.Event) -> bytes:
-        try:
-            data = self._conn.send(event)
-        except h11.LocalProtocolError as exc:
-            raise AppProtocolError(str(exc)) from exc
-        return data or b""
+        unparsed, closed = self._conn.trailing_data
+        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_header_bytes)
+        if unparsed:
+            self._conn.receive_data(unparsed)
+        if closed:
+            self._conn.receive_data(b"")
+        self._reset_response()
 
 
 _SIGNALS: dict[object, Event] = {

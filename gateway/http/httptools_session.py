@@ -10,10 +10,7 @@ connection layer cannot tell them apart. Rules:
    a feed, by the bytes fed into it, so a field without an end cannot grow unbounded.
 3. Request framing rules shared with h11 (`check_request_head`) run on every head;
    llhttp's own errors are mapped to the same statuses h11 gives.
-4. The response is serialised here: Content-Length is held to, a body without one is
-   chunked (HTTP/1.1) or delimited by closing (HTTP/1.0), bodies that must be empty are
-   dropped, and the app's field names and values are checked as h11 checks them, so no
-   CR or LF can split a response.
+4. The response is serialised by the shared ResponseWriter (gateway/http/response.py).
 5. An Upgrade request (or CONNECT) stops llhttp; the bytes after it are kept, and the
    next cycle parses them with a new parser, so an upgrade the app does not accept
    falls back to plain HTTP.
@@ -21,14 +18,11 @@ connection layer cannot tell them apart. Rules:
 
 from __future__ import annotations
 
-import functools
-import re
 from collections import deque
 
 import httptools
 
 from gateway.errors import (
-    AppProtocolError,
     BadRequest,
     MethodNotImplemented,
     ProtocolError,
@@ -45,24 +39,9 @@ from gateway.http.events import (
     RequestData,
     RequestHead,
 )
-from gateway.http.session import (
-    FIELD_OVERHEAD_BYTES,
-    NO_BODY_STATUSES,
-    REASONS,
-    Headers,
-    check_request_head,
-    error_reply,
-    plain_response,
-)
+from gateway.http.response import ResponseWriter, expects_continue
+from gateway.http.session import FIELD_OVERHEAD_BYTES, Headers, check_request_head
 
-# RFC 9110 §5.1 field-name token. §5.5 field-value: no control character but HTAB, and
-# no whitespace at either end; searching for what is forbidden costs a quarter of
-# matching the whole grammar, and this runs for every response field.
-_FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BAD_FIELD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]|^[ \t]|[ \t]$")
-# Apps send the same few fields over and over (content-type, server, a date that
-# changes once a second): remember this many valid ones rather than check them again.
-_KNOWN_FIELDS = 4096
 # llhttp's messages for errors h11 answers with another status than 400.
 _STATUS_BY_MESSAGE = {
     "Request has invalid `Transfer-Encoding`": MethodNotImplemented,
@@ -72,10 +51,11 @@ _STATUS_BY_MESSAGE = {
 }
 
 
-class HttptoolsSession:
+class HttptoolsSession(ResponseWriter):
     """One connection's HTTP/1.1 state, parsed by httptools."""
 
     def __init__(self, max_header_bytes: int, max_target_bytes: int) -> None:
+        super().__init__()
         self._max_header_bytes = max_header_bytes
         self._max_target_bytes = max_target_bytes
         self._parser = httptools.HttpRequestParser(self)
@@ -91,18 +71,6 @@ class HttptoolsSession:
         # The current cycle.
         self._cycle_open = False
         self._request_done = False
-        self._method = b""
-        self._http10 = False
-        self._keep_alive = True
-        self._awaiting_continue = False
-        self._reset_response()
-
-    def _reset_response(self) -> None:
-        self._started = False
-        self._finished = False
-        self._chunked = False
-        self._drop_body = False
-        self._remaining: int | None = None
 
     # -- bytes in --------------------------------------------------------------------
 
@@ -163,7 +131,7 @@ class HttptoolsSession:
             target=self._url,
             headers=self._fields,
             http_version=version,
-            expects_continue=version == "1.1" and _expects_continue(self._fields),
+            expects_continue=version == "1.1" and expects_continue(self._fields),
         )
         try:
             check_request_head(head)
@@ -210,101 +178,13 @@ class HttptoolsSession:
     def _begin_cycle(self, head: RequestHead) -> None:
         self._cycle_open = True
         self._request_done = False
-        self._method = head.method
-        self._http10 = head.http_version == "1.0"
-        # HTTP/1.0 keep-alive is not offered, as with h11: one request per connection.
-        # Read from the fields, not llhttp: it may already be parsing the next request.
-        self._keep_alive = not self._http10 and not _asks_to_close(head.headers)
-        self._awaiting_continue = head.expects_continue
-
-    # -- bytes out -------------------------------------------------------------------
-
-    def continue_response(self) -> bytes:
-        if not self._awaiting_continue or self._started:
-            return b""
-        self._awaiting_continue = False
-        return b"HTTP/1.1 100 Continue\r\n\r\n"
-
-    def response_head(self, status: int, headers: Headers) -> bytes:
-        lines = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b""))]
-        length = coding = connection = None
-        for name, value in headers:
-            name = bytes(name).lower()
-            _check_field(name, value)
-            if name == b"content-length":
-                length = value
-            elif name == b"transfer-encoding":
-                coding = value
-            elif name == b"connection":
-                connection = value
-            lines.append(b"%s: %s\r\n" % (name, value))
-        lines.extend(self._framing(status, length, coding, connection))
-        lines.append(b"\r\n")
-        self._started = True
-        self._awaiting_continue = False
-        return b"".join(lines)
-
-    def _framing(
-        self, status: int, length: bytes | None, coding: bytes | None, connection: bytes | None
-    ) -> list[bytes]:
-        """Decide how the body is delimited (RFC 9112 §6.3); return the fields to add."""
-        self._drop_body = self._method == b"HEAD" or status in NO_BODY_STATUSES or status < 200
-        if connection is not None and b"close" in connection.lower():
-            self._keep_alive = False
-        added = [] if self._keep_alive or connection else [b"connection: close\r\n"]
-        if status in NO_BODY_STATUSES:
-            return added
-        if length is not None:
-            if not length.isdigit():
-                raise AppProtocolError(f"bad Content-Length {length!r}")
-            self._remaining = int(length)
-        elif coding is not None or not self._http10:
-            if coding is not None and coding.strip().lower() != b"chunked":
-                raise AppProtocolError("only Transfer-Encoding: chunked can be sent")
-            self._chunked = True
-            if coding is None:
-                added.append(b"transfer-encoding: chunked\r\n")
-        else:
-            self._keep_alive = False  # HTTP/1.0 without a length: the close ends the body
-        return added
-
-    def response_body(self, data: bytes) -> bytes:
-        if self._drop_body or not data:
-            return b""
-        if self._remaining is not None:
-            self._remaining -= len(data)
-            if self._remaining < 0:
-                raise AppProtocolError("too much data for declared Content-Length")
-        if self._chunked:
-            return b"%x\r\n%s\r\n" % (len(data), data)
-        return data
-
-    def response_end(self) -> bytes:
-        self._finished = True
-        if self._drop_body:
-            return b""
-        if self._remaining:
-            self._keep_alive = False
-            raise AppProtocolError("too little data for declared Content-Length")
-        return b"0\r\n\r\n" if self._chunked else b""
-
-    def error_response(self, status: int, headers: Headers) -> bytes:
-        if self._started:
-            return b""
-        headers, body = error_reply(status, headers, self._method == b"HEAD")
-        self._started = self._finished = True
-        self._keep_alive = False
-        return plain_response(status, headers, body)
+        self._expect_response(head)
 
     # -- cycles ----------------------------------------------------------------------
 
     @property
     def reusable(self) -> bool:
         return self._finished and self._request_done and self._keep_alive
-
-    @property
-    def response_started(self) -> bool:
-        return self._started
 
     def start_next_cycle(self) -> None:
         self._cycle_open = False
@@ -314,26 +194,6 @@ class HttptoolsSession:
             self._parser = httptools.HttpRequestParser(self)
             if rest:
                 self._parse(rest)
-
-
-def _expects_continue(fields: Headers) -> bool:
-    return any(n == b"expect" and v.lower() == b"100-continue" for n, v in fields)
-
-
-def _asks_to_close(fields: Headers) -> bool:
-    return any(n == b"connection" and b"close" in v.lower() for n, v in fields)
-
-
-def _check_field(name: bytes, value: bytes) -> None:
-    if not _valid_field(name, value):
-        if _FIELD_NAME.fullmatch(name) is None:
-            raise AppProtocolError(f"illegal response header name {name!r}")
-        raise AppProtocolError(f"illegal response header value {value!r}")
-
-
-@functools.lru_cache(maxsize=_KNOWN_FIELDS)
-def _valid_field(name: bytes, value: bytes) -> bool:
-    return _FIELD_NAME.fullmatch(name) is not None and _BAD_FIELD_VALUE.search(value) is None
 
 
 def _translate(exc: httptools.HttpParserError) -> ProtocolError:

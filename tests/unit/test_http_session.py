@@ -125,6 +125,24 @@ def test_pipelined_request_waits_paused(session: HTTPSession) -> None:
     assert isinstance(second[0], RequestHead) and second[0].target == b"/2"
 
 
+def test_pipelined_requests_then_eof_are_all_served(session: HTTPSession) -> None:
+    # Each cycle hands the bytes it did not parse, and the peer's EOF, to the next one.
+    session.feed(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+    session.feed(b"")
+    targets = []
+    for _ in range(2):
+        events = events_until_blocked(session)
+        assert isinstance(events[0], RequestHead) and events[1] is REQUEST_END
+        targets.append(events[0].target)
+        session.response_head(200, [(b"content-length", b"0")])
+        session.response_end()
+        if session.reusable:
+            session.start_next_cycle()
+    assert targets == [b"/1", b"/2"]
+    assert not session.reusable
+    assert session.next_event() is CONNECTION_CLOSED
+
+
 def test_expect_continue(session: HTTPSession) -> None:
     session.feed(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
     head = events_until_blocked(session)[0]

@@ -1,0 +1,169 @@
+"""The response side of an HTTP/1.1 session, shared by every parser.
+
+Parsers differ in how they turn bytes into request events; the bytes of a response do
+not depend on the parser, so both sessions inherit this one serialiser. (h11's own
+`send` would cost a h11 session more than its parsing does: it re-validates and
+re-normalises every field on each call.) Rules:
+1. `_expect_response(head)` starts a cycle: the request's method, version and fields
+   decide keep-alive (HTTP/1.0 gets one request per connection, as with h11;
+   `Connection: close` is honoured, RFC 9112 §9.6) and whether 100 Continue is owed.
+2. Content-Length is held to; a body without one is chunked (HTTP/1.1) or delimited by
+   closing (HTTP/1.0) (RFC 9112 §6.3). Bodies that must be empty (HEAD, 1xx, 204, 304:
+   RFC 9110 §9.3.2, §15.3.5, §15.4.5) are dropped, so apps may send them harmlessly.
+3. The app's field names and values are checked (RFC 9110 §5.1, §5.5) so no CR or LF
+   can split a response; a field that fails is an AppProtocolError raised before any
+   byte of the head is returned, so a 500 can still go out.
+4. `date` and `server` are never added here: the connection layer owns them.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from gateway.errors import AppProtocolError
+from gateway.http.events import RequestHead
+from gateway.http.session import (
+    NO_BODY_STATUSES,
+    REASONS,
+    Headers,
+    error_reply,
+    plain_response,
+)
+
+# RFC 9110 §5.1 field-name token. §5.5 field-value: no control character but HTAB, and
+# no whitespace at either end; searching for what is forbidden costs a quarter of
+# matching the whole grammar, and this runs for every response field.
+_FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_FIELD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]|^[ \t]|[ \t]$")
+# Apps send the same few fields over and over (content-type, server, a date that
+# changes once a second): remember this many valid ones rather than check them again.
+_KNOWN_FIELDS = 4096
+
+
+class ResponseWriter:
+    """Serialises the response of the current cycle; a session inherits it."""
+
+    def __init__(self) -> None:
+        self._method = b""
+        self._http10 = False
+        self._keep_alive = True
+        self._awaiting_continue = False
+        self._reset_response()
+
+    def _reset_response(self) -> None:
+        self._started = False
+        self._finished = False
+        self._chunked = False
+        self._drop_body = False
+        self._remaining: int | None = None
+
+    def _expect_response(self, head: RequestHead) -> None:
+        """Rule 1: what the request decides about its response."""
+        self._method = head.method
+        self._http10 = head.http_version == "1.0"
+        # Read from the fields, not the parser: it may already be parsing the next request.
+        self._keep_alive = not self._http10 and not asks_to_close(head.headers)
+        self._awaiting_continue = head.expects_continue
+
+    @property
+    def response_started(self) -> bool:
+        return self._started
+
+    def continue_response(self) -> bytes:
+        if not self._awaiting_continue or self._started:
+            return b""
+        self._awaiting_continue = False
+        return b"HTTP/1.1 100 Continue\r\n\r\n"
+
+    def response_head(self, status: int, headers: Headers) -> bytes:
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b""))]
+        length = coding = connection = None
+        for name, value in headers:
+            name = bytes(name).lower()
+            _check_field(name, value)
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                coding = value
+            elif name == b"connection":
+                connection = value
+            lines.append(b"%s: %s\r\n" % (name, value))
+        lines.extend(self._framing(status, length, coding, connection))
+        lines.append(b"\r\n")
+        self._started = True
+        self._awaiting_continue = False
+        return b"".join(lines)
+
+    def _framing(
+        self, status: int, length: bytes | None, coding: bytes | None, connection: bytes | None
+    ) -> list[bytes]:
+        """Decide how the body is delimited (RFC 9112 §6.3); return the fields to add."""
+        self._drop_body = self._method == b"HEAD" or status in NO_BODY_STATUSES or status < 200
+        if connection is not None and b"close" in connection.lower():
+            self._keep_alive = False
+        added = [] if self._keep_alive or connection else [b"connection: close\r\n"]
+        if status in NO_BODY_STATUSES:
+            return added
+        if length is not None:
+            if not length.isdigit():
+                raise AppProtocolError(f"bad Content-Length {length!r}")
+            self._remaining = int(length)
+        elif coding is not None or not self._http10:
+            if coding is not None and coding.strip().lower() != b"chunked":
+                raise AppProtocolError("only Transfer-Encoding: chunked can be sent")
+            self._chunked = True
+            if coding is None:
+                added.append(b"transfer-encoding: chunked\r\n")
+        else:
+            self._keep_alive = False  # HTTP/1.0 without a length: the close ends the body
+        return added
+
+    def response_body(self, data: bytes) -> bytes:
+        if self._drop_body or not data:
+            return b""
+        if self._remaining is not None:
+            self._remaining -= len(data)
+            if self._remaining < 0:
+                raise AppProtocolError("too much data for declared Content-Length")
+        if self._chunked:
+            return b"%x\r\n%s\r\n" % (len(data), data)
+        return data
+
+    def response_end(self) -> bytes:
+        self._finished = True
+        if self._drop_body:
+            return b""
+        if self._remaining:
+            self._keep_alive = False
+            raise AppProtocolError("too little data for declared Content-Length")
+        return b"0\r\n\r\n" if self._chunked else b""
+
+    def error_response(self, status: int, headers: Headers) -> bytes:
+        if self._started:
+            return b""
+        headers, body = error_reply(status, headers, self._method == b"HEAD")
+        self._started = self._finished = True
+        self._keep_alive = False
+        return plain_response(status, headers, body)
+
+
+def expects_continue(fields: Headers) -> bool:
+    """The request waits for `100 Continue` before its body (RFC 9110 §10.1.1)."""
+    return any(n == b"expect" and v.lower() == b"100-continue" for n, v in fields)
+
+
+def asks_to_close(fields: Headers) -> bool:
+    return any(n == b"connection" and b"close" in v.lower() for n, v in fields)
+
+
+def _check_field(name: bytes, value: bytes) -> None:
+    if not _valid_field(name, value):
+        if _FIELD_NAME.fullmatch(name) is None:
+            raise AppProtocolError(f"illegal response header name {name!r}")
+        raise AppProtocolError(f"illegal response header value {value!r}")
+
+
+@functools.lru_cache(maxsize=_KNOWN_FIELDS)
+def _valid_field(name: bytes, value: bytes) -> bool:
+    return _FIELD_NAME.fullmatch(name) is not None and _BAD_FIELD_VALUE.search(value) is None
