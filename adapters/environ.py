@@ -24,6 +24,11 @@ from gateway.asgi import Scope
 # much of a large file in memory at once.
 FILE_BLOCK_BYTES = 64 * 1024
 error_log = logging.getLogger("gateway.error")
+# Request field names seen so far and their environ keys: clients send the same few
+# names on every request, and the mapping is pure. Bounded, since clients pick names.
+_KNOWN_FIELD_NAMES = 1024
+_DROPPED = ""  # the key of a name with "_" in it (rule 2)
+_ENVIRON_KEYS: dict[bytes, str] = {}
 
 
 class ErrorStream:
@@ -99,6 +104,8 @@ def build_environ(scope: Scope, errors: ErrorStream) -> dict[str, Any]:
 
 def _wsgi_str(text: str) -> str:
     # PEP 3333 "Unicode Issues": native strings carry the URL's bytes as latin-1.
+    if text.isascii():
+        return text  # the same either way; most paths are ASCII
     return text.encode("utf-8", "surrogateescape").decode("latin-1")
 
 
@@ -106,6 +113,8 @@ def _split_path(scope: Scope) -> tuple[str, str]:
     # ASGI keeps root_path inside path; WSGI splits it into SCRIPT_NAME + PATH_INFO.
     root = scope.get("root_path", "").rstrip("/")
     path: str = scope["path"]
+    if not root:
+        return "", _wsgi_str(path)
     if path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
         path = path[len(root) :]
     return _wsgi_str(root), _wsgi_str(path)
@@ -122,18 +131,31 @@ def _request_uri(scope: Scope, query: str) -> str:
 
 def _add_headers(environ: dict[str, Any], headers: Iterable[tuple[bytes, bytes]]) -> None:
     for raw_name, raw_value in headers:
-        name = raw_name.decode("latin-1")
-        if "_" in name:
-            continue  # rule 7
-        key = name.upper().replace("-", "_")
-        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            key = "HTTP_" + key
+        key = _ENVIRON_KEYS.get(raw_name)
+        if key is None:
+            key = _environ_key(raw_name)
+        if not key:
+            continue  # rule 2: dropped
         value = raw_value.decode("latin-1")
         old = environ.get(key)
         if old is None:
             environ[key] = value
         else:  # RFC 9110 5.3 joins repeats with ","; cookies use "; " (RFC 6265 5.4)
             environ[key] = old + ("; " if key == "HTTP_COOKIE" else ",") + value
+
+
+def _environ_key(raw_name: bytes) -> str:
+    """The environ key of a request field name, remembered for the next request."""
+    name = raw_name.decode("latin-1")
+    if "_" in name:
+        key = _DROPPED
+    else:
+        key = name.upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+    if len(_ENVIRON_KEYS) < _KNOWN_FIELD_NAMES:  # clients choose names: stay bounded
+        _ENVIRON_KEYS[raw_name] = key
+    return key
 
 
 def _server_address(scope: Scope, host: str | None, scheme: str) -> tuple[str, str]:

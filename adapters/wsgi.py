@@ -167,8 +167,10 @@ class Channel:
 
     def _wake(self, waiter: asyncio.Future[None] | None) -> None:
         if waiter is not None:
-            with contextlib.suppress(RuntimeError):  # loop closed: nobody waits any more
+            try:  # noqa: SIM105 - not contextlib.suppress: this runs on every request
                 self._loop.call_soon_threadsafe(_resolve, waiter)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
 
     async def drain(self, send: Send) -> None:
         """Loop side: send what the thread posts until the response ends or fails."""
@@ -191,9 +193,10 @@ class Channel:
     async def _send_batch(self, send: Send) -> bool:
         """Send one batch: the start, then all its bodies as one; True if more follow."""
         items, finished, error = await self._take()
-        if items and not isinstance(first := items[0], bytes):
-            await send(first)
-        chunks = [item for item in items if isinstance(item, bytes)]
+        chunks = cast(list[bytes], items)
+        if items and type(items[0]) is not bytes:  # only the first item can be the start
+            await send(cast(Message, items[0]))
+            chunks = chunks[1:]
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         done = finished and error is None
         if body or done:
@@ -289,7 +292,10 @@ class WSGICall:
     def _iterate(self, result: Iterable[bytes]) -> None:
         # PEP 3333: "If a call to len(iterable) succeeds, the server must be able to
         # rely on the result being accurate", so the last chunk can carry the end.
-        remaining = len(result) if isinstance(result, Sized) else -1
+        if type(result) is list:  # what most apps return; skips the costlier ABC check
+            remaining = len(result)
+        else:
+            remaining = len(result) if isinstance(result, Sized) else -1
         for chunk in result:
             remaining -= 1
             self._send(chunk, final=remaining == 0)
@@ -351,8 +357,10 @@ class WSGIAdapter:
         # the request into its thread, as asyncio.to_thread does.
         context = contextvars.copy_context()
         self._pool.submit(partial(context.run, call.run, self.app, environ))
-        with contextlib.suppress(ClientDisconnected):
+        try:  # noqa: SIM105 - not contextlib.suppress: this runs on every request
             await channel.drain(send)
+        except ClientDisconnected:
+            pass
 
     def close(self) -> None:
         """Close the pool without waiting; calls already queued still run."""
@@ -363,13 +371,12 @@ async def _open_input(
     environ: dict[str, Any], receive: Receive, channel: Channel
 ) -> io.BytesIO | io.BufferedReader | None:
     """wsgi.input, pre-reading the first body message on the loop (rule 2, rule 6)."""
-    fetch = partial(channel.fetch, receive)
-    if environ.get("HTTP_EXPECT", "").lower() == "100-continue":
-        return io.BufferedReader(BodyStream(fetch, b""))
+    if "HTTP_EXPECT" in environ and environ["HTTP_EXPECT"].lower() == "100-continue":
+        return io.BufferedReader(BodyStream(partial(channel.fetch, receive), b""))
     message = await receive()
     if message["type"] == "http.disconnect":
         return None
     body: bytes = message.get("body", b"")
     if message.get("more_body", False):
-        return io.BufferedReader(BodyStream(fetch, body))
+        return io.BufferedReader(BodyStream(partial(channel.fetch, receive), body))
     return io.BytesIO(body)

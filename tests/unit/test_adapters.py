@@ -19,6 +19,7 @@ from wsgiref.validate import validator
 
 import pytest
 
+import adapters.environ
 from adapters import LoadedApp, WSGIAdapter, detect_interface, import_from_string, load_app
 from adapters.environ import ErrorStream, build_environ
 from gateway.asgi import Message
@@ -408,6 +409,20 @@ def test_environ_headers_and_addresses() -> None:
     assert (bare["SERVER_NAME"], bare["SERVER_PORT"]) == ("localhost", "80")
     assert (bare["REMOTE_ADDR"], bare["REMOTE_PORT"]) == ("127.0.0.1", "50000")
     assert bare["SERVER_PROTOCOL"] == "HTTP/1.1"
+
+
+def test_environ_headers_are_mapped_the_same_on_every_request() -> None:
+    # Field names are remembered between requests (a bounded table): the second request
+    # must map exactly as the first, dropped names included, and a flood of distinct
+    # names must neither grow memory without bound nor change how later names map.
+    headers = [(b"x_user", b"spoofed"), (b"x-user", b"real"), (b"content-type", b"a/b")]
+    for _ in range(2):
+        environ = build_environ(http_scope(headers=headers), ErrorStream("t"))
+        assert environ["HTTP_X_USER"] == "real" and environ["CONTENT_TYPE"] == "a/b"
+    flood = [(b"x-flood-%d" % i, b"1") for i in range(5000)]
+    environ = build_environ(http_scope(headers=[*flood, (b"x-late", b"2")]), ErrorStream("t"))
+    assert environ["HTTP_X_FLOOD_4999"] == "1" and environ["HTTP_X_LATE"] == "2"
+    assert len(adapters.environ._ENVIRON_KEYS) <= adapters.environ._KNOWN_FIELD_NAMES
 
 
 def test_errors_stream_logs_with_mount_name(caplog: pytest.LogCaptureFixture) -> None:
