@@ -351,18 +351,7 @@ class HTTPConnection(asyncio.Protocol):
         self.write(self._session.continue_response())
 
     def response_head(self, status: int, headers: Any) -> bytes:
-        fields = [*headers]
-        server = date = True
-        for name, _ in fields:
-            if len(name) in (4, 6):  # the length of b"date" and b"server": cheap to test
-                lowered = bytes(name).lower()
-                date = date and lowered != b"date"
-                server = server and lowered != b"server"
-        if server:
-            fields.append(SERVER_HEADER)
-        if date:
-            fields.append(self._state.date.field())
-        return self._session.response_head(status, fields)
+        return self._session.response_head(status, headers, self._default_headers())
 
     def response_body(self, data: bytes, more_body: bool) -> bytes:
         out = self._session.response_body(data)

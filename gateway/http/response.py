@@ -13,13 +13,15 @@ re-normalises every field on each call.) Rules:
 3. The app's field names and values are checked (RFC 9110 §5.1, §5.5) so no CR or LF
    can split a response; a field that fails is an AppProtocolError raised before any
    byte of the head is returned, so a 500 can still go out.
-4. `date` and `server` are never added here: the connection layer owns them.
+4. `date` and `server` come from the connection layer, which owns their values; they
+   are added here, in the same pass, only if the app did not send its own.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable, Sequence
 
 from gateway.errors import AppProtocolError
 from gateway.http.events import RequestHead
@@ -36,6 +38,7 @@ from gateway.http.session import (
 # matching the whole grammar, and this runs for every response field.
 _FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_FIELD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]|^[ \t]|[ \t]$")
+Field = tuple[bytes, bytes]
 # Apps send the same few fields over and over (content-type, server, a date that
 # changes once a second): remember this many valid ones rather than check them again.
 _KNOWN_FIELDS = 4096
@@ -76,19 +79,27 @@ class ResponseWriter:
         self._awaiting_continue = False
         return b"HTTP/1.1 100 Continue\r\n\r\n"
 
-    def response_head(self, status: int, headers: Headers) -> bytes:
+    def response_head(
+        self, status: int, headers: Iterable[Field], defaults: Sequence[Field] = ()
+    ) -> bytes:
+        """The status line and fields; each of `defaults` (the connection's `date` and
+        `server`) is added unless the app sent a field of that name itself."""
         lines = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b""))]
         length = coding = connection = None
+        names: set[bytes] = set()
         for name, value in headers:
-            name = bytes(name).lower()
-            _check_field(name, value)
+            line, name = _field_line(name, value)
+            lines.append(line)
+            names.add(name)
             if name == b"content-length":
                 length = value
             elif name == b"transfer-encoding":
                 coding = value
             elif name == b"connection":
                 connection = value
-            lines.append(b"%s: %s\r\n" % (name, value))
+        for name, value in defaults:
+            if name not in names:
+                lines.append(b"%s: %s\r\n" % (name, value))
         lines.extend(self._framing(status, length, coding, connection))
         lines.append(b"\r\n")
         self._started = True
@@ -157,13 +168,12 @@ def asks_to_close(fields: Headers) -> bool:
     return any(n == b"connection" and b"close" in v.lower() for n, v in fields)
 
 
-def _check_field(name: bytes, value: bytes) -> None:
-    if not _valid_field(name, value):
-        if _FIELD_NAME.fullmatch(name) is None:
-            raise AppProtocolError(f"illegal response header name {name!r}")
-        raise AppProtocolError(f"illegal response header value {value!r}")
-
-
 @functools.lru_cache(maxsize=_KNOWN_FIELDS)
-def _valid_field(name: bytes, value: bytes) -> bool:
-    return _FIELD_NAME.fullmatch(name) is not None and _BAD_FIELD_VALUE.search(value) is None
+def _field_line(name: bytes, value: bytes) -> tuple[bytes, bytes]:
+    """A response field as its line and its lowercased name, checked (rule 3)."""
+    name = bytes(name).lower()
+    if _FIELD_NAME.fullmatch(name) is None:
+        raise AppProtocolError(f"illegal response header name {name!r}")
+    if _BAD_FIELD_VALUE.search(value) is not None:
+        raise AppProtocolError(f"illegal response header value {value!r}")
+    return b"%s: %s\r\n" % (name, value), name

@@ -7,11 +7,13 @@ pulls events; it hands it response parts and writes the bytes it gets back. Rule
 2. After the response and the request body are both complete, `reusable` tells whether
    the connection may carry another request (keep-alive, RFC 9112 §9.3); if so the
    connection calls `start_next_cycle`.
-3. Sessions never add `date` or `server`; the connection layer owns those values.
+3. The connection layer owns the values of `date` and `server`; it passes them as the
+   defaults of `response_head`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from http import HTTPStatus
 from typing import Protocol
 from urllib.parse import unquote_to_bytes
@@ -38,8 +40,14 @@ class HTTPSession(Protocol):
     def continue_response(self) -> bytes:
         """The bytes of `100 Continue` if the client still waits for it, else b""."""
 
-    def response_head(self, status: int, headers: Headers) -> bytes:
-        """Serialise the status line and fields."""
+    def response_head(
+        self,
+        status: int,
+        headers: Iterable[tuple[bytes, bytes]],
+        defaults: Sequence[tuple[bytes, bytes]] = (),
+    ) -> bytes:
+        """Serialise the status line and fields, adding each of `defaults` whose name
+        the app did not send."""
 
     def response_body(self, data: bytes) -> bytes:
         """Serialise a piece of the body (chunked or not, as the head decided)."""

@@ -80,6 +80,18 @@ def test_response_bytes_and_keep_alive(session: HTTPSession) -> None:
     assert not session.response_started
 
 
+def test_defaults_are_added_unless_the_app_sent_its_own(session: HTTPSession) -> None:
+    session.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    events_until_blocked(session)
+    defaults = [(b"server", b"gateway"), (b"date", b"Sat, 21 Nov 2026 10:00:00 GMT")]
+    app_fields = [(b"Server", b"mine"), (b"content-length", b"0")]
+    head = session.response_head(200, app_fields, defaults)
+    assert head == (
+        b"HTTP/1.1 200 OK\r\nserver: mine\r\ncontent-length: 0\r\n"
+        b"date: Sat, 21 Nov 2026 10:00:00 GMT\r\n\r\n"
+    )
+
+
 def test_response_without_length_is_chunked(session: HTTPSession) -> None:
     session.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     events_until_blocked(session)
