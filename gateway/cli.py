@@ -15,11 +15,12 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 import adapters
-from gateway import __version__
+from gateway import __version__, reload
 from gateway.config import CliOption, Config, cli_options, load_config
-from gateway.errors import GatewayError, StartupError
+from gateway.errors import ConfigError, GatewayError, StartupError
 from gateway.supervisor import serve
 from gateway.worker import load_mounts
 
@@ -35,13 +36,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check":
             return check(load_config(args.config))
-        config = load_config(args.config, overrides=_overrides(args))
+        overrides = _overrides(args)
+        config = load_config(args.config, overrides=overrides)
         configure_logging(config)
-        if config.server.workers > 1:
-            logging.getLogger("gateway.error").warning(
-                "workers = %d: this version serves in one process", config.server.workers
-            )
-        return serve(config)
+        if config.server.reload:
+            return reload.run(config, overrides)
+        return serve(config, overrides)
     except GatewayError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return exc.exit_status
@@ -70,6 +70,10 @@ def _add_option(parser: argparse.ArgumentParser, option: CliOption) -> None:
         parser.add_argument(
             option.flag, dest=dest, action="store_false", default=None, help=option.help
         )
+    elif option.kind == "bool-on":
+        parser.add_argument(
+            option.flag, dest=dest, action="store_true", default=None, help=option.help
+        )
     elif option.kind == "list":
         parser.add_argument(option.flag, dest=dest, action="append", help=option.help)
     elif option.kind == "int":
@@ -86,18 +90,32 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
 
 
 def configure_logging(config: Config) -> None:
-    level = config.server.log_level.upper()
-    errors = logging.StreamHandler(sys.stderr)
+    """The error log to stderr (or `log_file`), the access log to stdout (or
+    `access_log_file`); files are appended to and reopened on SIGUSR1."""
+    server = config.server
+    level = server.log_level.upper()
+    errors = _log_handler(config, "log_file", sys.stderr)
     errors.setFormatter(logging.Formatter(LOG_FORMAT))
     error_logger = logging.getLogger("gateway")
     error_logger.handlers[:] = [errors]
     error_logger.setLevel(level)
     access = logging.getLogger("gateway.access")
-    access_handler = logging.StreamHandler(sys.stdout)
+    access_handler = _log_handler(config, "access_log_file", sys.stdout)
     access_handler.setFormatter(logging.Formatter("%(message)s"))
     access.handlers[:] = [access_handler]
     access.propagate = False
     access.setLevel(logging.INFO if config.server.access_log else logging.CRITICAL + 1)
+
+
+def _log_handler(config: Config, setting: str, stream: TextIO) -> logging.Handler:
+    path: str = getattr(config.server, setting)
+    if not path:
+        return logging.StreamHandler(stream)
+    try:
+        return logging.FileHandler(path, encoding="utf-8")
+    except OSError as exc:
+        reason = f"cannot open {path!r}: {exc.strerror or exc}"
+        raise ConfigError(config.path, "server", setting, reason) from exc
 
 
 def check(config: Config) -> int:

@@ -66,6 +66,10 @@ KEEP_ALIVE_TIMEOUT_S = 5.0
 # gunicorn's default, and Kubernetes' terminationGracePeriodSeconds: drain fits the pod's.
 GRACEFUL_TIMEOUT_S = 30.0
 
+# gunicorn's default: a worker's loop that has not checked in for this long is stuck (an
+# app blocking it, say), so it is killed. Long enough for a slow GC pause or a big import.
+WORKER_TIMEOUT_S = 30.0
+
 # Pending connections the kernel queues per socket before accept(); gunicorn's default,
 # and no more than the usual net.core.somaxconn, which caps it anyway.
 LISTEN_BACKLOG = 2048
@@ -85,7 +89,7 @@ class CliOption:
     setting: str  # field name in ServerConfig, e.g. "bind"
     flag: str  # "--bind"
     help: str
-    kind: str  # "list" (repeatable), "int", "str", "choice", "bool-off" (flag sets False)
+    kind: str  # "list" (repeatable), "int", "str", "choice", "bool-off"/"bool-on" (sets it)
     choices: tuple[str, ...] = ()
 
 
@@ -172,6 +176,30 @@ def _choice(allowed: tuple[str, ...]) -> Check:
         return text
 
     return check
+
+
+def _path_or_empty(value: object) -> str:
+    text = _expect(value, str, "a string")
+    if "\0" in text:
+        raise _Invalid("must not contain a NUL character")
+    return text
+
+
+def _file_mode(value: object) -> int:
+    mode = _expect(value, int, "an integer (write it in octal: 0o660)")
+    if not 0 <= mode <= 0o777:
+        raise _Invalid(f"must be a permission mode 0o000..0o777, got {oct(mode)}")
+    return mode
+
+
+def _health_path(value: object) -> str:
+    text = _expect(value, str, "a string")
+    if text == "":
+        return text  # off
+    path = _prefix(text)
+    if path == "/":
+        raise _Invalid('must name a path of its own, e.g. "/_gateway"; "" turns it off')
+    return path
 
 
 def _string_list(value: object) -> tuple[str, ...]:
@@ -328,6 +356,10 @@ class ServerConfig:
         "log one line per request",
         _Flag("--no-access-log", "bool-off", "do not log one line per request"),
     )
+    log_file: str = _setting("", _path_or_empty, 'error log file (SIGUSR1 reopens it); "": stderr')
+    access_log_file: str = _setting(
+        "", _path_or_empty, 'access log file (SIGUSR1 reopens it); "": stdout'
+    )
     keep_alive_timeout: float = _setting(
         KEEP_ALIVE_TIMEOUT_S,
         _seconds(positive=True),
@@ -350,6 +382,47 @@ class ServerConfig:
         _choice(HTTP_PARSERS),
         "HTTP/1.1 parser: httptools (C, fast), h11 (pure Python); auto picks httptools",
         _Flag("--http", "choice", choices=HTTP_PARSERS),
+    )
+    preload: bool = _setting(
+        False,
+        _boolean,
+        "import the apps once, before the workers start, to share their memory "
+        "(a code change then needs a restart, not a HUP)",
+    )
+    worker_timeout: float = _setting(
+        WORKER_TIMEOUT_S,
+        _seconds(positive=True),
+        "seconds a worker's event loop may go without checking in; then it is replaced",
+    )
+    max_requests: int = _setting(
+        0, _int_at_least(0), "requests a worker serves before it is replaced gracefully; 0: never"
+    )
+    max_requests_jitter: int = _setting(
+        0,
+        _int_at_least(0),
+        "up to this many more requests, at random per worker, so workers recycle apart",
+    )
+    unix_socket_mode: int | None = _setting(
+        None,
+        _file_mode,
+        "permissions of unix: sockets, in octal (0o660); by default the umask decides",
+        doc_default="umask",
+    )
+    health_path: str = _setting(
+        "",
+        _health_path,
+        'answer GET PATH/live and PATH/ready before routing, e.g. "/_gateway"; "": off',
+    )
+    shutdown_delay: float = _setting(
+        0.0,
+        _seconds(positive=False),
+        "seconds after SIGTERM that readiness answers 503 while requests are still served",
+    )
+    reload: bool = _setting(
+        False,
+        _boolean,
+        "development: restart when an app's source or the mount file changes (watchfiles)",
+        _Flag("--reload", "bool-on"),
     )
 
 

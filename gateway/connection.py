@@ -83,6 +83,7 @@ class ServerState:
         self.date = DateHeader()
         self.access_log = config.access_log
         self.on_connection_closed: Callable[[], object] | None = None  # set while draining
+        self.requests_served = 0  # for max_requests; read by the worker's heartbeat
         self._session_class = SESSIONS[config.http]
         self._loop = asyncio.get_running_loop()
         self._sweep: asyncio.TimerHandle | None = None
@@ -274,6 +275,7 @@ class HTTPConnection(asyncio.Protocol):
         cycle.response_complete = True
 
     def _cycle_finished(self, cycle: RequestCycle) -> None:
+        self._state.requests_served += 1
         if self._state.access_log:
             cycle.log_access()
         self._cycle = None

@@ -6,15 +6,19 @@ Rules:
    hand the same sockets to many workers.
 2. Start in order: import every app, lifespan startup for every mount, then accept.
    An app that fails to import or to start raises StartupError (exit status 3).
-3. Stop in a known order (DESIGN §4): stop accepting, let in-flight responses finish
-   within `graceful_timeout` while idle keep-alive connections close, drop the rest,
-   then lifespan shutdown, then the WSGI pools.
+3. Stop in a known order (DESIGN §4): readiness turns 503 (and stays so for
+   `shutdown_delay` while requests are still served), stop accepting, let in-flight
+   responses finish within `graceful_timeout` while idle keep-alive connections close,
+   drop the rest, then lifespan shutdown, then the WSGI pools.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import random
 import signal
 import socket
 import sys
@@ -24,13 +28,14 @@ from dataclasses import dataclass
 import uvloop
 
 from adapters import LoadedApp, load_app
+from gateway.asgi import ASGIApp
 from gateway.config import DEFAULT_WSGI_THREADS, LISTEN_BACKLOG, Config, MountConfig
 from gateway.connection import HTTPConnection, ServerState
+from gateway.health import HealthCheck
 from gateway.lifespan import LifespanFanout, LifespanTarget
 from gateway.router import Mount, Router
 
 log = logging.getLogger("gateway.server")
-
 
 
 @dataclass
@@ -68,8 +73,20 @@ class Worker:
         self.sockets = list(sockets)
         self.mounts = mounts
         self._stop = asyncio.Event()  # binds to a loop only when first awaited
+        self._fast_requested = asyncio.Event()  # cuts `shutdown_delay` short
         self._fast_stop = False
         self._state: ServerState | None = None
+        self._started = False  # lifespan startup done in every mount, sockets listening
+        self._stopping = False  # asked to stop: readiness answers 503 from now on
+
+    @property
+    def requests_served(self) -> int:
+        return self._state.requests_served if self._state is not None else 0
+
+    @property
+    def ready(self) -> bool:
+        """Readiness (health endpoint): started and not draining."""
+        return self._started and not self._stopping
 
     async def serve(self, ready: Callable[[], None] | None = None) -> None:
         """Lifespan startup, accept until asked to stop, drain, lifespan shutdown."""
@@ -88,15 +105,31 @@ class Worker:
         )
         timeout_s = self.config.server.graceful_timeout
         await fanout.startup(timeout_s)
-        state = self._state = ServerState(router, self.config.server)
+        state = self._state = ServerState(self._front(router), self.config.server)
         state.start_idle_sweep()
         servers = await self._listen(state)
+        self._started = True
         if ready is not None:
             ready()
         await self._stop.wait()
+        await self._delay_drain()
         await self._drain(servers, state)
         state.stop_idle_sweep()
         await fanout.shutdown(timeout_s)
+
+    def _front(self, router: Router) -> ASGIApp:
+        """The app connections call: the router, behind the health endpoints if on."""
+        path = self.config.server.health_path
+        return HealthCheck(router, path, lambda: self.ready) if path else router
+
+    async def _delay_drain(self) -> None:
+        """Keep serving `shutdown_delay` seconds while readiness already answers 503, so
+        a load balancer has time to stop sending traffic (a fast stop skips this)."""
+        delay = self.config.server.shutdown_delay
+        if delay > 0 and not self._fast_stop:
+            log.info("not ready; serving %.1f s more before the drain", delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._fast_requested.wait(), delay)
 
     async def _listen(self, state: ServerState) -> list[asyncio.Server]:
         loop = asyncio.get_running_loop()
@@ -124,8 +157,10 @@ class Worker:
 
     def request_stop(self, fast: bool = False) -> None:
         """Begin a graceful stop; called again (or with fast=True), stop at once."""
+        self._stopping = True
         if self._stop.is_set() or fast:
             self._fast_stop = True
+            self._fast_requested.set()
             log.info("fast stop")
             for conn in list(self._state.connections if self._state else ()):
                 conn.abort()
@@ -183,8 +218,12 @@ def _describe(sock: socket.socket) -> str:
 def run(config: Config, sockets: Sequence[socket.socket]) -> int:
     """Serve in this process until SIGTERM/SIGINT; return the exit status.
 
+    This is `workers = 1` (container mode): no supervisor, so nothing would start a
+    replacement for a worker that retires; max_requests is not applied.
     An app that fails to load or to start raises StartupError (exit status 3).
     """
+    if config.server.max_requests:
+        log.warning("max_requests applies with workers > 1 only; ignored")
     worker = Worker(config, sockets, load_mounts(config))
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(_serve_with_signals(worker))
@@ -195,4 +234,103 @@ async def _serve_with_signals(worker: Worker) -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, worker.request_stop)
     loop.add_signal_handler(signal.SIGINT, worker.request_stop)
+    loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)
     await worker.serve()
+
+
+# -- a worker under the supervisor -------------------------------------------------------
+
+# One byte per message on the worker's pipe to the supervisor (gateway/supervisor.py).
+MESSAGE_READY = b"r"  # lifespan done in every mount, listening
+MESSAGE_BEAT = b"b"  # the loop is alive
+MESSAGE_RETIRE = b"m"  # max_requests reached: start my replacement, then stop me
+# A beat this often, at most; a quarter of worker_timeout when that is shorter, so a
+# late beat or two never looks like a stuck loop.
+MAX_BEAT_INTERVAL_S = 1.0
+
+
+class SupervisorLink:
+    """The worker's end of its pipe to the supervisor; written from the loop only, so a
+    beat proves the loop runs (never from a side thread, which would beat on while the
+    loop is stuck)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        os.set_blocking(fd, False)
+
+    def send(self, message: bytes) -> None:
+        # A full pipe means the supervisor is behind, not that we are stuck: drop the
+        # message. A closed one means it is gone; our own stop follows from its signal.
+        with contextlib.suppress(BlockingIOError, BrokenPipeError):
+            os.write(self.fd, message)
+
+
+def run_supervised(
+    config: Config,
+    sockets: Sequence[socket.socket],
+    mounts: list[LoadedMount] | None,
+    link: SupervisorLink,
+) -> int:
+    """A worker process forked by the supervisor: serve until SIGTERM (graceful) or
+    SIGQUIT (fast). SIGINT is left to the supervisor, which turns a Ctrl-C into a TERM
+    for each worker. `mounts` are the apps the supervisor preloaded, or None to import
+    them here. Raises StartupError (exit status 3) when an app fails to load or start.
+    """
+    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+        signal.signal(signum, signal.SIG_IGN)
+    worker = Worker(config, sockets, mounts if mounts is not None else load_mounts(config))
+    limit = config.server.max_requests
+    if limit:
+        limit += random.randint(0, config.server.max_requests_jitter)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_serve_supervised(worker, link, limit))
+    return 0
+
+
+async def _serve_supervised(worker: Worker, link: SupervisorLink, max_requests: int) -> None:
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, worker.request_stop)
+    loop.add_signal_handler(signal.SIGQUIT, worker.request_stop, True)
+    loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)
+    heartbeat = Heartbeat(worker, link, max_requests)
+    try:
+        await worker.serve(ready=lambda: link.send(MESSAGE_READY))
+    finally:
+        heartbeat.stop()
+
+
+class Heartbeat:
+    """A beat from the event loop every interval; a RETIRE once max_requests are served
+    (checked here, not per request, so the hot path only counts)."""
+
+    def __init__(self, worker: Worker, link: SupervisorLink, max_requests: int) -> None:
+        self._worker = worker
+        self._link = link
+        self._max_requests = max_requests
+        self._retired = False
+        self._interval_s = min(MAX_BEAT_INTERVAL_S, worker.config.server.worker_timeout / 4)
+        self._loop = asyncio.get_running_loop()
+        self._timer = self._loop.call_soon(self._beat)
+
+    def _beat(self) -> None:
+        self._link.send(MESSAGE_BEAT)
+        limit = self._max_requests
+        if limit and not self._retired and self._worker.requests_served >= limit:
+            self._retired = True
+            log.info("served %d requests (max_requests): asking for a replacement", limit)
+            self._link.send(MESSAGE_RETIRE)
+        self._timer = self._loop.call_later(self._interval_s, self._beat)
+
+    def stop(self) -> None:
+        self._timer.cancel()
+
+
+def reopen_log_files() -> None:
+    """SIGUSR1: reopen every log file (after logrotate moved it away)."""
+    for name in ("gateway", "gateway.access"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.FileHandler):
+                stream = open(handler.baseFilename, "a", encoding=handler.encoding)  # noqa: SIM115
+                old = handler.setStream(stream)
+                if old is not None:
+                    old.close()

@@ -508,8 +508,9 @@ def test_cli_options_are_derived_from_the_fields() -> None:
         "--log-level",
         "--no-access-log",
         "--http",
+        "--reload",
     ]
-    kinds = ["list", "int", "choice", "bool-off", "choice"]
+    kinds = ["list", "int", "choice", "bool-off", "choice", "bool-on"]
     assert [o.kind for o in options.values()] == kinds
     assert options["log_level"].choices == ("debug", "info", "warning", "error", "critical")
     assert options["http"].choices == ("auto", "h11", "httptools")

@@ -42,6 +42,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "gateway.lifespan": ("gateway.asgi", "gateway.errors"),
     "gateway.connection": ("gateway.http.*", "gateway.asgi", "gateway.errors", "gateway.config"),
     "gateway.worker": (
+        "gateway.health",
         "gateway.connection",
         "gateway.router",
         "gateway.config",
@@ -50,13 +51,20 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "gateway.asgi",
         "gateway.errors",
     ),
-    "gateway.supervisor": ("gateway.config", "gateway.errors", "gateway.worker"),
+    "gateway.sockets": ("gateway.config", "gateway.errors"),
+    "gateway.supervisor": ("gateway.config", "gateway.errors", "gateway.sockets", "gateway.worker"),
+    # The development reloader is a parent process like the supervisor: it binds once and
+    # runs the server as a child it restarts (the child imports the apps, never it).
+    "gateway.reload": ("gateway.config", "gateway.errors", "gateway.sockets"),
+    # Layer 1, like the router: an ASGI app answered before routing; no event loop.
+    "gateway.health": ("gateway.asgi", "gateway.errors", "gateway.router"),
     "gateway.cli": (
         "gateway",
         # The package only, for `gateway check` to print where `adapters` came from
         # (DESIGN §3: the name is generic); its modules are the worker's business.
         "adapters",
         "gateway.config",
+        "gateway.reload",
         "gateway.supervisor",
         "gateway.worker",
         "gateway.errors",
@@ -78,6 +86,7 @@ EVENT_LOOP_FREE: dict[str, frozenset[str]] = {
     "gateway.asgi": frozenset(),
     "gateway.config": frozenset(),
     "gateway.router": frozenset(),
+    "gateway.health": frozenset(),
     "gateway.http.*": frozenset(),
     "adapters.*": frozenset({"asyncio", "threading", "concurrent", "_thread"}),
 }
