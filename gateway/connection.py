@@ -47,6 +47,12 @@ SERVER_HEADER = (b"server", b"gateway")
 # The idle sweep's period, at most: an idle connection lives at most this much past
 # keep_alive_timeout (and half the timeout when that is shorter).
 IDLE_SWEEP_INTERVAL_S = 0.5
+# On a graceful stop, an idle keep-alive connection stays open this long: a client that
+# reuses it right after a response (its request may be on the wire already) is answered,
+# with `Connection: close`, instead of finding the socket closed under it, which few
+# clients retry (RFC 9112 §9.3.1 leaves that to them). A client's next request comes
+# within milliseconds, even on a busy machine; a quiet client delays the stop this much.
+DRAIN_IDLE_GRACE_S = 1.0
 # The `http` setting: the two sessions differ only in how bytes become events.
 SESSIONS: dict[str, type[H11Session] | type[HttptoolsSession]] = {
     "auto": HttptoolsSession,
@@ -339,8 +345,13 @@ class HTTPConnection(asyncio.Protocol):
             self._transport.close()
 
     def shutdown(self) -> None:
-        """Graceful stop: close now if idle, else once the current response is done."""
+        """Graceful stop: close once the current response is done, or, if idle, once
+        DRAIN_IDLE_GRACE_S passed without a request; responses say `Connection: close`."""
         self._closing = True
+        if self._cycle is None:
+            self._loop.call_later(DRAIN_IDLE_GRACE_S, self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
         if self._cycle is None:
             self._close()
 
@@ -353,6 +364,8 @@ class HTTPConnection(asyncio.Protocol):
         self.write(self._session.continue_response())
 
     def response_head(self, status: int, headers: Any) -> bytes:
+        if self._closing:  # tell the client, so it does not send another request here
+            headers = [*headers, (b"connection", b"close")]
         return self._session.response_head(status, headers, self._default_headers())
 
     def response_body(self, data: bytes, more_body: bool) -> bytes:

@@ -8,9 +8,12 @@ With `health_path = "/_gateway"`:
   load balancer stops sending traffic first (`shutdown_delay` widens that window).
 
 Rules:
-1. Only these two exact paths are taken, for GET and HEAD (others get 405); everything
-   else, including other paths under the health prefix, goes to the router unchanged.
-2. Layer 1: no event loop; readiness is a callable the worker supplies.
+1. Only these two exact paths are taken, for GET and HEAD; any other method gets 405
+   with `Allow` (RFC 9110 §15.5.6). Everything else, including other paths under the
+   health prefix and WebSocket requests, goes to the router unchanged.
+2. A probe's answer describes this moment: it is marked `no-store`, so no cache between
+   the orchestrator and us replays an old "ready".
+3. Layer 1: no event loop; readiness is a callable the worker supplies.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from collections.abc import Callable
 from http import HTTPStatus
 
 from gateway.asgi import ASGIApp, Receive, Scope, Send
-from gateway.router import send_plain
 
 PROBE_METHODS = frozenset({"GET", "HEAD"})
+ALLOW = b"GET, HEAD"
+# What the access log shows as the mount that answered a probe.
+HEALTH_MOUNT = "health"
 
 
 class HealthCheck:
@@ -34,20 +39,38 @@ class HealthCheck:
         self._is_ready = is_ready
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path = scope["path"]
-            if path == self.live_path:
-                await self._answer(scope, send, HTTPStatus.OK)
-                return
-            if path == self.ready_path:
-                ready = self._is_ready()
-                status = HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE
-                await self._answer(scope, send, status)
-                return
-        await self.app(scope, receive, send)
-
-    async def _answer(self, scope: Scope, send: Send, status: HTTPStatus) -> None:
-        scope["gateway.mount"] = "health"  # the access log names who answered
+        status = self._probe_status(scope)
+        if status is None:
+            await self.app(scope, receive, send)
+            return
+        scope["gateway.mount"] = HEALTH_MOUNT
         if scope["method"] not in PROBE_METHODS:
-            status = HTTPStatus.METHOD_NOT_ALLOWED
-        await send_plain(send, status)
+            await send_status(send, HTTPStatus.METHOD_NOT_ALLOWED, [(b"allow", ALLOW)])
+        else:
+            await send_status(send, status)
+
+    def _probe_status(self, scope: Scope) -> HTTPStatus | None:
+        """The probe's answer for this request, or None when it is not a probe."""
+        if scope["type"] != "http":
+            return None
+        path = scope["path"]
+        if path == self.live_path:
+            return HTTPStatus.OK
+        if path == self.ready_path:
+            return HTTPStatus.OK if self._is_ready() else HTTPStatus.SERVICE_UNAVAILABLE
+        return None
+
+
+async def send_status(
+    send: Send, status: HTTPStatus, extra_headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """A complete plain-text answer whose body is the reason phrase (rule 2: no-store)."""
+    body = status.phrase.encode("ascii") + b"\n"
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode("ascii")),
+        (b"cache-control", b"no-store"),
+        *(extra_headers or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

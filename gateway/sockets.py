@@ -2,10 +2,15 @@
 
 Rules:
 1. Every address in `bind` is bound here and nowhere else (DESIGN §4): the supervisor
-   binds, workers inherit. A failure closes whatever was already opened.
-2. `unix:PATH`: a stale socket file (left by a server that died) is removed first, but
-   never a file that is not a socket; `unix_socket_mode` sets its permissions.
-3. `fd://N`: an inherited descriptor that is already listening (a process manager's).
+   binds, workers inherit. A failure closes whatever was already opened and raises
+   BindError (exit status 1) naming the address and the reason.
+2. `unix:PATH`: a stale socket file (left by a server that died: nothing accepts on it)
+   is removed first. A socket some live server still listens on is refused, never
+   stolen, and so is a path that is not a socket (a regular file, a symlink, a
+   directory): we remove nothing we did not make. `unix_socket_mode` sets the
+   permissions before listen(), so no client ever connects under the umask's.
+3. `fd://N`: an inherited descriptor that is already a listening stream socket (a
+   process manager's, a test's); anything else is refused rather than listened on.
 4. systemd socket activation: when LISTEN_PID names this process, the LISTEN_FDS
    descriptors from 3 on are served instead of `bind` (sd_listen_fds(3)).
 """
@@ -13,6 +18,7 @@ Rules:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
 import stat
@@ -23,6 +29,10 @@ from gateway.errors import GatewayError
 
 # sd_listen_fds(3): passed descriptors start at 3 (after stdin, stdout, stderr).
 SD_LISTEN_FDS_START = 3
+# How long a connect() to an existing unix socket may take before we call it in use. A
+# live server's kernel queue takes the connection at once; only a full backlog makes
+# connect() wait, and that is a server alive enough that its socket must not be stolen.
+LIVE_SOCKET_PROBE_S = 1.0
 
 
 class BindError(GatewayError):
@@ -32,6 +42,26 @@ class BindError(GatewayError):
 def listening_sockets(server: ServerConfig) -> list[socket.socket]:
     """The sockets to serve: systemd's when it activated us (rule 4), else `bind`'s."""
     return systemd_sockets() or bind_sockets(server.bind, server.unix_socket_mode)
+
+
+def socket_files(sockets: Sequence[socket.socket], binds: Sequence[Bind]) -> list[str]:
+    """The files of the unix sockets among `sockets` that `binds` made here (never one
+    passed in by fd:// or systemd). Asked right after binding: a socket closed later by
+    its asyncio server no longer knows its name."""
+    ours = {bind.path for bind in binds if bind.kind == "unix"}
+    named = [sock.getsockname() for sock in sockets if sock.family == socket.AF_UNIX]
+    return [path for path in named if path in ours]
+
+
+def close_sockets(sockets: Sequence[socket.socket], files: Sequence[str]) -> None:
+    """Close the listening sockets and remove the socket `files` (from `socket_files`):
+    a clean stop leaves nothing behind."""
+    for sock in sockets:
+        sock.close()
+    for path in files:
+        with contextlib.suppress(OSError):
+            if stat.S_ISSOCK(os.lstat(path).st_mode):
+                os.unlink(path)
 
 
 def systemd_sockets() -> list[socket.socket]:
@@ -45,7 +75,7 @@ def systemd_sockets() -> list[socket.socket]:
     count = os.environ.get("LISTEN_FDS", "")
     for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(name, None)
-    if not count.isdigit():
+    if not (count.isascii() and count.isdigit()):
         return []
     return bind_sockets([Bind("fd", fd=SD_LISTEN_FDS_START + n) for n in range(int(count))])
 
@@ -64,16 +94,35 @@ def bind_sockets(binds: Sequence[Bind], unix_socket_mode: int | None = None) -> 
 
 
 def bind_socket(bind: Bind, unix_socket_mode: int | None = None) -> socket.socket:
+    """One listening, non-blocking socket for `bind`; BindError says why not."""
     try:
         if bind.kind == "fd":
-            sock = socket.socket(fileno=bind.fd)
+            sock = _adopt_fd(bind.fd)
         elif bind.kind == "unix":
             sock = _bind_unix(bind.path, unix_socket_mode)
         else:
             sock = _bind_tcp(bind.host, bind.port)
+    except _Refused as exc:
+        raise BindError(f"cannot bind {bind}: {exc}") from None
     except OSError as exc:
         raise BindError(f"cannot bind {bind}: {exc.strerror or exc}") from exc
     sock.setblocking(False)
+    return sock
+
+
+class _Refused(Exception):
+    """A bind we decline on purpose (rules 2 and 3); the message is the reason."""
+
+
+def _adopt_fd(fd: int) -> socket.socket:
+    sock = socket.socket(fileno=fd)  # family and type are read from the descriptor
+    if sock.type != socket.SOCK_STREAM:
+        sock.detach()  # not ours to close: whoever passed it may still use it
+        raise _Refused("not a stream socket")
+    if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        # listen() on it would put an unbound TCP socket on a random port: refuse.
+        sock.detach()
+        raise _Refused("not a listening socket (the process that passed it must listen)")
     return sock
 
 
@@ -83,8 +132,10 @@ def _bind_tcp(host: str, port: int) -> socket.socket:
     )[0]
     sock = socket.socket(family, kind, proto)
     try:
+        # A restart must not wait out the old server's connections in TIME_WAIT.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
+            # "[::]:8000" means IPv6 only, as written; list "0.0.0.0:8000" too for both.
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(address)
         sock.listen(LISTEN_BACKLOG)
@@ -95,10 +146,7 @@ def _bind_tcp(host: str, port: int) -> socket.socket:
 
 
 def _bind_unix(path: str, mode: int | None) -> socket.socket:
-    # A socket file left by a server that died would make bind fail; remove only sockets.
-    with contextlib.suppress(FileNotFoundError):
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.unlink(path)
+    _remove_stale_socket(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(path)
@@ -109,3 +157,32 @@ def _bind_unix(path: str, mode: int | None) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def _remove_stale_socket(path: str) -> None:
+    """Remove a socket file nothing listens on; refuse anything else at `path` (rule 2)."""
+    try:
+        mode = os.lstat(path).st_mode  # lstat: a symlink is judged, never followed
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise _Refused(f"{path} exists and is not a socket; not removing it")
+    if _is_listened_on(path):
+        raise _Refused(f"another server is listening on {path}")
+    os.unlink(path)
+
+
+def _is_listened_on(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(LIVE_SOCKET_PROBE_S)
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            return False  # a socket file without a server: stale
+        except TimeoutError:
+            return True  # a full backlog: busy, but alive
+        except OSError as exc:
+            if exc.errno == errno.EAGAIN:  # the same full backlog, reported at once
+                return True
+            raise
+    return True

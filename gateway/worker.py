@@ -78,6 +78,9 @@ class Worker:
         self._state: ServerState | None = None
         self._started = False  # lifespan startup done in every mount, sockets listening
         self._stopping = False  # asked to stop: readiness answers 503 from now on
+        # Ready when the stop came: a load balancer may be sending traffic, so the drain
+        # waits `shutdown_delay`. A worker stopped before it was ever ready has none.
+        self._stopped_while_ready = False
 
     @property
     def requests_served(self) -> int:
@@ -124,9 +127,10 @@ class Worker:
 
     async def _delay_drain(self) -> None:
         """Keep serving `shutdown_delay` seconds while readiness already answers 503, so
-        a load balancer has time to stop sending traffic (a fast stop skips this)."""
+        a load balancer has time to stop sending traffic. A fast stop skips the rest of
+        the delay, and a worker that was never ready skips all of it."""
         delay = self.config.server.shutdown_delay
-        if delay > 0 and not self._fast_stop:
+        if delay > 0 and self._stopped_while_ready and not self._fast_stop:
             log.info("not ready; serving %.1f s more before the drain", delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._fast_requested.wait(), delay)
@@ -157,6 +161,8 @@ class Worker:
 
     def request_stop(self, fast: bool = False) -> None:
         """Begin a graceful stop; called again (or with fast=True), stop at once."""
+        if not self._stopping:
+            self._stopped_while_ready = self.ready
         self._stopping = True
         if self._stop.is_set() or fast:
             self._fast_stop = True
@@ -265,19 +271,37 @@ class SupervisorLink:
             os.write(self.fd, message)
 
 
+# Ignored in a worker until its event loop runs. SIGINT, SIGHUP, SIGTTIN and SIGTTOU are
+# the supervisor's alone (a Ctrl-C reaches the whole process group, and the supervisor
+# turns it into one SIGTERM per worker). SIGUSR1's default action would kill a worker
+# still importing its apps; the loop reopens the log files as it starts instead.
+IGNORED_BEFORE_LOOP = (
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGUSR1,
+)
+
+
+def set_worker_signals() -> None:
+    """In a freshly forked worker, while signals are still blocked: ignore the signals
+    the event loop does not take over (or not yet)."""
+    for signum in IGNORED_BEFORE_LOOP:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def run_supervised(
     config: Config,
     sockets: Sequence[socket.socket],
     mounts: list[LoadedMount] | None,
     link: SupervisorLink,
 ) -> int:
-    """A worker process forked by the supervisor: serve until SIGTERM (graceful) or
-    SIGQUIT (fast). SIGINT is left to the supervisor, which turns a Ctrl-C into a TERM
-    for each worker. `mounts` are the apps the supervisor preloaded, or None to import
-    them here. Raises StartupError (exit status 3) when an app fails to load or start.
+    """A worker process forked by the supervisor, after `set_worker_signals`: serve until
+    SIGTERM (graceful) or SIGQUIT (fast). `mounts` are the apps the supervisor preloaded,
+    or None to import them here. Raises StartupError (exit status 3) when an app fails
+    to load or start.
     """
-    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
-        signal.signal(signum, signal.SIG_IGN)
     worker = Worker(config, sockets, mounts if mounts is not None else load_mounts(config))
     limit = config.server.max_requests
     if limit:
@@ -292,6 +316,7 @@ async def _serve_supervised(worker: Worker, link: SupervisorLink, max_requests: 
     loop.add_signal_handler(signal.SIGTERM, worker.request_stop)
     loop.add_signal_handler(signal.SIGQUIT, worker.request_stop, True)
     loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)
+    reopen_log_files()  # a SIGUSR1 may have come, and been ignored, during the imports
     heartbeat = Heartbeat(worker, link, max_requests)
     try:
         await worker.serve(ready=lambda: link.send(MESSAGE_READY))

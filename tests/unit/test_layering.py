@@ -53,10 +53,21 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "gateway.errors",
     ),
     "gateway.sockets": ("gateway.config", "gateway.errors"),
-    "gateway.supervisor": ("gateway.config", "gateway.errors", "gateway.sockets", "gateway.worker"),
+    "gateway.supervisor": (
+        "gateway.children",
+        "gateway.wakeup",
+        "gateway.config",
+        "gateway.errors",
+        "gateway.sockets",
+        "gateway.worker",
+    ),
+    # Layer 4 with the supervisor, split out of it: forking a worker and its record.
+    "gateway.children": ("gateway.config", "gateway.errors", "gateway.worker"),
     # The development reloader is a parent process like the supervisor: it binds once and
     # runs the server as a child it restarts (the child imports the apps, never it).
-    "gateway.reload": ("gateway.config", "gateway.errors", "gateway.sockets"),
+    "gateway.reload": ("gateway.config", "gateway.errors", "gateway.sockets", "gateway.wakeup"),
+    # Signals queued on a pipe, for the parent processes (supervisor, reloader).
+    "gateway.wakeup": (),
     # Layer 1, like the router: an ASGI app answered before routing; no event loop.
     "gateway.health": ("gateway.asgi", "gateway.errors", "gateway.router"),
     "gateway.cli": (
@@ -100,6 +111,7 @@ THIRD_PARTY_OWNERS: dict[str, str] = {
     "a2wsgi": "adapters.*",
     "asgiref": "adapters.*",
     "uvloop": "gateway.worker",
+    "watchfiles": "gateway.reload",
 }
 
 

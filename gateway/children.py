@@ -1,0 +1,119 @@
+"""The supervisor's worker processes: how one is forked, what the child does before it
+serves, and the record the supervisor keeps of each (gateway/supervisor.py decides when).
+
+Rules:
+1. The supervisor's signals are blocked across fork(): until the child has put back the
+   default dispositions and the worker's own (gateway/worker.py `set_worker_signals`),
+   a signal sent to it would run the supervisor's handler and land in the supervisor's
+   wake-up pipe, or kill a worker still importing its apps.
+2. The child drops what it inherited from the supervisor (the wake-up pipe, the
+   selector, the other workers' pipes) before it serves, and never returns from
+   `fork_worker`: it leaves through os._exit with the worker's exit status (3 when an
+   app failed to load or start), so nothing of the parent's is cleaned up twice.
+3. A worker's pid is signalled only while the supervisor holds its record, that is until
+   it is reaped, so the pid cannot belong to another process yet; a worker that already
+   exited (a zombie) is not an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NoReturn
+
+from gateway import worker
+from gateway.config import Config
+from gateway.errors import GatewayError
+
+log = logging.getLogger("gateway.supervisor")
+
+# The signals the supervisor handles (through its wake-up pipe).
+SUPERVISOR_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGUSR1,
+    signal.SIGCHLD,
+)
+
+
+@dataclass(eq=False)
+class WorkerProcess:
+    """The supervisor's record of one forked worker."""
+
+    pid: int
+    generation: int
+    pipe: int  # read end of the worker's message pipe
+    # Monotonic time by which it must next be heard from (heartbeat), or, once stopping,
+    # by which it must have exited; past it, it is killed.
+    deadline: float
+    ready: bool = False
+    pipe_open: bool = True  # until its end of the pipe closes (it exited, mostly)
+    retiring: bool = False  # asked for a replacement (max_requests)
+    stopping: bool = False  # we sent it TERM, QUIT or KILL: its exit is expected
+
+    def send_signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):  # rule 3
+            os.kill(self.pid, signum)
+
+
+def fork_worker(
+    generation: int,
+    config: Config,
+    mounts: list[worker.LoadedMount] | None,
+    sockets: Sequence[socket.socket],
+    forget_parent: Callable[[], None],
+) -> WorkerProcess:
+    """Fork a worker that serves `config` on `sockets` (with `mounts` if preloaded).
+
+    In the child, `forget_parent` closes what belongs to the supervisor (rule 2).
+    """
+    read_end, write_end = os.pipe()
+    mask = set(signal.pthread_sigmask(signal.SIG_BLOCK, SUPERVISOR_SIGNALS))  # rule 1
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        _run_child(config, mounts, sockets, write_end, mask, forget_parent)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    os.close(write_end)
+    os.set_blocking(read_end, False)
+    # From its start, so its imports count against worker_timeout (supervisor rule 2).
+    deadline = time.monotonic() + config.server.worker_timeout
+    return WorkerProcess(pid, generation, read_end, deadline)
+
+
+def _run_child(
+    config: Config,
+    mounts: list[worker.LoadedMount] | None,
+    sockets: Sequence[socket.socket],
+    pipe: int,
+    mask: set[int],
+    forget_parent: Callable[[], None],
+) -> NoReturn:
+    """In the forked child: take the worker's signals, drop the parent's state, serve,
+    exit (rule 2)."""
+    status = 1
+    try:
+        signal.set_wakeup_fd(-1)
+        for signum in SUPERVISOR_SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+        worker.set_worker_signals()
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        forget_parent()
+        status = worker.run_supervised(config, sockets, mounts, worker.SupervisorLink(pipe))
+    except GatewayError as exc:
+        log.error("worker %d: %s", os.getpid(), exc)
+        status = exc.exit_status
+    except BaseException:
+        log.exception("worker %d failed", os.getpid())
+    finally:
+        logging.shutdown()  # flush the handlers: os._exit skips that
+        os._exit(status)
