@@ -447,6 +447,21 @@ def test_an_app_that_fails_at_boot_stops_the_server_with_3(
     assert sum("started worker" in line for line in lines) == started, "".join(lines)
 
 
+def test_workers_that_keep_crashing_stop_the_server_with_3(tmp_path: Path) -> None:
+    # Each worker boots, then dies with exit status 1: respawned every time, until the
+    # crash-loop guard counts CRASH_LIMIT exits within its window and stops the server.
+    config = mount_file(tmp_path / "gateway.toml", app="crashing_app:app")
+    gateway = GatewayProcess(config, "--workers", "2")
+    try:
+        status = gateway.proc.wait(DEADLINE_S)
+    finally:
+        gateway.stop()
+    lines = gateway.all_lines()
+    assert status == 3, "".join(lines)
+    assert any("exits in" in line for line in lines), "".join(lines)
+    assert sum("died unexpectedly" in line for line in lines) >= 5, "".join(lines)
+
+
 # -- 8. TTIN and TTOU -----------------------------------------------------------------
 
 
