@@ -72,6 +72,15 @@ GRACEFUL_TIMEOUT_S = 30.0
 # app blocking it, say), so it is killed. Long enough for a slow GC pause or a big import.
 WORKER_TIMEOUT_S = 30.0
 
+# WebSocket keep-alive: uvicorn's and the websockets library's 20 s for both, so a dead
+# peer behind a NAT is noticed within a minute, and an idle proxy (60 s) never times out.
+WS_PING_INTERVAL_S = 20.0
+WS_PING_TIMEOUT_S = 20.0
+# The largest WebSocket message, reassembled: uvicorn's and websockets' 16 MiB default.
+# Beyond it the connection closes with 1009 (RFC 6455 §7.4.1): a peer cannot make a
+# worker buffer an unbounded message.
+WS_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
 # Pending connections the kernel queues per socket before accept(); gunicorn's default,
 # and no more than the usual net.core.somaxconn, which caps it anyway.
 LISTEN_BACKLOG = 2048
@@ -306,6 +315,24 @@ class ServerConfig:
         _choice(HTTP_PARSERS),
         "HTTP/1.1 parser: httptools (C, fast), h11 (pure Python); auto picks httptools",
         _Flag("--http", "choice", choices=HTTP_PARSERS),
+    )
+    ws_ping_interval: float = _setting(
+        WS_PING_INTERVAL_S,
+        _seconds(positive=False),
+        "seconds between the server's WebSocket pings; 0: no pings",
+    )
+    ws_ping_timeout: float = _setting(
+        WS_PING_TIMEOUT_S,
+        _seconds(positive=True),
+        "seconds a WebSocket peer has to answer a ping before the connection closes",
+    )
+    ws_max_message_bytes: int = _setting(
+        WS_MAX_MESSAGE_BYTES,
+        _int_at_least(1),
+        "largest WebSocket message; beyond it the connection closes with 1009",
+    )
+    ws_per_message_deflate: bool = _setting(
+        True, _boolean, "negotiate permessage-deflate when a WebSocket client offers it"
     )
     preload: bool = _setting(
         False,
