@@ -13,6 +13,9 @@ Rules:
 5. A mount's body limit is enforced here: a declared Content-Length over it is answered
    413 before the app runs; a chunked body that grows past it makes `receive` raise
    RequestBodyTooLarge, whose status the connection layer sends.
+6. WebSocket scopes are routed the same way (root_path, state, gateway.mount). Only an
+   ASGI mount speaks WebSocket: the connection layer asks `serves_websocket` first and
+   serves any other upgrade request as plain HTTP, so a WSGI app never sees one.
 """
 
 from __future__ import annotations
@@ -58,6 +61,11 @@ class Router:
             cut = candidate.rfind("/")
             candidate = candidate[:cut] if cut > 0 else "/"
 
+    def serves_websocket(self, path: str) -> bool:
+        """A WebSocket upgrade to `path` goes to an app: its mount is ASGI (rule 6)."""
+        mount = self.match(path)
+        return mount is not None and mount.interface == "asgi"
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         root_path = scope.get("root_path", "")
         path = scope["path"]
@@ -65,7 +73,7 @@ class Router:
             path = path[len(root_path) :]
         mount = self.match(path)
         if mount is None:
-            await send_plain(send, HTTPStatus.NOT_FOUND)
+            await send_plain(send, HTTPStatus.NOT_FOUND, scope["type"])
             return
         scope["root_path"] = root_path + mount.root
         scope["state"] = mount.state.copy()
@@ -116,13 +124,15 @@ class LimitedReceive:
         return message
 
 
-async def send_plain(send: Send, status: HTTPStatus) -> None:
+async def send_plain(send: Send, status: HTTPStatus, scope_type: str = "http") -> None:
     """A complete plain-text response, for answers the gateway gives itself; the body is
-    the reason phrase, as in the session's own error replies."""
+    the reason phrase, as in the session's own error replies. A WebSocket scope gets it
+    through the `websocket.http.response` extension, which the gateway declares."""
     body = status.phrase.encode("ascii") + b"\n"
     headers = [
         (b"content-type", b"text/plain; charset=utf-8"),
         (b"content-length", str(len(body)).encode("ascii")),
     ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    kind = "websocket.http.response" if scope_type == "websocket" else "http.response"
+    await send({"type": f"{kind}.start", "status": status, "headers": headers})
+    await send({"type": f"{kind}.body", "body": body})

@@ -33,7 +33,13 @@ from gateway.http.events import (
     RequestHead,
 )
 from gateway.http.response import ResponseWriter
-from gateway.http.session import check_request_head, head_size
+from gateway.http.session import (
+    Headers,
+    UpgradeRequest,
+    check_request_head,
+    field_tokens,
+    head_size,
+)
 
 # Room for the method, spaces and version around a target of the maximum length, so a
 # request line that has not ended by then is known to be too long (RFC 9112 §3).
@@ -75,7 +81,8 @@ class H11Session(ResponseWriter):
         # held to the same limit here, so the limit does not depend on how bytes arrive.
         if head_size(event.target, headers) > self._max_header_bytes:
             raise RequestHeadersTooLarge("request head too large")
-        head = RequestHead(
+        head_type = UpgradeRequest if _asks_to_upgrade(event.method, headers) else RequestHead
+        head = head_type(
             method=event.method,
             target=event.target,
             headers=headers,
@@ -100,7 +107,13 @@ class H11Session(ResponseWriter):
 
     @property
     def reusable(self) -> bool:
-        return self._finished and self._keep_alive and self._conn.their_state is h11.DONE
+        # MIGHT_SWITCH_PROTOCOL: an upgrade request, complete, answered without a switch;
+        # h11 never sees our response, so it cannot move the client to DONE itself.
+        return self._finished and self._keep_alive and self._conn.their_state in _REQUEST_DONE
+
+    def take_upgraded(self) -> bytes:
+        unparsed, _ = self._conn.trailing_data
+        return bytes(unparsed)
 
     def start_next_cycle(self) -> None:
         unparsed, closed = self._conn.trailing_data
@@ -112,6 +125,21 @@ class H11Session(ResponseWriter):
         self._reset_response()
 
 
+def _asks_to_upgrade(method: bytes, headers: Headers) -> bool:
+    """An Upgrade field with the `upgrade` connection option (RFC 9110 §7.8), as llhttp
+    sees it, so both sessions hand the same requests over. (CONNECT, which both parsers
+    also stop at, stays a plain request: its authority-form target is refused.)"""
+    upgrade = connection_upgrade = False
+    for name, value in headers:
+        if name == b"upgrade":
+            upgrade = True
+        elif name == b"connection" and b"upgrade" in field_tokens(value):
+            connection_upgrade = True
+    return upgrade and connection_upgrade and method != b"CONNECT"
+
+
+# MIGHT_SWITCH_PROTOCOL is a documented h11 state, left out of h11's __all__.
+_REQUEST_DONE = frozenset({h11.DONE, h11.MIGHT_SWITCH_PROTOCOL})  # type: ignore[attr-defined]
 _SIGNALS: dict[object, Event] = {
     h11.EndOfMessage: REQUEST_END,
     h11.NEED_DATA: NEED_DATA,

@@ -11,9 +11,10 @@ connection layer cannot tell them apart. Rules:
 3. Request framing rules shared with h11 (`check_request_head`) run on every head;
    llhttp's own errors are mapped to the same statuses h11 gives.
 4. The response is serialised by the shared ResponseWriter (gateway/http/response.py).
-5. An Upgrade request (or CONNECT) stops llhttp; the bytes after it are kept, and the
-   next cycle parses them with a new parser, so an upgrade the app does not accept
-   falls back to plain HTTP.
+5. An Upgrade request (or CONNECT) stops llhttp and comes as an UpgradeRequest; the
+   bytes after it are kept. `take_upgraded` hands them to the new protocol; otherwise
+   the next cycle parses them with a new parser, so an upgrade that is not taken falls
+   back to plain HTTP.
 """
 
 from __future__ import annotations
@@ -40,7 +41,12 @@ from gateway.http.events import (
     RequestHead,
 )
 from gateway.http.response import ResponseWriter, expects_continue
-from gateway.http.session import FIELD_OVERHEAD_BYTES, Headers, check_request_head
+from gateway.http.session import (
+    FIELD_OVERHEAD_BYTES,
+    Headers,
+    UpgradeRequest,
+    check_request_head,
+)
 
 # llhttp's messages for errors h11 answers with another status than 400.
 _STATUS_BY_MESSAGE = {
@@ -126,8 +132,12 @@ class HttptoolsSession(ResponseWriter):
     def on_headers_complete(self) -> None:
         self._in_head = False
         version = self._parser.get_http_version()
-        head = RequestHead(
-            method=self._parser.get_method(),
+        method = self._parser.get_method()
+        # llhttp stops after a request that asks to switch protocols (session rule 4),
+        # and after CONNECT, which stays a plain request (its target is refused).
+        upgrade = method != b"CONNECT" and self._parser.should_upgrade()
+        head = (UpgradeRequest if upgrade else RequestHead)(
+            method=method,
             target=self._url,
             headers=self._fields,
             http_version=version,
@@ -160,7 +170,7 @@ class HttptoolsSession(ResponseWriter):
             raise self._error
         if self._events:
             event = self._events[0]
-            if type(event) is RequestHead:
+            if type(event) is RequestHead or type(event) is UpgradeRequest:
                 if self._cycle_open:
                     return PAUSED
                 self._begin_cycle(event)
@@ -186,10 +196,16 @@ class HttptoolsSession(ResponseWriter):
     def reusable(self) -> bool:
         return self._finished and self._request_done and self._keep_alive
 
+    def take_upgraded(self) -> bytes:
+        rest, self._upgraded = bytes(self._upgraded or b""), None
+        return rest
+
     def start_next_cycle(self) -> None:
         self._cycle_open = False
         self._reset_response()
-        if self._upgraded is not None:
+        # The kept bytes belong to the upgrade request, the last one queued: parse them
+        # only once its own cycle has ended, not after a request pipelined before it.
+        if self._upgraded is not None and not self._events:
             rest, self._upgraded = bytes(self._upgraded), None
             self._parser = httptools.HttpRequestParser(self)
             if rest:

@@ -9,11 +9,16 @@ pulls events; it hands it response parts and writes the bytes it gets back. Rule
    connection calls `start_next_cycle`.
 3. The connection layer owns the values of `date` and `server`; it passes them as the
    defaults of `response_head`.
+4. A request that asks to switch protocols comes as an UpgradeRequest, and the session
+   parses nothing after it (PAUSED). If the connection switches, `take_upgraded` hands
+   over the bytes that followed the head and the session is done; if not, the request
+   is served as plain HTTP and `start_next_cycle` parses those bytes as HTTP.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Protocol
 from urllib.parse import unquote_to_bytes
@@ -69,6 +74,17 @@ class HTTPSession(Protocol):
     def start_next_cycle(self) -> None:
         """Reset for the next request on a kept-alive connection."""
 
+    def take_upgraded(self) -> bytes:
+        """After an UpgradeRequest the connection switched protocols: the bytes that came
+        after the request's head. The session is not used again."""
+
+
+@dataclass(slots=True)
+class UpgradeRequest(RequestHead):
+    """A request head that asks to switch protocols: an Upgrade field with the `upgrade`
+    connection option (RFC 9110 §7.8). Its own type, so that ordinary requests pay
+    nothing for the check in the connection layer (rule 4)."""
+
 
 class RequestTarget:
     """A request target (RFC 9112 §3.2) split the way ASGI wants it."""
@@ -99,6 +115,11 @@ def parse_target(target: bytes) -> RequestTarget:
     else:
         path = raw_path.decode("utf-8", "replace")
     return RequestTarget(raw_path, query_string, path)
+
+
+def field_tokens(value: bytes) -> list[bytes]:
+    """A comma-separated field value (RFC 9110 §5.6.1) as lowercased tokens."""
+    return [token.strip().lower() for token in value.split(b",")]
 
 
 # Bytes a field line adds to the head beyond its name and value: ": " and CRLF.
