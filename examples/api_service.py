@@ -2,7 +2,8 @@
 
 The gateway passes the ASGI scope with root_path="/api" and the whole path
 ("/api/items/1"); FastAPI routes on the part after root_path, and url_for() and the
-docs at /api/docs build their URLs with the prefix.
+docs at /api/docs build their URLs with the prefix. The WebSocket at /api/ws is
+routed the same way: the gateway speaks the WebSocket protocol, FastAPI sees ASGI.
 
 The lifespan below runs once per worker at startup. What it yields is the lifespan
 *state*: the server copies it into every request's scope, and handlers read it as
@@ -16,7 +17,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import StreamingResponse
 
 STREAM_CHUNKS = 5
@@ -69,6 +70,22 @@ async def echo(request: Request) -> dict[str, Any]:
         digest.update(piece)
         length += len(piece)
     return {"length": length, "sha256": digest.hexdigest()}
+
+
+@app.websocket("/ws")
+async def websocket_echo(websocket: WebSocket) -> None:
+    """Greets with where it was served, then sends every text message back."""
+    await websocket.accept()
+    await websocket.send_json(
+        {
+            "greeting": f"echo service at {websocket.scope['path']}",
+            "root_path": websocket.scope["root_path"],  # the mount prefix, as for HTTP
+            "url_for": str(websocket.url_for("websocket_echo")),  # ws://host/api/ws
+        }
+    )
+    # Ends when the client closes (FastAPI turns websocket.disconnect into the end).
+    async for text in websocket.iter_text():
+        await websocket.send_text(text)
 
 
 @app.get("/stream")

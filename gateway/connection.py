@@ -13,6 +13,13 @@ Rules:
    response it closes the connection; after a complete response the connection stays
    usable, so pooled clients are not reset.
 4. Tracebacks go to the error log, never to the client.
+5. An upgrade request (UpgradeRequest) that asks for WebSocket on a path the router
+   gives to an ASGI mount starts a WebSocketCycle (gateway/websocket.py), which then
+   owns the connection: bytes go to it, and the HTTP session hands it what followed the
+   head (`take_upgraded`). Any other upgrade request is plain HTTP. Ordinary requests
+   pay nothing for this: the session gives upgrade requests their own event type.
+   A WebSocket connection stays in `connections` until its app has returned too, so a
+   graceful stop waits for the app (DESIGN §4).
 """
 
 from __future__ import annotations
@@ -37,7 +44,9 @@ from gateway.http.events import (
 )
 from gateway.http.h11_session import H11Session
 from gateway.http.httptools_session import HttptoolsSession
-from gateway.http.session import HTTPSession, parse_target
+from gateway.http.session import HTTPSession, RequestTarget, UpgradeRequest, parse_target
+from gateway.http.ws_session import HandshakeError, is_websocket_request, read_handshake
+from gateway.websocket import WebSocketCycle, WebSocketSettings, websocket_scope
 
 # Unread request body a cycle may hold before reading pauses: large enough that a typical
 # form or JSON body arrives in one go, small enough that a thousand slow uploads cost
@@ -82,9 +91,18 @@ class DateHeader:
 class ServerState:
     """What every connection of one worker shares: the app, settings, live connections."""
 
-    def __init__(self, app: ASGIApp, config: ServerConfig) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        config: ServerConfig,
+        serves_websocket: Callable[[str], bool] | None = None,
+    ) -> None:
         self.app = app
         self.config = config
+        # Which paths take a WebSocket (the router's ASGI mounts); None: every path, for
+        # an app that is one ASGI app.
+        self.serves_websocket = serves_websocket or (lambda path: True)
+        self.websocket = WebSocketSettings.from_config(config)
         self.connections: set[HTTPConnection] = set()
         self.date = DateHeader()
         self.access_log = config.access_log
@@ -126,6 +144,7 @@ class HTTPConnection(asyncio.Protocol):
         self._session = state.new_session()
         self._transport: asyncio.Transport | None = None
         self._cycle: RequestCycle | None = None
+        self._websocket: WebSocketCycle | None = None  # owns the connection once set
         self._client: tuple[str, int | None] | None = None
         self._server: tuple[str, int | None] | None = None
         self._idle_since: float | None = None  # loop time the connection went idle
@@ -146,6 +165,9 @@ class HTTPConnection(asyncio.Protocol):
         self._idle_since = self._loop.time()
 
     def data_received(self, data: bytes) -> None:
+        if self._websocket is not None:
+            self._websocket.data_received(data)
+            return
         try:
             self._session.feed(data)
         except ProtocolError as exc:
@@ -158,6 +180,8 @@ class HTTPConnection(asyncio.Protocol):
             self._idle_since = self._loop.time()
 
     def eof_received(self) -> bool:
+        if self._websocket is not None:
+            return False  # a peer done sending has nothing to say on a WebSocket: close
         if self._cycle is not None:
             self._cycle.peer_closed()
         self.data_received(b"")
@@ -167,12 +191,20 @@ class HTTPConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._state.connections.discard(self)
-        if self._state.on_connection_closed is not None:
-            self._state.on_connection_closed()
         if self._cycle is not None:
             self._cycle.client_gone()
         self._wake_drain_waiter()
+        websocket = self._websocket
+        if websocket is not None:
+            websocket.connection_lost()
+            if not websocket.finished:
+                return  # rule 5: the app's return ends the connection's life
+        self._forget()
+
+    def _forget(self) -> None:
+        self._state.connections.discard(self)
+        if self._state.on_connection_closed is not None:
+            self._state.on_connection_closed()
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -191,7 +223,7 @@ class HTTPConnection(asyncio.Protocol):
             if cycle is not None and cycle.request_complete:
                 # The bad bytes follow a whole request (say, a request sent after
                 # `Connection: close`): answer that request, then close (RFC 9112 §9.6).
-                self._pause_reading()
+                self.pause_reading()
                 self._closing = True
             else:
                 self._reject(exc)
@@ -209,12 +241,14 @@ class HTTPConnection(asyncio.Protocol):
             elif event is NEED_DATA:
                 return
             elif event is PAUSED:
-                self._pause_reading()
+                self.pause_reading()
                 return
             elif event is CONNECTION_CLOSED:
                 if self._cycle is None:
-                    self._close()
+                    self.close()
                 return
+            elif type(event) is UpgradeRequest:
+                self._start_upgrade(event)
 
     def _start_cycle(self, head: RequestHead) -> None:
         target = parse_target(head.target)
@@ -236,18 +270,46 @@ class HTTPConnection(asyncio.Protocol):
         self._cycle = cycle
         self._loop.create_task(self._run_app(cycle))
 
+    def _start_upgrade(self, head: UpgradeRequest) -> None:
+        """Rule 5: a WebSocket cycle, or a plain HTTP one for any other upgrade."""
+        target = parse_target(head.target)
+        if is_websocket_request(head) and self._state.serves_websocket(target.path):
+            self._start_websocket(head, target)
+        else:
+            self._start_cycle(head)
+
+    def _start_websocket(self, head: UpgradeRequest, target: RequestTarget) -> None:
+        handshake = read_handshake(head)  # a HandshakeError is answered by _reject
+        scope = websocket_scope(head, target, handshake, self._client, self._server)
+        cycle = WebSocketCycle(self, scope, handshake, self._state.websocket)
+        self._websocket = cycle
+        if self._closing:
+            cycle.shutdown()
+        self._loop.create_task(self._run_websocket(cycle))
+
+    async def _run_websocket(self, cycle: WebSocketCycle) -> None:
+        await cycle.run(self._state.app)
+        self._state.requests_served += 1
+        if self._state.access_log:
+            cycle.log_access()
+        if self.closed:
+            self._forget()
+
     def _body_received(self, data: bytes) -> None:
         cycle = self._cycle
         if cycle is not None and cycle.body_arrived(data) > BODY_HIGH_WATER_BYTES:
-            self._pause_reading()
+            self.pause_reading()
 
     def _reject(self, exc: ProtocolError) -> None:
         """Answer bad input with the status it implies, then close (DESIGN §5)."""
         error_log.info("bad request from %s: %s (%d)", self._client, exc, exc.status)
         if self._cycle is not None:
             self._cycle.client_gone()
-        self.write(self._session.error_response(exc.status, self._default_headers()))
-        self._close()
+        headers = self.default_headers()
+        if isinstance(exc, HandshakeError):
+            headers.extend(exc.headers)  # 426 names the version we speak (RFC 6455 §4.2.2)
+        self.write(self._session.error_response(exc.status, headers))
+        self.close()
 
     # -- the app ---------------------------------------------------------------------
 
@@ -274,10 +336,10 @@ class HTTPConnection(asyncio.Protocol):
         if cycle.disconnected or cycle.response_complete:
             return  # a complete response stands; the connection stays usable
         if self._session.response_started:
-            self._close()  # half a response: only closing tells the client it is cut
+            self.close()  # half a response: only closing tells the client it is cut
             return
         cycle.status = status
-        self.write(self._session.error_response(status, self._default_headers()))
+        self.write(self._session.error_response(status, self.default_headers()))
         cycle.response_complete = True
 
     def _cycle_finished(self, cycle: RequestCycle) -> None:
@@ -288,17 +350,17 @@ class HTTPConnection(asyncio.Protocol):
         if self.closed:
             return
         if self._closing or not self._session.reusable:
-            self._close()
+            self.close()
             return
         self._session.start_next_cycle()
-        self._resume_reading()
+        self.resume_reading()
         self._handle_events()
         if self._cycle is None:
             self._idle_since = self._loop.time()
 
     # -- writing and flow control ----------------------------------------------------
 
-    def _default_headers(self) -> list[tuple[bytes, bytes]]:
+    def default_headers(self) -> list[tuple[bytes, bytes]]:
         return [SERVER_HEADER, self._state.date.field()]
 
     def write(self, data: bytes) -> None:
@@ -318,29 +380,40 @@ class HTTPConnection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _pause_reading(self) -> None:
+    def pause_reading(self) -> None:
         if not self._reading_paused and self._transport is not None:
             self._reading_paused = True
             self._transport.pause_reading()
 
-    def _resume_reading(self) -> None:
+    def resume_reading(self) -> None:
         if self._reading_paused and self._transport is not None and not self.closed:
             self._reading_paused = False
             self._transport.resume_reading()
 
+    def take_upgraded(self) -> bytes:
+        """For a WebSocket cycle that accepted: the bytes after the head; read on."""
+        data = self._session.take_upgraded()
+        self.resume_reading()
+        return data
+
+    def error_reply(self, status: int) -> bytes:
+        """The gateway's own plain-text response for `status`, closing the connection."""
+        return self._session.error_response(status, self.default_headers())
+
     def body_consumed(self) -> None:
         """The app took the buffered body: read more unless a pipelined request waits."""
-        self._resume_reading()
+        self.resume_reading()
 
     # -- timers and closing ----------------------------------------------------------
 
     def close_if_idle(self, now: float, timeout_s: float) -> None:
         """Called by the worker's idle sweep: close a connection idle past the bound."""
         since = self._idle_since
-        if self._cycle is None and since is not None and now - since >= timeout_s:
-            self._close()
+        busy = self._cycle is not None or self._websocket is not None
+        if not busy and since is not None and now - since >= timeout_s:
+            self.close()
 
-    def _close(self) -> None:
+    def close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
 
@@ -348,12 +421,14 @@ class HTTPConnection(asyncio.Protocol):
         """Graceful stop: close once the current response is done, or, if idle, once
         DRAIN_IDLE_GRACE_S passed without a request; responses say `Connection: close`."""
         self._closing = True
-        if self._cycle is None:
+        if self._websocket is not None:
+            self._websocket.shutdown()
+        elif self._cycle is None:
             self._loop.call_later(DRAIN_IDLE_GRACE_S, self._close_if_idle)
 
     def _close_if_idle(self) -> None:
-        if self._cycle is None:
-            self._close()
+        if self._cycle is None and self._websocket is None:
+            self.close()
 
     def abort(self) -> None:
         """Fast stop: drop the connection without waiting for anything."""
@@ -366,7 +441,7 @@ class HTTPConnection(asyncio.Protocol):
     def response_head(self, status: int, headers: Any) -> bytes:
         if self._closing:  # tell the client, so it does not send another request here
             headers = [*headers, (b"connection", b"close")]
-        return self._session.response_head(status, headers, self._default_headers())
+        return self._session.response_head(status, headers, self.default_headers())
 
     def response_body(self, data: bytes, more_body: bool) -> bytes:
         out = self._session.response_body(data)

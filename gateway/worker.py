@@ -8,8 +8,9 @@ Rules:
    An app that fails to import or to start raises StartupError (exit status 3).
 3. Stop in a known order (DESIGN §4): readiness turns 503 (and stays so for
    `shutdown_delay` while requests are still served), stop accepting, let in-flight
-   responses finish within `graceful_timeout` while idle keep-alive connections close,
-   drop the rest, then lifespan shutdown, then the WSGI pools.
+   responses finish within `graceful_timeout` while idle keep-alive connections close
+   and open WebSockets get a 1012 Close (their apps are waited for too), drop the
+   rest, then lifespan shutdown, then the WSGI pools.
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ class Worker:
         )
         timeout_s = self.config.server.graceful_timeout
         await fanout.startup(timeout_s)
-        state = self._state = ServerState(self._front(router), self.config.server)
+        state = ServerState(self._front(router), self.config.server, router.serves_websocket)
+        self._state = state
         state.start_idle_sweep()
         servers = await self._listen(state)
         self._started = True

@@ -15,6 +15,7 @@ site gets its own settings module and its own database in a temporary directory
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import sqlite3
@@ -27,6 +28,8 @@ from urllib.parse import urljoin
 import httpx
 import pytest
 from conftest import APPS_DIR, EXAMPLES_DIR, HTTP_SESSIONS, GatewayProcess
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import ClientConnection, connect
 
 # Generous: the first start migrates the example's SQLite database.
 START_DEADLINE_S = 60.0
@@ -372,6 +375,47 @@ def test_asgi2_app_serves_beside_the_frameworks(client: httpx.Client) -> None:
     response = client.get("/legacy2/anything")
     assert response.status_code == 200
     assert response.text == "asgi2 at /legacy2"
+
+
+# --- WebSocket ----------------------------------------------------------------------
+
+
+def ws_url(server: GatewayProcess, path: str) -> str:
+    return "ws://" + server.url.removeprefix("http://") + path
+
+
+def ws_connect(server: GatewayProcess, path: str) -> ClientConnection:
+    return connect(ws_url(server, path), proxy=None, open_timeout=30, close_timeout=30)
+
+
+def test_fastapi_websocket_beside_flask(server: GatewayProcess, client: httpx.Client) -> None:
+    """FastAPI's WebSocket under /api, while the Flask app answers on the same server."""
+    with ws_connect(server, "/api/ws") as ws:
+        assert json.loads(ws.recv(timeout=30)) == {
+            "greeting": "echo service at /api/ws",
+            "root_path": "/api",
+            "url_for": ws_url(server, "/api/ws"),
+        }
+        ws.send("hello")
+        assert ws.recv(timeout=30) == "hello"
+        flask = client.get("/flask/hello")
+        assert flask.status_code == 200
+        assert flask.json()["script_root"] == "/flask"
+        ws.send("still open")
+        assert ws.recv(timeout=30) == "still open"
+
+
+def test_websocket_upgrade_to_flask_is_plain_http(server: GatewayProcess) -> None:
+    """A WSGI app cannot take a WebSocket: the gateway hands Flask the request as plain
+    HTTP, Upgrade field and all. Werkzeug's router reads that field as a WebSocket
+    request and refuses it for an HTTP-only route (WebsocketMismatch, a 400): Flask's
+    own error page shows that Flask answered, not the gateway."""
+    with pytest.raises(InvalidStatus) as refused:
+        ws_connect(server, "/flask/hello").close()
+    response = refused.value.response
+    assert response.status_code == 400
+    assert b"The browser (or proxy) sent a request" in response.body
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
 
 
 # --- connections, methods, errors ---------------------------------------------------

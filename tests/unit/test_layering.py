@@ -41,7 +41,15 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "gateway.http.*": ("gateway.asgi", "gateway.errors", "gateway.http.*"),
     "adapters.*": ("gateway.asgi", "gateway.errors", "adapters.*"),
     "gateway.lifespan": ("gateway.asgi", "gateway.errors"),
-    "gateway.connection": ("gateway.http.*", "gateway.asgi", "gateway.errors", "gateway.config"),
+    "gateway.connection": (
+        "gateway.http.*",
+        "gateway.websocket",
+        "gateway.asgi",
+        "gateway.errors",
+        "gateway.config",
+    ),
+    # Layer 2 beside connection: one WebSocket's ASGI cycle on a connection it took over.
+    "gateway.websocket": ("gateway.http.*", "gateway.asgi", "gateway.errors", "gateway.config"),
     "gateway.worker": (
         "gateway.health",
         "gateway.connection",

@@ -1,0 +1,449 @@
+"""One WebSocket's ASGI cycle on an HTTP connection (ASGI WebSocket spec 2.4).
+
+The connection starts a cycle for an upgrade request that asks for WebSocket on a path
+the router gives to an ASGI mount; from then on the cycle owns the connection, whose
+bytes it passes to a WebSocketSession (gateway/http/ws_session.py). Rules:
+1. Phases are explicit (Phase) and every ASGI message is checked against the phase:
+   HANDSHAKE until the app answers websocket.connect; DENYING while the app's own HTTP
+   response goes out (the `websocket.http.response` extension); OPEN; CLOSING from our
+   Close frame until the peer's answer; CLOSED.
+2. Before accept, a websocket.close is answered 403 (ASGI spec) and an app that fails
+   or returns 500. After accept, a failure closes with 1011 and a return without a
+   close with 1000 (RFC 6455 §7.4.1). `send` after the end raises ClientDisconnected,
+   an OSError (ASGI 2.4); a websocket.close then is accepted and does nothing.
+3. `websocket.disconnect` comes once the WebSocket is over for the app: either side
+   sent a Close, or the connection ended. Its code is that of the first Close (the
+   peer's; or ours: the app's, 1012 on a stop, 1002/1007/1009 for bad input), else
+   1006, as RFC 6455 §7.1.5 says for a connection that ended without one. Messages
+   received before the end are delivered before it.
+4. Flow control both ways: `send` waits on the connection's drain while the transport's
+   buffer is over its high-water mark; reading pauses while more than
+   INBOX_HIGH_WATER_BYTES of received messages wait for the app.
+5. Keepalive: a ping every `ws_ping_interval`; a peer that has not answered within
+   `ws_ping_timeout` is gone: the connection is dropped and the app told 1006. While
+   reading is paused for the app no ping is sent (its pong could not be read).
+6. The server closes the TCP connection once both Close frames have passed, or at once
+   after failing the connection (RFC 6455 §7.1.1, §7.1.7). Closing is bounded: from our
+   Close (or from closing the transport, which waits for our last bytes to go out)
+   the peer has CLOSE_TIMEOUT_S, then the connection is dropped.
+7. A graceful stop closes an open WebSocket with 1012 (service restart), and one still
+   in its handshake as soon as the app accepts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Protocol
+
+from gateway.asgi import ASGI_VERSION, ASGIApp, Message
+from gateway.config import ServerConfig
+from gateway.errors import AppProtocolError, ClientDisconnected
+from gateway.http.events import RequestHead
+from gateway.http.session import RequestTarget
+from gateway.http.ws_session import (
+    Handshake,
+    MessageReceived,
+    PongReceived,
+    SessionClosed,
+    WebSocketLimits,
+    WebSocketSession,
+)
+
+# 2.4: websocket.disconnect and websocket.close carry a reason; `send` raises an OSError
+# once the connection is closed.
+WEBSOCKET_SPEC_VERSION = "2.4"
+# Received messages the app has not taken yet, before reading pauses: as for an HTTP
+# body (BODY_HIGH_WATER_BYTES), a burst of small messages arrives without a pause, and
+# a peer that sends faster than its app reads costs this plus one read and one message.
+INBOX_HIGH_WATER_BYTES = 64 * 1024
+# After our Close, how long the peer has to answer with its own (RFC 6455 §7.1.1), and
+# to read our last bytes once we close. A live peer does either within a round trip;
+# five seconds covers a slow mobile link, and a dead peer holds a stop no longer.
+CLOSE_TIMEOUT_S = 5.0
+# Close codes (RFC 6455 §7.4.1; 1012 is registered with IANA).
+NORMAL_CLOSURE = 1000
+ABNORMAL_CLOSURE = 1006
+INTERNAL_ERROR = 1011
+SERVICE_RESTART = 1012
+
+error_log = logging.getLogger("gateway.error")
+access_log = logging.getLogger("gateway.access")
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketSettings:
+    """The `[server]` settings every WebSocket of a worker is held to."""
+
+    limits: WebSocketLimits
+    ping_interval_s: float  # 0: no pings
+    ping_timeout_s: float
+
+    @classmethod
+    def from_config(cls, config: ServerConfig) -> WebSocketSettings:
+        limits = WebSocketLimits(config.ws_max_message_bytes, config.ws_per_message_deflate)
+        return cls(limits, config.ws_ping_interval, config.ws_ping_timeout)
+
+
+class Carrier(Protocol):
+    """What a cycle needs from the HTTP connection it took over (gateway/connection.py)."""
+
+    closed: bool
+
+    @property
+    def writing_paused(self) -> bool: ...
+    def write(self, data: bytes) -> None: ...
+    async def drain(self) -> None: ...
+    def default_headers(self) -> list[tuple[bytes, bytes]]: ...
+    def response_head(self, status: int, headers: Any) -> bytes: ...
+    def response_body(self, data: bytes, more_body: bool) -> bytes: ...
+    def error_reply(self, status: int) -> bytes: ...
+    def take_upgraded(self) -> bytes: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+def websocket_scope(
+    head: RequestHead,
+    target: RequestTarget,
+    handshake: Handshake,
+    client: tuple[str, int | None] | None,
+    server: tuple[str, int | None] | None,
+) -> dict[str, Any]:
+    """The `websocket` scope; path, root_path and the rest as for HTTP."""
+    return {
+        "type": "websocket",
+        "asgi": {"version": ASGI_VERSION, "spec_version": WEBSOCKET_SPEC_VERSION},
+        "http_version": head.http_version,
+        "scheme": "ws",
+        "path": target.path,
+        "raw_path": target.raw_path,
+        "query_string": target.query_string,
+        "root_path": "",
+        "headers": head.headers,
+        "client": client,
+        "server": server,
+        "subprotocols": list(handshake.subprotocols),
+        "extensions": {"websocket.http.response": {}},
+    }
+
+
+class Phase(Enum):
+    """Where a WebSocket cycle stands (rule 1)."""
+
+    HANDSHAKE = "handshake"  # waiting for the app's accept, close or HTTP response
+    DENYING = "denying"  # the app's HTTP response is going out
+    OPEN = "open"
+    CLOSING = "closing"  # our Close went out; waiting for the peer's
+    CLOSED = "closed"
+
+
+class WebSocketCycle:
+    """One WebSocket: the ASGI `receive` and `send` of a websocket scope."""
+
+    def __init__(
+        self,
+        conn: Carrier,
+        scope: dict[str, Any],
+        handshake: Handshake,
+        settings: WebSocketSettings,
+    ) -> None:
+        self.scope = scope
+        self._conn = conn
+        self._handshake = handshake
+        self._settings = settings
+        self._loop = asyncio.get_running_loop()
+        self._phase = Phase.HANDSHAKE
+        self._session: WebSocketSession | None = None  # from accept on
+        self._inbox: deque[tuple[Message, int]] = deque([({"type": "websocket.connect"}, 0)])
+        self._inbox_bytes = 0
+        self._reading_paused = False
+        self._disconnect: Message | None = None  # set once the WebSocket is over (rule 3)
+        self._waiter: asyncio.Future[None] | None = None
+        # Bytes that arrive before accept: reading is paused after the head, so one read
+        # at most; they follow the bytes the HTTP session kept.
+        self._early = bytearray()
+        self._response_head = b""  # a denial's head, sent with its first body part
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._pong_timer: asyncio.TimerHandle | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._stopping = False
+        self.finished = False  # the app has returned
+        self.status = 0  # the handshake's HTTP status, for the access log
+        self.bytes_sent = 0
+        self.started_at = time.perf_counter()
+
+    async def run(self, app: ASGIApp) -> None:
+        try:
+            await app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass
+        except Exception as exc:
+            self._app_failed(exc)
+        else:
+            self._app_returned()
+        finally:
+            self.finished = True
+
+    def _app_failed(self, exc: Exception) -> None:
+        error_log.error("app failed on WebSocket %s", self.scope["path"], exc_info=exc)
+        if self._phase is Phase.HANDSHAKE:
+            self._refuse(500)
+        elif self._phase is Phase.DENYING:
+            self._hang_up()  # half a response: only closing tells the client it is cut
+        elif self._phase is Phase.OPEN:
+            self._start_closing(INTERNAL_ERROR, "")
+
+    def _app_returned(self) -> None:
+        if self._phase is Phase.HANDSHAKE:
+            error_log.error("app returned without accepting WebSocket %s", self.scope["path"])
+            self._refuse(500)
+        elif self._phase is Phase.DENYING:
+            self._hang_up()
+        elif self._phase is Phase.OPEN:
+            self._start_closing(NORMAL_CLOSURE, "")
+
+    # -- ASGI receive ----------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        while True:
+            if self._inbox:
+                return self._take()
+            if self._disconnect is not None:
+                return dict(self._disconnect)
+            self._waiter = self._loop.create_future()
+            await self._waiter
+
+    def _take(self) -> Message:
+        message, size = self._inbox.popleft()
+        self._inbox_bytes -= size
+        if self._reading_paused and self._inbox_bytes <= INBOX_HIGH_WATER_BYTES // 2:
+            self._reading_paused = False
+            self._conn.resume_reading()
+        return message
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- ASGI send -------------------------------------------------------------------
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "websocket.send":
+            await self._send_message(message)
+        elif kind == "websocket.close":
+            self._close(message)
+        elif self._conn.closed:
+            raise ClientDisconnected("client went away")
+        elif kind == "websocket.accept":
+            self._accept(message)
+        elif kind == "websocket.http.response.start":
+            self._start_denial(message)
+        elif kind == "websocket.http.response.body":
+            await self._send_denial_body(message)
+        else:
+            raise AppProtocolError(f"unexpected ASGI message type {kind!r}")
+
+    def _accept(self, message: Message) -> None:
+        if self._phase is not Phase.HANDSHAKE:
+            raise AppProtocolError(f"websocket.accept in phase {self._phase.value}")
+        head, self._session = self._handshake.accept(
+            message.get("subprotocol"),
+            message.get("headers") or (),
+            self._conn.default_headers(),
+            self._settings.limits,
+        )
+        self._phase, self.status = Phase.OPEN, 101
+        self._conn.write(head)
+        early, self._early = bytes(self._early), bytearray()
+        self.data_received(self._conn.take_upgraded() + early)
+        if self._phase is Phase.OPEN:
+            self._schedule_ping()
+            if self._stopping:
+                self.shutdown()
+
+    async def _send_message(self, message: Message) -> None:
+        if self._phase is Phase.HANDSHAKE or self._phase is Phase.DENYING:
+            raise AppProtocolError("websocket.send before websocket.accept")
+        if self._phase is not Phase.OPEN or self._session is None:
+            raise ClientDisconnected("the WebSocket is closed")
+        data = message.get("bytes")
+        if data is None:
+            data = message.get("text")
+        if not isinstance(data, str | bytes | bytearray | memoryview):
+            raise AppProtocolError("websocket.send needs `bytes` or `text`")
+        payload = data if isinstance(data, str) else bytes(data)
+        self._conn.write(self._session.send_message(payload))
+        self.bytes_sent += len(payload)
+        if self._conn.writing_paused:
+            await self._conn.drain()
+
+    def _close(self, message: Message) -> None:
+        if self._phase is Phase.HANDSHAKE:
+            self._refuse(403)  # ASGI: a close before accept denies the handshake
+        elif self._phase is Phase.OPEN:
+            self._start_closing(message.get("code") or NORMAL_CLOSURE, message.get("reason") or "")
+        elif self._phase is Phase.DENYING:
+            raise AppProtocolError("websocket.close while an HTTP response is going out")
+
+    def _start_denial(self, message: Message) -> None:
+        if self._phase is not Phase.HANDSHAKE:
+            raise AppProtocolError(f"websocket.http.response.start in phase {self._phase.value}")
+        # The connection ends with the denial: it was asked for a protocol switch.
+        headers = [*message.get("headers", ()), (b"connection", b"close")]
+        self._response_head = self._conn.response_head(message["status"], headers)
+        self._phase, self.status = Phase.DENYING, message["status"]
+
+    async def _send_denial_body(self, message: Message) -> None:
+        if self._phase is not Phase.DENYING:
+            raise AppProtocolError("websocket.http.response.body before its start")
+        body, more_body = message.get("body", b""), message.get("more_body", False)
+        data = self._conn.response_body(body, more_body)
+        data, self._response_head = self._response_head + data, b""
+        self._conn.write(data)
+        self.bytes_sent += len(body)
+        if not more_body:
+            self._hang_up()
+        elif self._conn.writing_paused:
+            await self._conn.drain()
+
+    def _refuse(self, status: int) -> None:
+        self.status = status
+        self._conn.write(self._conn.error_reply(status))
+        self._hang_up()
+
+    def _hang_up(self) -> None:
+        """End a WebSocket that never opened: close the connection (after the writes)."""
+        self._phase = Phase.CLOSED
+        self._tell_disconnect(ABNORMAL_CLOSURE, "")
+        self._conn.close()
+        self._bound_closing()
+
+    def _start_closing(self, code: int, reason: str) -> None:
+        """Send our Close (rule 6): the app is told now, the peer has CLOSE_TIMEOUT_S."""
+        assert self._session is not None  # OPEN
+        self._conn.write(self._session.close(code, reason))
+        self._phase = Phase.CLOSING
+        self._tell_disconnect(code, reason)
+        self._cancel_timers()
+        self._bound_closing()
+
+    def _bound_closing(self) -> None:
+        """Rule 6: drop the connection if closing has not ended in CLOSE_TIMEOUT_S."""
+        self._cancel(self._close_timer)
+        self._close_timer = self._loop.call_later(CLOSE_TIMEOUT_S, self._close_timed_out)
+
+    def _close_timed_out(self) -> None:
+        self._close_timer = None
+        error_log.info("WebSocket peer %s: closing timed out", self.scope["client"])
+        self._conn.abort()
+
+    def _tell_disconnect(self, code: int, reason: str) -> None:
+        if self._disconnect is None:  # the first close is the one that counts (rule 3)
+            self._disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
+        self._wake()
+
+    # -- from the connection ---------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        session = self._session
+        if session is None:
+            self._early += data
+            return
+        ended = False
+        for event in session.receive_data(data):
+            if isinstance(event, MessageReceived):
+                self._deliver(event.data)
+            elif isinstance(event, PongReceived):
+                self._cancel(self._pong_timer)
+                self._pong_timer = None
+            else:
+                self._session_closed(event)
+                ended = True
+        self._conn.write(session.outgoing())  # pongs, and the Close that ends it all
+        if ended:  # rule 6: the server closes the TCP connection
+            self._conn.close()
+            self._bound_closing()
+
+    def _deliver(self, data: str | bytes) -> None:
+        key = "text" if isinstance(data, str) else "bytes"
+        self._inbox.append(({"type": "websocket.receive", key: data}, len(data)))
+        self._inbox_bytes += len(data)
+        if self._inbox_bytes > INBOX_HIGH_WATER_BYTES and not self._reading_paused:
+            self._reading_paused = True
+            self._conn.pause_reading()
+            self._cancel(self._pong_timer)  # rule 5: the pong may wait behind the data
+            self._pong_timer = None
+        self._wake()
+
+    def _session_closed(self, event: SessionClosed) -> None:
+        self._phase = Phase.CLOSED
+        self._cancel_timers()
+        self._tell_disconnect(event.code, event.reason)
+
+    def connection_lost(self) -> None:
+        self._phase = Phase.CLOSED
+        self._cancel_timers()
+        self._tell_disconnect(ABNORMAL_CLOSURE, "")
+
+    def shutdown(self) -> None:
+        """Graceful stop (rule 7)."""
+        self._stopping = True
+        if self._phase is Phase.OPEN:
+            self._start_closing(SERVICE_RESTART, "server restarting")
+
+    # -- keepalive -------------------------------------------------------------------
+
+    def _schedule_ping(self) -> None:
+        interval_s = self._settings.ping_interval_s
+        if interval_s > 0:
+            self._ping_timer = self._loop.call_later(interval_s, self._ping)
+
+    def _ping(self) -> None:
+        self._ping_timer = None
+        if self._phase is not Phase.OPEN or self._session is None:
+            return
+        if not self._reading_paused and self._pong_timer is None:
+            self._conn.write(self._session.ping())
+            timeout_s = self._settings.ping_timeout_s
+            self._pong_timer = self._loop.call_later(timeout_s, self._pong_missing)
+        self._schedule_ping()
+
+    def _pong_missing(self) -> None:
+        self._pong_timer = None
+        error_log.info("WebSocket peer %s did not answer a ping", self.scope["client"])
+        self._conn.abort()
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._ping_timer, self._pong_timer, self._close_timer):
+            self._cancel(timer)
+        self._ping_timer = self._pong_timer = self._close_timer = None
+
+    @staticmethod
+    def _cancel(timer: asyncio.TimerHandle | None) -> None:
+        if timer is not None:
+            timer.cancel()
+
+    def log_access(self) -> None:
+        duration_ms = (time.perf_counter() - self.started_at) * 1000
+        client = self.scope["client"]
+        query = self.scope["query_string"]
+        path = self.scope["path"]
+        target = f"{path}?{query.decode('latin-1')}" if query else path
+        access_log.info(
+            '%s "GET %s HTTP/1.1" %d %dB %.1fms mount=%s websocket',
+            f"{client[0]}:{client[1]}" if client else "-",
+            target,
+            self.status,
+            self.bytes_sent,
+            duration_ms,
+            self.scope.get("gateway.mount", "-"),
+        )

@@ -1,0 +1,293 @@
+"""WebSocket clients for the tests: what a user has, and what shows the wire.
+
+- `ws_connect` is the `websockets` library's sync client with the tests' deadlines: it
+  checks the handshake, answers pings and closes properly, as a user's client would.
+- `RawClient` is wsproto over a plain socket: frames as they come, pings answered only
+  when told, and `client_frame` makes the frames a well-behaved client never sends.
+- `read_http_response` and `send_until_stalled` read and write a raw socket with
+  deadlines, for handshakes by hand and for flow control.
+
+Every read has a deadline and every loop a bound: a server that never answers fails the
+test in seconds, never hangs it.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import time
+from collections import deque
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from conftest import Server
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Ping,
+    Request,
+    TextMessage,
+)
+from wsproto.extensions import PerMessageDeflate
+
+# A read or a handshake that takes longer than this has failed (2 cores, other test runs
+# alongside: generous, but a test whose server never answers still ends in seconds).
+DEADLINE_S = 10.0
+MIB = 1024 * 1024
+# Our clients accept any message the tests send back (the library's default is 1 MiB).
+CLIENT_MAX_MESSAGE_BYTES = 64 * MIB
+
+
+# --- the websockets library ----------------------------------------------------------
+
+
+def ws_connect(server: Server, path: str, **options: Any) -> ClientConnection:
+    options.setdefault("max_size", CLIENT_MAX_MESSAGE_BYTES)
+    return connect(
+        f"ws://127.0.0.1:{server.port}{path}",
+        proxy=None,
+        open_timeout=DEADLINE_S,
+        close_timeout=DEADLINE_S,
+        **options,
+    )
+
+
+def rejection(server: Server, path: str, **options: Any) -> Any:
+    """The HTTP response (websockets' Response) that refused the upgrade."""
+    with pytest.raises(InvalidStatus) as refused:
+        ws_connect(server, path, **options).close()
+    return refused.value.response
+
+
+def closed_by_server(ws: ClientConnection) -> Any:
+    """Read until the server closes; its Close frame (websockets' Close), or None."""
+    with pytest.raises(ConnectionClosed) as closed:
+        for _ in range(1000):  # bounded: skip what was in flight before the Close
+            ws.recv(timeout=DEADLINE_S)
+    return closed.value.rcvd
+
+
+# --- a raw wsproto client ------------------------------------------------------------
+
+
+class RawClient:
+    """A WebSocket client over a plain socket, through wsproto: every frame is visible.
+
+    Pings are answered only when `answers_pings` is set, so a test can play a peer that
+    has gone silent. Messages that arrive while waiting for a Close are kept in
+    `received`; pings seen are kept in `pings`.
+    """
+
+    def __init__(self, sock: socket.socket, answers_pings: bool = False) -> None:
+        self.sock = sock
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        self.answers_pings = answers_pings
+        self.pending: deque[Event] = deque()
+        self.pings: list[bytes] = []
+        self.received: list[str | bytes] = []
+
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.sock.close()
+
+    def handshake(self, target: str, deflate: bool = False) -> Event:
+        """Send the upgrade request; the server's answer (AcceptConnection or
+        RejectConnection)."""
+        extensions = [PerMessageDeflate()] if deflate else []
+        self.send(Request(host="127.0.0.1", target=target, extensions=extensions))
+        return self.next_event()
+
+    def send(self, event: Event) -> None:
+        self.sock.sendall(self.ws.send(event))
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def feed(self, data: bytes) -> None:
+        """Take bytes already read off the socket by other means. Empty is nothing: to
+        wsproto (and h11 below it) b"" would mean the peer closed."""
+        if data:
+            self.ws.receive_data(data)
+            self.pending.extend(self.ws.events())
+
+    def next_event(self, deadline_s: float = DEADLINE_S) -> Event:
+        """The next event from the server; a vanished TCP connection is Close 1006."""
+        end = time.monotonic() + deadline_s
+        while not self.pending:
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("no WebSocket event from the server before the deadline")
+            self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                data = b""
+            self.ws.receive_data(data or None)
+            self.pending.extend(self.ws.events())
+        return self.pending.popleft()
+
+    def next_frame_event(self) -> Event:
+        """The next event that is not a Ping (pings are noted, and answered if told)."""
+        for _ in range(10_000):  # bounded: a server pinging nonstop is a failure too
+            event = self.next_event()
+            if not isinstance(event, Ping):
+                return event
+            self.pings.append(event.payload)
+            if self.answers_pings:
+                self.send(event.response())
+        raise AssertionError("nothing but pings from the server")
+
+    def receive_message(self) -> str | bytes:
+        """One whole message, however the server fragmented it."""
+        parts: list[Any] = []
+        for _ in range(100_000):  # bounded by the frames a test's message can take
+            event = self.next_frame_event()
+            if not isinstance(event, TextMessage | BytesMessage):
+                raise AssertionError(f"expected a message, got {event!r}")
+            parts.append(event.data)
+            if event.message_finished:
+                return "".join(parts) if isinstance(event, TextMessage) else b"".join(parts)
+        raise AssertionError("a message that never ended")
+
+    def wait_close(self) -> CloseConnection:
+        """Read until the server closes. Its Close frame is answered (RFC 6455 §5.5.1);
+        a TCP connection that ended without one reads as code 1006."""
+        for _ in range(100_000):
+            event = self.next_frame_event()
+            if isinstance(event, TextMessage | BytesMessage):
+                self.received.append(event.data)
+            elif isinstance(event, CloseConnection):
+                if self.ws.state is ConnectionState.REMOTE_CLOSING:
+                    with suppress(OSError):
+                        self.send(event.response())
+                return event
+        raise AssertionError("the server never closed")
+
+
+def open_raw(server: Server, target: str, sock: socket.socket | None = None) -> RawClient:
+    """A RawClient whose handshake the app accepted."""
+    client = RawClient(sock or server.connect())
+    accepted = client.handshake(target)
+    assert isinstance(accepted, AcceptConnection), accepted
+    return client
+
+
+def client_frame(
+    opcode: int, payload: bytes, fin: bool = True, rsv: int = 0, masked: bool = True
+) -> bytes:
+    """One frame as a client writes it (RFC 6455 §5.2), made by hand so that it can
+    break the rules wsproto would not let us break."""
+    head = bytes([(0x80 if fin else 0) | rsv | opcode])
+    mask_bit = 0x80 if masked else 0
+    if len(payload) < 126:
+        head += bytes([mask_bit | len(payload)])
+    elif len(payload) < 65536:
+        head += bytes([mask_bit | 126]) + struct.pack("!H", len(payload))
+    else:
+        head += bytes([mask_bit | 127]) + struct.pack("!Q", len(payload))
+    if not masked:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + masked_payload(payload, key)
+
+
+def masked_payload(payload: bytes, key: bytes) -> bytes:
+    """XOR with the key repeated (RFC 6455 §5.3), as one big integer: fast for MiBs."""
+    size = len(payload)
+    repeated = (key * (size // 4 + 1))[:size]
+    masked = int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")
+    return masked.to_bytes(size, "big")
+
+
+# Frame opcodes (RFC 6455 §5.2), for client_frame.
+TEXT, BINARY, CONTINUATION, CLOSE, PING = 0x1, 0x2, 0x0, 0x8, 0x9
+
+
+# --- raw sockets with deadlines ------------------------------------------------------
+
+
+UPGRADE_FIELDS = (
+    b"Host: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+)
+# What the server must answer to that key (RFC 6455 §1.3's own example).
+UPGRADE_ACCEPT = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+@dataclass
+class HTTPResponse:
+    """One response read off a raw socket."""
+
+    status_line: bytes
+    fields: dict[bytes, bytes]  # names lowercased
+    body: bytes
+    rest: bytes  # what followed the response in the same reads: the next bytes on the wire
+
+
+def read_http_response(sock: socket.socket, data: bytes = b"") -> HTTPResponse:
+    """Read one response (its body by Content-Length; none for a 101), starting with
+    bytes already read from `sock`."""
+    sock.settimeout(DEADLINE_S)
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed mid-head: {data!r}"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.split(b"\r\n")
+    fields = {}
+    for line in lines:
+        name, _, value = line.partition(b":")
+        fields[name.strip().lower()] = value.strip()
+    length = int(fields.get(b"content-length", b"0"))
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed mid-body"
+        rest += chunk
+    return HTTPResponse(status_line, fields, rest[:length], rest[length:])
+
+
+def small_buffer_socket(server: Server) -> socket.socket:
+    """A client socket with a small receive buffer, set before connecting so that the
+    kernel cannot autotune it: what the server may push ahead is its own buffering."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.settimeout(DEADLINE_S)
+    sock.connect(("127.0.0.1", server.port))
+    return sock
+
+
+# A socket that cannot take another byte for this long is held by the server's flow
+# control: a server that kept reading would drain it within milliseconds.
+STALL_S = 0.5
+
+
+def send_until_stalled(sock: socket.socket, data: bytes) -> int:
+    """Write `data` without blocking until the socket stays full for STALL_S, or all of
+    it is written; the bytes written."""
+    sock.setblocking(False)
+    view, sent = memoryview(data), 0
+    try:
+        while sent < len(data):
+            try:
+                sent += sock.send(view[sent : sent + 65536])
+            except BlockingIOError:
+                _, writable, _ = select.select([], [sock], [], STALL_S)
+                if not writable:
+                    break
+    finally:
+        sock.setblocking(True)
+    return sent
