@@ -104,6 +104,9 @@ class ServerState:
         self.serves_websocket = serves_websocket or (lambda path: True)
         self.websocket = WebSocketSettings.from_config(config)
         self.connections: set[HTTPConnection] = set()
+        # Running WebSocket apps: what a stop cancels once graceful_timeout has passed
+        # (gateway/worker.py), and a strong reference (the loop keeps only weak ones).
+        self.websocket_tasks: set[asyncio.Task[None]] = set()
         self.date = DateHeader()
         self.access_log = config.access_log
         self.on_connection_closed: Callable[[], object] | None = None  # set while draining
@@ -285,7 +288,9 @@ class HTTPConnection(asyncio.Protocol):
         self._websocket = cycle
         if self._closing:
             cycle.shutdown()
-        self._loop.create_task(self._run_websocket(cycle))
+        task = self._loop.create_task(self._run_websocket(cycle))
+        self._state.websocket_tasks.add(task)
+        task.add_done_callback(self._state.websocket_tasks.discard)
 
     async def _run_websocket(self, cycle: WebSocketCycle) -> None:
         await cycle.run(self._state.app)

@@ -4,8 +4,8 @@
   checks the handshake, answers pings and closes properly, as a user's client would.
 - `RawClient` is wsproto over a plain socket: frames as they come, pings answered only
   when told, and `client_frame` makes the frames a well-behaved client never sends.
-- `read_http_response` and `send_until_stalled` read and write a raw socket with
-  deadlines, for handshakes by hand and for flow control.
+- `read_http_response`, `read_frame` and `send_until_stalled` read and write a raw
+  socket with deadlines, for handshakes by hand, frames as sent, and flow control.
 
 Every read has a deadline and every loop a bound: a server that never answers fails the
 test in seconds, never hangs it.
@@ -215,6 +215,40 @@ def masked_payload(payload: bytes, key: bytes) -> bytes:
 
 # Frame opcodes (RFC 6455 §5.2), for client_frame.
 TEXT, BINARY, CONTINUATION, CLOSE, PING = 0x1, 0x2, 0x0, 0x8, 0x9
+# First-byte bits (RFC 6455 §5.2): RSV1 marks a compressed message (RFC 7692 §6).
+RSV1_BIT, OPCODE_BITS = 0x40, 0x0F
+
+
+@dataclass
+class RawFrame:
+    """One server frame as it crossed the wire, before wsproto decodes it."""
+
+    first_byte: int  # FIN, RSV1-3 and the opcode
+    payload: bytes  # as sent: still compressed when RSV1 is set
+    wire: bytes  # the whole frame, to hand on to a RawClient (`feed`)
+
+    @property
+    def rsv1(self) -> bool:
+        return bool(self.first_byte & RSV1_BIT)
+
+    @property
+    def opcode(self) -> int:
+        return self.first_byte & OPCODE_BITS
+
+
+def read_frame(sock: socket.socket) -> RawFrame:
+    """Read one frame a server sent (RFC 6455 §5.2: unmasked), with deadlines."""
+    head = read_exactly(sock, 2)
+    assert not head[1] & 0x80, "a server frame must not be masked (RFC 6455 §5.1)"
+    length, extended = head[1] & 0x7F, b""
+    if length == 126:
+        extended = read_exactly(sock, 2)
+        length = struct.unpack("!H", extended)[0]
+    elif length == 127:
+        extended = read_exactly(sock, 8)
+        length = struct.unpack("!Q", extended)[0]
+    payload = read_exactly(sock, length)
+    return RawFrame(head[0], payload, head + extended + payload)
 
 
 # --- raw sockets with deadlines ------------------------------------------------------
@@ -258,6 +292,18 @@ def read_http_response(sock: socket.socket, data: bytes = b"") -> HTTPResponse:
         assert chunk, "connection closed mid-body"
         rest += chunk
     return HTTPResponse(status_line, fields, rest[:length], rest[length:])
+
+
+def read_exactly(sock: socket.socket, size: int) -> bytes:
+    """`size` bytes off `sock`; each read has the deadline, and each brings at least
+    one byte, so the loop is bounded by `size`."""
+    sock.settimeout(DEADLINE_S)
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        assert chunk, f"connection closed after {len(data)} of {size} bytes"
+        data += chunk
+    return data
 
 
 def small_buffer_socket(server: Server) -> socket.socket:

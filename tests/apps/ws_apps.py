@@ -62,6 +62,14 @@ late_sends: dict[str, str] = {}
 # `server.loop.call_soon_threadsafe(gates[id].set)`.
 gates: dict[str, asyncio.Event] = {}
 flood = FloodProgress()
+# /slow-exit: ids whose work after websocket.disconnect was done. A graceful stop must
+# wait for it (within graceful_timeout), so the id is here by the time the stop returns.
+finished: set[str] = set()
+# /ignore: ids whose app was cancelled (it saw CancelledError) once the stop gave up.
+cancelled: set[str] = set()
+# /slow-exit's work after the disconnect, standing in for an app that flushes state to a
+# store: long enough that a stop that does not wait returns well before it is done.
+SLOW_EXIT_WORK_S = 0.5
 
 
 async def app(scope: Scope, receive: Any, send: Any) -> None:
@@ -264,11 +272,28 @@ async def gated_count(scope: Scope, receive: Any, send: Any) -> None:
             received += len(message.get("bytes") or b"")
 
 
-async def ignore(scope: Scope, receive: Any, send: Any) -> None:
-    """Accepts, then never calls receive again and never returns: only cancelling ends it."""
+async def slow_exit(scope: Scope, receive: Any, send: Any) -> None:
+    """Accepts; once told websocket.disconnect, works SLOW_EXIT_WORK_S more (it awaits,
+    as an app writing to a store would), then notes its id in `finished`."""
     await expect_connect(receive)
     await send({"type": "websocket.accept"})
-    await asyncio.Event().wait()
+    while (message := await receive())["type"] != "websocket.disconnect":
+        pass
+    note_disconnect(scope, message)
+    await asyncio.sleep(SLOW_EXIT_WORK_S)
+    finished.add(params(scope).get("id", ""))
+
+
+async def ignore(scope: Scope, receive: Any, send: Any) -> None:
+    """Accepts, then never calls receive again and never returns: only cancelling ends
+    it, and it notes its id in `cancelled` when that happens."""
+    await expect_connect(receive)
+    await send({"type": "websocket.accept"})
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        cancelled.add(params(scope).get("id", ""))
+        raise
 
 
 async def not_found(scope: Scope, receive: Any, send: Any) -> None:
@@ -291,4 +316,5 @@ ROUTES = {
     "/send-after-disconnect": send_after_disconnect,
     "/gated-count": gated_count,
     "/ignore": ignore,
+    "/slow-exit": slow_exit,
 }

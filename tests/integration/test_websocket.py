@@ -7,8 +7,8 @@ pings left unanswered, a connection dropped without a Close frame.
 
 The apps are tests/apps/ws_apps.py. The server runs in this process (the `serve`
 fixture), so a test reads the apps' module state (`disconnects`, `flood`, `gates`,
-`late_sends`) directly. The clients are in tests/ws_clients.py. Every wait is on a
-condition or a read with a deadline; none is a bare sleep.
+`late_sends`, `finished`, `cancelled`) directly. The clients are in tests/ws_clients.py.
+Every wait is on a condition or a read with a deadline; none is a bare sleep.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from ws_clients import (
     client_frame,
     closed_by_server,
     open_raw,
+    read_frame,
     read_http_response,
     rejection,
     send_until_stalled,
@@ -62,7 +63,9 @@ Serve = Callable[[str], Server]
 
 SMALL_LIMIT_BYTES = 65536
 # The server pings often and gives up soon, so keep-alive tests take about a second.
-KEEPALIVE = ("ws_ping_interval = 0.2", "ws_ping_timeout = 0.5")
+PING_INTERVAL_S = 0.2
+PING_TIMEOUT_S = 0.5
+KEEPALIVE = (f"ws_ping_interval = {PING_INTERVAL_S}", f"ws_ping_timeout = {PING_TIMEOUT_S}")
 
 MOUNTS = """
 [[mount]]
@@ -138,7 +141,18 @@ def test_one_mebibyte_messages_both_ways(server: Server) -> None:
         assert ws.recv(timeout=DEADLINE_S) == text
 
 
-@pytest.mark.parametrize(
+def test_one_mebibyte_messages_both_ways_raw(server: Server) -> None:
+    """As above, each message one frame on the wire, without the library's reassembly."""
+    data = random.Random(6).randbytes(MIB)
+    text = "".join(random.Random(7).choices("abcdéλ\u20ac", k=MIB))
+    with open_raw(server, "/ws/echo") as client:
+        client.send(Message(data=data))
+        assert client.receive_message() == data
+        client.send(Message(data=text))
+        assert client.receive_message() == text
+
+
+FRAGMENTED = pytest.mark.parametrize(
     ("pieces", "whole"),
     [
         (["hel", "", "lo wörld"], "hello wörld"),
@@ -146,6 +160,9 @@ def test_one_mebibyte_messages_both_ways(server: Server) -> None:
     ],
     ids=["text", "binary"],
 )
+
+
+@FRAGMENTED
 def test_a_fragmented_message_reaches_the_app_whole(
     server: Server, pieces: list[Any], whole: str | bytes
 ) -> None:
@@ -163,6 +180,17 @@ def test_a_fragmented_message_reaches_the_app_whole(
         # The echo app answers each websocket.receive with one message: two fragments
         # delivered as two receives would come back as two messages, the first partial.
         assert client.receive_message() == whole
+
+
+@FRAGMENTED
+def test_a_fragmented_message_from_the_library_reaches_the_app_whole(
+    server: Server, pieces: list[Any], whole: str | bytes
+) -> None:
+    """websockets sends an iterable as one message in fragments (compressed too, as
+    deflate is on by default); the echo app answers each websocket.receive once."""
+    with ws_connect(server, "/ws/echo") as ws:
+        ws.send(pieces)
+        assert ws.recv(timeout=DEADLINE_S) == whole
 
 
 def test_utf8_split_across_fragments_is_valid(server: Server) -> None:
@@ -433,6 +461,21 @@ def test_the_client_close_code_and_reason_reach_the_app(server: Server) -> None:
     assert (disconnect["code"], disconnect.get("reason")) == (4001, "later")
 
 
+def test_close_codes_both_ways_raw(server: Server) -> None:
+    """The client's Close reaches the app and is answered (RFC 6455 §5.5.1); the app's
+    reaches the client: code and reason, as sent on the wire."""
+    key = new_id()
+    with open_raw(server, f"/ws/echo?id={key}") as client:
+        client.send(CloseConnection(code=4002, reason="raw bye"))
+        answer = client.next_frame_event()
+    assert isinstance(answer, CloseConnection), answer
+    disconnect = recorded_disconnect(key)
+    assert (disconnect["code"], disconnect["reason"]) == (4002, "raw bye")
+    with open_raw(server, "/ws/close?code=4003&reason=app%20bye") as client:
+        close = client.wait_close()
+    assert (close.code, close.reason) == (4003, "app bye")
+
+
 @pytest.mark.parametrize("how", ["fin", "reset"])
 def test_a_client_that_vanishes_is_a_1006_disconnect(server: Server, how: str) -> None:
     """No Close frame, only the TCP connection ending (FIN, or RST): the app gets 1006."""
@@ -443,6 +486,15 @@ def test_a_client_that_vanishes_is_a_1006_disconnect(server: Server, how: str) -
         client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     client.sock.close()
     assert recorded_disconnect(key)["code"] == 1006
+
+
+def test_a_library_client_that_vanishes_is_a_1006_disconnect(server: Server) -> None:
+    """The library's socket is shut without a Close frame: the app gets 1006 again."""
+    key = new_id()
+    with ws_connect(server, f"/ws/wait?id={key}") as ws:
+        ws.send("still here")
+        ws.socket.shutdown(socket.SHUT_RDWR)  # FIN now; the library cannot send a Close
+        assert recorded_disconnect(key)["code"] == 1006
 
 
 def test_an_app_that_raises_before_accept_is_a_500(server: Server) -> None:
@@ -535,6 +587,21 @@ def test_graceful_stop_closes_websockets_with_1012(serve: Serve) -> None:
     assert stopped_after_s < 10, "the stop waited out graceful_timeout"
 
 
+def test_graceful_stop_waits_for_the_app_to_finish(serve: Serve) -> None:
+    """DESIGN §4: after the 1012 Close the stop waits, within graceful_timeout, for the
+    app to return, not only for the connection to close: the app's work after its
+    websocket.disconnect is done by the time the stop returns."""
+    server = serve(mounts(graceful_timeout_s=20))
+    key = new_id()
+    with ws_connect(server, f"/ws/slow-exit?id={key}") as ws:
+        server.stop(timeout_s=DEADLINE_S)
+        assert key in app_state().finished, "the stop returned before the app finished"
+        close = closed_by_server(ws)
+    assert close is not None
+    assert close.code == 1012
+    assert recorded_disconnect(key)["code"] == 1012
+
+
 def test_graceful_stop_does_not_wait_forever_for_a_silent_client(serve: Serve) -> None:
     """A client that never answers the 1012 Close is dropped within graceful_timeout."""
     server = serve(mounts(graceful_timeout_s=2))
@@ -549,12 +616,15 @@ def test_graceful_stop_does_not_wait_forever_for_a_silent_client(serve: Serve) -
 
 
 def test_graceful_stop_cancels_an_app_that_never_returns(serve: Serve) -> None:
-    """The app ignores the stop: it is cancelled once graceful_timeout has passed."""
+    """The app ignores the stop: it is cancelled once graceful_timeout has passed, and
+    before the stop returns (then lifespan shutdown runs without it)."""
     server = serve(mounts(graceful_timeout_s=1))
-    with ws_connect(server, "/ws/ignore") as ws:
+    key = new_id()
+    with ws_connect(server, f"/ws/ignore?id={key}") as ws:
         started = time.monotonic()
         server.stop(timeout_s=DEADLINE_S)
         assert time.monotonic() - started < 1 + DEADLINE_S / 2
+        assert key in app_state().cancelled, "the app was never cancelled"
         close = closed_by_server(ws)
     assert close is not None
     assert close.code in (1012, 1001)
@@ -564,15 +634,21 @@ def test_graceful_stop_cancels_an_app_that_never_returns(serve: Serve) -> None:
 
 
 def test_a_client_that_never_answers_pings_is_closed(serve: Serve) -> None:
+    """The peer is given ws_ping_timeout to answer, then dropped: to the app that is a
+    connection that ended without a Close, 1006 (RFC 6455 §7.1.5)."""
     server = serve(mounts(*KEEPALIVE))
     key = new_id()
+    # From before the handshake: the server's first ping goes out PING_INTERVAL_S after
+    # its accept, so no close can come sooner than PING_INTERVAL_S + PING_TIMEOUT_S from
+    # here. The bound asserted is the timeout alone, leaving room for timer rounding.
+    started = time.monotonic()
     with open_raw(server, f"/ws/wait?id={key}") as client:
-        started = time.monotonic()
         client.wait_close()  # a Close frame (1011, say) or the connection dropped
         closed_after_s = time.monotonic() - started
     assert client.pings, "the server closed without ever pinging"
+    assert closed_after_s >= PING_TIMEOUT_S, "closed before the peer's time to answer"
     assert closed_after_s < DEADLINE_S / 2
-    assert recorded_disconnect(key)["type"] == "websocket.disconnect"
+    assert recorded_disconnect(key)["code"] == 1006
 
 
 def test_answered_pings_keep_the_connection_open(serve: Serve) -> None:
@@ -645,6 +721,27 @@ def test_deflate_negotiated_with_a_raw_client(server: Server) -> None:
         assert [ext.name for ext in accepted.extensions] == ["permessage-deflate"]
         client.send(Message(data="squeeze " * 1000))
         assert client.receive_message() == "squeeze " * 1000
+
+
+@pytest.mark.parametrize("deflate", [True, False], ids=["deflate on", "deflate off"])
+def test_the_server_compresses_what_it_sends_only_with_deflate(serve: Serve, deflate: bool) -> None:
+    """RSV1 on the server's data frame says it is compressed (RFC 7692 §6). With deflate
+    negotiated the server must really compress, not only accept compressed frames;
+    with `ws_per_message_deflate = false` the bit is never set, though the client offers."""
+    server = serve(mounts(f"ws_per_message_deflate = {'true' if deflate else 'false'}"))
+    text = "squeeze " * 1000
+    with RawClient(server.connect()) as client:
+        accepted = client.handshake("/ws/echo", deflate=True)
+        assert isinstance(accepted, AcceptConnection), accepted
+        assert bool(accepted.extensions) is deflate
+        client.send(Message(data=text))
+        frame = read_frame(client.sock)  # the echo, before wsproto decodes it
+        assert frame.opcode == TEXT
+        assert frame.rsv1 is deflate
+        if deflate:
+            assert len(frame.payload) < len(text) // 10, "RSV1 set on an uncompressed body"
+        client.feed(frame.wire)
+        assert client.receive_message() == text
 
 
 def test_deflate_off_is_not_negotiated(serve: Serve) -> None:
