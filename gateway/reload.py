@@ -17,10 +17,15 @@ Rules:
    and a new one started.
 5. A server that exits by itself (exit status 3: an app failed to import, a syntax error)
    is logged and started again at the next change only; the reloader does not exit.
-6. TERM, INT and HUP stop the server gracefully and then the reloader, with exit status
-   0; a second INT is passed on, which is the server's own fast stop. The server stays
-   in the reloader's process group, so a debugger in an app can read the terminal; a
-   Ctrl-C therefore reaches the server directly too.
+6. TERM, INT and HUP stop the server gracefully (TERM) and then the reloader, with exit
+   status 0. The server stays in the reloader's process group, so a debugger in an app
+   can read the terminal; a Ctrl-C therefore reaches the server directly too, beside our
+   TERM. That TERM is still sent, since an INT for this process alone (`kill -INT`)
+   reaches no one else; and it is harmless, since a server takes one INT and one TERM,
+   in either order, as one graceful stop (gateway/worker.py StopSignals; a supervisor
+   makes only a second INT fast). A second INT is passed on as a second TERM: a fast
+   stop for a `workers = 1` server even when the INTs reached this process alone. (A
+   second Ctrl-C reaches the server directly, as its own second INT.)
 7. watchfiles is an optional extra: without it, ReloadUnavailable (exit status 1) is
    raised before anything is bound.
 """
@@ -306,7 +311,7 @@ class Reloader:
             self._shut_down(0)
         elif signum == signal.SIGINT and self.server is not None:
             log.info("fast stop")
-            self._signal_server(signal.SIGINT)
+            self._signal_server(signal.SIGTERM)  # the server's second TERM (rule 6)
 
     def _shut_down(self, status: int) -> None:
         self.status = status

@@ -12,6 +12,7 @@ SIGTERM triggers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import signal
@@ -123,6 +124,17 @@ def wait_until(condition: Callable[[], bool], deadline_s: float = START_DEADLINE
         time.sleep(0.01)
 
 
+def child_pids(pid: int) -> list[int]:
+    """The live child processes of `pid`, from the kernel (those being reaped too), as
+    forked by any of its threads."""
+    pids = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        # The thread (or the whole process) may end while we read.
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            pids += [int(child) for child in (task / "children").read_text().split()]
+    return pids
+
+
 def read_response(sock: socket.socket, deadline_s: float = 10.0) -> bytes:
     """Read until the peer closes (or the deadline passes); for raw-socket tests."""
     sock.settimeout(deadline_s)
@@ -138,7 +150,15 @@ def read_response(sock: socket.socket, deadline_s: float = 10.0) -> bytes:
 class GatewayProcess:
     """`gateway serve` on a socket bound here; its stderr and stdout read line by line."""
 
-    def __init__(self, config: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        new_session: bool = False,
+    ) -> None:
+        """`new_session`: the server leads a process group of its own, which a test can
+        signal as a whole (os.killpg), as a terminal's Ctrl-C does."""
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(128)
@@ -152,6 +172,7 @@ class GatewayProcess:
             stdout=subprocess.PIPE,
             text=True,
             env={**os.environ, **(env or {})},
+            start_new_session=new_session,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []

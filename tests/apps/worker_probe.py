@@ -2,7 +2,8 @@
 
 Every line it writes to the file named by $WORKER_PROBE_LOG carries the worker's pid
 ("startup 1234", "sleep-start 1234", "shutdown 1234"), so a test that runs several
-workers can tell them apart. Routes (below the mount's root_path):
+workers can tell them apart; "import 1234" comes from the process that imported this
+module (the supervisor's pid with `preload`). Routes (below the mount's root_path):
 - /pid: the answering worker's pid.
 - /sleep?S: waits S seconds on the event loop (a slow request), then answers its pid.
 - /block?S: calls time.sleep(S): the worker's event loop is stuck meanwhile.
@@ -84,3 +85,6 @@ async def respond(send: Any, body: bytes, status: int = 200) -> None:
     headers = [(b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+note("import")  # at the end: note() and everything it needs are defined by now

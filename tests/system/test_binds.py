@@ -271,7 +271,7 @@ def test_a_fast_stop_cuts_the_shutdown_delay_short(tmp_path: Path) -> None:
         gateway.wait_for_line("serving on")
         gateway.proc.send_signal(signal.SIGTERM)
         gateway.wait_for_line("not ready; serving")
-        gateway.proc.send_signal(signal.SIGINT)  # the second signal: a fast stop
+        gateway.proc.send_signal(signal.SIGTERM)  # a second TERM: a fast stop
         assert gateway.proc.wait(DEADLINE_S) == 0
     finally:
         gateway.stop()

@@ -12,17 +12,23 @@ import os
 import re
 import signal
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import GATEWAY, GatewayProcess, wait_until
+from conftest import APPS_DIR, GATEWAY, GatewayProcess, wait_until
 
 from gateway.reload import server_command
 
 DEADLINE_S = 30.0
 APP_MODULE = "hello"
+# Long enough that the stop signals arrive while the request is in flight.
+SLOW_REQUEST_S = 3.0
+# The probe app's graceful_timeout: a fast stop ends well within it.
+GRACEFUL_S = 10
 
 
 def write_app(src: Path, body: str) -> None:
@@ -57,6 +63,13 @@ def reloader(config: Path) -> Iterator[GatewayProcess]:
     process.wait_for_line("serving on")
     yield process
     process.stop()
+
+
+def logged_server(line: str) -> int:
+    """The pid in the reloader's "server PID started" line."""
+    match = re.search(r"server (\d+) started", line)
+    assert match is not None, line
+    return int(match[1])
 
 
 def served(url: str) -> str | None:
@@ -104,17 +117,72 @@ def test_an_invalid_mount_file_keeps_the_server_until_fixed(
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_term_or_int_stops_the_server_and_exits_0(config: Path, signum: int) -> None:
     process = GatewayProcess(config, "--reload")
-    started = process.wait_for_line("started")
+    server_pid = logged_server(process.wait_for_line("started"))
     process.wait_for_line("serving on")
-    match = re.search(r"server (\d+) started", started)
-    assert match is not None, started
-    server_pid = int(match[1])
     process.proc.send_signal(signum)  # to the reloader only, as `kill` would
     assert process.proc.wait(DEADLINE_S) == 0
     process.stop()
     assert any(f"server {server_pid} exited (exit status 0)" in x for x in process.all_lines())
     with pytest.raises(ProcessLookupError):
         os.kill(server_pid, 0)  # reaped by the reloader: gone, not a zombie or an orphan
+
+
+def start_probe_reloader(tmp_path: Path, new_session: bool = False) -> GatewayProcess:
+    """`--reload` on tests/apps/worker_probe.py, whose slow requests write "sleep-start"
+    to tmp_path/probe.log; returned once it serves."""
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f"[server]\npythonpath = [{str(APPS_DIR)!r}]\ngraceful_timeout = {GRACEFUL_S}\n"
+        '[[mount]]\nprefix = "/"\napp = "worker_probe:app"\ninterface = "asgi"\n'
+    )
+    env = {"WORKER_PROBE_LOG": str(tmp_path / "probe.log"), "PYTHONDONTWRITEBYTECODE": "1"}
+    process = GatewayProcess(config, "--reload", env=env, new_session=new_session)
+    process.wait_for_line("serving on")
+    return process
+
+
+def request_in_flight(url: str, probe_log: Path) -> tuple[threading.Thread, list[str | None]]:
+    """A request to worker_probe's /sleep in a thread, returned once the app runs it;
+    its `served` outcome lands in the list."""
+    outcome: list[str | None] = []
+    thread = threading.Thread(target=lambda: outcome.append(served(url)))
+    thread.start()
+    wait_until(lambda: probe_log.exists() and "sleep-start" in probe_log.read_text())
+    return thread, outcome
+
+
+def test_one_ctrl_c_to_the_process_group_is_a_graceful_stop(tmp_path: Path) -> None:
+    # As a terminal's Ctrl-C: SIGINT to the reloader and to the server (in the reloader's
+    # process group) at once; the reloader then stops the server with a SIGTERM of its
+    # own, which must not turn the server's graceful stop into a fast one.
+    process = start_probe_reloader(tmp_path, new_session=True)
+    try:
+        server_pid = logged_server(next(x for x in process.seen if "started" in x))
+        url = f"{process.url}/sleep?{SLOW_REQUEST_S}"
+        thread, outcome = request_in_flight(url, tmp_path / "probe.log")
+        os.killpg(process.proc.pid, signal.SIGINT)
+        thread.join(DEADLINE_S)
+        assert process.proc.wait(DEADLINE_S) == 0
+    finally:
+        process.stop()
+    assert outcome == [str(server_pid)], "".join(process.all_lines())
+    assert any(f"server {server_pid} exited (exit status 0)" in x for x in process.all_lines())
+
+
+def test_a_second_int_to_the_reloader_alone_is_a_fast_stop(tmp_path: Path) -> None:
+    process = start_probe_reloader(tmp_path)
+    try:
+        thread, outcome = request_in_flight(f"{process.url}/sleep?60", tmp_path / "probe.log")
+        began = time.monotonic()
+        process.proc.send_signal(signal.SIGINT)  # to the reloader only, as `kill` would
+        process.wait_for_line("finishing in-flight requests")
+        process.proc.send_signal(signal.SIGINT)
+        assert process.proc.wait(DEADLINE_S) == 0
+        assert time.monotonic() - began < GRACEFUL_S / 2  # not a graceful_timeout wait
+        thread.join(DEADLINE_S)
+    finally:
+        process.stop()
+    assert outcome == [None], "".join(process.all_lines())  # cut, not answered
 
 
 def test_without_watchfiles_it_exits_1_before_binding(config: Path, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import APPS_DIR, GATEWAY, GatewayProcess, wait_until
+from conftest import APPS_DIR, GATEWAY, GatewayProcess, child_pids, wait_until
 
 DEADLINE_S = 30.0
 
@@ -97,6 +97,18 @@ def one_mount_config(directory: Path, app: str, server: str = "", interface: str
         f'[[mount]]\nprefix = "/"\napp = "{app}"\ninterface = "{interface}"\n'
     )
     return config
+
+
+def test_one_worker_serves_in_the_gateway_process_itself(tmp_path: Path) -> None:
+    # workers = 1 (the default) is container mode: no supervisor, no forked worker.
+    gateway = GatewayProcess(one_mount_config(tmp_path, "worker_probe:app"))
+    try:
+        gateway.wait_for_line("serving on")
+        response = httpx.get(gateway.url + "/pid", timeout=DEADLINE_S)
+        assert int(response.text) == gateway.proc.pid
+        assert child_pids(gateway.proc.pid) == []
+    finally:
+        assert gateway.stop() == 0
 
 
 def test_app_that_fails_to_import_exits_3(tmp_path: Path) -> None:
