@@ -11,9 +11,19 @@ pipelining via PAUSED). This module adds what h11 leaves to its user:
    cycle gets a new one, fed the bytes the last one had not parsed (`trailing_data`,
    h11's public hand-over, meant for protocol switches).
 3. h11's RemoteProtocolError becomes a gateway ProtocolError and keeps h11's status hint.
+4. h11 is more lenient than llhttp, so the bytes of each head are kept while it arrives
+   and held to what llhttp refuses, once h11 has parsed them: no bare CR or LF as line
+   ends (RFC 9112 §2.2), no obs-fold (§5.2), no control character but HTAB in a field
+   (RFC 9110 §5.5), no repeated Content-Length (h11 merges equal ones, §8.6). Only the
+   head is scanned, by a few byte counts and one precompiled pattern: a few microseconds
+   a request. A chunked body's chunk lines are checked too (chunk_lines.py).
+5. Empty lines before a request line are skipped (RFC 9112 §2.2 SHOULD), as llhttp
+   does, before h11 sees them.
 """
 
 from __future__ import annotations
+
+import re
 
 import h11
 
@@ -23,6 +33,7 @@ from gateway.errors import (
     RequestHeadersTooLarge,
     RequestTargetTooLong,
 )
+from gateway.http.chunk_lines import ChunkLines
 from gateway.http.events import (
     CONNECTION_CLOSED,
     NEED_DATA,
@@ -44,6 +55,12 @@ from gateway.http.session import (
 # Room for the method, spaces and version around a target of the maximum length, so a
 # request line that has not ended by then is known to be too long (RFC 9112 §3).
 REQUEST_LINE_OVERHEAD_BYTES = 32
+# Rule 4: control characters but HTAB, CR and LF (CR and LF are counted instead: one
+# pattern with look-arounds for bare ones cost three times as much as this and counts).
+_CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTENT_LENGTH_LIST = re.compile(rb"\ncontent-length:[^\r]*,", re.IGNORECASE)
+_HEAD_END = b"\r\n\r\n"
+_CRLF = b"\r\n"
 
 
 class H11Session(ResponseWriter):
@@ -54,12 +71,38 @@ class H11Session(ResponseWriter):
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_bytes)
         self._max_target_bytes = max_target_bytes
         self._max_header_bytes = max_header_bytes
+        # Rule 4: the bytes fed while h11 waits for a head (what h11 buffers for it).
+        self._head_bytes = bytearray()
+        self._chunks: ChunkLines | None = None  # a chunked body's framing, followed
 
     def feed(self, data: bytes) -> None:
+        if data and self._conn.their_state is h11.IDLE:
+            data = self._keep_head_bytes(data)
+            if not data:
+                return
+        elif data and self._chunks is not None:
+            self._follow_chunks(data)
+        self._receive(data)
+
+    def _receive(self, data: bytes) -> None:
         try:
             self._conn.receive_data(data)
         except RuntimeError as exc:  # data after the peer's EOF: h11 refuses it
             raise BadRequest(str(exc)) from exc
+
+    def _keep_head_bytes(self, data: bytes) -> bytes:
+        """Rules 4 and 5: keep the head's bytes; skip empty lines before it."""
+        if not self._head_bytes:
+            data = data.lstrip(_CRLF)  # any CR and LF bytes, as llhttp skips them
+        self._head_bytes += data
+        return data
+
+    def _follow_chunks(self, data: bytes | bytearray) -> None:
+        chunks = self._chunks
+        if chunks is not None:
+            chunks.feed(data)
+            if chunks.done:
+                self._chunks = None
 
     def next_event(self) -> Event:
         try:
@@ -90,8 +133,38 @@ class H11Session(ResponseWriter):
             expects_continue=self._conn.they_are_waiting_for_100_continue,
         )
         check_request_head(head)
+        self._check_head_bytes(headers)
         self._expect_response(head)
         return head
+
+    def _check_head_bytes(self, headers: Headers) -> None:
+        """Rule 4, on the bytes h11 has just parsed into a head."""
+        raw, self._head_bytes = self._head_bytes, bytearray()
+        end = raw.find(_HEAD_END)
+        # Without a CRLF CRLF, h11 found the head's end at a bare LF: scan it all.
+        end = len(raw) if end < 0 else end + len(_HEAD_END)
+        lines = raw.count(_CRLF, 0, end)
+        # Each CRLF holds one CR and one LF: any more is a bare one.
+        if raw.count(b"\r", 0, end) + raw.count(b"\n", 0, end) != 2 * lines:
+            raise BadRequest("a bare CR or LF in the head")
+        if raw.find(b"\n ", 0, end) >= 0 or raw.find(b"\n\t", 0, end) >= 0:
+            raise BadRequest("obs-fold: a field line continued on the next")
+        if _CONTROL_BYTES.search(raw, 0, end) is not None:
+            raise BadRequest("a control character in the head")
+        # Request line, one line per field, the empty line: a field h11 dropped was an
+        # equal Content-Length repeated.
+        if lines != len(headers) + 2:
+            raise BadRequest("Content-Length repeated")
+        chunked = False
+        for name, _ in headers:
+            if name == b"content-length":
+                if _CONTENT_LENGTH_LIST.search(raw, 0, end) is not None:
+                    raise BadRequest("Content-Length repeated")
+            elif name == b"transfer-encoding":
+                chunked = True  # check_request_head let through only a lone `chunked`
+        if chunked:
+            self._chunks = ChunkLines()
+            self._follow_chunks(raw[end:])
 
     def _translate(self, exc: h11.RemoteProtocolError) -> ProtocolError:
         if exc.error_status_hint == 431 and not self._request_line_ended():
@@ -118,6 +191,9 @@ class H11Session(ResponseWriter):
     def start_next_cycle(self) -> None:
         unparsed, closed = self._conn.trailing_data
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_header_bytes)
+        self._head_bytes = bytearray()
+        self._chunks = None
+        unparsed = self._keep_head_bytes(unparsed) if unparsed else unparsed
         if unparsed:
             self._conn.receive_data(unparsed)
         if closed:

@@ -52,6 +52,7 @@ from gateway.http.session import (
 _STATUS_BY_MESSAGE = {
     "Request has invalid `Transfer-Encoding`": MethodNotImplemented,
     "Invalid `Transfer-Encoding` header value": MethodNotImplemented,
+    "Empty Transfer-Encoding": MethodNotImplemented,  # h11: not a lone chunked, so 501
     "Pause on PRI/Upgrade": VersionNotSupported,
     "Invalid HTTP version": VersionNotSupported,
 }

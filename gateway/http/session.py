@@ -31,6 +31,16 @@ Headers = list[tuple[bytes, bytes]]
 REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
 NO_BODY_STATUSES = frozenset({204, 304})  # RFC 9110 §15.3.5, §15.4.5
 SUPPORTED_VERSIONS = frozenset({"1.0", "1.1"})
+# The methods llhttp parses in a request (RFC 9110 §9, WebDAV, CalDAV, QUERY and a few
+# more): the httptools session's parser answers any other with 400, h11 takes any token.
+# Both sessions serve this set, so the `http` setting never changes which requests reach
+# an app. (RFC 9110 §9.1 suggests 501 for a method an origin does not implement; llhttp
+# cannot tell an unknown token from a malformed request line, so both answer 400.)
+SERVED_METHODS = frozenset(
+    b"GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH QUERY PURGE LINK UNLINK SOURCE "
+    b"COPY LOCK MKCOL MOVE PROPFIND PROPPATCH SEARCH UNLOCK BIND REBIND UNBIND ACL REPORT "
+    b"MKACTIVITY CHECKOUT MERGE MKCALENDAR M-SEARCH NOTIFY SUBSCRIBE UNSUBSCRIBE".split()
+)
 
 
 class HTTPSession(Protocol):
@@ -135,14 +145,21 @@ def check_request_head(head: RequestHead) -> None:
     """Framing rules both sessions enforce the same way, whatever their parser allows.
 
     - Only HTTP/1.0 and 1.1 are served (505, RFC 9110 §15.6.6); this also answers an
-      HTTP/2 preface sent to this port.
+      HTTP/2 preface sent to this port. A request line without a version (HTTP/0.9's,
+      which llhttp reports as 0.9) is not an HTTP/1.x request line: 400, as h11 says.
+    - Only SERVED_METHODS (400 otherwise; llhttp already refuses the others).
     - HTTP/1.1 requires exactly one Host field (RFC 9112 §3.2).
     - Content-Length together with Transfer-Encoding is refused outright: a proxy in
       front may have framed the body the other way (request smuggling, RFC 9112 §6.1).
-    - The only transfer coding accepted is a lone `chunked` (501 otherwise, §6.1).
+    - The only transfer coding accepted is a lone `chunked` (501 otherwise, §6.1), and
+      only from HTTP/1.1: in HTTP/1.0 its framing is faulty by definition (400, §6.1).
     """
     if head.http_version not in SUPPORTED_VERSIONS:
+        if head.http_version == "0.9":
+            raise BadRequest("a request line without an HTTP version")
         raise VersionNotSupported(f"HTTP/{head.http_version} is not supported")
+    if head.method not in SERVED_METHODS:
+        raise BadRequest(f"unknown method {head.method[:20]!r}")
     hosts = 0
     length = coding = None
     for name, value in head.headers:
@@ -159,6 +176,8 @@ def check_request_head(head: RequestHead) -> None:
             raise BadRequest("both Content-Length and Transfer-Encoding")
         if coding.strip().lower() != b"chunked":
             raise MethodNotImplemented("only Transfer-Encoding: chunked is supported")
+        if head.http_version == "1.0":
+            raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
 
 
 def plain_response(status: int, headers: Headers, body: bytes) -> bytes:

@@ -1,10 +1,11 @@
 """The request corpus (tests/corpus/) sent to a real server, once per HTTP session.
 
-Each file's bytes go out whole on a fresh connection, which is then half-closed. An
-error file must be answered with its status (no traceback) and the connection closed;
-an ok file gets one final response per request, its body echoed back. After each file,
-a normal request to the same server still gets a 200: bad input never takes the worker
-down. One server per session serves the whole list.
+Each file's bytes go out whole on a fresh connection. An error file must be answered
+with its status (no traceback) and the connection closed by the server, while the
+client keeps its side open; an ok file's connection is then half-closed, and it gets
+one final response per request, its body echoed back. After each file, a normal request
+on a new connection to the same server still gets a 200: bad input never takes the
+worker down. One server per session serves the whole list.
 """
 
 from __future__ import annotations
@@ -36,11 +37,13 @@ HEALTH_CHECK = b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 Serve = Callable[[str], Server]
 
 
-def exchange(server: Server, raw: bytes) -> tuple[bytes, bool]:
-    """Send `raw`, half-close, read to EOF; the reply and whether the server closed."""
+def exchange(server: Server, raw: bytes, half_close: bool = True) -> tuple[bytes, bool]:
+    """Send `raw`, half-close unless told not to, read to EOF; the reply and whether the
+    server closed."""
     with server.connect() as sock:
         sock.sendall(raw)
-        sock.shutdown(socket.SHUT_WR)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
         chunks: list[bytes] = []
         end = time.monotonic() + DEADLINE_S
         while (left := end - time.monotonic()) > 0:
@@ -58,7 +61,9 @@ def exchange(server: Server, raw: bytes) -> tuple[bytes, bool]:
 
 
 def problems(server: Server, case: Case) -> list[str]:
-    reply, closed = exchange(server, case.raw)
+    # An error must close the connection by itself: the client's EOF must not be what
+    # ends it.
+    reply, closed = exchange(server, case.raw, half_close=case.status is None)
     found = []
     if b"Traceback" in reply:
         found.append("the reply holds a traceback")
