@@ -9,6 +9,10 @@ Rules:
    to HTTP_X_USER, so a client could spoof a header a proxy sets (nginx, gunicorn agree).
 3. wsgi.input_terminated is always true: wsgi.input returns EOF at the end of the body,
    chunked or not.
+4. `gateway.client_disconnected` (no arguments, returns a bool) turns true once the
+   client has gone, so a long view can stop early. It is added with wsgi.input, by
+   adapters/wsgi.py; adapters/disconnect.py states its rules. Apps that may run under
+   another server read it with `environ.get(...)`.
 """
 
 from __future__ import annotations

@@ -56,8 +56,11 @@ class LoadedApp:
             self.app.close()
 
 
-def load_app(ref: str, interface: str, threads: int, name: str) -> LoadedApp:
-    """Import `ref` and make it an ASGI 3 app; `threads` sizes a WSGI app's pool."""
+def load_app(
+    ref: str, interface: str, threads: int, name: str, max_queue: int | None = None
+) -> LoadedApp:
+    """Import `ref` and make it an ASGI 3 app; `threads` sizes a WSGI app's pool and
+    `max_queue` bounds the requests waiting for it (None: no bound)."""
     if interface not in INTERFACES:
         raise AppLoadError(f"cannot load {ref!r}: interface must be one of {INTERFACES}")
     obj = import_from_string(ref)
@@ -67,7 +70,7 @@ def load_app(ref: str, interface: str, threads: int, name: str) -> LoadedApp:
     if kind == "wsgi":
         if threads < 1:
             raise AppLoadError(f"cannot load {ref!r}: a WSGI app needs threads >= 1")
-        adapter = WSGIAdapter(cast(WSGIApp, obj), threads, name)
+        adapter = WSGIAdapter(cast(WSGIApp, obj), threads, name, max_queue)
         return LoadedApp(adapter, "wsgi", ref, threads, supports_lifespan=False)
     return LoadedApp(as_asgi3(obj), "asgi", ref, None, supports_lifespan=True)
 

@@ -4,7 +4,8 @@ Rules:
 1. One queue of calls, `size` threads at most, started as calls arrive. A call is a plain
    callable that reports its own outcome (through the request's Channel), so the pool
    keeps no Future per call and takes no lock on submit: less work per request than
-   concurrent.futures.ThreadPoolExecutor, on the path every WSGI request takes.
+   concurrent.futures.ThreadPoolExecutor, on the path every WSGI request takes. The
+   queue's bound (`max_queue`) is kept by the caller, on the loop (adapters/wsgi.py).
 2. Threads are daemon threads. The worker drains requests within `graceful_timeout`
    before it exits; an app still stuck in a call after that must not hold the process.
 3. `close` lets queued calls run, then the threads end; nothing new is accepted.

@@ -21,7 +21,12 @@ Rules:
    500 (or the error's status) or closes the connection. ClientDisconnected ends the
    call quietly.
 6. `expect: 100-continue`: no pre-read, so the server sends 100 only when the app reads.
-7. The environ and its rules live in adapters/environ.py.
+7. The environ and its rules live in adapters/environ.py; its
+   `gateway.client_disconnected` in adapters/disconnect.py.
+8. The pool's queue is bounded: a mount holds at most `threads + max_queue` requests,
+   counted on the loop (no lock) from the hand-off to the end of the response; one more
+   raises ServiceUnavailable (503 with Retry-After) before the app is called. A finished
+   call whose last bytes are still being sent counts until they are: a brief overlap.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import contextlib
 import contextvars
 import io
 import logging
+import sys
 import threading
 from collections.abc import Callable, Iterable, Sized
 from concurrent.futures import CancelledError as FutureCancelled
@@ -40,10 +46,12 @@ from typing import Any, cast
 
 from a2wsgi.wsgi_typing import Environ, ExceptionInfo, WSGIApp
 
+from adapters.disconnect import ENVIRON_KEY as CLIENT_DISCONNECTED
+from adapters.disconnect import DisconnectWatch
 from adapters.environ import ErrorStream, build_environ
 from adapters.pool import ThreadPool
 from gateway.asgi import Message, Receive, Scope, Send
-from gateway.errors import ClientDisconnected
+from gateway.errors import ClientDisconnected, ServiceUnavailable
 
 # Response bytes a thread may post before the loop has handed them to the connection.
 # 256 KiB holds a typical page or JSON reply whole, so the thread never waits for those,
@@ -72,6 +80,10 @@ class BodyStream(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def ended(self) -> bool:
+        """The last body message has come (adapters/disconnect.py rule 3)."""
+        return not self._more
 
     def readinto(self, buffer: Any, /) -> int:  # any writable buffer (typeshed's type)
         while not self._view and self._more:
@@ -332,35 +344,52 @@ def _as_bytes(data: object) -> bytes:
 
 
 class WSGIAdapter:
-    """An ASGI 3 app that runs a WSGI app on its own pool of `threads` threads."""
+    """An ASGI 3 app that runs a WSGI app on its own pool of `threads` threads, with at
+    most `max_queue` requests waiting for one (rule 8; None: no bound, for embedding: the
+    mount file always sets one)."""
 
-    def __init__(self, app: WSGIApp, threads: int, name: str) -> None:
+    def __init__(self, app: WSGIApp, threads: int, name: str, max_queue: int | None = None) -> None:
         self.app = app
         self.threads = threads
         self.name = name
+        self.max_queue = max_queue
         self._errors = ErrorStream(name)
         self._pool = ThreadPool(threads, f"wsgi-{name}")
+        self._capacity = sys.maxsize if max_queue is None else threads + max_queue
+        self._active = 0  # requests handed to the pool whose response has not ended
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             raise ValueError(
                 f"WSGI mount {self.name!r} serves only HTTP, not a {scope['type']!r} scope"
             )
-        channel = Channel(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        channel = Channel(loop)
         environ = build_environ(scope, self._errors)
         body = await _open_input(environ, receive, channel)
         if body is None:
             return  # the client left before its request began: nobody to answer
+        if self._active >= self._capacity:  # rule 8
+            raise ServiceUnavailable(
+                f"WSGI mount {self.name!r} is full: {self.threads} threads busy, "
+                f"{self.max_queue} requests queued"
+            )
         environ["wsgi.input"] = body
+        stream = cast(BodyStream, body.raw) if type(body) is io.BufferedReader else None
+        watch = environ[CLIENT_DISCONNECTED] = DisconnectWatch(loop, receive, channel, stream)
         call = WSGICall(channel, self.name)
         # The copied context lets request-scoped contextvars (log ids, tracing) follow
         # the request into its thread, as asyncio.to_thread does.
         context = contextvars.copy_context()
-        self._pool.submit(partial(context.run, call.run, self.app, environ))
-        try:  # noqa: SIM105 - not contextlib.suppress: this runs on every request
+        self._active += 1
+        try:
+            self._pool.submit(partial(context.run, call.run, self.app, environ))
             await channel.drain(send)
         except ClientDisconnected:
             pass
+        finally:
+            self._active -= 1
+            watch.close()
 
     def close(self) -> None:
         """Close the pool without waiting; calls already queued still run."""

@@ -22,6 +22,7 @@ from gateway import __version__, reload
 from gateway.config import CliOption, Config, cli_options, load_config
 from gateway.errors import ConfigError, GatewayError, StartupError
 from gateway.supervisor import serve
+from gateway.tls import server_context
 from gateway.worker import load_mounts
 
 LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
@@ -120,6 +121,7 @@ def _log_handler(config: Config, setting: str, stream: TextIO) -> logging.Handle
 
 def check(config: Config) -> int:
     """Import every app and print the routing table (exit 0), or why not (exit 1)."""
+    server_context(config)  # TLS files that do not load: a ConfigError, exit 1
     try:
         mounts = load_mounts(config)
     except StartupError as exc:

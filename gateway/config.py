@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from gateway.bind import Bind as Bind
 from gateway.bind import parse_bind as parse_bind
 from gateway.errors import ConfigError
+from gateway.proxy import ProxyTrust
 
 Check = Callable[[object], Any]
 """A validator: takes the raw TOML value, returns the stored value or raises _Invalid."""
@@ -37,12 +38,23 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 INTERFACES = ("asgi", "wsgi", "auto")
 LIFESPAN_MODES = ("auto", "on", "off")
 HTTP_PARSERS = ("auto", "h11", "httptools")
+CLIENT_CERT_MODES = ("none", "optional", "required")
+TLS_FILES = ("certfile", "keyfile", "ca_certs")  # relative to the mount file, like pythonpath
+# Proxies whose X-Forwarded-*/Forwarded fields count (proxy_headers): this host's own,
+# as uvicorn and gunicorn trust by default. Not "unix": who may connect to a unix socket
+# is a matter of file permissions, so trusting its peers is left to an explicit choice.
+FORWARDED_ALLOW_IPS = ("127.0.0.1", "::1")
 
 # A WSGI mount's pool size when the file does not say. Between Waitress's 4 threads and
 # mod_wsgi daemon mode's 15: enough to overlap the database and network waits of a
 # typical legacy app, few enough that several WSGI mounts in one worker stay cheap.
 # Explicit `threads` per mount is recommended; this is only the safe fallback.
 DEFAULT_WSGI_THREADS = 10
+# Requests a WSGI mount holds waiting for a free thread; past it, 503. The listen queue
+# uWSGI and mod_wsgi's daemon mode put in front of a legacy app's workers (100 each):
+# deep enough for a burst (a page's parallel requests, a client's retry), bounded so that
+# under overload a request waits at most ~100/threads request durations or fails at once.
+DEFAULT_WSGI_MAX_QUEUE = 100
 
 # The whole request head (request line + headers). 16 KiB is h11's own default
 # (DEFAULT_MAX_INCOMPLETE_EVENT_SIZE); nginx's default buffers accept 4 x 8 KiB lines and
@@ -65,6 +77,16 @@ MAX_BODY_BYTES = 100 * 1024 * 1024
 # uvicorn's default; long enough for a browser's next request, short enough that idle
 # connections do not pile up (gunicorn uses 2 s, nginx 75 s behind a proxy).
 KEEP_ALIVE_TIMEOUT_S = 5.0
+# From the first byte of a request head to its end. A real client sends its head in one
+# or two packets: even 16 KiB over a 56 kbit/s link takes under 3 s, and TCP's first
+# retransmissions (1 s, 2 s) fit too. nginx (client_header_timeout) and Node.js allow
+# 60 s; a Slowloris client holds a connection for the whole bound, so ours is tighter.
+HEADER_TIMEOUT_S = 10.0
+# The longest pause in a request body while the app waits for it (nginx's
+# client_body_timeout has the same meaning, 60 s). A mobile client survives a handover
+# or a run of retransmissions (1+2+4+8 s) within it; a stalled upload to a WSGI app holds
+# one of its pool's threads meanwhile, hence half of nginx's figure.
+BODY_TIMEOUT_S = 30.0
 # gunicorn's default, and Kubernetes' terminationGracePeriodSeconds: drain fits the pod's.
 GRACEFUL_TIMEOUT_S = 30.0
 
@@ -203,6 +225,15 @@ def _file_mode(value: object) -> int:
     return mode
 
 
+def _trust_list(value: object) -> tuple[str, ...]:
+    items = _string_list(value)
+    try:
+        ProxyTrust(items)  # parsed again by each worker; here only checked
+    except ValueError as exc:
+        raise _Invalid(str(exc)) from None
+    return items
+
+
 def _health_path(value: object) -> str:
     text = _expect(value, str, "a string")
     if text == "":
@@ -298,6 +329,26 @@ class ServerConfig:
         _seconds(positive=True),
         "seconds an idle keep-alive connection stays open",
     )
+    header_timeout: float = _setting(
+        HEADER_TIMEOUT_S,
+        _seconds(positive=True),
+        "seconds from a request head's first byte to its end; then 408 and close",
+    )
+    body_timeout: float = _setting(
+        BODY_TIMEOUT_S,
+        _seconds(positive=True),
+        "seconds the request body may pause while the app waits for it; then 408 and close",
+    )
+    limit_concurrency: int = _setting(
+        0,
+        _int_at_least(0),
+        "requests and WebSockets a worker serves at once; past it: 503 at once; 0: no limit",
+    )
+    backlog: int = _setting(
+        LISTEN_BACKLOG,
+        _int_at_least(1),
+        "connections the kernel queues per socket before accept (capped by somaxconn)",
+    )
     graceful_timeout: float = _setting(
         GRACEFUL_TIMEOUT_S, _seconds(positive=False), "seconds requests get to finish on shutdown"
     )
@@ -369,6 +420,35 @@ class ServerConfig:
         _seconds(positive=False),
         "seconds after SIGTERM that readiness answers 503 while requests are still served",
     )
+    proxy_headers: bool = _setting(
+        False,
+        _boolean,
+        "take client address, scheme and host from X-Forwarded-* or Forwarded fields "
+        "sent by a peer in forwarded_allow_ips",
+    )
+    forwarded_allow_ips: tuple[str, ...] = _setting(
+        FORWARDED_ALLOW_IPS,
+        _trust_list,
+        'proxies trusted with proxy_headers: IP addresses, networks (CIDR), "*" (any), '
+        '"unix" (unix-socket peers)',
+    )
+    certfile: str = _setting(
+        "",
+        _path_or_empty,
+        'serve TLS with this PEM certificate (chain), relative to this file; "": plain HTTP',
+    )
+    keyfile: str = _setting(
+        "", _path_or_empty, 'PEM private key of certfile; "": the key is in certfile'
+    )
+    keyfile_password: str = _setting("", _path_or_empty, "password of an encrypted keyfile")
+    ca_certs: str = _setting(
+        "", _path_or_empty, "PEM file of the CAs that sign client certificates (client_cert)"
+    )
+    client_cert: str = _setting(
+        "none",
+        _choice(CLIENT_CERT_MODES),
+        "TLS client certificates (mTLS): none, optional (verified if sent) or required",
+    )
     reload: bool = _setting(
         False,
         _boolean,
@@ -396,6 +476,13 @@ class MountConfig:
         _int_at_least(1),
         "WSGI only: this mount's thread pool size",
         doc_default=f"{DEFAULT_WSGI_THREADS} (WSGI mounts)",
+    )
+    # None after loading only on interface = "asgi" mounts, as for threads.
+    max_queue: int | None = _setting(
+        None,
+        _int_at_least(0),
+        "WSGI only: requests that may wait for a free thread; past it: 503 with Retry-After",
+        doc_default=f"{DEFAULT_WSGI_MAX_QUEUE} (WSGI mounts)",
     )
     lifespan: str = _setting(
         "auto", _choice(LIFESPAN_MODES), "auto, on (startup must succeed) or off"
@@ -459,9 +546,27 @@ def _load_server(table: object, path: str, overrides: Mapping[str, object]) -> S
         raise _Where(path, "top level").fail("server", "must be a table: write [server]")
     server = _build(ServerConfig, table, where)
     server = _apply_overrides(server, overrides, _Where(path + COMMAND_LINE, "server"))
+    _check_tls(server, where)
     base = os.path.dirname(os.path.abspath(path))
     resolved = tuple(os.path.normpath(os.path.join(base, p)) for p in server.pythonpath)
-    return replace(server, pythonpath=resolved)
+    files = {key: getattr(server, key) for key in TLS_FILES if getattr(server, key)}
+    files = {key: os.path.normpath(os.path.join(base, name)) for key, name in files.items()}
+    return replace(server, pythonpath=resolved, **files)
+
+
+def _check_tls(server: ServerConfig, where: _Where) -> None:
+    """TLS settings that make sense only together. The files are read when a worker
+    starts (gateway/tls.py), not here (rule 1)."""
+    if not server.certfile:
+        for key in ("keyfile", "keyfile_password", "ca_certs"):
+            if getattr(server, key):
+                raise where.fail(key, "needs certfile: without it the server speaks plain HTTP")
+    if server.client_cert != "none" and not server.ca_certs:
+        reason = "needs ca_certs, the CAs that sign the client certificates"
+        raise where.fail("client_cert", reason if server.certfile else "needs certfile")
+    if server.ca_certs and server.client_cert == "none":
+        reason = 'verifies client certificates only: set client_cert = "optional" or "required"'
+        raise where.fail("ca_certs", reason)
 
 
 def _apply_overrides(
@@ -490,12 +595,15 @@ def _load_mounts(data: dict[str, Any], top: _Where) -> tuple[MountConfig, ...]:
 
 def _load_mount(table: dict[str, Any], where: _Where) -> MountConfig:
     mount = _build(MountConfig, table, where)
-    if mount.interface == "asgi" and mount.threads is not None:
-        raise where.fail("threads", 'applies to WSGI mounts only; this one is interface = "asgi"')
+    for key in ("threads", "max_queue"):
+        if mount.interface == "asgi" and getattr(mount, key) is not None:
+            raise where.fail(key, 'applies to WSGI mounts only; this one is interface = "asgi"')
     if mount.interface == "wsgi" and mount.lifespan == "on":
         raise where.fail("lifespan", 'a WSGI app has no lifespan; use "auto" or "off"')
     if mount.interface != "asgi" and mount.threads is None:
         mount = replace(mount, threads=DEFAULT_WSGI_THREADS)
+    if mount.interface != "asgi" and mount.max_queue is None:
+        mount = replace(mount, max_queue=DEFAULT_WSGI_MAX_QUEUE)
     return mount
 
 

@@ -20,12 +20,28 @@ Rules:
    pay nothing for this: the session gives upgrade requests their own event type.
    A WebSocket connection stays in `connections` until its app has returned too, so a
    graceful stop waits for the app (DESIGN §4).
+6. Slow clients are bounded by one periodic sweep per worker (ServerState), never a
+   timer per request: a connection without a request closes silently after
+   `keep_alive_timeout` (from its start or the end of its last response); a request head
+   not complete `header_timeout` after its first byte gets a 408 and the connection
+   closes (Slowloris); a request whose app waits in `receive` while no body byte comes
+   for `body_timeout` fails the same way: 408 if its response has not started, else a
+   close, and `receive` reports http.disconnect (a WSGI read raises).
+7. `limit_concurrency`: past that many requests and WebSockets in flight in this worker,
+   a new one gets a 503 with Retry-After at once, without the app, and the connection
+   closes. The hot path pays an integer count, nothing else.
+8. Scheme and proxies are settled per connection, at connection_made: a TLS transport
+   makes the scope's scheme "https" ("wss") and gives it the ASGI TLS extension. With
+   `proxy_headers`, a peer in `forwarded_allow_ips` gets its requests' `client`,
+   `scheme` and Host field from their proxy fields (gateway/proxy.py); requests from
+   any other peer, and all of them with `proxy_headers` off, pay one `is None` check.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Callable
 from email.utils import formatdate
@@ -33,7 +49,14 @@ from typing import Any, cast
 
 from gateway.asgi import ASGI_VERSION, HTTP_SPEC_VERSION, ASGIApp, Message
 from gateway.config import ServerConfig
-from gateway.errors import AppProtocolError, ClientDisconnected, ProtocolError
+from gateway.errors import (
+    AppProtocolError,
+    ClientDisconnected,
+    HTTPError,
+    ProtocolError,
+    RequestTimeout,
+    ServiceUnavailable,
+)
 from gateway.http.events import (
     CONNECTION_CLOSED,
     NEED_DATA,
@@ -45,7 +68,9 @@ from gateway.http.events import (
 from gateway.http.h11_session import H11Session
 from gateway.http.httptools_session import HttptoolsSession
 from gateway.http.session import HTTPSession, RequestTarget, UpgradeRequest, parse_target
-from gateway.http.ws_session import HandshakeError, is_websocket_request, read_handshake
+from gateway.http.ws_session import is_websocket_request, read_handshake
+from gateway.proxy import ProxyTrust, forwarded_origin, with_host
+from gateway.tls import tls_extension
 from gateway.websocket import WebSocketCycle, WebSocketSettings, websocket_scope
 
 # Unread request body a cycle may hold before reading pauses: large enough that a typical
@@ -53,8 +78,9 @@ from gateway.websocket import WebSocketCycle, WebSocketSettings, websocket_scope
 # well under 100 MiB.
 BODY_HIGH_WATER_BYTES = 64 * 1024
 SERVER_HEADER = (b"server", b"gateway")
-# The idle sweep's period, at most: an idle connection lives at most this much past
-# keep_alive_timeout (and half the timeout when that is shorter).
+# The sweep's period, at most (rule 6): a connection lives at most this much past
+# keep_alive_timeout, header_timeout or body_timeout (and half the shortest of them when
+# that is shorter).
 IDLE_SWEEP_INTERVAL_S = 0.5
 # On a graceful stop, an idle keep-alive connection stays open this long: a client that
 # reuses it right after a response (its request may be on the wire already) is answered,
@@ -111,23 +137,28 @@ class ServerState:
         self.access_log = config.access_log
         self.on_connection_closed: Callable[[], object] | None = None  # set while draining
         self.requests_served = 0  # for max_requests; read by the worker's heartbeat
+        # Rule 7: requests and WebSockets whose app runs; no limit is the largest int.
+        self.in_flight = 0
+        self.concurrency_limit = config.limit_concurrency or sys.maxsize
+        # Rule 8: parsed once per worker; None when proxy_headers is off.
+        self.proxy_trust = ProxyTrust(config.forwarded_allow_ips) if config.proxy_headers else None
         self._session_class = SESSIONS[config.http]
         self._loop = asyncio.get_running_loop()
         self._sweep: asyncio.TimerHandle | None = None
+        bounds = (config.keep_alive_timeout, config.header_timeout, config.body_timeout)
+        self._sweep_interval_s = min(IDLE_SWEEP_INTERVAL_S, *(b / 2 for b in bounds))
 
     def start_idle_sweep(self) -> None:
-        """Close idle keep-alive connections past `keep_alive_timeout`.
+        """Hold every connection to rule 6's bounds (idle, head, body), now and then.
 
         One timer for the worker, not one per connection: arming and cancelling a timer
         on every request costs more than checking every connection twice a second. A
-        connection closes between the timeout and the timeout plus one interval.
+        connection is closed between its bound and the bound plus one interval.
         """
-        timeout_s = self.config.keep_alive_timeout
         now = self._loop.time()
         for conn in list(self.connections):
-            conn.close_if_idle(now, timeout_s)
-        interval_s = min(IDLE_SWEEP_INTERVAL_S, timeout_s / 2)
-        self._sweep = self._loop.call_later(interval_s, self.start_idle_sweep)
+            conn.check_deadlines(now)
+        self._sweep = self._loop.call_later(self._sweep_interval_s, self.start_idle_sweep)
 
     def stop_idle_sweep(self) -> None:
         if self._sweep is not None:
@@ -150,7 +181,10 @@ class HTTPConnection(asyncio.Protocol):
         self._websocket: WebSocketCycle | None = None  # owns the connection once set
         self._client: tuple[str, int | None] | None = None
         self._server: tuple[str, int | None] | None = None
+        self._tls: dict[str, Any] | None = None  # the ASGI TLS extension, on TLS (rule 8)
+        self._proxy: ProxyTrust | None = None  # set when the peer is a trusted proxy (rule 8)
         self._idle_since: float | None = None  # loop time the connection went idle
+        self._head_since: float | None = None  # loop time a pending head's first byte came
         self._reading_paused = False
         self._writing_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -164,6 +198,12 @@ class HTTPConnection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         self._client = _address(transport.get_extra_info("peername"))
         self._server = _address(transport.get_extra_info("sockname"))
+        ssl_object = transport.get_extra_info("ssl_object")
+        self._tls = tls_extension(ssl_object) if ssl_object is not None else None
+        trust = self._state.proxy_trust
+        if trust is not None:
+            unix = isinstance(transport.get_extra_info("sockname"), str)
+            self._proxy = trust if trust.trusts_peer(self._client, unix) else None
         self._state.connections.add(self)
         self._idle_since = self._loop.time()
 
@@ -177,10 +217,10 @@ class HTTPConnection(asyncio.Protocol):
             self._reject(exc)
             return
         self._handle_events()
-        if self._cycle is None:
-            # Part of a request head: the idle bound still holds, so a client that stalls
-            # mid-head is closed (a tighter header_timeout is a later issue).
-            self._idle_since = self._loop.time()
+        if self._cycle is None and self._head_since is None:
+            # Part of a request head: header_timeout runs from its first byte, and later
+            # bytes do not move it, so trickling a head buys nothing (rule 6).
+            self._head_since = self._loop.time()
 
     def eof_received(self) -> bool:
         if self._websocket is not None:
@@ -254,13 +294,17 @@ class HTTPConnection(asyncio.Protocol):
                 self._start_upgrade(event)
 
     def _start_cycle(self, head: RequestHead) -> None:
+        state = self._state
+        if state.in_flight >= state.concurrency_limit:
+            self._refuse_over_limit()
+            return
         target = parse_target(head.target)
         scope: dict[str, Any] = {
             "type": "http",
             "asgi": {"version": ASGI_VERSION, "spec_version": HTTP_SPEC_VERSION},
             "http_version": head.http_version,
             "method": head.method.decode("ascii"),
-            "scheme": "http",
+            "scheme": "http" if self._tls is None else "https",
             "path": target.path,
             "raw_path": target.raw_path,
             "query_string": target.query_string,
@@ -269,8 +313,13 @@ class HTTPConnection(asyncio.Protocol):
             "client": self._client,
             "server": self._server,
         }
-        cycle = RequestCycle(self, scope, head.expects_continue, self._state.access_log)
+        if self._tls is not None:
+            scope["extensions"] = {"tls": self._tls}
+        if self._proxy is not None:
+            _apply_proxy(scope, self._proxy)
+        cycle = RequestCycle(self, scope, head.expects_continue, state.access_log)
         self._cycle = cycle
+        state.in_flight += 1  # until _cycle_finished
         self._loop.create_task(self._run_app(cycle))
 
     def _start_upgrade(self, head: UpgradeRequest) -> None:
@@ -282,18 +331,31 @@ class HTTPConnection(asyncio.Protocol):
             self._start_cycle(head)
 
     def _start_websocket(self, head: UpgradeRequest, target: RequestTarget) -> None:
+        state = self._state
+        if state.in_flight >= state.concurrency_limit:
+            self._refuse_over_limit()
+            return
         handshake = read_handshake(head)  # a HandshakeError is answered by _reject
-        scope = websocket_scope(head, target, handshake, self._client, self._server)
+        scheme = "ws" if self._tls is None else "wss"
+        scope = websocket_scope(head, target, handshake, self._client, self._server, scheme)
+        if self._tls is not None:
+            scope["extensions"]["tls"] = self._tls
+        if self._proxy is not None:
+            _apply_proxy(scope, self._proxy)
         cycle = WebSocketCycle(self, scope, handshake, self._state.websocket)
         self._websocket = cycle
         if self._closing:
             cycle.shutdown()
+        state.in_flight += 1  # until _run_websocket ends
         task = self._loop.create_task(self._run_websocket(cycle))
         self._state.websocket_tasks.add(task)
         task.add_done_callback(self._state.websocket_tasks.discard)
 
     async def _run_websocket(self, cycle: WebSocketCycle) -> None:
-        await cycle.run(self._state.app)
+        try:
+            await cycle.run(self._state.app)
+        finally:
+            self._state.in_flight -= 1
         self._state.requests_served += 1
         if self._state.access_log:
             cycle.log_access()
@@ -305,16 +367,24 @@ class HTTPConnection(asyncio.Protocol):
         if cycle is not None and cycle.body_arrived(data) > BODY_HIGH_WATER_BYTES:
             self.pause_reading()
 
-    def _reject(self, exc: ProtocolError) -> None:
-        """Answer bad input with the status it implies, then close (DESIGN §5)."""
-        error_log.info("bad request from %s: %s (%d)", self._client, exc, exc.status)
-        if self._cycle is not None:
-            self._cycle.client_gone()
-        headers = self.default_headers()
-        if isinstance(exc, HandshakeError):
-            headers.extend(exc.headers)  # 426 names the version we speak (RFC 6455 §4.2.2)
+    def _reject(self, exc: HTTPError) -> None:
+        """Answer with the status the error implies (bad input, a slow client, a limit),
+        if the response has not started, then close (DESIGN §5)."""
+        error_log.info("refused a request from %s: %s (%d)", self._client, exc, exc.status)
+        cycle = self._cycle
+        if cycle is not None:
+            cycle.client_gone()
+            if not cycle.response_started:
+                cycle.status = exc.status  # for the access log
+        # The error's own fields: a 426 names the version we speak (RFC 6455 §4.2.2), a
+        # 503 says when to retry.
+        headers = [*self.default_headers(), *exc.headers]
         self.write(self._session.error_response(exc.status, headers))
         self.close()
+
+    def _refuse_over_limit(self) -> None:
+        limit = self._state.config.limit_concurrency
+        self._reject(ServiceUnavailable(f"limit_concurrency ({limit}) reached"))
 
     # -- the app ---------------------------------------------------------------------
 
@@ -332,9 +402,11 @@ class HTTPConnection(asyncio.Protocol):
             self._cycle_finished(cycle)
 
     def _app_failed(self, cycle: RequestCycle, exc: Exception) -> None:
-        if isinstance(exc, ProtocolError):
+        headers = self.default_headers()
+        if isinstance(exc, HTTPError):  # e.g. 413 from the router, 503 from a WSGI queue
             error_log.info("request rejected: %s (%d)", exc, exc.status)
             status = exc.status
+            headers.extend(exc.headers)
         else:
             error_log.error("app failed on %s %s", cycle.method, cycle.path, exc_info=exc)
             status = 500
@@ -344,10 +416,11 @@ class HTTPConnection(asyncio.Protocol):
             self.close()  # half a response: only closing tells the client it is cut
             return
         cycle.status = status
-        self.write(self._session.error_response(status, self.default_headers()))
+        self.write(self._session.error_response(status, headers))
         cycle.response_complete = True
 
     def _cycle_finished(self, cycle: RequestCycle) -> None:
+        self._state.in_flight -= 1
         self._state.requests_served += 1
         if self._state.access_log:
             cycle.log_access()
@@ -362,6 +435,7 @@ class HTTPConnection(asyncio.Protocol):
         self._handle_events()
         if self._cycle is None:
             self._idle_since = self._loop.time()
+            self._head_since = None
 
     # -- writing and flow control ----------------------------------------------------
 
@@ -411,11 +485,22 @@ class HTTPConnection(asyncio.Protocol):
 
     # -- timers and closing ----------------------------------------------------------
 
-    def close_if_idle(self, now: float, timeout_s: float) -> None:
-        """Called by the worker's idle sweep: close a connection idle past the bound."""
-        since = self._idle_since
-        busy = self._cycle is not None or self._websocket is not None
-        if not busy and since is not None and now - since >= timeout_s:
+    def check_deadlines(self, now: float) -> None:
+        """Called by the worker's sweep: hold this connection to rule 6's bounds."""
+        if self._websocket is not None or self._transport is None:
+            return  # a WebSocket has its own pings and timeouts
+        if self._transport.is_closing():
+            return  # already answered or closed; its last bytes may still be going out
+        config = self._state.config
+        cycle = self._cycle
+        if cycle is not None:
+            if cycle.body_stalled(now, config.body_timeout):
+                self._reject(RequestTimeout(f"no request body for {config.body_timeout} s"))
+        elif self._head_since is not None:
+            if now - self._head_since >= config.header_timeout:
+                timeout = config.header_timeout
+                self._reject(RequestTimeout(f"request head not complete after {timeout} s"))
+        elif self._idle_since is not None and now - self._idle_since >= config.keep_alive_timeout:
             self.close()
 
     def close(self) -> None:
@@ -466,9 +551,10 @@ class RequestCycle:
         "_body_delivered",
         "_conn",
         "_expects_continue",
-        "_head",
         "_peer_closed",
+        "_start",
         "_waiter",
+        "_waiting_since",
         "bytes_sent",
         "disconnected",
         "method",
@@ -493,7 +579,8 @@ class RequestCycle:
         self._peer_closed = False
         self._expects_continue = expects_continue
         self._waiter: asyncio.Future[None] | None = None
-        self._head = b""
+        self._waiting_since = 0.0  # loop time `receive` began to wait (body_timeout)
+        self._start: Message | None = None  # the start message, until the first body
         self.response_started = False
         self.response_complete = False
         self.disconnected = False
@@ -531,6 +618,12 @@ class RequestCycle:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def body_stalled(self, now: float, timeout_s: float) -> bool:
+        """The app waits in `receive` for body that has not come for `timeout_s` (rule 6);
+        a wait for http.disconnect after the whole body is no stall."""
+        waiting = self._waiter is not None and not self._body_complete
+        return waiting and now - self._waiting_since >= timeout_s
+
     # -- ASGI receive ----------------------------------------------------------------
 
     async def receive(self) -> Message:
@@ -543,7 +636,9 @@ class RequestCycle:
                 # RFC 9110 §10.1.1: the 100 goes out only once the app asks for the body.
                 self._expects_continue = False
                 self._conn.send_continue()
-            self._waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            self._waiter = loop.create_future()
+            self._waiting_since = loop.time()
             await self._waiter
 
     def _take_body(self) -> Message:
@@ -572,17 +667,22 @@ class RequestCycle:
         self.response_started = True
         self.status = message["status"]
         # The head waits for the first body message (ASGI: the server must not start
-        # the response before it), and both go out in one write.
-        self._head = self._conn.response_head(self.status, message.get("headers", []))
+        # the response before it), and both go out in one write. It is serialised then
+        # too, so an app that fails before its first body (a second start, a return)
+        # has sent nothing and still gets its 500 (DESIGN §5).
+        self._start = message
 
     async def _send_body(self, body: bytes, more_body: bool) -> None:
         if not self.response_started:
             raise AppProtocolError("http.response.body sent before http.response.start")
         if self.response_complete:
             return  # ASGI: further messages after the last body are ignored
-        data = self._conn.response_body(body, more_body)
-        if self._head:
-            data, self._head = self._head + data, b""
+        start, self._start = self._start, None
+        if start is None:
+            data = self._conn.response_body(body, more_body)
+        else:
+            head = self._conn.response_head(self.status, start.get("headers", []))
+            data = head + self._conn.response_body(body, more_body)
         self.bytes_sent += len(body)
         self._conn.write(data)
         if not more_body:
@@ -609,6 +709,23 @@ class RequestCycle:
             duration_ms,
             mount,
         )
+
+
+# Rule 8: the scope's scheme, by scope type, for a proxy that says plain or TLS.
+_SCHEMES = {"http": ("http", "https"), "websocket": ("ws", "wss")}
+
+
+def _apply_proxy(scope: dict[str, Any], trust: ProxyTrust) -> None:
+    """Rule 8: what a trusted proxy's fields say replaces what the connection knows."""
+    origin = forwarded_origin(scope["headers"], trust)
+    if origin.client is not None:
+        scope["client"] = origin.client
+    if origin.secure is not None:
+        scope["scheme"] = _SCHEMES[scope["type"]][origin.secure]
+    if origin.host is not None:
+        # The Host field, which ASGI apps (and WSGI's HTTP_HOST) build URLs from; the
+        # app sees the host the client asked the proxy for, as behind Werkzeug's ProxyFix.
+        scope["headers"] = with_host(scope["headers"], origin.host)
 
 
 def _address(info: object) -> tuple[str, int | None] | None:

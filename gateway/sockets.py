@@ -41,7 +41,7 @@ class BindError(GatewayError):
 
 def listening_sockets(server: ServerConfig) -> list[socket.socket]:
     """The sockets to serve: systemd's when it activated us (rule 4), else `bind`'s."""
-    return systemd_sockets() or bind_sockets(server.bind, server.unix_socket_mode)
+    return systemd_sockets() or bind_sockets(server.bind, server.unix_socket_mode, server.backlog)
 
 
 def socket_files(sockets: Sequence[socket.socket], binds: Sequence[Bind]) -> list[str]:
@@ -80,12 +80,14 @@ def systemd_sockets() -> list[socket.socket]:
     return bind_sockets([Bind("fd", fd=SD_LISTEN_FDS_START + n) for n in range(int(count))])
 
 
-def bind_sockets(binds: Sequence[Bind], unix_socket_mode: int | None = None) -> list[socket.socket]:
+def bind_sockets(
+    binds: Sequence[Bind], unix_socket_mode: int | None = None, backlog: int = LISTEN_BACKLOG
+) -> list[socket.socket]:
     """Bind and listen on every address; close what was opened if one fails."""
     sockets: list[socket.socket] = []
     try:
         for bind in binds:
-            sockets.append(bind_socket(bind, unix_socket_mode))
+            sockets.append(bind_socket(bind, unix_socket_mode, backlog))
     except BaseException:
         for sock in sockets:
             sock.close()
@@ -93,15 +95,19 @@ def bind_sockets(binds: Sequence[Bind], unix_socket_mode: int | None = None) -> 
     return sockets
 
 
-def bind_socket(bind: Bind, unix_socket_mode: int | None = None) -> socket.socket:
-    """One listening, non-blocking socket for `bind`; BindError says why not."""
+def bind_socket(
+    bind: Bind, unix_socket_mode: int | None = None, backlog: int = LISTEN_BACKLOG
+) -> socket.socket:
+    """One listening, non-blocking socket for `bind`; BindError says why not. `backlog`
+    is the kernel's accept queue (an fd:// socket keeps the one it was passed with until
+    a worker listens on it again, gateway/worker.py)."""
     try:
         if bind.kind == "fd":
             sock = _adopt_fd(bind.fd)
         elif bind.kind == "unix":
-            sock = _bind_unix(bind.path, unix_socket_mode)
+            sock = _bind_unix(bind.path, unix_socket_mode, backlog)
         else:
-            sock = _bind_tcp(bind.host, bind.port)
+            sock = _bind_tcp(bind.host, bind.port, backlog)
     except _Refused as exc:
         raise BindError(f"cannot bind {bind}: {exc}") from None
     except OSError as exc:
@@ -126,7 +132,7 @@ def _adopt_fd(fd: int) -> socket.socket:
     return sock
 
 
-def _bind_tcp(host: str, port: int) -> socket.socket:
+def _bind_tcp(host: str, port: int, backlog: int) -> socket.socket:
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
@@ -138,21 +144,21 @@ def _bind_tcp(host: str, port: int) -> socket.socket:
             # "[::]:8000" means IPv6 only, as written; list "0.0.0.0:8000" too for both.
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(address)
-        sock.listen(LISTEN_BACKLOG)
+        sock.listen(backlog)
     except BaseException:
         sock.close()
         raise
     return sock
 
 
-def _bind_unix(path: str, mode: int | None) -> socket.socket:
+def _bind_unix(path: str, mode: int | None, backlog: int) -> socket.socket:
     _remove_stale_socket(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(path)
         if mode is not None:
             os.chmod(path, mode)
-        sock.listen(LISTEN_BACKLOG)
+        sock.listen(backlog)
     except BaseException:
         sock.close()
         raise

@@ -56,6 +56,7 @@ from gateway.children import SUPERVISOR_SIGNALS, WorkerProcess, fork_worker
 from gateway.config import Config, load_config
 from gateway.errors import GatewayError, StartupError
 from gateway.sockets import close_sockets, listening_sockets, socket_files
+from gateway.tls import server_context
 from gateway.wakeup import SignalPipe, describe_exit, read_ready
 
 log = logging.getLogger("gateway.supervisor")
@@ -78,6 +79,7 @@ def serve(config: Config, overrides: Mapping[str, object] | None = None) -> int:
     `overrides` are the command line's settings, applied again when the mount file is
     re-read (SIGHUP).
     """
+    server_context(config)  # a certificate that does not load: exit 1 before binding
     sockets = listening_sockets(config.server)
     files = socket_files(sockets, config.server.bind)
     try:
@@ -354,6 +356,7 @@ class Supervisor:
             return
         try:
             config = load_config(self.current.config.path, self.overrides)
+            server_context(config)  # the new certificate, if any, must load
             mounts = self._preload(config)
         except GatewayError as exc:
             log.error("reload refused, the workers keep running: %s", exc)

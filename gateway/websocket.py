@@ -115,13 +115,15 @@ def websocket_scope(
     handshake: Handshake,
     client: tuple[str, int | None] | None,
     server: tuple[str, int | None] | None,
+    scheme: str,
 ) -> dict[str, Any]:
-    """The `websocket` scope; path, root_path and the rest as for HTTP."""
+    """The `websocket` scope; path, root_path and the rest as for HTTP. `scheme` is
+    "ws", or "wss" on a TLS connection."""
     return {
         "type": "websocket",
         "asgi": {"version": ASGI_VERSION, "spec_version": WEBSOCKET_SPEC_VERSION},
         "http_version": head.http_version,
-        "scheme": "ws",
+        "scheme": scheme,
         "path": target.path,
         "raw_path": target.raw_path,
         "query_string": target.query_string,

@@ -27,16 +27,18 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import uvloop
 
 from adapters import LoadedApp, load_app
 from gateway.asgi import ASGIApp
-from gateway.config import DEFAULT_WSGI_THREADS, LISTEN_BACKLOG, Config, MountConfig
+from gateway.config import DEFAULT_WSGI_MAX_QUEUE, DEFAULT_WSGI_THREADS, Config, MountConfig
 from gateway.connection import HTTPConnection, ServerState
 from gateway.health import HealthCheck
 from gateway.lifespan import LifespanFanout, LifespanTarget
 from gateway.router import Mount, Router
+from gateway.tls import TLS_HANDSHAKE_TIMEOUT_S, TLS_SHUTDOWN_TIMEOUT_S, server_context
 
 log = logging.getLogger("gateway.server")
 
@@ -63,7 +65,8 @@ def load_mounts(config: Config) -> list[LoadedMount]:
     mounts = []
     for mount in config.mounts:
         threads = mount.threads or DEFAULT_WSGI_THREADS
-        loaded = load_app(mount.app, mount.interface, threads, mount.prefix)
+        max_queue = DEFAULT_WSGI_MAX_QUEUE if mount.max_queue is None else mount.max_queue
+        loaded = load_app(mount.app, mount.interface, threads, mount.prefix, max_queue)
         mounts.append(LoadedMount(mount, loaded))
     return mounts
 
@@ -98,6 +101,9 @@ class Worker:
         # Ready when the stop came: a load balancer may be sending traffic, so the drain
         # waits `shutdown_delay`. A worker stopped before it was ever ready has none.
         self._stopped_while_ready = False
+        # TLS: one context for every socket, built before serving, so that a certificate
+        # that does not load is a ConfigError at start (gateway/tls.py).
+        self._tls = server_context(config)
 
     @property
     def requests_served(self) -> int:
@@ -158,13 +164,22 @@ class Worker:
     async def _listen(self, state: ServerState) -> list[asyncio.Server]:
         loop = asyncio.get_running_loop()
         servers = []
+        backlog = self.config.server.backlog
+        tls: dict[str, Any] = {}
+        if self._tls is not None:
+            tls = {
+                "ssl": self._tls,
+                "ssl_handshake_timeout": TLS_HANDSHAKE_TIMEOUT_S,
+                "ssl_shutdown_timeout": TLS_SHUTDOWN_TIMEOUT_S,
+            }
         for sock in self.sockets:
-            # asyncio calls listen() again on a given socket, with its own default of 100.
+            # asyncio calls listen() again on a given socket, with its own default of 100:
+            # pass ours, which also reaches sockets passed in (fd://, systemd).
             server = await loop.create_server(
-                lambda: HTTPConnection(state), sock=sock, backlog=LISTEN_BACKLOG
+                lambda: HTTPConnection(state), sock=sock, backlog=backlog, **tls
             )
             servers.append(server)
-            log.info("serving on %s", _describe(sock))
+            log.info("serving on %s", _describe(sock, "https" if tls else "http"))
         return servers
 
     async def _drain(self, servers: list[asyncio.Server], state: ServerState) -> None:
@@ -257,13 +272,13 @@ def _lifespan_target(mount: LoadedMount, route: Mount) -> LifespanTarget:
     )
 
 
-def _describe(sock: socket.socket) -> str:
+def _describe(sock: socket.socket, scheme: str) -> str:
     address = sock.getsockname()
     if sock.family == socket.AF_INET6:
-        return f"http://[{address[0]}]:{address[1]}"
+        return f"{scheme}://[{address[0]}]:{address[1]}"
     if sock.family == socket.AF_INET:
-        return f"http://{address[0]}:{address[1]}"
-    return f"unix:{address}"
+        return f"{scheme}://{address[0]}:{address[1]}"
+    return f"unix:{address}" + (" (TLS)" if scheme == "https" else "")
 
 
 def run(config: Config, sockets: Sequence[socket.socket]) -> int:

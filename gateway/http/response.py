@@ -10,9 +10,10 @@ re-normalises every field on each call.) Rules:
 2. Content-Length is held to; a body without one is chunked (HTTP/1.1) or delimited by
    closing (HTTP/1.0) (RFC 9112 §6.3). Bodies that must be empty (HEAD, 1xx, 204, 304:
    RFC 9110 §9.3.2, §15.3.5, §15.4.5) are dropped, so apps may send them harmlessly.
-3. The app's field names and values are checked (RFC 9110 §5.1, §5.5) so no CR or LF
-   can split a response; a field that fails is an AppProtocolError raised before any
-   byte of the head is returned, so a 500 can still go out.
+3. The app's field names and values must be bytes (ASGI) and are checked (RFC 9110
+   §5.1, §5.5) so no CR or LF can split a response; a field that fails is an
+   AppProtocolError raised before any byte of the head is returned, so a 500 can still
+   go out.
 4. `date` and `server` come from the connection layer, which owns their values; they
    are added here, in the same pass, only if the app did not send its own.
 """
@@ -171,7 +172,12 @@ def asks_to_close(fields: Headers) -> bool:
 @functools.lru_cache(maxsize=_KNOWN_FIELDS)
 def _field_line(name: bytes, value: bytes) -> tuple[bytes, bytes]:
     """A response field as its line and its lowercased name, checked (rule 3)."""
-    name = bytes(name).lower()
+    if not isinstance(name, bytes) or not isinstance(value, bytes):  # ASGI: byte strings
+        raise AppProtocolError(
+            f"response header names and values must be bytes, not {type(name).__name__}"
+            f" and {type(value).__name__}: {name!r}, {value!r}"
+        )
+    name = name.lower()
     if _FIELD_NAME.fullmatch(name) is None:
         raise AppProtocolError(f"illegal response header name {name!r}")
     if _BAD_FIELD_VALUE.search(value) is not None:

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from gateway.config import (
+    DEFAULT_WSGI_MAX_QUEUE,
     DEFAULT_WSGI_THREADS,
+    LISTEN_BACKLOG,
     Bind,
     Config,
     MountConfig,
@@ -64,7 +66,10 @@ def test_defaults(tmp_path: Path) -> None:
     assert server.pythonpath == (str(tmp_path),)
     (mount,) = config.mounts
     assert mount == MountConfig(
-        prefix="/", app="site.wsgi:application", threads=DEFAULT_WSGI_THREADS
+        prefix="/",
+        app="site.wsgi:application",
+        threads=DEFAULT_WSGI_THREADS,
+        max_queue=DEFAULT_WSGI_MAX_QUEUE,
     )
     assert (mount.interface, mount.lifespan, mount.max_body_bytes) == ("auto", "auto", 100 << 20)
 
@@ -368,6 +373,10 @@ def test_wrong_type_says_what_it_got(tmp_path: Path) -> None:
         ("graceful_timeout = nan", "graceful_timeout", "finite"),
         ("max_header_bytes = 1023", "max_header_bytes", ">= 1024"),
         ("max_target_bytes = 255", "max_target_bytes", ">= 256"),
+        ("header_timeout = 0", "header_timeout", "> 0"),
+        ("body_timeout = -1", "body_timeout", "> 0"),
+        ("limit_concurrency = -1", "limit_concurrency", ">= 0"),
+        ("backlog = 0", "backlog", ">= 1"),
         ('pythonpath = [""]', "pythonpath", "empty"),
         ('log_level = "verbose"', "log_level", "debug, info, warning, error, critical"),
     ],
@@ -390,6 +399,7 @@ def test_zero_graceful_timeout_is_allowed(tmp_path: Path) -> None:
         ('interface = "rsgi"', "interface", "asgi, wsgi, auto"),
         ('lifespan = "yes"', "lifespan", "auto, on, off"),
         ("max_body_bytes = -1", "max_body_bytes", ">= 0"),
+        ("max_queue = -1", "max_queue", ">= 0"),
     ],
 )
 def test_bad_mount_value(tmp_path: Path, line: str, key: str, reason: str) -> None:
@@ -438,6 +448,23 @@ def test_threads_on_an_asgi_mount(tmp_path: Path) -> None:
     assert "WSGI" in error.reason
 
 
+def test_max_queue_on_an_asgi_mount(tmp_path: Path) -> None:
+    error = load_error(tmp_path, MOUNT + 'interface = "asgi"\nmax_queue = 4\n')
+    assert_names(error, "mount #1", "max_queue")
+    assert "WSGI" in error.reason
+
+
+def test_limits_defaults_and_values(tmp_path: Path) -> None:
+    server = load_config(write(tmp_path, MOUNT)).server
+    assert (server.header_timeout, server.body_timeout) == (10.0, 30.0)
+    assert (server.limit_concurrency, server.backlog) == (0, LISTEN_BACKLOG)
+    text = "[server]\nheader_timeout = 2\nlimit_concurrency = 50\nbacklog = 16\n"
+    text += MOUNT + 'interface = "wsgi"\nmax_queue = 0\n'
+    config = load_config(write(tmp_path, text))
+    assert (config.server.header_timeout, config.server.limit_concurrency) == (2.0, 50)
+    assert (config.server.backlog, config.mounts[0].max_queue) == (16, 0)
+
+
 def test_lifespan_on_for_a_wsgi_mount(tmp_path: Path) -> None:
     error = load_error(tmp_path, MOUNT + 'interface = "wsgi"\nlifespan = "on"\n')
     assert_names(error, "mount #1", "lifespan")
@@ -449,6 +476,7 @@ def test_threads_default_depends_on_interface(tmp_path: Path) -> None:
     text += '[[mount]]\nprefix = "/b"\napp = "m:a"\n'
     wsgi, asgi, auto = load_config(write(tmp_path, text)).mounts
     assert (wsgi.threads, asgi.threads, auto.threads) == (10, None, 10)
+    assert (wsgi.max_queue, asgi.max_queue, auto.max_queue) == (100, None, 100)
 
 
 # --- command-line overrides ----------------------------------------------------------------

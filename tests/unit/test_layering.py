@@ -14,6 +14,9 @@ each import is held against three tables:
 Imports under `if TYPE_CHECKING:` count too: a type-only dependency is still a dependency.
 Departure from the DESIGN table, decided by the lead: `gateway/lifespan.py` sits at
 layer 2 (asyncio tasks for the lifespan fan-out) so that `router` stays free of asyncio.
+Modules the table does not name: `gateway/proxy.py` (layer 1: proxy headers are data, so
+config can check the trust list with it) and `gateway/tls.py` (layer 2: the SSLContext
+is I/O setup, built from config, used by the worker and the connection).
 """
 
 from __future__ import annotations
@@ -36,7 +39,10 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "gateway.errors": (),
     "gateway.asgi": (),
     "gateway.bind": (),
-    "gateway.config": ("gateway.bind", "gateway.errors"),
+    "gateway.config": ("gateway.bind", "gateway.errors", "gateway.proxy"),
+    # Layer 1: proxy headers read as data (the trust list, the fields); config checks
+    # forwarded_allow_ips with it, the connection applies it to the scope.
+    "gateway.proxy": (),
     "gateway.router": ("gateway.asgi", "gateway.errors"),
     "gateway.http.*": ("gateway.asgi", "gateway.errors", "gateway.http.*"),
     "adapters.*": ("gateway.asgi", "gateway.errors", "adapters.*"),
@@ -47,6 +53,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "gateway.asgi",
         "gateway.errors",
         "gateway.config",
+        "gateway.proxy",
+        "gateway.tls",
     ),
     # Layer 2 beside connection: one WebSocket's ASGI cycle on a connection it took over.
     "gateway.websocket": ("gateway.http.*", "gateway.asgi", "gateway.errors", "gateway.config"),
@@ -59,14 +67,20 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "gateway.lifespan",
         "gateway.asgi",
         "gateway.errors",
+        "gateway.tls",
     ),
     "gateway.sockets": ("gateway.config", "gateway.errors"),
+    # Layer 2 beside connection: the worker's SSLContext, read from the TLS settings (the
+    # supervisor and `gateway check` build one too, to fail before serving), and the
+    # ASGI TLS extension the connection puts in each scope.
+    "gateway.tls": ("gateway.config", "gateway.errors"),
     "gateway.supervisor": (
         "gateway.children",
         "gateway.wakeup",
         "gateway.config",
         "gateway.errors",
         "gateway.sockets",
+        "gateway.tls",
         "gateway.worker",
     ),
     # Layer 4 with the supervisor, split out of it: forking a worker and its record.
@@ -86,6 +100,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "gateway.config",
         "gateway.reload",
         "gateway.supervisor",
+        "gateway.tls",
         "gateway.worker",
         "gateway.errors",
     ),
@@ -106,6 +121,7 @@ EVENT_LOOP_FREE: dict[str, frozenset[str]] = {
     "gateway.asgi": frozenset(),
     "gateway.config": frozenset(),
     "gateway.bind": frozenset(),
+    "gateway.proxy": frozenset(),
     "gateway.router": frozenset(),
     "gateway.health": frozenset(),
     "gateway.http.*": frozenset(),
