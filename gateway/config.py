@@ -16,22 +16,19 @@ Rules:
 from __future__ import annotations
 
 import difflib
-import keyword
-import math
 import os
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from typing import Any, TypeVar
+
+from gateway import checks
 
 # Bind and parse_bind are part of the config's vocabulary: re-exported explicitly.
 from gateway.bind import Bind as Bind
 from gateway.bind import parse_bind as parse_bind
 from gateway.errors import ConfigError
-from gateway.proxy import ProxyTrust
 
-Check = Callable[[object], Any]
-"""A validator: takes the raw TOML value, returns the stored value or raises _Invalid."""
 T = TypeVar("T")
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -111,10 +108,6 @@ COMMAND_LINE = " (command line)"
 """Appended to the file name in errors about command-line overrides."""
 
 
-class _Invalid(ValueError):
-    """A validator's complaint: just the reason; the caller adds file, table and key."""
-
-
 @dataclass(frozen=True)
 class CliOption:
     """A command-line flag derived from a setting's declaration."""
@@ -148,7 +141,7 @@ class _Flag:
 
 
 def _setting(
-    default: Any, check: Check, help: str, cli: _Flag | None = None, doc_default: str = ""
+    default: Any, check: checks.Check, help: str, cli: _Flag | None = None, doc_default: str = ""
 ) -> Any:
     """A dataclass field that carries its whole declaration in `metadata`.
 
@@ -161,297 +154,176 @@ def _setting(
     return field(default=default, metadata=meta)
 
 
-def _toml_type(value: object) -> str:
-    names = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array"}
-    return names.get(type(value), "table" if isinstance(value, dict) else "date/time")
-
-
-def _expect(value: object, wanted: type[T], name: str) -> T:
-    # bool is a subclass of int in Python, but "threads = true" is a mistake in TOML.
-    if not isinstance(value, wanted) or (isinstance(value, bool) and wanted is not bool):
-        shown = str(value).lower() if isinstance(value, bool) else repr(value)
-        raise _Invalid(f"expected {name}, got {_toml_type(value)} {shown}")
-    return value
-
-
-def _int_at_least(minimum: int) -> Check:
-    def check(value: object) -> int:
-        number = _expect(value, int, "an integer")
-        if number < minimum:
-            raise _Invalid(f"must be >= {minimum}, got {number}")
-        return number
-
-    return check
-
-
-def _seconds(*, positive: bool) -> Check:
-    def check(value: object) -> float:
-        if not isinstance(value, float):  # TOML integers are fine: "timeout = 5"
-            value = float(_expect(value, int, "a number of seconds"))
-        if not math.isfinite(value):
-            raise _Invalid(f"must be a finite number, got {value}")
-        if value < 0 or (positive and value == 0):
-            raise _Invalid(f"must be {'> 0' if positive else '>= 0'}, got {value}")
-        return value
-
-    return check
-
-
-def _boolean(value: object) -> bool:
-    return _expect(value, bool, "true or false")
-
-
-def _choice(allowed: tuple[str, ...]) -> Check:
-    def check(value: object) -> str:
-        text = _expect(value, str, "a string").lower()
-        if text not in allowed:
-            raise _Invalid(f"must be one of {', '.join(allowed)}; got {value!r}")
-        return text
-
-    return check
-
-
-def _path_or_empty(value: object) -> str:
-    text = _expect(value, str, "a string")
-    if "\0" in text:
-        raise _Invalid("must not contain a NUL character")
-    return text
-
-
-def _file_mode(value: object) -> int:
-    mode = _expect(value, int, "an integer (write it in octal: 0o660)")
-    if not 0 <= mode <= 0o777:
-        raise _Invalid(f"must be a permission mode 0o000..0o777, got {oct(mode)}")
-    return mode
-
-
-def _trust_list(value: object) -> tuple[str, ...]:
-    items = _string_list(value)
-    try:
-        ProxyTrust(items)  # parsed again by each worker; here only checked
-    except ValueError as exc:
-        raise _Invalid(str(exc)) from None
-    return items
-
-
-def _health_path(value: object) -> str:
-    text = _expect(value, str, "a string")
-    if text == "":
-        return text  # off
-    path = _prefix(text)
-    if path == "/":
-        raise _Invalid('must name a path of its own, e.g. "/_gateway"; "" turns it off')
-    return path
-
-
-def _string_list(value: object) -> tuple[str, ...]:
-    wanted = "an array of strings"
-    items = tuple(_expect(item, str, wanted) for item in _expect(value, list, wanted))
-    if "" in items:
-        raise _Invalid("entries must not be empty")
-    return items
-
-
-def _binds(value: object) -> tuple[Bind, ...]:
-    items = [value] if isinstance(value, str) else value  # a lone string is one address
-    try:
-        binds = tuple(parse_bind(text) for text in _string_list(items))
-    except _Invalid:
-        raise
-    except ValueError as exc:
-        raise _Invalid(str(exc)) from None
-    if not binds:
-        raise _Invalid("at least one bind address is required")
-    seen = [str(b) for b in binds]
-    for text in seen:
-        if seen.count(text) > 1:
-            raise _Invalid(f"{text} is listed twice")
-    return binds
-
-
-def _prefix(value: object) -> str:
-    value = _expect(value, str, "a string")
-    if not value.startswith("/"):
-        raise _Invalid(f"must start with '/', got {value!r}")
-    unprintable = not value.isprintable() or any(c.isspace() for c in value)
-    if unprintable or "?" in value or "#" in value or "//" in value:
-        raise _Invalid(f"must be a plain path without '?', '#', '//' or spaces, got {value!r}")
-    segments = value.strip("/").split("/")
-    if "." in segments or ".." in segments:
-        raise _Invalid(f"must not contain '.' or '..' segments, got {value!r}")
-    # "/api/" and "/api" name the same mount: matching is on segment boundaries anyway.
-    return value.rstrip("/") or "/"
-
-
-def _app_reference(value: object) -> str:
-    value = _expect(value, str, "a string")
-    module, sep, attribute = value.partition(":")
-    if not (sep and _is_dotted_name(module) and _is_dotted_name(attribute.removesuffix("()"))):
-        raise _Invalid(f'must look like "module:attribute" or "module:factory()", got {value!r}')
-    return value
-
-
-def _is_dotted_name(text: str) -> bool:
-    return all(part.isidentifier() and not keyword.iskeyword(part) for part in text.split("."))
-
-
 @dataclass(frozen=True)
 class ServerConfig:
     """The [server] table: process-wide settings."""
 
     bind: tuple[Bind, ...] = _setting(
         (Bind("tcp", host="127.0.0.1", port=8000),),
-        _binds,
+        checks.binds,
         "addresses to listen on: host:port, [ipv6]:port, unix:/path or fd://N",
         _Flag("--bind", "list", "address to listen on (repeatable; replaces the file's list)"),
     )
     workers: int = _setting(
-        1, _int_at_least(1), "worker processes; 1 serves in this process", _Flag("--workers", "int")
+        1,
+        checks.int_at_least(1),
+        "worker processes; 1 serves in this process",
+        _Flag("--workers", "int"),
     )
     log_level: str = _setting(
         "info",
-        _choice(LOG_LEVELS),
+        checks.choice(LOG_LEVELS),
         "one of " + ", ".join(LOG_LEVELS),
         _Flag("--log-level", "choice", "log level", LOG_LEVELS),
     )
     access_log: bool = _setting(
         True,
-        _boolean,
+        checks.boolean,
         "log one line per request",
         _Flag("--no-access-log", "bool-off", "do not log one line per request"),
     )
-    log_file: str = _setting("", _path_or_empty, 'error log file (SIGUSR1 reopens it); "": stderr')
+    log_file: str = _setting(
+        "", checks.path_or_empty, 'error log file (SIGUSR1 reopens it); "": stderr'
+    )
     access_log_file: str = _setting(
-        "", _path_or_empty, 'access log file (SIGUSR1 reopens it); "": stdout'
+        "", checks.path_or_empty, 'access log file (SIGUSR1 reopens it); "": stdout'
     )
     keep_alive_timeout: float = _setting(
         KEEP_ALIVE_TIMEOUT_S,
-        _seconds(positive=True),
+        checks.seconds(positive=True),
         "seconds an idle keep-alive connection stays open",
     )
     header_timeout: float = _setting(
         HEADER_TIMEOUT_S,
-        _seconds(positive=True),
+        checks.seconds(positive=True),
         "seconds from a request head's first byte to its end; then 408 and close",
     )
     body_timeout: float = _setting(
         BODY_TIMEOUT_S,
-        _seconds(positive=True),
+        checks.seconds(positive=True),
         "seconds the request body may pause while the app waits for it; then 408 and close",
     )
     limit_concurrency: int = _setting(
         0,
-        _int_at_least(0),
+        checks.int_at_least(0),
         "requests and WebSockets a worker serves at once; past it: 503 at once; 0: no limit",
     )
     backlog: int = _setting(
         LISTEN_BACKLOG,
-        _int_at_least(1),
+        checks.int_at_least(1),
         "connections the kernel queues per socket before accept (capped by somaxconn)",
     )
     graceful_timeout: float = _setting(
-        GRACEFUL_TIMEOUT_S, _seconds(positive=False), "seconds requests get to finish on shutdown"
+        GRACEFUL_TIMEOUT_S,
+        checks.seconds(positive=False),
+        "seconds requests get to finish on shutdown",
     )
     max_header_bytes: int = _setting(
-        MAX_HEADER_BYTES, _int_at_least(MIN_HEADER_BYTES), "largest request head; beyond it: 431"
+        MAX_HEADER_BYTES,
+        checks.int_at_least(MIN_HEADER_BYTES),
+        "largest request head; beyond it: 431",
     )
     max_target_bytes: int = _setting(
-        MAX_TARGET_BYTES, _int_at_least(MIN_TARGET_BYTES), "longest request target; beyond it: 414"
+        MAX_TARGET_BYTES,
+        checks.int_at_least(MIN_TARGET_BYTES),
+        "longest request target; beyond it: 414",
     )
     pythonpath: tuple[str, ...] = _setting(
-        (".",), _string_list, "directories put first on sys.path, relative to this file"
+        (".",), checks.string_list, "directories put first on sys.path, relative to this file"
     )
     http: str = _setting(
         "auto",
-        _choice(HTTP_PARSERS),
+        checks.choice(HTTP_PARSERS),
         "HTTP/1.1 parser: httptools (C, fast), h11 (pure Python); auto picks httptools",
         _Flag("--http", "choice", choices=HTTP_PARSERS),
     )
     ws_ping_interval: float = _setting(
         WS_PING_INTERVAL_S,
-        _seconds(positive=False),
+        checks.seconds(positive=False),
         "seconds between the server's WebSocket pings; 0: no pings",
     )
     ws_ping_timeout: float = _setting(
         WS_PING_TIMEOUT_S,
-        _seconds(positive=True),
+        checks.seconds(positive=True),
         "seconds a WebSocket peer has to answer a ping before the connection closes",
     )
     ws_max_message_bytes: int = _setting(
         WS_MAX_MESSAGE_BYTES,
-        _int_at_least(1),
+        checks.int_at_least(1),
         "largest WebSocket message; beyond it the connection closes with 1009",
     )
     ws_per_message_deflate: bool = _setting(
-        True, _boolean, "negotiate permessage-deflate when a WebSocket client offers it"
+        True, checks.boolean, "negotiate permessage-deflate when a WebSocket client offers it"
     )
     preload: bool = _setting(
         False,
-        _boolean,
+        checks.boolean,
         "import the apps once, before the workers start, to share their memory "
         "(a code change then needs a restart, not a HUP)",
     )
     worker_timeout: float = _setting(
         WORKER_TIMEOUT_S,
-        _seconds(positive=True),
+        checks.seconds(positive=True),
         "seconds a worker's event loop may go without checking in; then it is replaced",
     )
     max_requests: int = _setting(
-        0, _int_at_least(0), "requests a worker serves before it is replaced gracefully; 0: never"
+        0,
+        checks.int_at_least(0),
+        "requests a worker serves before it is replaced gracefully; 0: never",
     )
     max_requests_jitter: int = _setting(
         0,
-        _int_at_least(0),
+        checks.int_at_least(0),
         "up to this many more requests, at random per worker, so workers recycle apart",
     )
     unix_socket_mode: int | None = _setting(
         None,
-        _file_mode,
+        checks.file_mode,
         "permissions of unix: sockets, in octal (0o660); by default the umask decides",
         doc_default="umask",
     )
     health_path: str = _setting(
         "",
-        _health_path,
+        checks.health_path,
         'answer GET PATH/live and PATH/ready before routing, e.g. "/_gateway"; "": off',
     )
     shutdown_delay: float = _setting(
         0.0,
-        _seconds(positive=False),
+        checks.seconds(positive=False),
         "seconds after SIGTERM that readiness answers 503 while requests are still served",
     )
     proxy_headers: bool = _setting(
         False,
-        _boolean,
+        checks.boolean,
         "take client address, scheme and host from X-Forwarded-* or Forwarded fields "
         "sent by a peer in forwarded_allow_ips",
     )
     forwarded_allow_ips: tuple[str, ...] = _setting(
         FORWARDED_ALLOW_IPS,
-        _trust_list,
+        checks.trust_list,
         'proxies trusted with proxy_headers: IP addresses, networks (CIDR), "*" (any), '
         '"unix" (unix-socket peers)',
     )
     certfile: str = _setting(
         "",
-        _path_or_empty,
+        checks.path_or_empty,
         'serve TLS with this PEM certificate (chain), relative to this file; "": plain HTTP',
     )
     keyfile: str = _setting(
-        "", _path_or_empty, 'PEM private key of certfile; "": the key is in certfile'
+        "", checks.path_or_empty, 'PEM private key of certfile; "": the key is in certfile'
     )
-    keyfile_password: str = _setting("", _path_or_empty, "password of an encrypted keyfile")
+    keyfile_password: str = _setting("", checks.path_or_empty, "password of an encrypted keyfile")
     ca_certs: str = _setting(
-        "", _path_or_empty, "PEM file of the CAs that sign client certificates (client_cert)"
+        "", checks.path_or_empty, "PEM file of the CAs that sign client certificates (client_cert)"
     )
     client_cert: str = _setting(
         "none",
-        _choice(CLIENT_CERT_MODES),
+        checks.choice(CLIENT_CERT_MODES),
         "TLS client certificates (mTLS): none, optional (verified if sent) or required",
     )
     reload: bool = _setting(
         False,
-        _boolean,
+        checks.boolean,
         "development: restart when an app's source or the mount file changes (watchfiles)",
         _Flag("--reload", "bool-on"),
     )
@@ -462,33 +334,35 @@ class MountConfig:
     """One [[mount]] table: an app served under a path prefix."""
 
     prefix: str = _setting(
-        MISSING, _prefix, 'path prefix on segment boundaries: "/api" serves /api/x, never /apix'
+        MISSING,
+        checks.prefix,
+        'path prefix on segment boundaries: "/api" serves /api/x, never /apix',
     )
     app: str = _setting(
-        MISSING, _app_reference, '"module:attribute", or "module:factory()" to call a factory'
+        MISSING, checks.app_reference, '"module:attribute", or "module:factory()" to call a factory'
     )
     interface: str = _setting(
-        "auto", _choice(INTERFACES), "asgi, wsgi or auto (detect; explicit is recommended)"
+        "auto", checks.choice(INTERFACES), "asgi, wsgi or auto (detect; explicit is recommended)"
     )
     # None after loading only on interface = "asgi" mounts, which have no pool.
     threads: int | None = _setting(
         None,
-        _int_at_least(1),
+        checks.int_at_least(1),
         "WSGI only: this mount's thread pool size",
         doc_default=f"{DEFAULT_WSGI_THREADS} (WSGI mounts)",
     )
     # None after loading only on interface = "asgi" mounts, as for threads.
     max_queue: int | None = _setting(
         None,
-        _int_at_least(0),
+        checks.int_at_least(0),
         "WSGI only: requests that may wait for a free thread; past it: 503 with Retry-After",
         doc_default=f"{DEFAULT_WSGI_MAX_QUEUE} (WSGI mounts)",
     )
     lifespan: str = _setting(
-        "auto", _choice(LIFESPAN_MODES), "auto, on (startup must succeed) or off"
+        "auto", checks.choice(LIFESPAN_MODES), "auto, on (startup must succeed) or off"
     )
     max_body_bytes: int = _setting(
-        MAX_BODY_BYTES, _int_at_least(0), "largest request body; beyond it: 413 (0: no body)"
+        MAX_BODY_BYTES, checks.int_at_least(0), "largest request body; beyond it: 413 (0: no body)"
     )
 
 
@@ -629,7 +503,7 @@ def _build(cls: type[T], table: dict[str, Any], where: _Where) -> T:
 def _check(f: Field[Any], value: object, where: _Where) -> Any:
     try:
         return f.metadata["check"](value)
-    except _Invalid as exc:
+    except checks.Invalid as exc:
         raise where.fail(f.name, str(exc)) from None
 
 

@@ -41,14 +41,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
-import time
-from collections.abc import Callable
-from email.utils import formatdate
 from typing import Any, cast
 
-from gateway.asgi import ASGI_VERSION, HTTP_SPEC_VERSION, ASGIApp, Message
-from gateway.config import ServerConfig
+from gateway.asgi import ASGI_VERSION, HTTP_SPEC_VERSION
+from gateway.cycle import RequestCycle
 from gateway.errors import (
     AppProtocolError,
     ClientDisconnected,
@@ -65,108 +61,26 @@ from gateway.http.events import (
     RequestData,
     RequestHead,
 )
-from gateway.http.h11_session import H11Session
-from gateway.http.httptools_session import HttptoolsSession
-from gateway.http.session import HTTPSession, RequestTarget, UpgradeRequest, parse_target
+from gateway.http.session import RequestTarget, UpgradeRequest, parse_target
 from gateway.http.ws_session import is_websocket_request, read_handshake
-from gateway.proxy import ProxyTrust, forwarded_origin, with_host
+from gateway.proxy import ProxyTrust, apply_forwarded
+from gateway.state import ServerState
 from gateway.tls import tls_extension
-from gateway.websocket import WebSocketCycle, WebSocketSettings, websocket_scope
+from gateway.websocket import WebSocketCycle, websocket_scope
 
 # Unread request body a cycle may hold before reading pauses: large enough that a typical
 # form or JSON body arrives in one go, small enough that a thousand slow uploads cost
 # well under 100 MiB.
 BODY_HIGH_WATER_BYTES = 64 * 1024
 SERVER_HEADER = (b"server", b"gateway")
-# The sweep's period, at most (rule 6): a connection lives at most this much past
-# keep_alive_timeout, header_timeout or body_timeout (and half the shortest of them when
-# that is shorter).
-IDLE_SWEEP_INTERVAL_S = 0.5
 # On a graceful stop, an idle keep-alive connection stays open this long: a client that
 # reuses it right after a response (its request may be on the wire already) is answered,
 # with `Connection: close`, instead of finding the socket closed under it, which few
 # clients retry (RFC 9112 §9.3.1 leaves that to them). A client's next request comes
 # within milliseconds, even on a busy machine; a quiet client delays the stop this much.
 DRAIN_IDLE_GRACE_S = 1.0
-# The `http` setting: the two sessions differ only in how bytes become events.
-SESSIONS: dict[str, type[H11Session] | type[HttptoolsSession]] = {
-    "auto": HttptoolsSession,
-    "h11": H11Session,
-    "httptools": HttptoolsSession,
-}
-
 error_log = logging.getLogger("gateway.error")
 access_log = logging.getLogger("gateway.access")
-
-
-class DateHeader:
-    """The `date` field (RFC 9110 §6.6.1), formatted at most once a second."""
-
-    def __init__(self) -> None:
-        self._second = 0
-        self._field = (b"date", b"")
-
-    def field(self) -> tuple[bytes, bytes]:
-        now = int(time.time())
-        if now != self._second:
-            self._second = now
-            self._field = (b"date", formatdate(now, usegmt=True).encode("ascii"))
-        return self._field
-
-
-class ServerState:
-    """What every connection of one worker shares: the app, settings, live connections."""
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        config: ServerConfig,
-        serves_websocket: Callable[[str], bool] | None = None,
-    ) -> None:
-        self.app = app
-        self.config = config
-        # Which paths take a WebSocket (the router's ASGI mounts); None: every path, for
-        # an app that is one ASGI app.
-        self.serves_websocket = serves_websocket or (lambda path: True)
-        self.websocket = WebSocketSettings.from_config(config)
-        self.connections: set[HTTPConnection] = set()
-        # Running WebSocket apps: what a stop cancels once graceful_timeout has passed
-        # (gateway/worker.py), and a strong reference (the loop keeps only weak ones).
-        self.websocket_tasks: set[asyncio.Task[None]] = set()
-        self.date = DateHeader()
-        self.access_log = config.access_log
-        self.on_connection_closed: Callable[[], object] | None = None  # set while draining
-        self.requests_served = 0  # for max_requests; read by the worker's heartbeat
-        # Rule 7: requests and WebSockets whose app runs; no limit is the largest int.
-        self.in_flight = 0
-        self.concurrency_limit = config.limit_concurrency or sys.maxsize
-        # Rule 8: parsed once per worker; None when proxy_headers is off.
-        self.proxy_trust = ProxyTrust(config.forwarded_allow_ips) if config.proxy_headers else None
-        self._session_class = SESSIONS[config.http]
-        self._loop = asyncio.get_running_loop()
-        self._sweep: asyncio.TimerHandle | None = None
-        bounds = (config.keep_alive_timeout, config.header_timeout, config.body_timeout)
-        self._sweep_interval_s = min(IDLE_SWEEP_INTERVAL_S, *(b / 2 for b in bounds))
-
-    def start_idle_sweep(self) -> None:
-        """Hold every connection to rule 6's bounds (idle, head, body), now and then.
-
-        One timer for the worker, not one per connection: arming and cancelling a timer
-        on every request costs more than checking every connection twice a second. A
-        connection is closed between its bound and the bound plus one interval.
-        """
-        now = self._loop.time()
-        for conn in list(self.connections):
-            conn.check_deadlines(now)
-        self._sweep = self._loop.call_later(self._sweep_interval_s, self.start_idle_sweep)
-
-    def stop_idle_sweep(self) -> None:
-        if self._sweep is not None:
-            self._sweep.cancel()
-            self._sweep = None
-
-    def new_session(self) -> HTTPSession:
-        return self._session_class(self.config.max_header_bytes, self.config.max_target_bytes)
 
 
 class HTTPConnection(asyncio.Protocol):
@@ -316,7 +230,7 @@ class HTTPConnection(asyncio.Protocol):
         if self._tls is not None:
             scope["extensions"] = {"tls": self._tls}
         if self._proxy is not None:
-            _apply_proxy(scope, self._proxy)
+            apply_forwarded(scope, self._proxy)
         cycle = RequestCycle(self, scope, head.expects_continue, state.access_log)
         self._cycle = cycle
         state.in_flight += 1  # until _cycle_finished
@@ -341,7 +255,7 @@ class HTTPConnection(asyncio.Protocol):
         if self._tls is not None:
             scope["extensions"]["tls"] = self._tls
         if self._proxy is not None:
-            _apply_proxy(scope, self._proxy)
+            apply_forwarded(scope, self._proxy)
         cycle = WebSocketCycle(self, scope, handshake, self._state.websocket)
         self._websocket = cycle
         if self._closing:
@@ -540,192 +454,6 @@ class HTTPConnection(asyncio.Protocol):
     @property
     def writing_paused(self) -> bool:
         return self._writing_paused
-
-
-class RequestCycle:
-    """One request and its response: the ASGI `receive` and `send` of an HTTP scope."""
-
-    __slots__ = (
-        "_body",
-        "_body_complete",
-        "_body_delivered",
-        "_conn",
-        "_expects_continue",
-        "_peer_closed",
-        "_start",
-        "_waiter",
-        "_waiting_since",
-        "bytes_sent",
-        "disconnected",
-        "method",
-        "path",
-        "response_complete",
-        "response_started",
-        "scope",
-        "started_at",
-        "status",
-    )
-
-    def __init__(
-        self, conn: HTTPConnection, scope: dict[str, Any], expects_continue: bool, timed: bool
-    ) -> None:
-        self.scope = scope
-        self.method: str = scope["method"]
-        self.path: str = scope["path"]
-        self._conn = conn
-        self._body = bytearray()
-        self._body_complete = False
-        self._body_delivered = False
-        self._peer_closed = False
-        self._expects_continue = expects_continue
-        self._waiter: asyncio.Future[None] | None = None
-        self._waiting_since = 0.0  # loop time `receive` began to wait (body_timeout)
-        self._start: Message | None = None  # the start message, until the first body
-        self.response_started = False
-        self.response_complete = False
-        self.disconnected = False
-        self.status = 0
-        self.bytes_sent = 0
-        self.started_at = time.perf_counter() if timed else 0.0
-
-    # -- fed by the connection -------------------------------------------------------
-
-    def body_arrived(self, data: bytes) -> int:
-        self._body += data
-        self._wake()
-        return len(self._body)
-
-    def body_complete(self) -> None:
-        self._body_complete = True
-        self._wake()
-
-    @property
-    def request_complete(self) -> bool:
-        return self._body_complete
-
-    def client_gone(self) -> None:
-        self.disconnected = True
-        self._wake()
-
-    def peer_closed(self) -> None:
-        """The client half-closed: a response can still go out, but once the body is
-        read, `receive` reports http.disconnect (a long poll must not wait forever)."""
-        self._peer_closed = True
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def body_stalled(self, now: float, timeout_s: float) -> bool:
-        """The app waits in `receive` for body that has not come for `timeout_s` (rule 6);
-        a wait for http.disconnect after the whole body is no stall."""
-        waiting = self._waiter is not None and not self._body_complete
-        return waiting and now - self._waiting_since >= timeout_s
-
-    # -- ASGI receive ----------------------------------------------------------------
-
-    async def receive(self) -> Message:
-        while True:
-            if self._body or (self._body_complete and not self._body_delivered):
-                return self._take_body()
-            if self.disconnected or self.response_complete or self._peer_closed:
-                return {"type": "http.disconnect"}
-            if self._expects_continue:
-                # RFC 9110 §10.1.1: the 100 goes out only once the app asks for the body.
-                self._expects_continue = False
-                self._conn.send_continue()
-            loop = asyncio.get_running_loop()
-            self._waiter = loop.create_future()
-            self._waiting_since = loop.time()
-            await self._waiter
-
-    def _take_body(self) -> Message:
-        body = bytes(self._body)
-        self._body.clear()
-        self._body_delivered = self._body_complete
-        self._conn.body_consumed()
-        return {"type": "http.request", "body": body, "more_body": not self._body_complete}
-
-    # -- ASGI send -------------------------------------------------------------------
-
-    async def send(self, message: Message) -> None:
-        if self.disconnected:
-            raise ClientDisconnected("client went away")
-        kind = message["type"]
-        if kind == "http.response.body":
-            await self._send_body(message.get("body", b""), message.get("more_body", False))
-        elif kind == "http.response.start":
-            self._start_response(message)
-        else:
-            raise AppProtocolError(f"unexpected ASGI message type {kind!r}")
-
-    def _start_response(self, message: Message) -> None:
-        if self.response_started:
-            raise AppProtocolError("http.response.start sent twice")
-        self.response_started = True
-        self.status = message["status"]
-        # The head waits for the first body message (ASGI: the server must not start
-        # the response before it), and both go out in one write. It is serialised then
-        # too, so an app that fails before its first body (a second start, a return)
-        # has sent nothing and still gets its 500 (DESIGN §5).
-        self._start = message
-
-    async def _send_body(self, body: bytes, more_body: bool) -> None:
-        if not self.response_started:
-            raise AppProtocolError("http.response.body sent before http.response.start")
-        if self.response_complete:
-            return  # ASGI: further messages after the last body are ignored
-        start, self._start = self._start, None
-        if start is None:
-            data = self._conn.response_body(body, more_body)
-        else:
-            head = self._conn.response_head(self.status, start.get("headers", []))
-            data = head + self._conn.response_body(body, more_body)
-        self.bytes_sent += len(body)
-        self._conn.write(data)
-        if not more_body:
-            self.response_complete = True
-            self._wake()
-        elif self._conn.writing_paused:
-            await self._conn.drain()
-
-    def log_access(self) -> None:
-        duration_ms = (time.perf_counter() - self.started_at) * 1000
-        client = self.scope["client"]
-        query = self.scope["query_string"]
-        target = f"{self.path}?{query.decode('latin-1')}" if query else self.path
-        peer = f"{client[0]}:{client[1]}" if client else "-"
-        mount = self.scope.get("gateway.mount", "-")
-        access_log.info(
-            '%s "%s %s HTTP/%s" %d %dB %.1fms mount=%s',
-            peer,
-            self.method,
-            target,
-            self.scope["http_version"],
-            self.status,
-            self.bytes_sent,
-            duration_ms,
-            mount,
-        )
-
-
-# Rule 8: the scope's scheme, by scope type, for a proxy that says plain or TLS.
-_SCHEMES = {"http": ("http", "https"), "websocket": ("ws", "wss")}
-
-
-def _apply_proxy(scope: dict[str, Any], trust: ProxyTrust) -> None:
-    """Rule 8: what a trusted proxy's fields say replaces what the connection knows."""
-    origin = forwarded_origin(scope["headers"], trust)
-    if origin.client is not None:
-        scope["client"] = origin.client
-    if origin.secure is not None:
-        scope["scheme"] = _SCHEMES[scope["type"]][origin.secure]
-    if origin.host is not None:
-        # The Host field, which ASGI apps (and WSGI's HTTP_HOST) build URLs from; the
-        # app sees the host the client asked the proxy for, as behind Werkzeug's ProxyFix.
-        scope["headers"] = with_host(scope["headers"], origin.host)
 
 
 def _address(info: object) -> tuple[str, int | None] | None:

@@ -41,7 +41,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Headers = Sequence[tuple[bytes, bytes]]
@@ -63,6 +63,8 @@ _PORT = re.compile(r"[0-9]{1,5}")
 _HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]+)(?::[0-9]{0,5})?")
 # The fields read, by their index in forwarded_origin's `fields`.
 _FOR, _PROTO, _HOST_FIELD, _FORWARDED = range(4)
+# The scope's scheme, by scope type, for a proxy link that is plain or TLS.
+_SCHEMES = {"http": ("http", "https"), "websocket": ("ws", "wss")}
 _FIELDS = {
     b"x-forwarded-for": _FOR,
     b"x-forwarded-proto": _PROTO,
@@ -320,3 +322,16 @@ def with_host(headers: Headers, host: bytes) -> list[tuple[bytes, bytes]]:
     if not any(name == b"host" for name, _ in headers):
         replaced.append((b"host", host))
     return replaced
+
+
+def apply_forwarded(scope: dict[str, Any], trust: ProxyTrust) -> None:
+    """Put in an ASGI http or websocket scope what a trusted proxy's fields say: the
+    `client`, the `scheme` and the Host field (which ASGI apps, and WSGI's HTTP_HOST,
+    build URLs from, as behind Werkzeug's ProxyFix)."""
+    origin = forwarded_origin(scope["headers"], trust)
+    if origin.client is not None:
+        scope["client"] = origin.client
+    if origin.secure is not None:
+        scope["scheme"] = _SCHEMES[scope["type"]][origin.secure]
+    if origin.host is not None:
+        scope["headers"] = with_host(scope["headers"], origin.host)

@@ -34,10 +34,11 @@ import uvloop
 from adapters import LoadedApp, load_app
 from gateway.asgi import ASGIApp
 from gateway.config import DEFAULT_WSGI_MAX_QUEUE, DEFAULT_WSGI_THREADS, Config, MountConfig
-from gateway.connection import HTTPConnection, ServerState
+from gateway.connection import HTTPConnection
 from gateway.health import HealthCheck
 from gateway.lifespan import LifespanFanout, LifespanTarget
 from gateway.router import Mount, Router
+from gateway.state import ServerState
 from gateway.tls import TLS_HANDSHAKE_TIMEOUT_S, TLS_SHUTDOWN_TIMEOUT_S, server_context
 
 log = logging.getLogger("gateway.server")

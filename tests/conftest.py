@@ -147,6 +147,25 @@ def read_response(sock: socket.socket, deadline_s: float = 10.0) -> bytes:
     return b"".join(chunks)
 
 
+def read_until_closed(sock: socket.socket, deadline_s: float = 10.0) -> tuple[bytes, bool]:
+    """Read until the peer closes or resets, or the deadline passes: what came, and
+    whether the peer ended the connection in time (a server that hangs says False)."""
+    chunks: list[bytes] = []
+    end = time.monotonic() + deadline_s
+    while (left := end - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        except ConnectionResetError:
+            return b"".join(chunks), True
+        if not chunk:
+            return b"".join(chunks), True
+        chunks.append(chunk)
+    return b"".join(chunks), False
+
+
 class GatewayProcess:
     """`gateway serve` on a socket bound here; its stderr and stdout read line by line."""
 

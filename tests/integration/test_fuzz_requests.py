@@ -18,12 +18,11 @@ import itertools
 import os
 import re
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from conftest import Server
+from conftest import Server, read_until_closed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -157,20 +156,7 @@ def exchange(server: Server, pieces: list[bytes]) -> tuple[bytes, bool]:
             sock.shutdown(socket.SHUT_WR)
         except OSError:  # the server answered and closed before all was sent
             pass
-        chunks: list[bytes] = []
-        end = time.monotonic() + DEADLINE_S
-        while (left := end - time.monotonic()) > 0:
-            sock.settimeout(left)
-            try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                break
-            except ConnectionResetError:
-                return b"".join(chunks), True
-            if not chunk:
-                return b"".join(chunks), True
-            chunks.append(chunk)
-        return b"".join(chunks), False
+        return read_until_closed(sock, DEADLINE_S)
 
 
 def examples() -> int:

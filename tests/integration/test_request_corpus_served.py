@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import re
 import socket
-import time
 from collections.abc import Callable
 
-from conftest import Server
+from conftest import Server, read_until_closed
 from corpus import CORPUS_MAX_HEADER_BYTES, CORPUS_MAX_TARGET_BYTES, Case, load_corpus
 
 CASES = load_corpus()
@@ -44,20 +43,7 @@ def exchange(server: Server, raw: bytes, half_close: bool = True) -> tuple[bytes
         sock.sendall(raw)
         if half_close:
             sock.shutdown(socket.SHUT_WR)
-        chunks: list[bytes] = []
-        end = time.monotonic() + DEADLINE_S
-        while (left := end - time.monotonic()) > 0:
-            sock.settimeout(left)
-            try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                break
-            except ConnectionResetError:
-                return b"".join(chunks), True
-            if not chunk:
-                return b"".join(chunks), True
-            chunks.append(chunk)
-        return b"".join(chunks), False
+        return read_until_closed(sock, DEADLINE_S)
 
 
 def problems(server: Server, case: Case) -> list[str]:

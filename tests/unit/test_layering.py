@@ -14,7 +14,9 @@ each import is held against three tables:
 Imports under `if TYPE_CHECKING:` count too: a type-only dependency is still a dependency.
 Departure from the DESIGN table, decided by the lead: `gateway/lifespan.py` sits at
 layer 2 (asyncio tasks for the lifespan fan-out) so that `router` stays free of asyncio.
-Modules the table does not name: `gateway/proxy.py` (layer 1: proxy headers are data, so
+Modules the table does not name: `gateway/cycle.py` and `gateway/state.py` (layer 2,
+split out of connection: one request's ASGI cycle, and what a worker's connections
+share), `gateway/proxy.py` (layer 1: proxy headers are data, so
 config can check the trust list with it) and `gateway/tls.py` (layer 2: the SSLContext
 is I/O setup, built from config, used by the worker and the connection).
 """
@@ -39,7 +41,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "gateway.errors": (),
     "gateway.asgi": (),
     "gateway.bind": (),
-    "gateway.config": ("gateway.bind", "gateway.errors", "gateway.proxy"),
+    "gateway.config": ("gateway.bind", "gateway.checks", "gateway.errors"),
+    # Layer 1, split out of config: the validators of the mount file's values.
+    "gateway.checks": ("gateway.bind", "gateway.proxy"),
     # Layer 1: proxy headers read as data (the trust list, the fields); config checks
     # forwarded_allow_ips with it, the connection applies it to the scope.
     "gateway.proxy": (),
@@ -49,18 +53,31 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "gateway.lifespan": ("gateway.asgi", "gateway.errors"),
     "gateway.connection": (
         "gateway.http.*",
+        "gateway.cycle",
+        "gateway.state",
         "gateway.websocket",
         "gateway.asgi",
         "gateway.errors",
-        "gateway.config",
         "gateway.proxy",
         "gateway.tls",
+    ),
+    # Layer 2 beside connection, split out of it: one HTTP request's ASGI cycle, which
+    # reaches the transport only through its connection.
+    "gateway.cycle": ("gateway.asgi", "gateway.errors"),
+    # Layer 2 beside connection: what a worker's connections share, and the sweep.
+    "gateway.state": (
+        "gateway.http.*",
+        "gateway.asgi",
+        "gateway.config",
+        "gateway.proxy",
+        "gateway.websocket",
     ),
     # Layer 2 beside connection: one WebSocket's ASGI cycle on a connection it took over.
     "gateway.websocket": ("gateway.http.*", "gateway.asgi", "gateway.errors", "gateway.config"),
     "gateway.worker": (
         "gateway.health",
         "gateway.connection",
+        "gateway.state",
         "gateway.router",
         "gateway.config",
         "adapters.*",
@@ -120,6 +137,7 @@ EVENT_LOOP_FREE: dict[str, frozenset[str]] = {
     "gateway.errors": frozenset(),
     "gateway.asgi": frozenset(),
     "gateway.config": frozenset(),
+    "gateway.checks": frozenset(),
     "gateway.bind": frozenset(),
     "gateway.proxy": frozenset(),
     "gateway.router": frozenset(),

@@ -1,0 +1,163 @@
+"""The validators of the mount file's values (gateway/config.py declares which setting
+uses which).
+
+Rules:
+1. A validator takes the raw TOML value and returns the value to store, or raises
+   Invalid with just the reason; config adds the file, the table and the key.
+2. A TOML boolean is never accepted where a number is expected (bool is an int in
+   Python, but `threads = true` is a mistake).
+3. Validators are pure: they open no file, import no app and bind nothing.
+4. Layer 1: stdlib, gateway.bind and gateway.proxy only.
+"""
+
+from __future__ import annotations
+
+import keyword
+import math
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from gateway.bind import Bind, parse_bind
+from gateway.proxy import ProxyTrust
+
+Check = Callable[[object], Any]
+"""A validator: takes the raw TOML value, returns the stored value or raises Invalid."""
+T = TypeVar("T")
+
+
+class Invalid(ValueError):
+    """A validator's complaint: just the reason; the caller adds file, table and key."""
+
+
+def toml_type(value: object) -> str:
+    names = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array"}
+    return names.get(type(value), "table" if isinstance(value, dict) else "date/time")
+
+
+def expect(value: object, wanted: type[T], name: str) -> T:
+    # bool is a subclass of int in Python, but "threads = true" is a mistake in TOML.
+    if not isinstance(value, wanted) or (isinstance(value, bool) and wanted is not bool):
+        shown = str(value).lower() if isinstance(value, bool) else repr(value)
+        raise Invalid(f"expected {name}, got {toml_type(value)} {shown}")
+    return value
+
+
+def int_at_least(minimum: int) -> Check:
+    def check(value: object) -> int:
+        number = expect(value, int, "an integer")
+        if number < minimum:
+            raise Invalid(f"must be >= {minimum}, got {number}")
+        return number
+
+    return check
+
+
+def seconds(*, positive: bool) -> Check:
+    def check(value: object) -> float:
+        if not isinstance(value, float):  # TOML integers are fine: "timeout = 5"
+            value = float(expect(value, int, "a number of seconds"))
+        if not math.isfinite(value):
+            raise Invalid(f"must be a finite number, got {value}")
+        if value < 0 or (positive and value == 0):
+            raise Invalid(f"must be {'> 0' if positive else '>= 0'}, got {value}")
+        return value
+
+    return check
+
+
+def boolean(value: object) -> bool:
+    return expect(value, bool, "true or false")
+
+
+def choice(allowed: tuple[str, ...]) -> Check:
+    def check(value: object) -> str:
+        text = expect(value, str, "a string").lower()
+        if text not in allowed:
+            raise Invalid(f"must be one of {', '.join(allowed)}; got {value!r}")
+        return text
+
+    return check
+
+
+def path_or_empty(value: object) -> str:
+    text = expect(value, str, "a string")
+    if "\0" in text:
+        raise Invalid("must not contain a NUL character")
+    return text
+
+
+def file_mode(value: object) -> int:
+    mode = expect(value, int, "an integer (write it in octal: 0o660)")
+    if not 0 <= mode <= 0o777:
+        raise Invalid(f"must be a permission mode 0o000..0o777, got {oct(mode)}")
+    return mode
+
+
+def trust_list(value: object) -> tuple[str, ...]:
+    items = string_list(value)
+    try:
+        ProxyTrust(items)  # parsed again by each worker; here only checked
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+    return items
+
+
+def health_path(value: object) -> str:
+    text = expect(value, str, "a string")
+    if text == "":
+        return text  # off
+    path = prefix(text)
+    if path == "/":
+        raise Invalid('must name a path of its own, e.g. "/_gateway"; "" turns it off')
+    return path
+
+
+def string_list(value: object) -> tuple[str, ...]:
+    wanted = "an array of strings"
+    items = tuple(expect(item, str, wanted) for item in expect(value, list, wanted))
+    if "" in items:
+        raise Invalid("entries must not be empty")
+    return items
+
+
+def binds(value: object) -> tuple[Bind, ...]:
+    items = [value] if isinstance(value, str) else value  # a lone string is one address
+    try:
+        binds = tuple(parse_bind(text) for text in string_list(items))
+    except Invalid:
+        raise
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+    if not binds:
+        raise Invalid("at least one bind address is required")
+    seen = [str(b) for b in binds]
+    for text in seen:
+        if seen.count(text) > 1:
+            raise Invalid(f"{text} is listed twice")
+    return binds
+
+
+def prefix(value: object) -> str:
+    value = expect(value, str, "a string")
+    if not value.startswith("/"):
+        raise Invalid(f"must start with '/', got {value!r}")
+    unprintable = not value.isprintable() or any(c.isspace() for c in value)
+    if unprintable or "?" in value or "#" in value or "//" in value:
+        raise Invalid(f"must be a plain path without '?', '#', '//' or spaces, got {value!r}")
+    segments = value.strip("/").split("/")
+    if "." in segments or ".." in segments:
+        raise Invalid(f"must not contain '.' or '..' segments, got {value!r}")
+    # "/api/" and "/api" name the same mount: matching is on segment boundaries anyway.
+    return value.rstrip("/") or "/"
+
+
+def app_reference(value: object) -> str:
+    value = expect(value, str, "a string")
+    module, sep, attribute = value.partition(":")
+    if not (sep and is_dotted_name(module) and is_dotted_name(attribute.removesuffix("()"))):
+        raise Invalid(f'must look like "module:attribute" or "module:factory()", got {value!r}')
+    return value
+
+
+def is_dotted_name(text: str) -> bool:
+    return all(part.isidentifier() and not keyword.iskeyword(part) for part in text.split("."))

@@ -1,0 +1,118 @@
+"""What the connections of one worker share (ServerState), and the sweep that holds
+them to their time bounds.
+
+Rules:
+1. One ServerState per worker, made on its running loop; connections read settings
+   from it and count themselves in and out (`connections`, `in_flight`).
+2. Time bounds are held by one periodic sweep per worker (`start_idle_sweep`), never a
+   timer per request: each connection checks its own deadlines when swept
+   (gateway/connection.py rule 6).
+3. Whatever is parsed from the settings (the proxy trust list, the session class) is
+   parsed once here, not per connection or per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from email.utils import formatdate
+from typing import Protocol
+
+from gateway.asgi import ASGIApp
+from gateway.config import ServerConfig
+from gateway.http.h11_session import H11Session
+from gateway.http.httptools_session import HttptoolsSession
+from gateway.http.session import HTTPSession
+from gateway.proxy import ProxyTrust
+from gateway.websocket import WebSocketSettings
+
+# The sweep's period, at most (rule 6): a connection lives at most this much past
+# keep_alive_timeout, header_timeout or body_timeout (and half the shortest of them when
+# that is shorter).
+IDLE_SWEEP_INTERVAL_S = 0.5
+# The `http` setting: the two sessions differ only in how bytes become events.
+SESSIONS: dict[str, type[H11Session] | type[HttptoolsSession]] = {
+    "auto": HttptoolsSession,
+    "h11": H11Session,
+    "httptools": HttptoolsSession,
+}
+
+
+class Connection(Protocol):
+    """What the state and the worker's drain ask of a live connection."""
+
+    def check_deadlines(self, now: float) -> None: ...
+    def shutdown(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+class DateHeader:
+    """The `date` field (RFC 9110 §6.6.1), formatted at most once a second."""
+
+    def __init__(self) -> None:
+        self._second = 0
+        self._field = (b"date", b"")
+
+    def field(self) -> tuple[bytes, bytes]:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._field = (b"date", formatdate(now, usegmt=True).encode("ascii"))
+        return self._field
+
+
+class ServerState:
+    """What every connection of one worker shares: the app, settings, live connections."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        config: ServerConfig,
+        serves_websocket: Callable[[str], bool] | None = None,
+    ) -> None:
+        self.app = app
+        self.config = config
+        # Which paths take a WebSocket (the router's ASGI mounts); None: every path, for
+        # an app that is one ASGI app.
+        self.serves_websocket = serves_websocket or (lambda path: True)
+        self.websocket = WebSocketSettings.from_config(config)
+        self.connections: set[Connection] = set()
+        # Running WebSocket apps: what a stop cancels once graceful_timeout has passed
+        # (gateway/worker.py), and a strong reference (the loop keeps only weak ones).
+        self.websocket_tasks: set[asyncio.Task[None]] = set()
+        self.date = DateHeader()
+        self.access_log = config.access_log
+        self.on_connection_closed: Callable[[], object] | None = None  # set while draining
+        self.requests_served = 0  # for max_requests; read by the worker's heartbeat
+        # Rule 7: requests and WebSockets whose app runs; no limit is the largest int.
+        self.in_flight = 0
+        self.concurrency_limit = config.limit_concurrency or sys.maxsize
+        # Rule 8: parsed once per worker; None when proxy_headers is off.
+        self.proxy_trust = ProxyTrust(config.forwarded_allow_ips) if config.proxy_headers else None
+        self._session_class = SESSIONS[config.http]
+        self._loop = asyncio.get_running_loop()
+        self._sweep: asyncio.TimerHandle | None = None
+        bounds = (config.keep_alive_timeout, config.header_timeout, config.body_timeout)
+        self._sweep_interval_s = min(IDLE_SWEEP_INTERVAL_S, *(b / 2 for b in bounds))
+
+    def start_idle_sweep(self) -> None:
+        """Hold every connection to rule 6's bounds (idle, head, body), now and then.
+
+        One timer for the worker, not one per connection: arming and cancelling a timer
+        on every request costs more than checking every connection twice a second. A
+        connection is closed between its bound and the bound plus one interval.
+        """
+        now = self._loop.time()
+        for conn in list(self.connections):
+            conn.check_deadlines(now)
+        self._sweep = self._loop.call_later(self._sweep_interval_s, self.start_idle_sweep)
+
+    def stop_idle_sweep(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+
+    def new_session(self) -> HTTPSession:
+        return self._session_class(self.config.max_header_bytes, self.config.max_target_bytes)
