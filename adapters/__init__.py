@@ -3,12 +3,26 @@
 Everything above this package speaks ASGI 3. `load_app` imports an app from its
 "module:attribute" (or "module:factory()") reference, detects or takes its interface,
 wraps ASGI 2 apps with asgiref and WSGI apps in a `WSGIAdapter` that owns the mount's
-thread pool. This is the only package that imports asgiref and a2wsgi; it may import
-only gateway.asgi and gateway.errors from the gateway (DESIGN §3). Import it absolutely
-(`import adapters`): the name is generic, so `gateway check` prints where it came from.
+thread pool; `load_static` serves a directory of files (adapters/static.py). This is
+the only package that imports asgiref and a2wsgi; it may import only gateway.asgi and
+gateway.errors from the gateway (DESIGN §3). Import it absolutely (`import adapters`):
+the name is generic, so `gateway check` prints where it came from.
 """
 
-from adapters.loading import LoadedApp, detect_interface, import_from_string, load_app
+from adapters.loading import (
+    LoadedApp,
+    detect_interface,
+    import_from_string,
+    load_app,
+    load_static,
+)
 from adapters.wsgi import WSGIAdapter
 
-__all__ = ["LoadedApp", "WSGIAdapter", "detect_interface", "import_from_string", "load_app"]
+__all__ = [
+    "LoadedApp",
+    "WSGIAdapter",
+    "detect_interface",
+    "import_from_string",
+    "load_app",
+    "load_static",
+]

@@ -12,6 +12,8 @@ Rules:
    and refuses to guess when the callable does not say.
 4. ASGI 2 (double-callable) apps are wrapped by asgiref into ASGI 3; WSGI apps get a
    WSGIAdapter with the mount's own thread pool. LoadedApp.app is always ASGI 3.
+5. A `static` mount loads no code: `load_static` checks its directory (a missing one is
+   an AppLoadError, as a missing module is) and serves it with adapters/static.py.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from a2wsgi.wsgi_typing import WSGIApp
 from asgiref import compatibility
 from asgiref.sync import iscoroutinefunction
 
+from adapters.static import StaticFiles
 from adapters.wsgi import WSGIAdapter
 from gateway.asgi import ASGIApp
 from gateway.errors import AppLoadError
@@ -45,8 +48,8 @@ class LoadedApp:
     """An app ready to mount: `app` is ASGI 3 whatever the app was written for."""
 
     app: ASGIApp
-    interface: str  # resolved: "asgi" | "wsgi"
-    reference: str
+    interface: str  # resolved: "asgi" | "wsgi", or "static" (files, no code)
+    reference: str  # the app reference, or a static mount's directory
     pool_size: int | None  # the WSGI pool's size; None for ASGI
     supports_lifespan: bool  # False for WSGI: the server answers lifespan for them
 
@@ -73,6 +76,11 @@ def load_app(
         adapter = WSGIAdapter(cast(WSGIApp, obj), threads, name, max_queue)
         return LoadedApp(adapter, "wsgi", ref, threads, supports_lifespan=False)
     return LoadedApp(as_asgi3(obj), "asgi", ref, None, supports_lifespan=True)
+
+
+def load_static(directory: str) -> LoadedApp:
+    """The files under `directory` as an app; AppLoadError when it is not a directory."""
+    return LoadedApp(StaticFiles(directory), "static", directory, None, supports_lifespan=False)
 
 
 def _resolve_interface(ref: str, obj: object, interface: str) -> Interface:
