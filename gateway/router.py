@@ -16,30 +16,112 @@ Rules:
 6. WebSocket scopes are routed the same way (root_path, state, gateway.mount). Only an
    ASGI mount speaks WebSocket: the connection layer asks `serves_websocket` first and
    serves any other upgrade request as plain HTTP, so a WSGI app never sees one.
+7. Mounts reach each other by name. A mount's `rules` (fallback, canary: see
+   gateway/targets.py) are data; at startup each rule's name is resolved to its Mount and
+   the rule wraps the mount's app (again when the app is replaced, as a middleware
+   put around it later does), so a request is served by `mount.handler` with no
+   per-request branching, and a mount without rules is served by its app directly. A
+   mount without a prefix is reachable only that way. A `Target` enters a mount with
+   the routing mount's root_path, its own state, and the route in `gateway.mount`
+   ("/api>fallback:legacy").
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.asgi import ASGIApp, Message, Receive, Scope, Send
 from gateway.errors import RequestBodyTooLarge
 
 
+class Rule(Protocol):
+    """Sends some of a mount's requests to the mount it names (gateway/targets.py)."""
+
+    @property
+    def target(self) -> str: ...  # the name of the mount it sends requests to
+    @property
+    def kind(self) -> str: ...  # "fallback", "canary": how the access log names the hop
+    def wrap(self, inner: ASGIApp, target: Target) -> ASGIApp: ...
+
+
 class Mount:
     """One routed app: where it is mounted and the limits it is served with."""
 
-    __slots__ = ("app", "interface", "max_body_bytes", "prefix", "root", "state")
+    __slots__ = (
+        "_app",
+        "_targets",
+        "handler",
+        "interface",
+        "label",
+        "max_body_bytes",
+        "name",
+        "prefix",
+        "root",
+        "rules",
+        "state",
+    )
 
-    def __init__(self, prefix: str, app: ASGIApp, max_body_bytes: int, interface: str) -> None:
-        self.prefix = prefix
-        self.root = "" if prefix == "/" else prefix  # what root_path grows by
-        self.app = app
+    def __init__(
+        self,
+        prefix: str,
+        app: ASGIApp,
+        max_body_bytes: int,
+        interface: str,
+        *,
+        name: str = "",
+        rules: Sequence[Rule] = (),
+    ) -> None:
+        self.prefix = prefix  # "": reachable only by name, as another mount's target
+        self.root = "" if prefix in ("/", "") else prefix  # what root_path grows by
         self.max_body_bytes = max_body_bytes
         self.interface = interface
         self.state: dict[str, Any] = {}  # filled by the mount's lifespan startup
+        self.name = name
+        self.label = prefix or name  # gateway.mount, lifespan and error messages
+        self.rules = tuple(rules)
+        self._targets: tuple[Target, ...] = ()  # the rules' targets, once linked
+        self._app = app
+        self.handler = app  # what serves its requests: the app wrapped in its rules
+
+    @property
+    def app(self) -> ASGIApp:
+        return self._app
+
+    @app.setter
+    def app(self, app: ASGIApp) -> None:
+        """Replace the app (a middleware put around it after linking): the rules wrap
+        the new one."""
+        self._app = app
+        self._wrap()
+
+    def link(self, targets: Sequence[Target]) -> None:
+        """Give each rule its resolved target (the Router does, at startup)."""
+        self._targets = tuple(targets)
+        self._wrap()
+
+    def _wrap(self) -> None:
+        handler = self._app
+        for rule, target in zip(self.rules, self._targets, strict=False):
+            handler = rule.wrap(handler, target)
+        self.handler = handler
+
+
+class Target:
+    """Enters a mount by name on behalf of another mount's rule (rule 7)."""
+
+    __slots__ = ("mount", "route", "serves_websocket")
+
+    def __init__(self, mount: Mount, kind: str) -> None:
+        self.mount = mount
+        self.route = f">{kind}:{mount.name}"
+        self.serves_websocket = mount.interface == "asgi"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["state"] = self.mount.state.copy()
+        scope["gateway.mount"] += self.route
+        await self.mount.handler(scope, receive, send)
 
 
 class Router:
@@ -47,7 +129,22 @@ class Router:
 
     def __init__(self, mounts: Sequence[Mount]) -> None:
         self.mounts = tuple(mounts)
-        self._by_prefix = {mount.prefix: mount for mount in mounts}
+        self._by_prefix = {mount.prefix: mount for mount in mounts if mount.prefix}
+        self._link()
+
+    def _link(self) -> None:
+        """Resolve each rule's name to its mount and wrap the mount's app (rule 7). A
+        Target looks its mount's handler up when called, so the order does not matter;
+        the config has already refused unknown names and loops (gateway/links.py)."""
+        by_name = {mount.name: mount for mount in self.mounts if mount.name}
+        for mount in self.mounts:
+            targets = []
+            for rule in mount.rules:
+                target = by_name.get(rule.target)
+                if target is None:
+                    raise ValueError(f"mount {mount.label}: no mount is named {rule.target!r}")
+                targets.append(Target(target, rule.kind))
+            mount.link(targets)
 
     def match(self, path: str) -> Mount | None:
         """The mount for `path`: try the path, then each shorter segment boundary."""
@@ -77,18 +174,23 @@ class Router:
             return
         scope["root_path"] = root_path + mount.root
         scope["state"] = mount.state.copy()
-        scope["gateway.mount"] = mount.prefix
+        scope["gateway.mount"] = mount.label
         limit = body_limit(scope["headers"], mount.max_body_bytes)
         if limit is _TOO_LARGE:
             await send_plain(send, HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
             return
         if limit is _LIMIT_STREAM:
             receive = LimitedReceive(receive, mount.max_body_bytes)
-        await mount.app(scope, receive, send)
+        await mount.handler(scope, receive, send)
 
 
 _TOO_LARGE = object()
 _LIMIT_STREAM = object()
+
+
+def declares_over(headers: list[tuple[bytes, bytes]], limit: int) -> bool:
+    """The request declares a Content-Length over `limit` (a chunked one cannot)."""
+    return body_limit(headers, limit) is _TOO_LARGE
 
 
 def body_limit(headers: list[tuple[bytes, bytes]], max_body_bytes: int) -> object | None:
