@@ -391,6 +391,12 @@ class WSGIAdapter:
             self._active -= 1
             watch.close()
 
+    @property
+    def active(self) -> int:
+        """Requests handed to the pool whose response has not ended (rule 8): those on a
+        thread, then those waiting for one. Read by the metrics (pool busy and queued)."""
+        return self._active
+
     def close(self) -> None:
         """Close the pool without waiting; calls already queued still run."""
         self._pool.close()

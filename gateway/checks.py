@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import keyword
 import math
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -86,6 +87,13 @@ def path_or_empty(value: object) -> str:
     return text
 
 
+def directory(value: object) -> str:
+    text = path_or_empty(value)
+    if not text:
+        raise Invalid('must name a directory, e.g. "staticfiles"')
+    return text
+
+
 def file_mode(value: object) -> int:
     mode = expect(value, int, "an integer (write it in octal: 0o660)")
     if not 0 <= mode <= 0o777:
@@ -102,14 +110,23 @@ def trust_list(value: object) -> tuple[str, ...]:
     return items
 
 
-def health_path(value: object) -> str:
-    text = expect(value, str, "a string")
-    if text == "":
-        return text  # off
-    path = prefix(text)
-    if path == "/":
-        raise Invalid('must name a path of its own, e.g. "/_gateway"; "" turns it off')
-    return path
+def own_path(example: str) -> Check:
+    """A path the gateway answers itself before routing (health, metrics), or "" (off)."""
+
+    def check(value: object) -> str:
+        text = expect(value, str, "a string")
+        if text == "":
+            return text  # off
+        path = prefix(text)
+        if path == "/":
+            raise Invalid(f'must name a path of its own, e.g. "{example}"; "" turns it off')
+        return path
+
+    return check
+
+
+health_path = own_path("/_gateway")
+metrics_path = own_path("/_gateway/metrics")
 
 
 def string_list(value: object) -> tuple[str, ...]:
@@ -161,3 +178,62 @@ def app_reference(value: object) -> str:
 
 def is_dotted_name(text: str) -> bool:
     return all(part.isidentifier() and not keyword.iskeyword(part) for part in text.split("."))
+
+
+# A mount's name: other mounts' fallback and canary keys name it, and the access log
+# shows the route a request took ("/api>fallback:legacy"), so it is a plain identifier
+# without the ">", ":" or spaces that would make that field ambiguous. 64 characters
+# leave room for "billing-api-v2-canary" three times over and still fit a log column.
+MAX_MOUNT_NAME_CHARS = 64
+_MOUNT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+# A field name or cookie name: an RFC 9110 §5.6.2 token (RFC 6265 §4.1.1 cookie-name).
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+STICKY_KINDS = ("none", "client", "cookie:NAME", "header:NAME")
+
+
+def mount_name(value: object) -> str:
+    text = expect(value, str, "a string")
+    if not _MOUNT_NAME.fullmatch(text) or len(text) > MAX_MOUNT_NAME_CHARS:
+        raise Invalid(
+            "must be a name of letters, digits, '_' and '-' that starts with a letter, "
+            f"at most {MAX_MOUNT_NAME_CHARS} characters; got {value!r}"
+        )
+    return text
+
+
+def status_list(value: object) -> tuple[int, ...]:
+    wanted = "an array of HTTP status codes"
+    statuses = tuple(expect(item, int, wanted) for item in expect(value, list, wanted))
+    if not statuses:
+        raise Invalid("must list at least one status")
+    for status in statuses:
+        if not 100 <= status <= 599:
+            raise Invalid(f"{status} is not an HTTP status code (100-599)")
+    return tuple(sorted(set(statuses)))
+
+
+def percent(value: object) -> float:
+    if not isinstance(value, float):  # TOML integers are fine: "canary_percent = 10"
+        value = float(expect(value, int, "a number from 0 to 100"))
+    if not 0 <= value <= 100:  # NaN fails this too
+        raise Invalid(f"must be a number from 0 to 100, got {value}")
+    return value
+
+
+def field_name_or_empty(value: object) -> str:
+    """A request header's name, lower-cased as ASGI gives them; "" for none."""
+    text = expect(value, str, "a string")
+    if text and not _TOKEN.fullmatch(text):
+        raise Invalid(f"must be a header name (letters, digits, '-'), got {value!r}")
+    return text.lower()
+
+
+def sticky_key(value: object) -> str:
+    text = expect(value, str, "a string")
+    kind, colon, name = text.partition(":")
+    if (not colon and kind in ("none", "client")) or (
+        colon and kind in ("cookie", "header") and _TOKEN.fullmatch(name)
+    ):
+        # Field names are case-insensitive (RFC 9110 §5.1); cookie names are not.
+        return text.lower() if kind == "header" else text
+    raise Invalid(f"must be one of {', '.join(STICKY_KINDS)}; got {value!r}")

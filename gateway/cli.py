@@ -1,4 +1,5 @@
-"""The command line: `gateway serve CONFIG`, `gateway check CONFIG`, `--version`.
+"""The command line: `gateway serve CONFIG`, `gateway check CONFIG`,
+`gateway status CONFIG`, `--version`.
 
 Rules:
 1. The flags that override the mount file are derived from the settings' declarations in
@@ -18,8 +19,8 @@ from collections.abc import Sequence
 from typing import TextIO
 
 import adapters
-from gateway import __version__, reload
-from gateway.config import CliOption, Config, cli_options, load_config
+from gateway import __version__, metrics, reload, status
+from gateway.config import CliOption, Config, MountConfig, cli_options, load_config
 from gateway.errors import ConfigError, GatewayError, StartupError
 from gateway.supervisor import serve
 from gateway.tls import server_context
@@ -37,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check":
             return check(load_config(args.config))
+        if args.command == "status":
+            return status.run(load_config(args.config), args.url, args.json)
         overrides = _overrides(args)
         config = load_config(args.config, overrides=overrides)
         configure_logging(config)
@@ -62,7 +65,20 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="validate a mount file, import every app, print the routing table"
     )
     check_cmd.add_argument("config", help="the mount file (TOML)")
+    _add_status_command(commands)
     return parser
+
+
+def _add_status_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`gateway status`: its options are not settings (rule 1), so they are declared here."""
+    status_cmd = commands.add_parser(
+        "status", help="per-mount traffic, errors, latency and pools of the running server"
+    )
+    status_cmd.add_argument("config", help="the mount file (TOML) the server runs")
+    status_cmd.add_argument("--json", action="store_true", help="print JSON, not a table")
+    status_cmd.add_argument(
+        "--url", help="the metrics endpoint's URL (default: the first bind + metrics_path)"
+    )
 
 
 def _add_option(parser: argparse.ArgumentParser, option: CliOption) -> None:
@@ -119,9 +135,28 @@ def _log_handler(config: Config, setting: str, stream: TextIO) -> logging.Handle
         raise ConfigError(config.path, "server", setting, reason) from exc
 
 
+def _describe_links(mounts: Sequence[MountConfig]) -> list[str]:
+    """A line per mount that has a name or sends requests to another mount."""
+    lines = []
+    for mount in mounts:
+        parts = [f"name {mount.name}"] if mount.name and mount.prefix else []
+        if mount.fallback:
+            statuses = ", ".join(str(status) for status in mount.fallback_on)
+            parts.append(f"fallback -> {mount.fallback} on {statuses}")
+        if mount.canary:
+            how = f"sticky {mount.canary_sticky}"
+            if mount.canary_header:
+                how += f", forced by {mount.canary_header}"
+            parts.append(f"canary {mount.canary_percent:g}% -> {mount.canary} ({how})")
+        if parts:
+            lines.append(f"  {mount.prefix or mount.name}: " + "; ".join(parts))
+    return ["targets:", *lines] if lines else []
+
+
 def check(config: Config) -> int:
     """Import every app and print the routing table (exit 0), or why not (exit 1)."""
     server_context(config)  # TLS files that do not load: a ConfigError, exit 1
+    metrics.require(config.server)  # metrics_path without prometheus_client: exit 1
     try:
         mounts = load_mounts(config)
     except StartupError as exc:
@@ -132,12 +167,15 @@ def check(config: Config) -> int:
     rows = [("PREFIX", "INTERFACE", "APP", "POOL")]
     for mount in mounts:
         pool = str(mount.loaded.pool_size) if mount.loaded.pool_size else "-"
-        rows.append((mount.config.prefix, mount.loaded.interface, mount.config.app, pool))
+        prefix = mount.config.prefix or f"({mount.config.name})"  # a target only
+        rows.append((prefix, mount.loaded.interface, mount.loaded.reference, pool))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         print(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
+    for line in _describe_links([mount.config for mount in mounts]):
+        print(line)
     for mount in mounts:
         mount.loaded.close()
     return 0

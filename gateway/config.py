@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from typing import Any, TypeVar
 
-from gateway import checks
+from gateway import checks, links
 
 # Bind and parse_bind are part of the config's vocabulary: re-exported explicitly.
 from gateway.bind import Bind as Bind
@@ -37,6 +37,9 @@ LIFESPAN_MODES = ("auto", "on", "off")
 HTTP_PARSERS = ("auto", "h11", "httptools")
 CLIENT_CERT_MODES = ("none", "optional", "required")
 TLS_FILES = ("certfile", "keyfile", "ca_certs")  # relative to the mount file, like pythonpath
+# Mount keys that configure app code (how to call it, its pool, its lifespan); a static
+# mount runs none, so one of them there is a mistake worth naming.
+APP_ONLY_KEYS = ("interface", "threads", "max_queue", "lifespan")
 # Proxies whose X-Forwarded-*/Forwarded fields count (proxy_headers): this host's own,
 # as uvicorn and gunicorn trust by default. Not "unix": who may connect to a unix socket
 # is a matter of file permissions, so trusting its peers is left to an explicit choice.
@@ -70,6 +73,19 @@ MIN_TARGET_BYTES = 256
 # default): generous for uploads, yet one request cannot fill memory or disk unnoticed.
 # 0 refuses any request body (413).
 MAX_BODY_BYTES = 100 * 1024 * 1024
+
+# The request body a fallback mount keeps, so that it can replay the request to its
+# target. 1 MiB is nginx's client_max_body_size default: forms and JSON fit with room to
+# spare, uploads do not. It is held only until the first app's status is known, which
+# is usually at once; a larger body keeps the first answer (README: Migrating).
+FALLBACK_BODY_BYTES = 1024 * 1024
+# Keys whose value names another mount (gateway/links.py checks them), and the keys that
+# mean something only beside each of them.
+LINK_KEYS = ("fallback", "canary")
+LINK_OPTIONS = {
+    "fallback": ("fallback_on", "fallback_body_bytes"),
+    "canary": ("canary_percent", "canary_sticky", "canary_header"),
+}
 
 # uvicorn's default; long enough for a browser's next request, short enough that idle
 # connections do not pile up (gunicorn uses 2 s, nginx 75 s behind a proxy).
@@ -287,6 +303,12 @@ class ServerConfig:
         checks.health_path,
         'answer GET PATH/live and PATH/ready before routing, e.g. "/_gateway"; "": off',
     )
+    metrics_path: str = _setting(
+        "",
+        checks.metrics_path,
+        "answer GET PATH with per-mount Prometheus metrics, summed over workers, before "
+        'routing, e.g. "/_gateway/metrics" (needs the `metrics` extra); "": off',
+    )
     shutdown_delay: float = _setting(
         0.0,
         checks.seconds(positive=False),
@@ -333,13 +355,28 @@ class ServerConfig:
 class MountConfig:
     """One [[mount]] table: an app served under a path prefix."""
 
+    # "" on a mount that is only another mount's target; it must have a name then.
     prefix: str = _setting(
-        MISSING,
+        "",
         checks.prefix,
-        'path prefix on segment boundaries: "/api" serves /api/x, never /apix',
+        'path prefix on segment boundaries: "/api" serves /api/x, never /apix; without '
+        "one, the mount serves only as another mount's fallback or canary",
+        doc_default="required, unless named",
     )
+    name: str = _setting(
+        "", checks.mount_name, "names the mount, for other mounts' fallback and canary keys"
+    )
+    # "" on static mounts: exactly one of app and static (_load_mount).
     app: str = _setting(
-        MISSING, checks.app_reference, '"module:attribute", or "module:factory()" to call a factory'
+        "",
+        checks.app_reference,
+        '"module:attribute", or "module:factory()" to call a factory',
+        doc_default="required, unless static",
+    )
+    static: str = _setting(
+        "",
+        checks.directory,
+        "serve the files under this directory (relative to this file) instead of an app",
     )
     interface: str = _setting(
         "auto", checks.choice(INTERFACES), "asgi, wsgi or auto (detect; explicit is recommended)"
@@ -363,6 +400,36 @@ class MountConfig:
     )
     max_body_bytes: int = _setting(
         MAX_BODY_BYTES, checks.int_at_least(0), "largest request body; beyond it: 413 (0: no body)"
+    )
+    fallback: str = _setting(
+        "",
+        checks.mount_name,
+        "the mount named here answers instead when this app's status is in fallback_on",
+    )
+    fallback_on: tuple[int, ...] = _setting(
+        (404, 405), checks.status_list, "statuses that send the request to the fallback"
+    )
+    fallback_body_bytes: int = _setting(
+        FALLBACK_BODY_BYTES,
+        checks.int_at_least(0),
+        "request body kept for the fallback; a larger one keeps the first answer",
+    )
+    canary: str = _setting(
+        "", checks.mount_name, "the mount named here serves canary_percent of the requests"
+    )
+    canary_percent: float = _setting(
+        0.0, checks.percent, "share of requests for the canary, 0-100 (steps of 0.01)"
+    )
+    canary_sticky: str = _setting(
+        "none",
+        checks.sticky_key,
+        'what keeps a user on one side: "cookie:NAME", "header:NAME", "client" (address) '
+        'or "none" (each request drawn anew)',
+    )
+    canary_header: str = _setting(
+        "",
+        checks.field_name_or_empty,
+        'request header that forces a side: "canary"/"1"/"true" or "primary"/"0"/"false"',
     )
 
 
@@ -464,11 +531,34 @@ def _load_mounts(data: dict[str, Any], top: _Where) -> tuple[MountConfig, ...]:
         raise top.fail("mount", "at least one [[mount]] table is required")
     mounts = tuple(_load_mount(t, _Where(top.file, f"mount #{n}")) for n, t in enumerate(tables, 1))
     _reject_duplicate_prefixes(mounts, top.file)
+    nodes = [links.Node(f"mount #{n}", m.name, _links(m)) for n, m in enumerate(mounts, 1)]
+    links.check_links(top.file, nodes)
     return mounts
+
+
+def _links(mount: MountConfig) -> tuple[tuple[str, str], ...]:
+    return tuple((key, getattr(mount, key)) for key in LINK_KEYS if getattr(mount, key))
+
+
+def _check_target_keys(mount: MountConfig, table: dict[str, Any], where: _Where) -> None:
+    """A mount without a prefix is reachable by name only; fallback_on and the canary_*
+    keys are mistakes without the key they qualify."""
+    if not mount.prefix and not mount.name:
+        reason = "required key is missing (a mount without one needs a name, and serves "
+        raise where.fail("prefix", reason + "only as another mount's fallback or canary)")
+    for link, options in LINK_OPTIONS.items():
+        for key in options:
+            if key in table and not getattr(mount, link):
+                raise where.fail(key, f'applies only with {link} = "NAME"')
 
 
 def _load_mount(table: dict[str, Any], where: _Where) -> MountConfig:
     mount = _build(MountConfig, table, where)
+    _check_target_keys(mount, table, where)
+    if mount.static:
+        return _static_mount(mount, table, where)
+    if not mount.app:
+        raise where.fail("app", "required key is missing (or set static to serve files)")
     for key in ("threads", "max_queue"):
         if mount.interface == "asgi" and getattr(mount, key) is not None:
             raise where.fail(key, 'applies to WSGI mounts only; this one is interface = "asgi"')
@@ -481,9 +571,24 @@ def _load_mount(table: dict[str, Any], where: _Where) -> MountConfig:
     return mount
 
 
+def _static_mount(mount: MountConfig, table: dict[str, Any], where: _Where) -> MountConfig:
+    """A mount of files: no app and none of the keys that configure one. Its directory is
+    anchored at the mount file, like pythonpath; whether it exists is checked when a
+    worker loads the mount (adapters.load_static), not here (rule 1)."""
+    if mount.app:
+        raise where.fail("static", "set app or static, not both")
+    for key in APP_ONLY_KEYS:
+        if key in table:
+            raise where.fail(key, "does not apply to a static mount, which runs no app")
+    base = os.path.dirname(os.path.abspath(where.file))
+    return replace(mount, static=os.path.normpath(os.path.join(base, mount.static)))
+
+
 def _reject_duplicate_prefixes(mounts: tuple[MountConfig, ...], file: str) -> None:
     first_seen: dict[str, int] = {}
     for number, mount in enumerate(mounts, 1):
+        if not mount.prefix:
+            continue  # a target only (named)
         if mount.prefix in first_seen:
             reason = f"{mount.prefix!r} is already the prefix of mount #{first_seen[mount.prefix]}"
             raise ConfigError(file, f"mount #{number}", "prefix", reason)
@@ -551,6 +656,7 @@ def describe_settings() -> Iterator[SettingDoc]:
 _TOML_TYPES = {
     "tuple[Bind, ...]": "array of strings",
     "tuple[str, ...]": "array of strings",
+    "tuple[int, ...]": "array of integers",
     "int": "integer",
     "int | None": "integer",
     "float": "number",
@@ -566,5 +672,6 @@ def _render_default(value: object) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, tuple):
-        return "[" + ", ".join(_render_default(str(item)) for item in value) + "]"
+        items = (item if isinstance(item, int) else str(item) for item in value)
+        return "[" + ", ".join(_render_default(item) for item in items) + "]"
     return f'"{value}"' if isinstance(value, str) else str(value)

@@ -51,7 +51,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from gateway import worker
+from gateway import metrics, worker
 from gateway.children import SUPERVISOR_SIGNALS, WorkerProcess, fork_worker
 from gateway.config import Config, load_config
 from gateway.errors import GatewayError, StartupError
@@ -80,6 +80,7 @@ def serve(config: Config, overrides: Mapping[str, object] | None = None) -> int:
     re-read (SIGHUP).
     """
     server_context(config)  # a certificate that does not load: exit 1 before binding
+    metrics.require(config.server)  # metrics_path without prometheus_client: exit 1 too
     sockets = listening_sockets(config.server)
     files = socket_files(sockets, config.server.bind)
     try:
@@ -109,6 +110,9 @@ class Supervisor:
     ) -> None:
         self.overrides = dict(overrides)
         self.sockets = list(sockets)
+        # Before any app is imported (preload) or worker forked (gateway/metrics.py rule 3).
+        self.metrics = metrics.SupervisorMetrics()
+        self.metrics.enable(config.server)
         self.current = Generation(1, config, self._preload(config), config.server.workers)
         # Every generation with a live worker, oldest first; `current` is the last.
         self.generations = [self.current]
@@ -134,6 +138,7 @@ class Supervisor:
         finally:
             self._kill_all()
             self._signals.restore()
+            self.metrics.close()
             self._selector.close()
         log.info("stopped")
         return self.status
@@ -224,6 +229,7 @@ class Supervisor:
         if worker.MESSAGE_RETIRE in messages and not (process.retiring or process.stopping):
             process.retiring = True  # no longer counted: _fill starts its replacement
             if not self.shutting_down and self._generation_of(process) is self.current:
+                self.metrics.count_restart("max_requests")
                 self._fill()
 
     def _after_ready(self, process: WorkerProcess) -> None:
@@ -286,6 +292,7 @@ class Supervisor:
     def _on_exit(self, process: WorkerProcess, code: int) -> None:
         generation = self._generation_of(process)
         generation.workers.remove(process)
+        self.metrics.worker_exited(process.pid)
         if not generation.workers and generation is not self.current:
             self.generations.remove(generation)
         if process.pipe_open:
@@ -303,6 +310,8 @@ class Supervisor:
             log.error("%d worker exits in %.0f s: stopping", CRASH_LIMIT, CRASH_WINDOW_S)
             self._stop(EXIT_STARTUP)
         else:  # a retiring worker's replacement already counts: none is added for it
+            if not process.retiring:
+                self.metrics.count_restart("exited")
             self._fill()
 
     def _boot_failed(self) -> None:
@@ -357,6 +366,7 @@ class Supervisor:
         try:
             config = load_config(self.current.config.path, self.overrides)
             server_context(config)  # the new certificate, if any, must load
+            self.metrics.enable(config.server)  # metrics turned on: before the imports
             mounts = self._preload(config)
         except GatewayError as exc:
             log.error("reload refused, the workers keep running: %s", exc)

@@ -31,14 +31,16 @@ from typing import Any
 
 import uvloop
 
-from adapters import LoadedApp, load_app
+from adapters import LoadedApp, WSGIAdapter, load_app, load_static
 from gateway.asgi import ASGIApp
 from gateway.config import DEFAULT_WSGI_MAX_QUEUE, DEFAULT_WSGI_THREADS, Config, MountConfig
 from gateway.connection import HTTPConnection
 from gateway.health import HealthCheck
 from gateway.lifespan import LifespanFanout, LifespanTarget
-from gateway.router import Mount, Router
+from gateway.metrics import WorkerMetrics, worker_metrics
+from gateway.router import Mount, Router, Rule
 from gateway.state import ServerState
+from gateway.targets import CanaryRule, FallbackRule
 from gateway.tls import TLS_HANDSHAKE_TIMEOUT_S, TLS_SHUTDOWN_TIMEOUT_S, server_context
 
 log = logging.getLogger("gateway.server")
@@ -59,7 +61,8 @@ class LoadedMount:
 
 
 def load_mounts(config: Config) -> list[LoadedMount]:
-    """Import every app in the mount file (after putting `pythonpath` on sys.path)."""
+    """Import every app in the mount file (after putting `pythonpath` on sys.path); a
+    static mount whose directory is missing fails like an app that does not import."""
     for entry in reversed(config.server.pythonpath):
         if entry not in sys.path:
             sys.path.insert(0, entry)
@@ -67,7 +70,11 @@ def load_mounts(config: Config) -> list[LoadedMount]:
     for mount in config.mounts:
         threads = mount.threads or DEFAULT_WSGI_THREADS
         max_queue = DEFAULT_WSGI_MAX_QUEUE if mount.max_queue is None else mount.max_queue
-        loaded = load_app(mount.app, mount.interface, threads, mount.prefix, max_queue)
+        if mount.static:
+            loaded = load_static(mount.static)
+        else:
+            label = mount.prefix or mount.name  # names its pool threads and error lines
+            loaded = load_app(mount.app, mount.interface, threads, label, max_queue)
         mounts.append(LoadedMount(mount, loaded))
     return mounts
 
@@ -105,6 +112,7 @@ class Worker:
         # TLS: one context for every socket, built before serving, so that a certificate
         # that does not load is a ConfigError at start (gateway/tls.py).
         self._tls = server_context(config)
+        self._metrics = worker_metrics(config.server)  # None: off, and no cost at all
 
     @property
     def requests_served(self) -> int:
@@ -148,9 +156,20 @@ class Worker:
         await fanout.shutdown(timeout_s)
 
     def _front(self, router: Router) -> ASGIApp:
-        """The app connections call: the router, behind the health endpoints if on."""
+        """The app connections call: the router, behind the health and metrics endpoints
+        when they are on."""
         path = self.config.server.health_path
-        return HealthCheck(router, path, lambda: self.ready) if path else router
+        app: ASGIApp = HealthCheck(router, path, lambda: self.ready) if path else router
+        return app if self._metrics is None else self._measure(self._metrics, router, app)
+
+    def _measure(self, metrics: WorkerMetrics, router: Router, front: ASGIApp) -> ASGIApp:
+        """Every mount's app behind the metrics middleware, and the metrics endpoint in
+        front of everything (gateway/metrics.py)."""
+        for mount, route in zip(self.mounts, router.mounts, strict=True):
+            pool = mount.loaded.app if isinstance(mount.loaded.app, WSGIAdapter) else None
+            route.app = metrics.wrap(route.app, route.label, pool)  # its rules wrap this
+        metrics.publish_every()  # the gauges, from this (the running) loop
+        return metrics.endpoint(front)
 
     async def _delay_drain(self) -> None:
         """Keep serving `shutdown_delay` seconds while readiness already answers 503, so
@@ -260,12 +279,26 @@ async def _cancel_apps(tasks: set[asyncio.Task[None]]) -> None:
 
 def _route(mount: LoadedMount) -> Mount:
     config = mount.config
-    return Mount(config.prefix, mount.loaded.app, config.max_body_bytes, mount.loaded.interface)
+    app, interface, rules = mount.loaded.app, mount.loaded.interface, _rules(config)
+    max_body = config.max_body_bytes
+    return Mount(config.prefix, app, max_body, interface, name=config.name, rules=rules)
+
+
+def _rules(config: MountConfig) -> list[Rule]:
+    """The mount's fallback and canary as the router's rules (gateway/targets.py)."""
+    rules: list[Rule] = []
+    if config.fallback:
+        statuses = frozenset(config.fallback_on)
+        rules.append(FallbackRule(config.fallback, statuses, config.fallback_body_bytes))
+    if config.canary:
+        sticky, header = config.canary_sticky, config.canary_header
+        rules.append(CanaryRule(config.canary, config.canary_percent, sticky, header))
+    return rules
 
 
 def _lifespan_target(mount: LoadedMount, route: Mount) -> LifespanTarget:
     return LifespanTarget(
-        label=f"mount {route.prefix} ({mount.config.app})",
+        label=f"mount {route.label} ({mount.config.app})",
         app=mount.loaded.app,
         policy=mount.config.lifespan,
         supports_lifespan=mount.loaded.supports_lifespan,

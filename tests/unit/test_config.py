@@ -556,7 +556,8 @@ def test_describe_settings_covers_every_field() -> None:
     by_key = {row.key: row for row in rows}
     assert by_key["bind"].default == '["127.0.0.1:8000"]'
     assert by_key["access_log"].default == "true"
-    assert by_key["prefix"].default == "required"
+    assert by_key["prefix"].default == "required, unless named"
+    assert by_key["fallback_on"].default == "[404, 405]"
     assert by_key["threads"].default.startswith(str(DEFAULT_WSGI_THREADS))
 
 

@@ -41,13 +41,17 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "gateway.errors": (),
     "gateway.asgi": (),
     "gateway.bind": (),
-    "gateway.config": ("gateway.bind", "gateway.checks", "gateway.errors"),
+    "gateway.config": ("gateway.bind", "gateway.checks", "gateway.errors", "gateway.links"),
+    # Layer 1, split out of config: the links between mounts (names, loops), as data.
+    "gateway.links": ("gateway.errors",),
     # Layer 1, split out of config: the validators of the mount file's values.
     "gateway.checks": ("gateway.bind", "gateway.proxy"),
     # Layer 1: proxy headers read as data (the trust list, the fields); config checks
     # forwarded_allow_ips with it, the connection applies it to the scope.
     "gateway.proxy": (),
     "gateway.router": ("gateway.asgi", "gateway.errors"),
+    # Layer 1 beside the router: fallback and canary wrap a mount's app in its rules.
+    "gateway.targets": ("gateway.asgi", "gateway.errors", "gateway.router"),
     "gateway.http.*": ("gateway.asgi", "gateway.errors", "gateway.http.*"),
     "adapters.*": ("gateway.asgi", "gateway.errors", "adapters.*"),
     "gateway.lifespan": ("gateway.asgi", "gateway.errors"),
@@ -75,6 +79,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # Layer 2 beside connection: one WebSocket's ASGI cycle on a connection it took over.
     "gateway.websocket": ("gateway.http.*", "gateway.asgi", "gateway.errors", "gateway.config"),
     "gateway.worker": (
+        "gateway.targets",
         "gateway.health",
         "gateway.connection",
         "gateway.state",
@@ -85,7 +90,14 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "gateway.asgi",
         "gateway.errors",
         "gateway.tls",
+        "gateway.metrics",
     ),
+    # Layer 2, beside the worker that wraps each mount's app in its middleware: metrics
+    # (prometheus_client's only importer). Its endpoint answers like the health one, the
+    # supervisor keeps the shared directory with it, and `gateway status` parses with it.
+    "gateway.metrics": ("gateway.asgi", "gateway.config", "gateway.errors", "gateway.health"),
+    # Layer 5 beside the CLI: `gateway status`, a client of a running server's metrics.
+    "gateway.status": ("gateway.config", "gateway.errors", "gateway.metrics"),
     "gateway.sockets": ("gateway.config", "gateway.errors"),
     # Layer 2 beside connection: the worker's SSLContext, read from the TLS settings (the
     # supervisor and `gateway check` build one too, to fail before serving), and the
@@ -99,6 +111,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "gateway.sockets",
         "gateway.tls",
         "gateway.worker",
+        "gateway.metrics",
     ),
     # Layer 4 with the supervisor, split out of it: forking a worker and its record.
     "gateway.children": ("gateway.config", "gateway.errors", "gateway.worker"),
@@ -120,6 +133,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "gateway.tls",
         "gateway.worker",
         "gateway.errors",
+        "gateway.metrics",
+        "gateway.status",
     ),
     "gateway.__main__": ("gateway.cli",),
 }
@@ -141,6 +156,8 @@ EVENT_LOOP_FREE: dict[str, frozenset[str]] = {
     "gateway.bind": frozenset(),
     "gateway.proxy": frozenset(),
     "gateway.router": frozenset(),
+    "gateway.targets": frozenset(),
+    "gateway.links": frozenset(),
     "gateway.health": frozenset(),
     "gateway.http.*": frozenset(),
     "adapters.*": frozenset({"asyncio", "threading", "concurrent", "_thread"}),
@@ -154,6 +171,7 @@ THIRD_PARTY_OWNERS: dict[str, str] = {
     "asgiref": "adapters.*",
     "uvloop": "gateway.worker",
     "watchfiles": "gateway.reload",
+    "prometheus_client": "gateway.metrics",
 }
 
 

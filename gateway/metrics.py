@@ -1,0 +1,424 @@
+"""Per-mount metrics in the Prometheus text format, opt-in with `metrics_path`.
+
+Exported, per mount (label `mount`: the mount's prefix, or its name when it has none):
+- `gateway_requests_total{status_class}`: requests by the class of their final status
+  ("2xx" .. "5xx"; "none" when no status went out: the client left first);
+- `gateway_request_duration_seconds`: from the call of the mount's app to its last body
+  message (work an app does after that, such as background tasks, is not the client's);
+- `gateway_requests_in_flight`, and for WSGI mounts `gateway_wsgi_pool_threads`,
+  `gateway_wsgi_pool_busy` and `gateway_wsgi_pool_queued`;
+- `gateway_fallbacks_total`, `gateway_canary_requests_total`,
+  `gateway_shadow_requests_total`, `gateway_shadow_dropped_total` and
+  `gateway_shadow_mismatches_total`, counted by the routing code through
+  `WorkerMetrics.count_*` (they stay at 0 until it calls them);
+- `gateway_worker_restarts_total{reason}`, counted by the supervisor (SupervisorMetrics).
+
+Rules:
+1. Off costs nothing: with `metrics_path = ""` no middleware wraps a mount, no metric
+   exists and no file is written.
+2. prometheus_client is imported here and nowhere else. It is an optional extra
+   (`metrics`): `require` turns its absence into MetricsUnavailable (exit 1), before
+   anything binds.
+3. Several workers sum through prometheus_client's multiprocess mode. The supervisor
+   makes a directory (PROMETHEUS_MULTIPROC_DIR) before it imports preloaded apps or
+   forks; every process writes its values to files of its own there, and whichever worker
+   answers a scrape sums them all (MultiProcessCollector). A dead worker's counters stay
+   in the totals; its live gauges go (mark_process_dead). The supervisor removes the
+   directory when it exits. One worker: an in-process registry, and no files.
+4. Per request only what must be: the final status and the time of the last body, one
+   counter increment and one histogram observation. In-flight is a plain int; it and the
+   WSGI pools' state are published to gauges every GAUGE_INTERVAL_S from the event loop,
+   and by the worker answering a scrape just before it collects.
+5. A scrape is collected off the event loop, in a thread: in multiprocess mode it reads
+   every worker's files.
+6. Only HTTP requests are counted: WebSocket sessions and lifespan pass through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Protocol
+
+from gateway.asgi import ASGIApp, Message, Receive, Scope, Send
+from gateway.config import ServerConfig
+from gateway.errors import ClientDisconnected, GatewayError, HTTPError
+from gateway.health import send_status
+
+try:
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+    from prometheus_client.parser import text_string_to_metric_families
+except ImportError:  # rule 2: `require` says so at startup
+    INSTALLED = False
+else:
+    INSTALLED = True
+    # Shipped untyped: given their types once, here.
+    _add_files_collector: Callable[[CollectorRegistry, str], object] = MultiProcessCollector
+    _mark_process_dead: Callable[[int, str], None] = mark_process_dead
+    _value_class: Callable[[], type] = values.get_value_class
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "none")
+# Latency buckets, in seconds. From 1 ms (a small JSON answer from an ASGI app takes
+# less, so the first bucket tells "fast" apart) to 30 s (body_timeout and
+# graceful_timeout: a request longer than that is cut anyway), 2 to 2.5x apart, so a
+# p50 or p99 read from them (`gateway status`) is within one step of the truth.
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# How often the gauges (in-flight, pool busy and queued) are published. A scrape comes
+# every 15 s or more (Prometheus' default interval is 1 min), so a gauge at most a second
+# old is current; a few writes per mount per second cost nothing measurable.
+GAUGE_INTERVAL_S = 1.0
+# What the access log shows as the mount that answered a scrape.
+METRICS_MOUNT = "metrics"
+RESTART_REASONS = ("exited", "max_requests")
+
+# The routing code's events, one counter each: (name, help).
+ROUTING_COUNTERS = {
+    "fallback": ("gateway_fallbacks", "responses discarded and replayed to the fallback mount"),
+    "canary": ("gateway_canary_requests", "requests sent to this mount's canary"),
+    "shadow": ("gateway_shadow_requests", "request copies sent to this mount's shadow"),
+    "shadow_dropped": ("gateway_shadow_dropped", "shadow copies dropped: the shadow was full"),
+    "shadow_mismatch": ("gateway_shadow_mismatches", "shadow responses unlike the primary's"),
+}
+
+
+class MetricsUnavailable(GatewayError):
+    """`metrics_path` is set but prometheus_client is not installed (exit status 1)."""
+
+
+def require(server: ServerConfig) -> None:
+    """Raise MetricsUnavailable when metrics are on without prometheus_client (rule 2)."""
+    if server.metrics_path and not INSTALLED:
+        raise MetricsUnavailable(
+            "metrics_path needs prometheus_client: pip install 'gateway[metrics]'"
+        )
+
+
+def mount_label(prefix: str, name: str = "") -> str:
+    """The `mount` label: the prefix users know the mount by, or its name if it has none
+    (as gateway/router.py's Mount.label, for the mount file's mounts)."""
+    return prefix or name
+
+
+class Pool(Protocol):
+    """A WSGI mount's pool as the metrics read it (adapters.WSGIAdapter)."""
+
+    threads: int
+
+    @property
+    def active(self) -> int: ...
+
+
+def multiprocess() -> bool:
+    """Values go to files in PROMETHEUS_MULTIPROC_DIR (rule 3)."""
+    return bool(values.ValueClass._multiprocess)
+
+
+# -- the worker's side --------------------------------------------------------------------
+
+
+class Families:
+    """Every metric family of a worker, unlabelled; in one worker they live in
+    `registry`, with several they only write files (rule 3)."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        by_mount = ("mount",)
+        by_class = ("mount", "status_class")
+        self.requests = Counter(
+            "gateway_requests", "requests by status class", by_class, registry=registry
+        )
+        self.latency = Histogram(
+            "gateway_request_duration_seconds",
+            "seconds from the app's call to its last body message",
+            by_mount,
+            registry=registry,
+            buckets=LATENCY_BUCKETS_S,
+        )
+        self.in_flight = _live_gauge("gateway_requests_in_flight", "requests served", registry)
+        self.pool_threads = _live_gauge("gateway_wsgi_pool_threads", "pool size", registry)
+        self.pool_busy = _live_gauge("gateway_wsgi_pool_busy", "threads on a request", registry)
+        self.pool_queued = _live_gauge("gateway_wsgi_pool_queued", "requests waiting", registry)
+        self.routing = {
+            event: Counter(name, text, by_mount, registry=registry)
+            for event, (name, text) in ROUTING_COUNTERS.items()
+        }
+
+
+def _live_gauge(name: str, text: str, registry: CollectorRegistry | None) -> Gauge:
+    # livesum: summed over the live workers only (rule 3).
+    return Gauge(name, text, ("mount",), registry=registry, multiprocess_mode="livesum")
+
+
+class MountMetrics:
+    """One mount's instruments, labelled once at startup: `labels()` takes a lock and a
+    lookup, which the per-request path does without (rule 4)."""
+
+    def __init__(self, families: Families, label: str, pool: Pool | None) -> None:
+        self.label = label
+        self.in_flight = 0
+        self._by_class = {c: families.requests.labels(label, c) for c in STATUS_CLASSES}
+        self._latency = families.latency.labels(label)
+        self._in_flight = families.in_flight.labels(label)
+        self._pool = pool
+        if pool is not None:
+            families.pool_threads.labels(label).set(pool.threads)
+            self._busy = families.pool_busy.labels(label)
+            self._queued = families.pool_queued.labels(label)
+        for counter in families.routing.values():
+            counter.labels(label)  # exported at 0 before the first event
+
+    def observe(self, status: int, seconds: float) -> None:
+        self._by_class[status_class(status)].inc()
+        self._latency.observe(seconds)
+
+    def publish(self) -> None:
+        """Write the gauges: in-flight, and the pool's busy and queued (rule 4)."""
+        self._in_flight.set(self.in_flight)
+        if self._pool is not None:
+            active = self._pool.active
+            busy = min(active, self._pool.threads)
+            self._busy.set(busy)
+            self._queued.set(active - busy)
+
+
+def status_class(status: int) -> str:
+    """ "2xx" .. "5xx"; "none" for 0 (no response) or anything not a final status."""
+    return STATUS_CLASSES[status // 100 - 2] if 200 <= status < 600 else "none"
+
+
+class MetricsMiddleware:
+    """Wraps one mount's app: times each HTTP request and counts its final status."""
+
+    __slots__ = ("app", "mount")
+
+    def __init__(self, app: ASGIApp, mount: MountMetrics) -> None:
+        self.app = app
+        self.mount = mount
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # rule 6
+            await self.app(scope, receive, send)
+            return
+        request = RequestRecord(self.mount, send)
+        self.mount.in_flight += 1
+        try:
+            await self.app(scope, receive, request.send)
+        except BaseException as exc:
+            request.failed(exc)
+            raise
+        finally:
+            self.mount.in_flight -= 1
+            request.finish()
+
+
+class RequestRecord:
+    """One request's status and start time; recorded once, at the last body message or
+    when the app ends without one."""
+
+    __slots__ = ("_mount", "_send", "_started", "done", "status")
+
+    def __init__(self, mount: MountMetrics, send: Send) -> None:
+        self._mount = mount
+        self._send = send
+        self._started = time.perf_counter()
+        self.status = 0
+        self.done = False
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = message["status"]
+        elif kind == "http.response.body" and not message.get("more_body", False):
+            # Before the bytes go out: a client that reads its answer and then asks for
+            # the metrics finds this request counted.
+            self.finish()
+        await self._send(message)
+
+    def failed(self, exc: BaseException) -> None:
+        """The status the server answers in place of an app that raised before its
+        response started (gateway/connection.py `_app_failed`)."""
+        if self.status == 0:
+            if isinstance(exc, HTTPError):
+                self.status = exc.status
+            elif isinstance(exc, Exception) and not isinstance(exc, ClientDisconnected):
+                self.status = HTTPStatus.INTERNAL_SERVER_ERROR
+
+    def finish(self) -> None:
+        if not self.done:
+            self.done = True
+            self._mount.observe(self.status, time.perf_counter() - self._started)
+
+
+class WorkerMetrics:
+    """One worker's metrics: the middleware for each mount, the endpoint, the gauges'
+    publisher, and the counters the routing code calls."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._registry = CollectorRegistry()
+        if multiprocess():
+            _add_files_collector(self._registry, os.environ[MULTIPROC_ENV])
+            self._families = Families(None)
+        else:
+            self._families = Families(self._registry)
+        self._mounts: dict[str, MountMetrics] = {}
+
+    def wrap(self, app: ASGIApp, label: str, pool: Pool | None = None) -> ASGIApp:
+        """`app` behind the metrics middleware, counted under `mount=label`."""
+        mount = self._mounts[label] = MountMetrics(self._families, label, pool)
+        return MetricsMiddleware(app, mount)
+
+    def endpoint(self, app: ASGIApp) -> ASGIApp:
+        """`app` behind the metrics endpoint."""
+        return MetricsEndpoint(app, self)
+
+    def publish(self) -> None:
+        """Write the gauges of every mount (rule 4)."""
+        for mount in self._mounts.values():
+            mount.publish()
+
+    def publish_every(self, interval_s: float = GAUGE_INTERVAL_S) -> None:
+        """Publish now and every `interval_s` on the running loop, for as long as it runs."""
+        self.publish()
+        asyncio.get_running_loop().call_later(interval_s, self.publish_every, interval_s)
+
+    def collect(self) -> bytes:
+        """The exposition (rule 3: summed over the workers' files in multiprocess mode)."""
+        return generate_latest(self._registry)
+
+    # The routing code's API: `mount` is the label (mount_label) of the mount the event
+    # belongs to, the one that routes: the mount whose answer fell back, whose share
+    # went to its canary, whose requests were copied to its shadow.
+
+    def count_fallback(self, mount: str) -> None:
+        self._count("fallback", mount)
+
+    def count_canary(self, mount: str) -> None:
+        self._count("canary", mount)
+
+    def count_shadow(self, mount: str) -> None:
+        self._count("shadow", mount)
+
+    def count_shadow_dropped(self, mount: str) -> None:
+        self._count("shadow_dropped", mount)
+
+    def count_shadow_mismatch(self, mount: str) -> None:
+        self._count("shadow_mismatch", mount)
+
+    def _count(self, event: str, mount: str) -> None:
+        self._families.routing[event].labels(mount).inc()
+
+
+def worker_metrics(server: ServerConfig) -> WorkerMetrics | None:
+    """A worker's metrics, or None when they are off (rule 1)."""
+    if not server.metrics_path:
+        return None
+    require(server)
+    return WorkerMetrics(server.metrics_path)
+
+
+class MetricsEndpoint:
+    """An ASGI app that answers GET and HEAD on the metrics path and passes the rest on,
+    like the health endpoints (gateway/health.py)."""
+
+    def __init__(self, app: ASGIApp, metrics: WorkerMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.metrics.path:
+            await self.app(scope, receive, send)
+            return
+        scope["gateway.mount"] = METRICS_MOUNT
+        if scope["method"] not in ("GET", "HEAD"):
+            await send_status(send, HTTPStatus.METHOD_NOT_ALLOWED, [(b"allow", b"GET, HEAD")])
+            return
+        self.metrics.publish()  # this worker's gauges as of now (rule 4)
+        body = await asyncio.to_thread(self.metrics.collect)  # rule 5
+        headers = [
+            (b"content-type", CONTENT_TYPE_LATEST.encode("ascii")),
+            (b"content-length", str(len(body)).encode("ascii")),
+            (b"cache-control", b"no-store"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+# -- the supervisor's side ----------------------------------------------------------------
+
+
+class SupervisorMetrics:
+    """The supervisor's part (rule 3): the shared directory, dead workers' gauges, and
+    the restarts counter. Inert while metrics are off."""
+
+    def __init__(self) -> None:
+        self.directory = ""
+        self._owned = False
+        self._restarts: Counter | None = None
+
+    def enable(self, server: ServerConfig) -> None:
+        """Metrics on in `server` (at start, or a reload that turns them on): make the
+        directory, before any app is imported or any worker forked. Idempotent."""
+        if not server.metrics_path or self.directory:
+            return
+        require(server)
+        self.directory = os.environ.get(MULTIPROC_ENV, "")
+        if not self.directory:  # one set by the user is used as it is, and kept
+            self.directory = tempfile.mkdtemp(prefix="gateway-metrics-")
+            self._owned = True
+            os.environ[MULTIPROC_ENV] = self.directory
+            # Also when the supervisor fails before its loop (a preloaded app that does
+            # not import); never in a worker, which leaves through os._exit.
+            atexit.register(self.close)
+        if not multiprocess():
+            # prometheus_client picks its value class when it is first imported (in
+            # `values`), which here came before the variable was set: pick again.
+            values.ValueClass = _value_class()
+        self._restarts = Counter(
+            "gateway_worker_restarts", "workers replaced", ("reason",), registry=None
+        )
+        for reason in RESTART_REASONS:
+            self._restarts.labels(reason)  # exported at 0 before the first restart
+
+    def count_restart(self, reason: str) -> None:
+        """A worker replaced: "exited" (died, killed, stuck) or "max_requests"."""
+        if self._restarts is not None:
+            self._restarts.labels(reason).inc()
+
+    def worker_exited(self, pid: int) -> None:
+        if self.directory:
+            _mark_process_dead(pid, self.directory)
+
+    def close(self) -> None:
+        if self._owned:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            os.environ.pop(MULTIPROC_ENV, None)
+            self._owned = False
+
+
+# -- reading an exposition (`gateway status`) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One line of an exposition: `name{labels} value`."""
+
+    name: str
+    labels: dict[str, str]
+    value: float
+
+
+def parse_exposition(text: str) -> Iterator[Sample]:
+    """The samples of a Prometheus text exposition; ValueError if it is not one."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            yield Sample(sample.name, dict(sample.labels), float(sample.value))
