@@ -220,6 +220,19 @@ def percent(value: object) -> float:
     return value
 
 
+def method_list(value: object) -> tuple[str, ...]:
+    """Request methods: RFC 9110 §9.1 tokens. Methods are case-sensitive, but every
+    standard one is upper-case, so "get" in the file can only mean GET."""
+    wanted = "an array of request methods"
+    methods = tuple(expect(item, str, wanted) for item in expect(value, list, wanted))
+    if not methods:
+        raise Invalid("must list at least one method")
+    for method in methods:
+        if not _TOKEN.fullmatch(method):
+            raise Invalid(f"{method!r} is not a request method")
+    return tuple(dict.fromkeys(method.upper() for method in methods))
+
+
 def field_name_or_empty(value: object) -> str:
     """A request header's name, lower-cased as ASGI gives them; "" for none."""
     text = expect(value, str, "a string")

@@ -148,6 +148,9 @@ def _describe_links(mounts: Sequence[MountConfig]) -> list[str]:
             if mount.canary_header:
                 how += f", forced by {mount.canary_header}"
             parts.append(f"canary {mount.canary_percent:g}% -> {mount.canary} ({how})")
+        if mount.shadow:
+            methods = ", ".join(mount.shadow_methods)
+            parts.append(f"shadow {mount.shadow_percent:g}% -> {mount.shadow} ({methods})")
         if parts:
             lines.append(f"  {mount.prefix or mount.name}: " + "; ".join(parts))
     return ["targets:", *lines] if lines else []

@@ -81,11 +81,28 @@ MAX_BODY_BYTES = 100 * 1024 * 1024
 FALLBACK_BODY_BYTES = 1024 * 1024
 # Keys whose value names another mount (gateway/links.py checks them), and the keys that
 # mean something only beside each of them.
-LINK_KEYS = ("fallback", "canary")
+LINK_KEYS = ("fallback", "canary", "shadow")
 LINK_OPTIONS = {
     "fallback": ("fallback_on", "fallback_body_bytes"),
     "canary": ("canary_percent", "canary_sticky", "canary_header"),
+    "shadow": (
+        "shadow_percent",
+        "shadow_methods",
+        "shadow_ignore_json_keys",
+        "shadow_log",
+        "shadow_max_in_flight",
+    ),
 }
+# Shadow copies a mount runs at once, per worker (shadow_max_in_flight). A shadow that
+# answers as fast as the primary holds a slot for about one request's time: ~10 copies
+# at 1,000 requests/s per worker and 10 ms each; 16 leaves room for a burst. A slower
+# shadow is neither waited for nor queued for: its copies are dropped and counted, so
+# its tasks and buffers (a copy holds at most 1 MiB of request body and 1 MiB of each
+# answer, gateway/shadow.py) stay bounded whatever the shadow does.
+SHADOW_MAX_IN_FLIGHT = 16
+# Safe methods (RFC 9110 §9.2.1): a copy runs the request a second time, which only a
+# request without side effects can afford by default.
+SHADOW_METHODS = ("GET", "HEAD")
 
 # uvicorn's default; long enough for a browser's next request, short enough that idle
 # connections do not pile up (gunicorn uses 2 s, nginx 75 s behind a proxy).
@@ -360,11 +377,13 @@ class MountConfig:
         "",
         checks.prefix,
         'path prefix on segment boundaries: "/api" serves /api/x, never /apix; without '
-        "one, the mount serves only as another mount's fallback or canary",
+        "one, the mount serves only as another mount's fallback, canary or shadow",
         doc_default="required, unless named",
     )
     name: str = _setting(
-        "", checks.mount_name, "names the mount, for other mounts' fallback and canary keys"
+        "",
+        checks.mount_name,
+        "names the mount, for other mounts' fallback, canary and shadow keys",
     )
     # "" on static mounts: exactly one of app and static (_load_mount).
     app: str = _setting(
@@ -430,6 +449,36 @@ class MountConfig:
         "",
         checks.field_name_or_empty,
         'request header that forces a side: "canary"/"1"/"true" or "primary"/"0"/"false"',
+    )
+    shadow: str = _setting(
+        "",
+        checks.mount_name,
+        "the mount named here gets a copy of shadow_percent of the requests, after this "
+        "app has answered; the two answers are compared, the copy's is never sent",
+    )
+    shadow_percent: float = _setting(
+        100.0, checks.percent, "share of the requests copied to the shadow, 0-100"
+    )
+    shadow_methods: tuple[str, ...] = _setting(
+        SHADOW_METHODS,
+        checks.method_list,
+        "request methods copied to the shadow (upper-cased); a copy runs the request twice",
+    )
+    shadow_ignore_json_keys: tuple[str, ...] = _setting(
+        (),
+        checks.string_list,
+        "object keys, at any depth, left out of the comparison when both bodies are JSON",
+    )
+    shadow_log: str = _setting(
+        "",
+        checks.path_or_empty,
+        "file the mismatches are appended to, one JSON line each (relative to this file); "
+        '"": the error log, at warning level',
+    )
+    shadow_max_in_flight: int = _setting(
+        SHADOW_MAX_IN_FLIGHT,
+        checks.int_at_least(1),
+        "copies this mount runs at once, per worker; past it, a copy is dropped and counted",
     )
 
 
@@ -542,10 +591,10 @@ def _links(mount: MountConfig) -> tuple[tuple[str, str], ...]:
 
 def _check_target_keys(mount: MountConfig, table: dict[str, Any], where: _Where) -> None:
     """A mount without a prefix is reachable by name only; fallback_on and the canary_*
-    keys are mistakes without the key they qualify."""
+    and shadow_* keys are mistakes without the key they qualify."""
     if not mount.prefix and not mount.name:
         reason = "required key is missing (a mount without one needs a name, and serves "
-        raise where.fail("prefix", reason + "only as another mount's fallback or canary)")
+        raise where.fail("prefix", reason + "only as another mount's fallback, canary or shadow)")
     for link, options in LINK_OPTIONS.items():
         for key in options:
             if key in table and not getattr(mount, link):
@@ -555,6 +604,9 @@ def _check_target_keys(mount: MountConfig, table: dict[str, Any], where: _Where)
 def _load_mount(table: dict[str, Any], where: _Where) -> MountConfig:
     mount = _build(MountConfig, table, where)
     _check_target_keys(mount, table, where)
+    if mount.shadow_log:  # anchored at the mount file, like static and pythonpath
+        base = os.path.dirname(os.path.abspath(where.file))
+        mount = replace(mount, shadow_log=os.path.normpath(os.path.join(base, mount.shadow_log)))
     if mount.static:
         return _static_mount(mount, table, where)
     if not mount.app:

@@ -86,7 +86,10 @@ ROUTING_COUNTERS = {
     "fallback": ("gateway_fallbacks", "responses discarded and replayed to the fallback mount"),
     "canary": ("gateway_canary_requests", "requests sent to this mount's canary"),
     "shadow": ("gateway_shadow_requests", "request copies sent to this mount's shadow"),
-    "shadow_dropped": ("gateway_shadow_dropped", "shadow copies dropped: the shadow was full"),
+    "shadow_dropped": (
+        "gateway_shadow_dropped",
+        "shadow copies dropped: the shadow was full, or the request body too large to copy",
+    ),
     "shadow_mismatch": ("gateway_shadow_mismatches", "shadow responses unlike the primary's"),
 }
 

@@ -30,18 +30,22 @@ Rules:
    raising the percent keeps the canary's users on it.
 6. WebSockets go to a target only if it is ASGI: otherwise a canary keeps them on the
    primary, and a fallback lets the first answer stand.
-7. Layer 1: no event loop; the router's helpers only.
+7. Counted when metrics are on: a rule built with `metrics` (the worker's WorkerMetrics,
+   seen through RoutingCounters) counts each replay and each request sent to the canary
+   under `label`, the routing mount's; without it nothing is counted, at no cost.
+8. Layer 1: no event loop; the router's helpers only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from gateway.asgi import ASGIApp, Message, Receive, Scope, Send
 from gateway.errors import ClientDisconnected
@@ -60,6 +64,17 @@ FORCE_PRIMARY = frozenset({b"primary", b"0", b"false"})
 DISCARDED_CLOSE_CODE = 1006
 
 
+class RoutingCounters(Protocol):
+    """The routing events a rule counts (gateway/metrics.py WorkerMetrics), each under
+    the label of the mount that routes (rule 7)."""
+
+    def count_fallback(self, mount: str) -> None: ...
+    def count_canary(self, mount: str) -> None: ...
+    def count_shadow(self, mount: str) -> None: ...
+    def count_shadow_dropped(self, mount: str) -> None: ...
+    def count_shadow_mismatch(self, mount: str) -> None: ...
+
+
 # -- fallback ------------------------------------------------------------------------
 
 
@@ -70,6 +85,8 @@ class FallbackRule:
     target: str
     statuses: frozenset[int]
     body_bytes: int
+    label: str = ""  # the routing mount's, for the counter
+    metrics: RoutingCounters | None = dataclasses.field(default=None, compare=False, repr=False)
     kind: ClassVar[str] = "fallback"
 
     def wrap(self, inner: ASGIApp, target: Target) -> ASGIApp:
@@ -80,13 +97,14 @@ class Fallback:
     """The strangler fig: the first app answers, unless its status sends the request
     on to the target (rules 2-4)."""
 
-    __slots__ = ("_body_bytes", "_inner", "_statuses", "_target")
+    __slots__ = ("_body_bytes", "_inner", "_rule", "_statuses", "_target")
 
     def __init__(self, inner: ASGIApp, target: Target, rule: FallbackRule) -> None:
         self._inner = inner
         self._target = target
         self._statuses = rule.statuses
         self._body_bytes = rule.body_bytes
+        self._rule = rule
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -106,6 +124,8 @@ class Fallback:
                 raise
             log.debug("app of a discarded response raised %r; falling back anyway", exc)
         if gate.decision is Decision.DISCARDING:
+            if self._rule.metrics is not None:
+                self._rule.metrics.count_fallback(self._rule.label)
             try:
                 await self._target(pristine, tape.replay(receive), send)
             finally:
@@ -212,6 +232,13 @@ class Tape:
         self._handed_over = True
         return True
 
+    def recorded(self) -> bytes | None:
+        """The whole body, if the first app read all of it within the limit; else None
+        (the shadow copy's body, gateway/shadow.py)."""
+        if self._size < 0 or not self._ended:
+            return None
+        return b"".join(self._chunks)
+
     def replay(self, receive: Receive) -> Receive:
         """The target's `receive`: what the first app took, then the live `receive`."""
         first: Message | None = None
@@ -251,6 +278,8 @@ class CanaryRule:
     percent: float  # 0-100
     sticky: str = "none"  # "none" | "client" | "cookie:NAME" | "header:name" (validated)
     header: str = ""  # lower-case field name that forces a side; "": none
+    label: str = ""  # the routing mount's, for the counter
+    metrics: RoutingCounters | None = dataclasses.field(default=None, compare=False, repr=False)
     kind: ClassVar[str] = "canary"
 
     def wrap(self, inner: ASGIApp, target: Target) -> ASGIApp:
@@ -261,7 +290,7 @@ class Canary:
     """Sends a share of a mount's requests to the target, the rest to its own app
     (rules 5-6)."""
 
-    __slots__ = ("_canary", "_header", "_key", "_primary", "_threshold")
+    __slots__ = ("_canary", "_header", "_key", "_primary", "_rule", "_threshold")
 
     def __init__(self, primary: ASGIApp, canary: Target, rule: CanaryRule) -> None:
         self._primary = primary
@@ -269,9 +298,12 @@ class Canary:
         self._threshold = round(rule.percent * BUCKETS / 100)
         self._key = sticky_key(rule.sticky)
         self._header = rule.header.encode("latin-1")
+        self._rule = rule
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.picks_canary(scope):
+            if self._rule.metrics is not None:
+                self._rule.metrics.count_canary(self._rule.label)
             await self._canary(scope, receive, send)
         else:
             await self._primary(scope, receive, send)

@@ -39,8 +39,9 @@ from gateway.health import HealthCheck
 from gateway.lifespan import LifespanFanout, LifespanTarget
 from gateway.metrics import WorkerMetrics, worker_metrics
 from gateway.router import Mount, Router, Rule
+from gateway.shadow import Shadows
 from gateway.state import ServerState
-from gateway.targets import CanaryRule, FallbackRule
+from gateway.targets import CanaryRule, FallbackRule, RoutingCounters
 from gateway.tls import TLS_HANDSHAKE_TIMEOUT_S, TLS_SHUTDOWN_TIMEOUT_S, server_context
 
 log = logging.getLogger("gateway.server")
@@ -113,6 +114,7 @@ class Worker:
         # that does not load is a ConfigError at start (gateway/tls.py).
         self._tls = server_context(config)
         self._metrics = worker_metrics(config.server)  # None: off, and no cost at all
+        self.shadows = Shadows()  # the mounts' shadow copies and mismatch logs
 
     @property
     def requests_served(self) -> int:
@@ -134,7 +136,7 @@ class Worker:
     async def _serve_mounts(
         self, mounts: list[LoadedMount], ready: Callable[[], None] | None
     ) -> None:
-        router = Router([_route(m) for m in mounts])
+        router = Router([self._route(m, n) for n, m in enumerate(mounts, 1)])
         fanout = LifespanFanout(
             [_lifespan_target(m, r) for m, r in zip(mounts, router.mounts, strict=True)]
         )
@@ -153,7 +155,16 @@ class Worker:
         await self._delay_drain()
         await self._drain(servers, state)
         state.stop_idle_sweep()
+        await self.shadows.close()  # before the shadow mounts' lifespan ends
         await fanout.shutdown(timeout_s)
+
+    def _route(self, mount: LoadedMount, number: int) -> Mount:
+        config = mount.config
+        rules = _rules(config, self._metrics)
+        if config.shadow:  # outermost: the answer the client gets is the one compared
+            where = (self.config.path, f"mount #{number}")
+            rules.append(self.shadows.rule(config, where, self._metrics))
+        return _route(mount, rules)
 
     def _front(self, router: Router) -> ASGIApp:
         """The app connections call: the router, behind the health and metrics endpoints
@@ -277,22 +288,25 @@ async def _cancel_apps(tasks: set[asyncio.Task[None]]) -> None:
             log.warning("%d WebSocket app(s) ignored cancellation; going on", len(stuck))
 
 
-def _route(mount: LoadedMount) -> Mount:
+def _route(mount: LoadedMount, rules: list[Rule]) -> Mount:
     config = mount.config
-    app, interface, rules = mount.loaded.app, mount.loaded.interface, _rules(config)
+    app, interface = mount.loaded.app, mount.loaded.interface
     max_body = config.max_body_bytes
     return Mount(config.prefix, app, max_body, interface, name=config.name, rules=rules)
 
 
-def _rules(config: MountConfig) -> list[Rule]:
-    """The mount's fallback and canary as the router's rules (gateway/targets.py)."""
+def _rules(config: MountConfig, metrics: RoutingCounters | None) -> list[Rule]:
+    """The mount's fallback and canary as the router's rules (gateway/targets.py),
+    counted under its label when metrics are on."""
     rules: list[Rule] = []
+    label = config.prefix or config.name  # the metrics' mount label (metrics.mount_label)
     if config.fallback:
         statuses = frozenset(config.fallback_on)
-        rules.append(FallbackRule(config.fallback, statuses, config.fallback_body_bytes))
+        body_bytes = config.fallback_body_bytes
+        rules.append(FallbackRule(config.fallback, statuses, body_bytes, label, metrics))
     if config.canary:
-        sticky, header = config.canary_sticky, config.canary_header
-        rules.append(CanaryRule(config.canary, config.canary_percent, sticky, header))
+        percent, sticky, header = config.canary_percent, config.canary_sticky, config.canary_header
+        rules.append(CanaryRule(config.canary, percent, sticky, header, label, metrics))
     return rules
 
 

@@ -42,7 +42,9 @@ class Case:
     peer_path: str = ""  # URL path at a peer; default: `path`
     a2wsgi_target: str = ""  # the same WSGI app wrapped by a2wsgi (apps/bench_a2wsgi.py)
     post: bool = False  # POST_BODY via post16k.lua
+    paced: bool = False  # a fixed offered rate via paced.lua, for latency comparisons
     alone_config: str = ""  # mixed case: the same app served alone by the gateway
+    noshadow_config: str = ""  # shadow case: the same app without its shadow
 
 
 def _is_json(body: bytes) -> bool:
@@ -86,6 +88,11 @@ CASES = [
          " gateway-alone and peers: the FastAPI app alone, GET /json",
          "mixed.toml", "/api/json", "bench_fastapi:app", _is_json,
          peer_path="/json", alone_config="fastapi-json.toml"),
+    Case("shadow", "asgi",
+         "gateway: FastAPI JSON with every GET copied to a second FastAPI mount (shadow,"
+         " 100%); gateway-noshadow: the same app alone; compare their p99",
+         "fastapi-shadow.toml", "/json", "bench_fastapi:app", _is_json,
+         noshadow_config="fastapi-json.toml", paced=True),
 ]  # fmt: skip
 
 
@@ -203,13 +210,15 @@ def gateway_variant(configs: ConfigFiles, http: str | None) -> Server:
     )
 
 
-def gateway_alone(configs: ConfigFiles) -> Server:
-    """The mixed case's app served alone by the gateway: "beside two others" vs "alone"."""
+def gateway_baseline(configs: ConfigFiles, name: str, config: Callable[[Case], str]) -> Server:
+    """The gateway on a case's baseline mount file, `config(case)`, for the cases that
+    have one: the mixed case's app alone ("beside two others" vs "alone"), the shadow
+    case's app without its shadow (the p99 with vs without)."""
     return Server(
-        "gateway-alone",
+        name,
         "peer",
-        serves=lambda case: bool(case.alone_config),
-        argv=lambda case, at: _gateway(configs.path(case.alone_config, None), at),
+        serves=lambda case: bool(config(case)),
+        argv=lambda case, at: _gateway(configs.path(config(case), None), at),
         inherits_socket=True,
     )
 
@@ -225,4 +234,8 @@ def all_servers(configs: ConfigFiles, gateway_http: list[str]) -> list[Server]:
             servers.append(gateway_variant(configs, value))
         else:
             print(f"note: this gateway has no [server] http = {value!r}; gateway-{value} skipped")
-    return [*servers, gateway_alone(configs), *PEERS]
+    baselines = [
+        gateway_baseline(configs, "gateway-alone", lambda case: case.alone_config),
+        gateway_baseline(configs, "gateway-noshadow", lambda case: case.noshadow_config),
+    ]
+    return [*servers, *baselines, *PEERS]

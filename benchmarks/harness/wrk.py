@@ -10,6 +10,7 @@ from harness.cases import BENCH_DIR, Case
 
 WRK_CORE = "1"
 POST_LUA = BENCH_DIR / "post16k.lua"
+PACED_LUA = BENCH_DIR / "paced.lua"
 WRK_GRACE_S = 30.0  # wrk stops on its own after -d; this bounds a wrk that hangs
 UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
@@ -27,6 +28,8 @@ class WrkResult:
 
 def wrk_argv(url: str, case: Case, duration: float, connections: int) -> list[str]:
     script = ["-s", str(POST_LUA)] if case.post else []
+    if case.paced:
+        script = ["-s", str(PACED_LUA)]
     return [
         "taskset", "-c", WRK_CORE, "wrk", "-t1", f"-c{connections}",
         f"-d{max(1, round(duration))}s", "--latency", *script, url,

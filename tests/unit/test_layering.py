@@ -52,6 +52,18 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "gateway.router": ("gateway.asgi", "gateway.errors"),
     # Layer 1 beside the router: fallback and canary wrap a mount's app in its rules.
     "gateway.targets": ("gateway.asgi", "gateway.errors", "gateway.router"),
+    # Layer 1: comparing a shadow's answer with the primary's, as plain data.
+    "gateway.compare": ("gateway.asgi",),
+    # Layer 2: the shadow rule, whose copies are tasks of their own (hence not layer 1
+    # with the other rules), with its pool and mismatch log; the worker builds it.
+    "gateway.shadow": (
+        "gateway.asgi",
+        "gateway.compare",
+        "gateway.config",
+        "gateway.errors",
+        "gateway.router",
+        "gateway.targets",
+    ),
     "gateway.http.*": ("gateway.asgi", "gateway.errors", "gateway.http.*"),
     "adapters.*": ("gateway.asgi", "gateway.errors", "adapters.*"),
     "gateway.lifespan": ("gateway.asgi", "gateway.errors"),
@@ -80,6 +92,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "gateway.websocket": ("gateway.http.*", "gateway.asgi", "gateway.errors", "gateway.config"),
     "gateway.worker": (
         "gateway.targets",
+        "gateway.shadow",
         "gateway.health",
         "gateway.connection",
         "gateway.state",
@@ -157,6 +170,7 @@ EVENT_LOOP_FREE: dict[str, frozenset[str]] = {
     "gateway.proxy": frozenset(),
     "gateway.router": frozenset(),
     "gateway.targets": frozenset(),
+    "gateway.compare": frozenset(),
     "gateway.links": frozenset(),
     "gateway.health": frozenset(),
     "gateway.http.*": frozenset(),

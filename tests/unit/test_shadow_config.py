@@ -1,0 +1,110 @@
+"""The shadow keys of a [[mount]] table: defaults, values, errors, links and `check`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_config_links import LEGACY, NEW, error, load
+
+from gateway.cli import main
+from gateway.config import SHADOW_MAX_IN_FLIGHT
+
+
+def test_defaults(tmp_path: Path) -> None:
+    new, _ = load(tmp_path, NEW + 'shadow = "legacy"\n' + LEGACY)
+    assert new.shadow == "legacy"
+    assert (new.shadow_percent, new.shadow_methods) == (100.0, ("GET", "HEAD"))
+    assert (new.shadow_ignore_json_keys, new.shadow_log) == ((), "")
+    assert new.shadow_max_in_flight == SHADOW_MAX_IN_FLIGHT == 16
+
+
+def test_values(tmp_path: Path) -> None:
+    text = NEW + 'shadow = "legacy"\nshadow_percent = 12.5\n'
+    text += 'shadow_methods = ["get", "POST", "GET"]\n'
+    text += 'shadow_ignore_json_keys = ["updated_at", "request_id"]\n'
+    text += 'shadow_log = "logs/shadow.jsonl"\nshadow_max_in_flight = 4\n' + LEGACY
+    new, _ = load(tmp_path, text)
+    assert (new.shadow_percent, new.shadow_methods) == (12.5, ("GET", "POST"))
+    assert new.shadow_ignore_json_keys == ("updated_at", "request_id")
+    assert new.shadow_log == str(tmp_path / "logs" / "shadow.jsonl")  # beside the file
+    assert new.shadow_max_in_flight == 4
+
+
+def test_an_absolute_shadow_log_stays(tmp_path: Path) -> None:
+    text = NEW + 'shadow = "legacy"\nshadow_log = "/var/log/gw/shadow.jsonl"\n' + LEGACY
+    assert load(tmp_path, text)[0].shadow_log == "/var/log/gw/shadow.jsonl"
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "reason"),
+    [
+        ('shadow = "a b"', "shadow", "letters, digits"),
+        ('shadow = "legacy"\nshadow_percent = 100.5', "shadow_percent", "0 to 100"),
+        ('shadow = "legacy"\nshadow_percent = true', "shadow_percent", "expected a number"),
+        ('shadow = "legacy"\nshadow_methods = []', "shadow_methods", "at least one"),
+        ('shadow = "legacy"\nshadow_methods = "GET"', "shadow_methods", "expected an array"),
+        ('shadow = "legacy"\nshadow_methods = ["GE T"]', "shadow_methods", "not a request"),
+        ('shadow = "legacy"\nshadow_methods = [1]', "shadow_methods", "expected an array"),
+        ('shadow = "legacy"\nshadow_ignore_json_keys = [""]', "shadow_ignore_json_keys", "empty"),
+        ('shadow = "legacy"\nshadow_ignore_json_keys = "id"', "shadow_ignore_json_keys", "array"),
+        ('shadow = "legacy"\nshadow_log = 1', "shadow_log", "expected a string"),
+        ('shadow = "legacy"\nshadow_max_in_flight = 0', "shadow_max_in_flight", ">= 1"),
+        ('shadow = "legacy"\nshadow_max_in_flight = 2.0', "shadow_max_in_flight", "integer"),
+    ],
+)
+def test_bad_values(tmp_path: Path, line: str, key: str, reason: str) -> None:
+    assert reason in error(tmp_path, NEW + line + "\n" + LEGACY, "mount #1", key)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "shadow_percent = 10",
+        'shadow_methods = ["GET"]',
+        'shadow_ignore_json_keys = ["id"]',
+        'shadow_log = "x.jsonl"',
+        "shadow_max_in_flight = 4",
+    ],
+)
+def test_options_without_shadow(tmp_path: Path, line: str) -> None:
+    key = line.split(" =")[0]
+    reason = error(tmp_path, NEW + line + "\n" + LEGACY, "mount #1", key)
+    assert reason == 'applies only with shadow = "NAME"'
+
+
+def test_an_unknown_shadow_names_the_names_there_are(tmp_path: Path) -> None:
+    reason = error(tmp_path, NEW + 'shadow = "legasy"\n' + LEGACY, "mount #1", "shadow")
+    assert reason.startswith("no mount is named 'legasy'") and "'legacy'" in reason
+
+
+def test_a_mount_cannot_shadow_itself(tmp_path: Path) -> None:
+    assert "its own shadow" in error(tmp_path, NEW + 'shadow = "new"\n', "mount #1", "shadow")
+
+
+def test_a_loop_through_a_shadow(tmp_path: Path) -> None:
+    """A copy sent to a mount whose fallback leads back would be copied again, forever."""
+    text = NEW + 'shadow = "legacy"\n' + LEGACY + 'fallback = "new"\n'
+    reason = error(tmp_path, text, "mount #1", "shadow")
+    assert reason == (
+        "'legacy' leads back to this mount: "
+        "new (mount #1) -shadow-> legacy (mount #2) -fallback-> new (mount #1)"
+    )
+
+
+def test_one_mount_may_be_both_canary_and_shadow_target(tmp_path: Path) -> None:
+    text = NEW + 'canary = "legacy"\nshadow = "legacy"\nfallback = "legacy"\n' + LEGACY
+    assert load(tmp_path, text)[0].shadow == "legacy"
+
+
+def test_check_prints_the_shadow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    apps = Path(__file__).parents[1] / "apps"
+    text = f"[server]\npythonpath = [{str(apps)!r}]\n"
+    text += '[[mount]]\nprefix = "/api"\napp = "migration_legacy:app"\ninterface = "wsgi"\n'
+    text += 'shadow = "newapi"\nshadow_percent = 5\nshadow_methods = ["GET", "POST"]\n'
+    text += '[[mount]]\nname = "newapi"\napp = "migration_new:app"\ninterface = "asgi"\n'
+    path = tmp_path / "gateway.toml"
+    path.write_text(text, encoding="utf-8")
+    assert main(["check", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[lines.index("targets:") + 1 :] == ["  /api: shadow 5% -> newapi (GET, POST)"]
