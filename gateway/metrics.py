@@ -16,9 +16,10 @@ Exported, per mount (label `mount`: the mount's prefix, or its name when it has 
 Rules:
 1. Off costs nothing: with `metrics_path = ""` no middleware wraps a mount, no metric
    exists and no file is written.
-2. prometheus_client is imported here and nowhere else. It is an optional extra
-   (`metrics`): `require` turns its absence into MetricsUnavailable (exit 1), before
-   anything binds.
+2. prometheus_client is imported here and nowhere else, and only once metrics are on
+   (`load`): installed but unused, it costs neither memory nor its GC callback. It is
+   an optional extra (`metrics`): `require` turns its absence into MetricsUnavailable
+   (exit 1), before anything binds.
 3. Several workers sum through prometheus_client's multiprocess mode. The supervisor
    makes a directory (PROMETHEUS_MULTIPROC_DIR) before it imports preloaded apps or
    forks; every process writes its values to files of its own there, and whichever worker
@@ -38,33 +39,51 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
+import importlib.util
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+import types
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.asgi import ASGIApp, Message, Receive, Scope, Send
 from gateway.config import ServerConfig
 from gateway.errors import ClientDisconnected, GatewayError, HTTPError
 from gateway.health import send_status
 
-try:
-    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
-    from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-    from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
-    from prometheus_client.parser import text_string_to_metric_families
-except ImportError:  # rule 2: `require` says so at startup
-    INSTALLED = False
-else:
-    INSTALLED = True
-    # Shipped untyped: given their types once, here.
-    _add_files_collector: Callable[[CollectorRegistry, str], object] = MultiProcessCollector
-    _mark_process_dead: Callable[[int, str], None] = mark_process_dead
-    _value_class: Callable[[], type] = values.get_value_class
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry, Counter, Gauge
+
+# Rule 2: importing prometheus_client registers its default collectors (one of them a GC
+# callback that runs on every collection) and costs ~4 MiB, so it is imported only by a
+# server with metrics on (`load`), never merely because it is installed.
+INSTALLED = importlib.util.find_spec("prometheus_client") is not None
+
+
+@functools.cache
+def load() -> types.SimpleNamespace:
+    """prometheus_client's parts, imported on first use (rule 2)."""
+    import prometheus_client
+    from prometheus_client import exposition, multiprocess, parser, values
+
+    return types.SimpleNamespace(
+        CollectorRegistry=prometheus_client.CollectorRegistry,
+        Counter=prometheus_client.Counter,
+        Gauge=prometheus_client.Gauge,
+        Histogram=prometheus_client.Histogram,
+        values=values,
+        CONTENT_TYPE_LATEST=exposition.CONTENT_TYPE_LATEST,
+        generate_latest=exposition.generate_latest,
+        add_files_collector=multiprocess.MultiProcessCollector,
+        mark_process_dead=multiprocess.mark_process_dead,
+        parse_text=parser.text_string_to_metric_families,
+    )
+
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "none")
@@ -123,7 +142,7 @@ class Pool(Protocol):
 
 def multiprocess() -> bool:
     """Values go to files in PROMETHEUS_MULTIPROC_DIR (rule 3)."""
-    return bool(values.ValueClass._multiprocess)
+    return bool(load().values.ValueClass._multiprocess)
 
 
 # -- the worker's side --------------------------------------------------------------------
@@ -136,10 +155,10 @@ class Families:
     def __init__(self, registry: CollectorRegistry | None) -> None:
         by_mount = ("mount",)
         by_class = ("mount", "status_class")
-        self.requests = Counter(
+        self.requests = load().Counter(
             "gateway_requests", "requests by status class", by_class, registry=registry
         )
-        self.latency = Histogram(
+        self.latency = load().Histogram(
             "gateway_request_duration_seconds",
             "seconds from the app's call to its last body message",
             by_mount,
@@ -151,14 +170,17 @@ class Families:
         self.pool_busy = _live_gauge("gateway_wsgi_pool_busy", "threads on a request", registry)
         self.pool_queued = _live_gauge("gateway_wsgi_pool_queued", "requests waiting", registry)
         self.routing = {
-            event: Counter(name, text, by_mount, registry=registry)
+            event: load().Counter(name, text, by_mount, registry=registry)
             for event, (name, text) in ROUTING_COUNTERS.items()
         }
 
 
 def _live_gauge(name: str, text: str, registry: CollectorRegistry | None) -> Gauge:
     # livesum: summed over the live workers only (rule 3).
-    return Gauge(name, text, ("mount",), registry=registry, multiprocess_mode="livesum")
+    gauge: Gauge = load().Gauge(
+        name, text, ("mount",), registry=registry, multiprocess_mode="livesum"
+    )
+    return gauge
 
 
 class MountMetrics:
@@ -267,9 +289,9 @@ class WorkerMetrics:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._registry = CollectorRegistry()
+        self._registry = load().CollectorRegistry()
         if multiprocess():
-            _add_files_collector(self._registry, os.environ[MULTIPROC_ENV])
+            load().add_files_collector(self._registry, os.environ[MULTIPROC_ENV])
             self._families = Families(None)
         else:
             self._families = Families(self._registry)
@@ -296,7 +318,7 @@ class WorkerMetrics:
 
     def collect(self) -> bytes:
         """The exposition (rule 3: summed over the workers' files in multiprocess mode)."""
-        return generate_latest(self._registry)
+        return bytes(load().generate_latest(self._registry))
 
     # The routing code's API: `mount` is the label (mount_label) of the mount the event
     # belongs to, the one that routes: the mount whose answer fell back, whose share
@@ -348,7 +370,7 @@ class MetricsEndpoint:
         self.metrics.publish()  # this worker's gauges as of now (rule 4)
         body = await asyncio.to_thread(self.metrics.collect)  # rule 5
         headers = [
-            (b"content-type", CONTENT_TYPE_LATEST.encode("ascii")),
+            (b"content-type", str(load().CONTENT_TYPE_LATEST).encode("ascii")),
             (b"content-length", str(len(body)).encode("ascii")),
             (b"cache-control", b"no-store"),
         ]
@@ -385,8 +407,8 @@ class SupervisorMetrics:
         if not multiprocess():
             # prometheus_client picks its value class when it is first imported (in
             # `values`), which here came before the variable was set: pick again.
-            values.ValueClass = _value_class()
-        self._restarts = Counter(
+            load().values.ValueClass = load().values.get_value_class()
+        self._restarts = load().Counter(
             "gateway_worker_restarts", "workers replaced", ("reason",), registry=None
         )
         for reason in RESTART_REASONS:
@@ -399,7 +421,7 @@ class SupervisorMetrics:
 
     def worker_exited(self, pid: int) -> None:
         if self.directory:
-            _mark_process_dead(pid, self.directory)
+            load().mark_process_dead(pid, self.directory)
 
     def close(self) -> None:
         if self._owned:
@@ -422,6 +444,6 @@ class Sample:
 
 def parse_exposition(text: str) -> Iterator[Sample]:
     """The samples of a Prometheus text exposition; ValueError if it is not one."""
-    for family in text_string_to_metric_families(text):
+    for family in load().parse_text(text):
         for sample in family.samples:
             yield Sample(sample.name, dict(sample.labels), float(sample.value))
