@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import uvloop
 
@@ -31,6 +32,9 @@ from gateway.config import Config, load_config
 from gateway.worker import Worker, load_mounts
 
 APPS_DIR = Path(__file__).parent / "apps"
+# What a test client waits for one answer: far above any response here, so only a hung
+# server reaches it.
+CLIENT_TIMEOUT_S = 10.0
 EXAMPLES_DIR = Path(__file__).parent.parent / "examples"
 START_DEADLINE_S = 30.0
 GATEWAY = [sys.executable, "-m", "gateway"]
@@ -115,6 +119,13 @@ def serve(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[[
         server.stop()
 
 
+@pytest.fixture
+def client(server: Server) -> Iterator[httpx.Client]:
+    """An httpx client for the module's `server` fixture (a module may define its own)."""
+    with httpx.Client(base_url=server.url, timeout=CLIENT_TIMEOUT_S) as client:
+        yield client
+
+
 def wait_until(condition: Callable[[], bool], deadline_s: float = START_DEADLINE_S) -> None:
     """Poll a condition until it holds; fail the test once the deadline passes."""
     end = time.monotonic() + deadline_s
@@ -145,6 +156,26 @@ def read_response(sock: socket.socket, deadline_s: float = 10.0) -> bytes:
     except TimeoutError:
         pass
     return b"".join(chunks)
+
+
+def mount_file(
+    path: Path, server: str = "", extra_mounts: str = "", app: str = "worker_probe:app"
+) -> Path:
+    """Write a mount file serving `app` (tests/apps) at "/", with `server` lines in
+    [server] and `extra_mounts` after; for system tests of the process model."""
+    path.write_text(f"""
+[server]
+pythonpath = [{str(APPS_DIR)!r}]
+graceful_timeout = 10
+{server}
+
+[[mount]]
+prefix = "/"
+app = "{app}"
+interface = "asgi"
+{extra_mounts}
+""")
+    return path
 
 
 def read_until_closed(sock: socket.socket, deadline_s: float = 10.0) -> tuple[bytes, bool]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -78,12 +78,6 @@ Serve = Callable[[str], Server]
 @pytest.fixture
 def server(serve: Serve) -> Server:
     return serve(MOUNTS)
-
-
-@pytest.fixture
-def client(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=DEADLINE_S) as client:
-        yield client
 
 
 # --- fallback -------------------------------------------------------------------------

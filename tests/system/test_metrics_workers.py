@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import APPS_DIR, GATEWAY, GatewayProcess, child_pids, wait_until
+from conftest import GATEWAY, GatewayProcess, child_pids, mount_file, wait_until
 
 from gateway.metrics import parse_exposition
 
@@ -46,24 +46,10 @@ def metrics_dir_parent(tmp_path: Path) -> Path:
     return parent
 
 
-def mount_file(server: str) -> str:
-    return f"""
-[server]
-pythonpath = [{str(APPS_DIR)!r}]
-graceful_timeout = 10
-{server}
-
-[[mount]]
-prefix = "/"
-app = "worker_probe:app"
-interface = "asgi"
-"""
-
-
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     config = tmp_path / "gateway.toml"
-    config.write_text(mount_file(f'metrics_path = "{PATH}"'))
+    mount_file(config, f'metrics_path = "{PATH}"')
     return config
 
 
@@ -174,7 +160,7 @@ def test_status_of_a_stopped_server_exits_1(gateway: GatewayProcess, config: Pat
 
 
 def test_a_worker_recycled_by_max_requests_is_counted(tmp_path: Path, config: Path) -> None:
-    config.write_text(mount_file(f'metrics_path = "{PATH}"\nmax_requests = {RECYCLE_AFTER}'))
+    mount_file(config, f'metrics_path = "{PATH}"\nmax_requests = {RECYCLE_AFTER}')
     gateway = GatewayProcess(config, "--workers", "2", env={"TMPDIR": str(tmp_path)})
     try:
         gateway.wait_for_line("2 workers ready")
@@ -194,12 +180,12 @@ def test_a_worker_recycled_by_max_requests_is_counted(tmp_path: Path, config: Pa
 
 
 def test_a_reload_that_turns_metrics_on(tmp_path: Path, config: Path) -> None:
-    config.write_text(mount_file(""))
+    mount_file(config, "")
     gateway = GatewayProcess(config, "--workers", "2", env={"TMPDIR": str(tmp_path)})
     try:
         gateway.wait_for_line("2 workers ready")
         assert httpx.get(gateway.url + PATH).status_code == 404  # off: the app's 404
-        config.write_text(mount_file(f'metrics_path = "{PATH}"'))
+        mount_file(config, f'metrics_path = "{PATH}"')
         gateway.proc.send_signal(signal.SIGHUP)
         started = [gateway.wait_for_line("(generation 2)") for _ in range(2)]
         new = {int(line.split("started worker ")[1].split()[0]) for line in started}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import APPS_DIR, GatewayProcess, child_pids, wait_until
+from conftest import GatewayProcess, child_pids, mount_file, wait_until
 
 DEADLINE_S = 30.0
 # Long enough for a request in flight to be caught by a signal, short enough for the run.
@@ -40,24 +40,6 @@ REPLACED_WITHIN_S = 2.0
 JITTER_WORKERS = 6
 
 StartGateway = Callable[..., GatewayProcess]
-
-
-def mount_file(
-    path: Path, server: str = "", extra_mounts: str = "", app: str = "worker_probe:app"
-) -> Path:
-    path.write_text(f"""
-[server]
-pythonpath = [{str(APPS_DIR)!r}]
-graceful_timeout = 10
-{server}
-
-[[mount]]
-prefix = "/"
-app = "{app}"
-interface = "asgi"
-{extra_mounts}
-""")
-    return path
 
 
 @pytest.fixture

@@ -38,6 +38,7 @@ def test_defaults_and_values(tmp_path: Path) -> None:
         (404, 405),
         FALLBACK_BODY_BYTES,
     )
+    assert FALLBACK_BODY_BYTES == 1024 * 1024  # the documented default: 1 MiB
     assert (new.canary, new.canary_percent, new.canary_sticky, new.canary_header) == (
         "legacy",
         0.0,
