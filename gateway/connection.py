@@ -72,7 +72,6 @@ from gateway.websocket import WebSocketCycle, websocket_scope
 # form or JSON body arrives in one go, small enough that a thousand slow uploads cost
 # well under 100 MiB.
 BODY_HIGH_WATER_BYTES = 64 * 1024
-SERVER_HEADER = (b"server", b"gateway")
 # On a graceful stop, an idle keep-alive connection stays open this long: a client that
 # reuses it right after a response (its request may be on the wire already) is answered,
 # with `Connection: close`, instead of finding the socket closed under it, which few
@@ -354,7 +353,7 @@ class HTTPConnection(asyncio.Protocol):
     # -- writing and flow control ----------------------------------------------------
 
     def default_headers(self) -> list[tuple[bytes, bytes]]:
-        return [SERVER_HEADER, self._state.date.field()]
+        return list(self._state.default_fields.fields())
 
     def write(self, data: bytes) -> None:
         if data and self._transport is not None and not self.closed:
@@ -442,10 +441,14 @@ class HTTPConnection(asyncio.Protocol):
     def send_continue(self) -> None:
         self.write(self._session.continue_response())
 
-    def response_head(self, status: int, headers: Any) -> bytes:
+    def response_start(self, status: int, headers: Any, body: bytes, more_body: bool) -> bytes:
+        """The head and the first body part, to go out in one write."""
+        session = self._session
         if self._closing:  # tell the client, so it does not send another request here
             headers = [*headers, (b"connection", b"close")]
-        return self._session.response_head(status, headers, self.default_headers())
+        data = session.response_head(status, headers, self._state.default_fields.fields())
+        data += session.response_body(body)
+        return data if more_body else data + session.response_end()
 
     def response_body(self, data: bytes, more_body: bool) -> bytes:
         out = self._session.response_body(data)

@@ -39,7 +39,7 @@ class Carrier(Protocol):
     async def drain(self) -> None: ...
     def send_continue(self) -> None: ...
     def body_consumed(self) -> None: ...
-    def response_head(self, status: int, headers: Any) -> bytes: ...
+    def response_start(self, status: int, headers: Any, body: bytes, more_body: bool) -> bytes: ...
     def response_body(self, data: bytes, more_body: bool) -> bytes: ...
 
 
@@ -182,8 +182,8 @@ class RequestCycle:
         if start is None:
             data = self._conn.response_body(body, more_body)
         else:
-            head = self._conn.response_head(self.status, start.get("headers", []))
-            data = head + self._conn.response_body(body, more_body)
+            headers = start.get("headers", [])
+            data = self._conn.response_start(self.status, headers, body, more_body)
         self.bytes_sent += len(body)
         self._conn.write(data)
         if not more_body:

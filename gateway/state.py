@@ -48,19 +48,24 @@ class Connection(Protocol):
     def abort(self) -> None: ...
 
 
-class DateHeader:
-    """The `date` field (RFC 9110 §6.6.1), formatted at most once a second."""
+SERVER_FIELD = (b"server", b"gateway")
+
+
+class DefaultFields:
+    """The fields every response gets unless its app sent them: `server`, and `date`
+    (RFC 9110 §6.6.1), formatted at most once a second."""
 
     def __init__(self) -> None:
         self._second = 0
-        self._field = (b"date", b"")
+        self._fields = (SERVER_FIELD, (b"date", b""))
 
-    def field(self) -> tuple[bytes, bytes]:
+    def fields(self) -> tuple[tuple[bytes, bytes], ...]:
         now = int(time.time())
         if now != self._second:
             self._second = now
-            self._field = (b"date", formatdate(now, usegmt=True).encode("ascii"))
-        return self._field
+            date = formatdate(now, usegmt=True).encode("ascii")
+            self._fields = (SERVER_FIELD, (b"date", date))
+        return self._fields
 
 
 class ServerState:
@@ -82,7 +87,7 @@ class ServerState:
         # Running WebSocket apps: what a stop cancels once graceful_timeout has passed
         # (gateway/worker.py), and a strong reference (the loop keeps only weak ones).
         self.websocket_tasks: set[asyncio.Task[None]] = set()
-        self.date = DateHeader()
+        self.default_fields = DefaultFields()
         self.access_log = config.access_log
         self.on_connection_closed: Callable[[], object] | None = None  # set while draining
         self.requests_served = 0  # for max_requests; read by the worker's heartbeat

@@ -99,7 +99,7 @@ class Carrier(Protocol):
     def write(self, data: bytes) -> None: ...
     async def drain(self) -> None: ...
     def default_headers(self) -> list[tuple[bytes, bytes]]: ...
-    def response_head(self, status: int, headers: Any) -> bytes: ...
+    def response_start(self, status: int, headers: Any, body: bytes, more_body: bool) -> bytes: ...
     def response_body(self, data: bytes, more_body: bool) -> bytes: ...
     def error_reply(self, status: int) -> bytes: ...
     def take_upgraded(self) -> bytes: ...
@@ -171,7 +171,7 @@ class WebSocketCycle:
         # Bytes that arrive before accept: reading is paused after the head, so one read
         # at most; they follow the bytes the HTTP session kept.
         self._early = bytearray()
-        self._response_head = b""  # a denial's head, sent with its first body part
+        self._denial_headers: Any = None  # a denial's fields, sent with its first body part
         self._ping_timer: asyncio.TimerHandle | None = None
         self._pong_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
@@ -301,15 +301,18 @@ class WebSocketCycle:
             raise AppProtocolError(f"websocket.http.response.start in phase {self._phase.value}")
         # The connection ends with the denial: it was asked for a protocol switch.
         headers = [*message.get("headers", ()), (b"connection", b"close")]
-        self._response_head = self._conn.response_head(message["status"], headers)
+        self._denial_headers = headers
         self._phase, self.status = Phase.DENYING, message["status"]
 
     async def _send_denial_body(self, message: Message) -> None:
         if self._phase is not Phase.DENYING:
             raise AppProtocolError("websocket.http.response.body before its start")
         body, more_body = message.get("body", b""), message.get("more_body", False)
-        data = self._conn.response_body(body, more_body)
-        data, self._response_head = self._response_head + data, b""
+        headers, self._denial_headers = self._denial_headers, None
+        if headers is None:
+            data = self._conn.response_body(body, more_body)
+        else:
+            data = self._conn.response_start(self.status, headers, body, more_body)
         self._conn.write(data)
         self.bytes_sent += len(body)
         if not more_body:

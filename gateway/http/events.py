@@ -17,7 +17,9 @@ class RequestHead:
     target: bytes
     headers: list[tuple[bytes, bytes]]  # names lowercased, order and duplicates kept
     http_version: str  # "1.0" or "1.1"
-    expects_continue: bool  # the client sent `Expect: 100-continue` and waits for it
+    # Read from the fields by the one scan both sessions run (check_request_head):
+    expects_continue: bool = False  # the client sent `Expect: 100-continue` and waits
+    wants_close: bool = False  # the client sent `Connection: close` (RFC 9112 §9.6)
 
 
 @dataclass(slots=True)

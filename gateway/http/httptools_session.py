@@ -40,7 +40,7 @@ from gateway.http.events import (
     RequestData,
     RequestHead,
 )
-from gateway.http.response import ResponseWriter, expects_continue
+from gateway.http.response import ResponseWriter
 from gateway.http.session import (
     FIELD_OVERHEAD_BYTES,
     Headers,
@@ -142,7 +142,6 @@ class HttptoolsSession(ResponseWriter):
             target=self._url,
             headers=self._fields,
             http_version=version,
-            expects_continue=version == "1.1" and expects_continue(self._fields),
         )
         try:
             check_request_head(head)

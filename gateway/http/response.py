@@ -66,8 +66,8 @@ class ResponseWriter:
         """Rule 1: what the request decides about its response."""
         self._method = head.method
         self._http10 = head.http_version == "1.0"
-        # Read from the fields, not the parser: it may already be parsing the next request.
-        self._keep_alive = not self._http10 and not asks_to_close(head.headers)
+        # Read from the head, not the parser: it may already be parsing the next request.
+        self._keep_alive = not self._http10 and not head.wants_close
         self._awaiting_continue = head.expects_continue
 
     @property
@@ -85,7 +85,7 @@ class ResponseWriter:
     ) -> bytes:
         """The status line and fields; each of `defaults` (the connection's `date` and
         `server`) is added unless the app sent a field of that name itself."""
-        lines = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b""))]
+        lines = [_status_line(status)]
         length = coding = connection = None
         names: set[bytes] = set()
         for name, value in headers:
@@ -100,7 +100,7 @@ class ResponseWriter:
                 connection = value
         for name, value in defaults:
             if name not in names:
-                lines.append(b"%s: %s\r\n" % (name, value))
+                lines.append(_field_line(name, value)[0])
         lines.extend(self._framing(status, length, coding, connection))
         lines.append(b"\r\n")
         self._started = True
@@ -160,13 +160,9 @@ class ResponseWriter:
         return plain_response(status, headers, body)
 
 
-def expects_continue(fields: Headers) -> bool:
-    """The request waits for `100 Continue` before its body (RFC 9110 §10.1.1)."""
-    return any(n == b"expect" and v.lower() == b"100-continue" for n, v in fields)
-
-
-def asks_to_close(fields: Headers) -> bool:
-    return any(n == b"connection" and b"close" in v.lower() for n, v in fields)
+@functools.lru_cache(maxsize=1024)
+def _status_line(status: int) -> bytes:
+    return b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b""))
 
 
 @functools.lru_cache(maxsize=_KNOWN_FIELDS)

@@ -107,6 +107,14 @@ class RequestTarget:
         self.path = path
 
 
+# Most requests go to a few targets: the split of this many short ones is remembered
+# (a RequestTarget is never changed once made). The bound on their length keeps the
+# cache well under a megabyte whatever clients send.
+_KNOWN_TARGETS = 1024
+_KNOWN_TARGET_BYTES = 256
+_known_targets: dict[bytes, RequestTarget] = {}
+
+
 def parse_target(target: bytes) -> RequestTarget:
     """Split origin-form (`/a?b`) and asterisk-form (`*`) targets.
 
@@ -115,6 +123,18 @@ def parse_target(target: bytes) -> RequestTarget:
     than an error, so a stray `%FF` reaches the app instead of a 400. `raw_path` keeps
     the bytes as sent. Absolute-form is left for a later issue (proxy requests).
     """
+    known = _known_targets.get(target)
+    if known is not None:
+        return known
+    parsed = _split_target(target)
+    if len(target) <= _KNOWN_TARGET_BYTES:
+        if len(_known_targets) >= _KNOWN_TARGETS:
+            _known_targets.clear()
+        _known_targets[target] = parsed
+    return parsed
+
+
+def _split_target(target: bytes) -> RequestTarget:
     raw_path, _, query_string = target.partition(b"?")
     if raw_path == b"*":
         return RequestTarget(raw_path, query_string, "*")
@@ -153,6 +173,9 @@ def check_request_head(head: RequestHead) -> None:
       front may have framed the body the other way (request smuggling, RFC 9112 §6.1).
     - The only transfer coding accepted is a lone `chunked` (501 otherwise, §6.1), and
       only from HTTP/1.1: in HTTP/1.0 its framing is faulty by definition (400, §6.1).
+
+    The same pass over the fields notes `Connection: close` and, from HTTP/1.1,
+    `Expect: 100-continue` on the head, so no later step reads the fields again.
     """
     if head.http_version not in SUPPORTED_VERSIONS:
         if head.http_version == "0.9":
@@ -169,6 +192,10 @@ def check_request_head(head: RequestHead) -> None:
             length = value
         elif name == b"transfer-encoding":
             coding = value if coding is None else coding + b"," + value
+        elif name == b"connection" and b"close" in value.lower():
+            head.wants_close = True
+        elif name == b"expect" and value.lower() == b"100-continue":
+            head.expects_continue = head.http_version == "1.1"
     if hosts != 1 and (hosts or head.http_version == "1.1"):
         raise BadRequest("HTTP/1.1 requires exactly one Host field")
     if coding is not None:
