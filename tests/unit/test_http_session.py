@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import AppProtocolError, ProtocolError
+from gateway.http import session as session_module
 from gateway.http.events import (
     CONNECTION_CLOSED,
     NEED_DATA,
@@ -126,6 +127,29 @@ def test_connection_close_is_honoured(session: HTTPSession) -> None:
     assert not session.reusable
 
 
+def test_keep_alive_is_decided_per_request(session: HTTPSession) -> None:
+    """The field scan that finds `Connection: close` runs on each request's own fields:
+    a close on the second request of a connection ends it, the first stays reusable."""
+    session.feed(b"GET /1 HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n")
+    events_until_blocked(session)
+    session.response_head(200, [(b"content-length", b"0")])
+    session.response_end()
+    assert session.reusable
+    session.start_next_cycle()
+    session.feed(b"GET /2 HTTP/1.1\r\nHost: x\r\nCONNECTION: Close\r\n\r\n")
+    events_until_blocked(session)
+    session.response_head(200, [(b"content-length", b"0")])
+    session.response_end()
+    assert not session.reusable
+
+
+def test_expect_continue_is_owed_only_to_http_11(session: HTTPSession) -> None:
+    session.feed(b"POST / HTTP/1.0\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+    head = events_until_blocked(session)[0]
+    assert isinstance(head, RequestHead) and not head.expects_continue
+    assert session.continue_response() == b""
+
+
 def test_pipelined_request_waits_paused(session: HTTPSession) -> None:
     session.feed(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
     first = events_until_blocked(session)
@@ -217,6 +241,21 @@ def test_parse_target_rejects_other_forms() -> None:
     with pytest.raises(ProtocolError) as caught:
         parse_target(b"example.com:443")
     assert caught.value.status == 400
+    with pytest.raises(ProtocolError):  # a refused target is not remembered as valid
+        parse_target(b"example.com:443")
+
+
+def test_remembered_targets_stay_bounded_whatever_clients_send() -> None:
+    """parse_target remembers splits for speed; distinct or long targets from clients
+    must not grow that memory without bound."""
+    for n in range(5000):
+        assert parse_target(b"/items/%d?page=%d" % (n, n)).path == f"/items/{n}"
+    assert len(session_module._known_targets) <= session_module._KNOWN_TARGETS
+    long_target = b"/" + b"a" * session_module._KNOWN_TARGET_BYTES
+    assert parse_target(long_target).raw_path == long_target
+    assert long_target not in session_module._known_targets
+    # A remembered split is the same answer as a fresh one.
+    assert parse_target(b"/a%20b?x").path == parse_target(b"/a%20b?x").path == "/a b"
 
 
 def test_invalid_app_head_still_allows_a_500(session: HTTPSession) -> None:
