@@ -11,7 +11,8 @@ Rules:
    watches its messages go by, keeping the status, the content type and the first
    ANSWER_BYTES of the body. Once the primary's app has returned with a complete answer,
    the copy is started as a task and the wrapper returns at once; the primary never
-   waits for the copy, its answer or the comparison.
+   waits for the copy, its answer or the comparison. The copy calls the shadow only
+   COPY_DELAY_S later, so the requests that came with its primary are served first.
 2. Which requests are copied: HTTP only (a WebSocket never is), whose method is in
    `methods`, drawn at `percent`, and whose body is known whole: none (RFC 9112 §6.3:
    neither Content-Length nor Transfer-Encoding; or a length of 0), or all of it read
@@ -81,6 +82,10 @@ INLINE_COMPARE_BYTES = 64 * 1024
 # How long the drain waits for cancelled copies to unwind (gateway/worker.py has the
 # same bound for cancelled WebSocket apps).
 CANCEL_GRACE_S = 1.0
+# A copy starts this long after its primary's answer (rule 1): requests that arrive
+# together, as a burst of clients does, are all answered before their copies take the
+# loop, so a copy delays no primary of its own burst.
+COPY_DELAY_S = 0.01
 # The request target shown in a mismatch line is cut here; max_target_bytes (8 KiB)
 # bounds it already, but a line of the log should stay readable.
 MAX_TARGET_CHARS = 1024
@@ -262,6 +267,7 @@ class ShadowCopy:
 
     async def run(self) -> None:
         """The task's body: never raises but CancelledError (rule 5)."""
+        await asyncio.sleep(COPY_DELAY_S)
         try:
             async with asyncio.timeout(TIMEOUT_S):
                 await self.target(self.scope, self.receive, self.send)

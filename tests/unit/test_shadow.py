@@ -235,6 +235,41 @@ def test_a_slow_shadow_never_delays_the_primary(tmp_path: Path) -> None:
     assert copy.answered == 2
 
 
+def test_requests_that_come_with_the_primary_are_served_before_its_copy(tmp_path: Path) -> None:
+    """A burst of requests, each a few loop turns long, arriving one turn apart: every
+    primary answers before the first copy calls the shadow (COPY_DELAY_S), so copies do
+    not queue ahead of requests in a burst."""
+    events: list[str] = []
+
+    class Primary:
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            for _ in range(3):
+                await asyncio.sleep(0)  # a view that awaits its database
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+            events.append("primary")
+
+    class Copy:
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            events.append("copy")
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+    setup = Setup(Primary(), Copy(), tmp_path)
+
+    async def test() -> None:
+        burst = []
+        for _ in range(10):
+            burst.append(asyncio.create_task(setup.request(get())))
+            await asyncio.sleep(0)
+        await asyncio.gather(*burst)
+        await until(lambda: setup.pool.started == 10)
+        await setup.settle()
+
+    run(test)
+    assert events == ["primary"] * 10 + ["copy"] * 10
+
+
 async def until(condition: Any) -> None:
     """Let the loop run until `condition()` holds, within the deadline."""
     async with asyncio.timeout(DEADLINE_S):
