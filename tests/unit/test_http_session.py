@@ -119,28 +119,25 @@ def test_http10_is_not_kept_alive(session: HTTPSession) -> None:
     assert not session.reusable
 
 
-def test_connection_close_is_honoured(session: HTTPSession) -> None:
-    session.feed(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+def answer_empty(session: HTTPSession, request: bytes) -> bool:
+    """Feed `request`, answer it with an empty 200; whether the connection is reusable."""
+    session.feed(request)
     events_until_blocked(session)
     session.response_head(200, [(b"content-length", b"0")])
     session.response_end()
-    assert not session.reusable
+    return session.reusable
+
+
+def test_connection_close_is_honoured(session: HTTPSession) -> None:
+    assert not answer_empty(session, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 
 
 def test_keep_alive_is_decided_per_request(session: HTTPSession) -> None:
     """The field scan that finds `Connection: close` runs on each request's own fields:
     a close on the second request of a connection ends it, the first stays reusable."""
-    session.feed(b"GET /1 HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n")
-    events_until_blocked(session)
-    session.response_head(200, [(b"content-length", b"0")])
-    session.response_end()
-    assert session.reusable
+    assert answer_empty(session, b"GET /1 HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n")
     session.start_next_cycle()
-    session.feed(b"GET /2 HTTP/1.1\r\nHost: x\r\nCONNECTION: Close\r\n\r\n")
-    events_until_blocked(session)
-    session.response_head(200, [(b"content-length", b"0")])
-    session.response_end()
-    assert not session.reusable
+    assert not answer_empty(session, b"GET /2 HTTP/1.1\r\nHost: x\r\nCONNECTION: Close\r\n\r\n")
 
 
 def test_expect_continue_is_owed_only_to_http_11(session: HTTPSession) -> None:
