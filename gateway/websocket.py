@@ -171,7 +171,7 @@ class WebSocketCycle:
         # Bytes that arrive before accept: reading is paused after the head, so one read
         # at most; they follow the bytes the HTTP session kept.
         self._early = bytearray()
-        self._denial_headers: Any = None  # a denial's fields, sent with its first body part
+        self._denial_headers: list[tuple[bytes, bytes]] | None = None  # sent with its first body
         self._ping_timer: asyncio.TimerHandle | None = None
         self._pong_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
