@@ -5,18 +5,20 @@ Everything above this package speaks ASGI 3. `load_app` imports an app from its
 wraps ASGI 2 apps with asgiref and WSGI apps in a `WSGIAdapter` that owns the mount's
 thread pool; `load_static` serves a directory of files (adapters/static.py). This is
 the only package that imports asgiref and a2wsgi; it may import only gateway.asgi and
-gateway.errors from the gateway (DESIGN §3). Import it absolutely (`import adapters`):
-the name is generic, so `gateway check` prints where it came from.
+gateway.errors from the gateway (DESIGN §3). The repository keeps it in its own
+top-level folder, and it is installed as `gateway.adapters` (gateway/adapters is a link
+to the folder): a generic name in site-packages would be shadowed by, or would shadow,
+a user's own `adapters` module.
 """
 
-from adapters.loading import (
+from gateway.adapters.loading import (
     LoadedApp,
     detect_interface,
     import_from_string,
     load_app,
     load_static,
 )
-from adapters.wsgi import WSGIAdapter
+from gateway.adapters.wsgi import WSGIAdapter
 
 __all__ = [
     "LoadedApp",

@@ -28,8 +28,8 @@ from a2wsgi.wsgi_typing import WSGIApp
 from asgiref import compatibility
 from asgiref.sync import iscoroutinefunction
 
-from adapters.static import StaticFiles
-from adapters.wsgi import WSGIAdapter
+from gateway.adapters.static import StaticFiles
+from gateway.adapters.wsgi import WSGIAdapter
 from gateway.asgi import ASGIApp
 from gateway.errors import AppLoadError
 

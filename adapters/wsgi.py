@@ -46,10 +46,10 @@ from typing import Any, cast
 
 from a2wsgi.wsgi_typing import Environ, ExceptionInfo, WSGIApp
 
-from adapters.disconnect import ENVIRON_KEY as CLIENT_DISCONNECTED
-from adapters.disconnect import DisconnectWatch
-from adapters.environ import ErrorStream, build_environ
-from adapters.pool import ThreadPool
+from gateway.adapters.disconnect import ENVIRON_KEY as CLIENT_DISCONNECTED
+from gateway.adapters.disconnect import DisconnectWatch
+from gateway.adapters.environ import ErrorStream, build_environ
+from gateway.adapters.pool import ThreadPool
 from gateway.asgi import Message, Receive, Scope, Send
 from gateway.errors import ClientDisconnected, ServiceUnavailable
 

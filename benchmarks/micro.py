@@ -28,7 +28,7 @@ from typing import Any
 
 import uvloop
 
-from adapters.wsgi import WSGIAdapter
+from gateway.adapters.wsgi import WSGIAdapter
 from gateway.asgi import ASGIApp
 from gateway.config import ServerConfig
 from gateway.connection import HTTPConnection

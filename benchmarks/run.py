@@ -168,10 +168,10 @@ def machine(source_digest: str) -> dict[str, object]:
 
 
 def freeze_gateway(workdir: Path) -> str:
-    """Copy the importable gateway and adapters packages into `workdir` and put it first
-    on the servers' PYTHONPATH; return a digest of the copied sources."""
+    """Copy the importable gateway package (gateway.adapters within it) into `workdir` and
+    put it first on the servers' PYTHONPATH; return a digest of the copied sources."""
     digest = hashlib.sha256()
-    for name in ("gateway", "adapters"):
+    for name in ("gateway",):
         spec = importlib.util.find_spec(name)
         if spec is None or spec.origin is None:
             sys.exit(f"cannot find the {name!r} package: pip install -e '.[bench]'")

@@ -31,7 +31,7 @@ from typing import Any
 
 import uvloop
 
-from adapters import LoadedApp, WSGIAdapter, load_app, load_static
+from gateway.adapters import LoadedApp, WSGIAdapter, load_app, load_static
 from gateway.asgi import ASGIApp
 from gateway.config import DEFAULT_WSGI_MAX_QUEUE, DEFAULT_WSGI_THREADS, Config, MountConfig
 from gateway.connection import HTTPConnection

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from conftest import Server, read_response
 
-from adapters.static import CHUNK_BYTES
+from gateway.adapters.static import CHUNK_BYTES
 
 Serve = Callable[[str], Server]
 SECRET = b"SECRET-OUTSIDE-THE-STATIC-DIR"

@@ -19,9 +19,9 @@ from wsgiref.validate import validator
 
 import pytest
 
-import adapters.environ
-from adapters import LoadedApp, WSGIAdapter, detect_interface, import_from_string, load_app
-from adapters.environ import ErrorStream, build_environ
+from gateway.adapters import LoadedApp, WSGIAdapter, detect_interface, import_from_string, load_app
+from gateway.adapters import environ as wsgi_environ
+from gateway.adapters.environ import ErrorStream, build_environ
 from gateway.asgi import Message
 from gateway.errors import AppLoadError, ClientDisconnected, RequestBodyTooLarge
 
@@ -422,7 +422,7 @@ def test_environ_headers_are_mapped_the_same_on_every_request() -> None:
     flood = [(b"x-flood-%d" % i, b"1") for i in range(5000)]
     environ = build_environ(http_scope(headers=[*flood, (b"x-late", b"2")]), ErrorStream("t"))
     assert environ["HTTP_X_FLOOD_4999"] == "1" and environ["HTTP_X_LATE"] == "2"
-    assert len(adapters.environ._ENVIRON_KEYS) <= adapters.environ._KNOWN_FIELD_NAMES
+    assert len(wsgi_environ._ENVIRON_KEYS) <= wsgi_environ._KNOWN_FIELD_NAMES
 
 
 def test_errors_stream_logs_with_mount_name(caplog: pytest.LogCaptureFixture) -> None:

@@ -31,7 +31,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("gateway", "adapters")
+PACKAGES = ("gateway",)
+# The repository's adapters/ folder is installed as gateway.adapters (DESIGN §3: nothing
+# generic lands in site-packages); gateway/adapters is a link to it.
+SOURCE_FOLDERS = {"gateway": "gateway", "adapters": "gateway.adapters"}
 
 # module pattern -> gateway/adapters modules it may import. "x.*" means x and everything
 # under it; a plain name means that module only ("gateway" is the package __init__, for
@@ -65,7 +68,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "gateway.targets",
     ),
     "gateway.http.*": ("gateway.asgi", "gateway.errors", "gateway.http.*"),
-    "adapters.*": ("gateway.asgi", "gateway.errors", "adapters.*"),
+    "gateway.adapters.*": ("gateway.asgi", "gateway.errors", "gateway.adapters.*"),
     "gateway.lifespan": ("gateway.asgi", "gateway.errors"),
     "gateway.connection": (
         "gateway.http.*",
@@ -98,7 +101,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "gateway.state",
         "gateway.router",
         "gateway.config",
-        "adapters.*",
+        "gateway.adapters.*",
         "gateway.lifespan",
         "gateway.asgi",
         "gateway.errors",
@@ -137,9 +140,6 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "gateway.health": ("gateway.asgi", "gateway.errors", "gateway.router"),
     "gateway.cli": (
         "gateway",
-        # The package only, for `gateway check` to print where `adapters` came from
-        # (DESIGN §3: the name is generic); its modules are the worker's business.
-        "adapters",
         "gateway.config",
         "gateway.reload",
         "gateway.supervisor",
@@ -174,15 +174,15 @@ EVENT_LOOP_FREE: dict[str, frozenset[str]] = {
     "gateway.links": frozenset(),
     "gateway.health": frozenset(),
     "gateway.http.*": frozenset(),
-    "adapters.*": frozenset({"asyncio", "threading", "concurrent", "_thread"}),
+    "gateway.adapters.*": frozenset({"asyncio", "threading", "concurrent", "_thread"}),
 }
 
 THIRD_PARTY_OWNERS: dict[str, str] = {
     "h11": "gateway.http.*",
     "httptools": "gateway.http.*",
     "wsproto": "gateway.http.*",
-    "a2wsgi": "adapters.*",
-    "asgiref": "adapters.*",
+    "a2wsgi": "gateway.adapters.*",
+    "asgiref": "gateway.adapters.*",
     "uvloop": "gateway.worker",
     "watchfiles": "gateway.reload",
     "prometheus_client": "gateway.metrics",
@@ -202,17 +202,18 @@ def lookup(table: Mapping[str, object], module: str) -> str | None:
 
 
 def module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    folder, *parts = path.relative_to(ROOT).with_suffix("").parts
     if parts[-1] == "__init__":
         parts.pop()
-    return ".".join(parts)
+    return ".".join([SOURCE_FOLDERS[folder], *parts])
 
 
 def discover() -> dict[str, Path]:
     found: dict[str, Path] = {}
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            found[module_name(path)] = path
+    for folder in SOURCE_FOLDERS:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path.relative_to(ROOT / folder).parts[0] != "adapters":  # the link
+                found[module_name(path)] = path
     return found
 
 
@@ -304,21 +305,22 @@ def test_every_row_names_modules_in_our_packages() -> None:
         ("gateway.router", "from threading import Lock", "free of event loops"),
         ("gateway.http.session", "import concurrent.futures", "free of event loops"),
         ("gateway", "import signal", "free of event loops"),
-        ("adapters.wsgi", "import socket", "free of event loops"),
+        ("gateway.adapters.wsgi", "import socket", "free of event loops"),
         ("gateway.router", "from gateway.config import MountConfig", "not allowed"),
         ("gateway.router", "from gateway import config", "not allowed"),
         ("gateway.config", "from . import router", "not allowed"),
         ("gateway.http.session", "from ..connection import Connection", "not allowed"),
         ("gateway.errors", "import gateway.asgi", "not allowed"),
         ("gateway.connection", "from gateway import worker", "not allowed"),
-        ("gateway.connection", "import adapters.wsgi", "not allowed"),
-        ("adapters.wsgi", "from gateway.router import Router", "not allowed"),
+        ("gateway.connection", "import gateway.adapters.wsgi", "not allowed"),
+        ("gateway.adapters.wsgi", "from gateway.router import Router", "not allowed"),
         ("gateway.lifespan", "from gateway.router import Router", "not allowed"),
         ("gateway.cli", "from gateway.connection import Connection", "not allowed"),
-        ("gateway.cli", "from adapters.wsgi import WSGIApp", "not allowed"),
+        ("gateway.cli", "from gateway.adapters.wsgi import WSGIApp", "not allowed"),
+        ("gateway.worker", "import adapters", "no owner"),
         ("gateway.router", "import h11", "only gateway.http.* may import it"),
         ("gateway.connection", "import wsproto.events", "only gateway.http.*"),
-        ("gateway.worker", "from a2wsgi import WSGIMiddleware", "only adapters.*"),
+        ("gateway.worker", "from a2wsgi import WSGIMiddleware", "only gateway.adapters.*"),
         ("gateway.connection", "import uvloop", "only gateway.worker"),
         ("gateway.router", "import starlette", "no owner"),
         ("gateway.router", "if TYPE_CHECKING:\n    from gateway.config import X", "not allowed"),
@@ -331,7 +333,7 @@ def test_checker_catches(module: str, source: str, fragment: str) -> None:
         "gateway.router",
         "gateway.worker",
         "gateway.connection",
-        "adapters.wsgi",
+        "gateway.adapters.wsgi",
     }
     problems = violations(module, source, known=known)
     assert problems and all(fragment in p for p in problems), problems
@@ -351,12 +353,11 @@ def test_checker_rejects_a_module_without_a_row() -> None:
         ("gateway.config", "from .errors import ConfigError"),
         ("gateway.http.h11_session", "import h11\nfrom gateway.http.session import Session"),
         ("gateway.http.h11_session", "from . import session\nfrom .. import asgi"),
-        ("adapters.wsgi", "import asyncio\nfrom concurrent.futures import ThreadPoolExecutor"),
-        ("adapters.wsgi", "import a2wsgi\nfrom asgiref.compatibility import guarantee_single"),
-        ("gateway.worker", "import uvloop\nimport asyncio\nimport adapters"),
+        ("gateway.adapters.wsgi", "import asyncio\nfrom concurrent.futures import Future"),
+        ("gateway.adapters.wsgi", "import a2wsgi\nfrom asgiref.compatibility import guarantee"),
+        ("gateway.worker", "import uvloop\nimport asyncio\nimport gateway.adapters"),
         ("gateway.lifespan", "import asyncio\nfrom gateway.asgi import Scope"),
         ("gateway.cli", "from gateway import __version__\nfrom gateway import supervisor"),
-        ("gateway.cli", "import adapters"),
         ("gateway.__main__", "from gateway.cli import main"),
     ],
 )

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from test_adapters import Receive, Send, body, http_scope
 
-from adapters import WSGIAdapter
 from gateway import metrics
+from gateway.adapters import WSGIAdapter
 from gateway.asgi import ASGIApp, Scope
 from gateway.config import ServerConfig, parse_config
 from gateway.errors import ClientDisconnected, ConfigError, RequestBodyTooLarge, ServiceUnavailable

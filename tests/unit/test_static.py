@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from adapters import load_static
-from adapters.static import CHUNK_BYTES, FileChanged, StaticFiles, byte_range
+from gateway.adapters import load_static
+from gateway.adapters.static import CHUNK_BYTES, FileChanged, StaticFiles, byte_range
 from gateway.asgi import Message
 from gateway.errors import AppLoadError, ClientDisconnected
 
