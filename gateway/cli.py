@@ -18,7 +18,6 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-import adapters
 from gateway import __version__, metrics, reload, status
 from gateway.config import CliOption, Config, MountConfig, cli_options, load_config
 from gateway.errors import ConfigError, GatewayError, StartupError
@@ -166,7 +165,6 @@ def check(config: Config) -> int:
         print(f"gateway: {exc}", file=sys.stderr)
         return 1
     print(f"config:   {config.path}")
-    print(f"adapters: {adapters.__file__}")
     rows = [("PREFIX", "INTERFACE", "APP", "POOL")]
     for mount in mounts:
         pool = str(mount.loaded.pool_size) if mount.loaded.pool_size else "-"
