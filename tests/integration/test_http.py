@@ -155,13 +155,15 @@ def test_http10_client_gets_a_response_then_close(server: Server) -> None:
     assert reply.startswith(b"HTTP/1.1 200")
 
 
-def test_connection_close_is_honoured(server: Server) -> None:
+def test_connection_close_is_honoured(serve: Serve) -> None:
+    # A long idle timer, so that a close well before it can only be the Connection field's.
+    server = serve(MOUNTS.replace("keep_alive_timeout = 1", "keep_alive_timeout = 60"))
     with server.connect() as sock:
         sock.sendall(b"GET /asgi/echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         started = time.monotonic()
-        reply = read_response(sock)
+        reply = read_response(sock, deadline_s=45)
     assert reply.startswith(b"HTTP/1.1 200")
-    assert time.monotonic() - started < 0.9  # closed at once, not by the idle timer
+    assert time.monotonic() - started < 30  # closed at once, not by the idle timer
 
 
 def test_chunked_request_and_response_bodies(server: Server) -> None:
@@ -312,19 +314,20 @@ def test_slow_wsgi_mount_never_delays_asgi(server: Server) -> None:
 
     slow = [
         threading.Thread(
-            target=httpx.get, args=(server.url + "/wsgi/sleep?1.5",), kwargs={"timeout": 10}
+            target=httpx.get, args=(server.url + "/wsgi/sleep?2.5",), kwargs={"timeout": 20}
         )
         for _ in range(3)
     ]
     for thread in slow:
         thread.start()
     time.sleep(0.2)  # let the slow requests reach the pool; not synchronisation
-    started = time.monotonic()
     for _ in range(5):
         assert httpx.get(server.url + "/asgi/echo").status_code == 200
-    assert time.monotonic() - started < 1.0
+    # Every ASGI answer came while every WSGI request was still sleeping (an event
+    # order, not a clock: a busy machine delays both sides alike).
+    assert all(thread.is_alive() for thread in slow)
     for thread in slow:
-        thread.join(10)
+        thread.join(20)
 
 
 def test_websocket_upgrade_to_wsgi_mount_is_plain_http(server: Server) -> None:
