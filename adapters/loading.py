@@ -100,7 +100,7 @@ def _resolve_interface(ref: str, obj: object, interface: str) -> Interface:
         declared = cast(Interface, interface)
         evidence = interface_mismatch(obj, declared)
         if evidence is not None:
-            actual = "wsgi" if declared == "asgi" else "asgi"
+            actual: Interface = "wsgi" if declared == "asgi" else "asgi"
             raise InterfaceMismatch(
                 f"cannot load {ref!r}: it looks like {_article(actual)} app ({evidence}), "
                 f'but its mount says interface = "{declared}"; '
