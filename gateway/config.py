@@ -343,6 +343,16 @@ class ServerConfig:
         'proxies trusted with proxy_headers: IP addresses, networks (CIDR), "*" (any), '
         '"unix" (unix-socket peers)',
     )
+    # Off: nginx, and most proxies, pass a client's own X-Forwarded-Host through
+    # unchanged, so trusting it lets any client choose the Host an app builds absolute
+    # URLs from (password-reset links). uvicorn, gunicorn and Werkzeug's ProxyFix leave
+    # it unread by default too; turn it on only behind a proxy that sets or strips it.
+    forwarded_host: bool = _setting(
+        False,
+        checks.boolean,
+        "with proxy_headers, also take the Host field from X-Forwarded-Host or Forwarded's "
+        "host= (only behind a proxy that overwrites or removes them)",
+    )
     certfile: str = _setting(
         "",
         checks.path_or_empty,
