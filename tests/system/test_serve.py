@@ -327,3 +327,11 @@ def test_a_missing_module_names_the_pythonpath_it_was_looked_for_on(tmp_path: Pa
     assert result.returncode == 3
     assert "module 'flask_sight' not found" in result.stderr
     assert f"pythonpath searched: {tmp_path}" in result.stderr
+
+
+def test_a_bind_of_a_port_alone_says_the_host_is_missing(probe_config: Path) -> None:
+    """issue 13, point 14: `--bind 9000` used to say "missing port"."""
+    result = run("serve", str(probe_config), "--bind", "9000")
+    assert result.returncode == 1
+    assert "missing host" in result.stderr and "missing port" not in result.stderr
+    assert "127.0.0.1:9000" in result.stderr
