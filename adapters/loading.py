@@ -15,12 +15,12 @@ Rules:
    load fails, naming the interface the app has and the fix, rather than every request
    failing with a TypeError. When the callable's signature is unsure, the declared
    interface is kept.
-6. A missing attribute names the module's file and suggests close names in the module
-   ("did you mean 'app'?"), since a typo there is the likeliest cause.
 4. ASGI 2 (double-callable) apps are wrapped by asgiref into ASGI 3; WSGI apps get a
    WSGIAdapter with the mount's own thread pool. LoadedApp.app is always ASGI 3.
 5. A `static` mount loads no code: `load_static` checks its directory (a missing one is
    an AppLoadError, as a missing module is) and serves it with adapters/static.py.
+6. A missing attribute names the module's file and suggests close names in the module
+   ("did you mean 'app'?"), since a typo there is the likeliest cause.
 """
 
 from __future__ import annotations

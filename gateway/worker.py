@@ -89,7 +89,8 @@ def _load_mount(mount: MountConfig) -> LoadedApp:
 def _in_context(exc: AppLoadError, config: Config, number: int, mount: MountConfig) -> AppLoadError:
     """`exc` with what a ConfigError says (the file, the mount and the key) and, when
     the app's code was looked for, the pythonpath it was looked for on."""
-    where = f'mount #{number}, prefix "{mount.prefix}"' if mount.prefix else f"mount #{number}"
+    named = f'prefix "{mount.prefix}"' if mount.prefix else f'name "{mount.name}"'
+    where = f"mount #{number}, {named}"
     key = "static" if mount.static else "interface" if isinstance(exc, InterfaceMismatch) else "app"
     message = f"{config.path}: [{where}] {key}: {exc}"
     if key == "app":
