@@ -12,19 +12,23 @@ a user's own `adapters` module.
 """
 
 from gateway.adapters.loading import (
+    InterfaceMismatch,
     LoadedApp,
     detect_interface,
     import_from_string,
+    interface_mismatch,
     load_app,
     load_static,
 )
 from gateway.adapters.wsgi import WSGIAdapter
 
 __all__ = [
+    "InterfaceMismatch",
     "LoadedApp",
     "WSGIAdapter",
     "detect_interface",
     "import_from_string",
+    "interface_mismatch",
     "load_app",
     "load_static",
 ]

@@ -8,16 +8,24 @@ Rules:
    the original: the module is not found, importing it raised (an ImportError of its
    own included, told apart from "not found"), a SyntaxError in it, the attribute is
    missing, the factory raised.
-3. An explicit interface wins; "auto" detects it from the callable (detect_interface)
-   and refuses to guess when the callable does not say.
+3. "auto" detects the interface from the callable (detect_interface) and refuses to
+   guess when the callable does not say. An explicit interface wins, unless the callable
+   certainly cannot be called that way (`interface_mismatch`: a coroutine function
+   declared "wsgi", a function of (environ, start_response) declared "asgi"): then the
+   load fails, naming the interface the app has and the fix, rather than every request
+   failing with a TypeError. When the callable's signature is unsure, the declared
+   interface is kept.
 4. ASGI 2 (double-callable) apps are wrapped by asgiref into ASGI 3; WSGI apps get a
    WSGIAdapter with the mount's own thread pool. LoadedApp.app is always ASGI 3.
 5. A `static` mount loads no code: `load_static` checks its directory (a missing one is
    an AppLoadError, as a missing module is) and serves it with adapters/static.py.
+6. A missing attribute names the module's file and suggests close names in the module
+   ("did you mean 'app'?"), since a typo there is the likeliest cause.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 from collections.abc import Callable
@@ -41,6 +49,10 @@ _is_double_callable: Callable[[object], bool] = compatibility.is_double_callable
 _single_callable: Callable[[object], ASGIApp] = compatibility.guarantee_single_callable
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+class InterfaceMismatch(AppLoadError):
+    """The mount's declared interface is not the one the app certainly has (rule 3)."""
 
 
 @dataclass
@@ -85,11 +97,24 @@ def load_static(directory: str) -> LoadedApp:
 
 def _resolve_interface(ref: str, obj: object, interface: str) -> Interface:
     if interface in ("asgi", "wsgi"):
-        return cast(Interface, interface)
+        declared = cast(Interface, interface)
+        evidence = interface_mismatch(obj, declared)
+        if evidence is not None:
+            actual: Interface = "wsgi" if declared == "asgi" else "asgi"
+            raise InterfaceMismatch(
+                f"cannot load {ref!r}: it looks like {_article(actual)} app ({evidence}), "
+                f'but its mount says interface = "{declared}"; '
+                f'set interface = "{actual}" (or "auto") on the mount'
+            )
+        return declared
     try:
         return detect_interface(obj)
     except AppLoadError as exc:
         raise AppLoadError(f"cannot load {ref!r}: {exc}") from exc
+
+
+def _article(interface: Interface) -> str:
+    return "a WSGI" if interface == "wsgi" else "an ASGI"
 
 
 def as_asgi3(obj: object) -> ASGIApp:
@@ -102,15 +127,35 @@ def as_asgi3(obj: object) -> ASGIApp:
 def import_from_string(ref: str) -> object:
     """The object named by "module:attribute" or returned by "module:factory()"."""
     module_name, attribute, factory = _parse(ref)
-    obj: object = _import_module(ref, module_name)
+    module = _import_module(ref, module_name)
+    obj = module
     for part in attribute.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError as exc:
+            where = getattr(module, "__file__", None)
+            found = f" (in {where})" if where else ""
             raise AppLoadError(
-                f"cannot load {ref!r}: module {module_name!r} has no attribute {attribute!r}"
+                f"cannot load {ref!r}: module {module_name!r} has no attribute "
+                f"{attribute!r}{found}{_did_you_mean(part, obj)}"
             ) from exc
     return _call_factory(ref, attribute, obj) if factory else obj
+
+
+# How alike a name must be to be suggested: difflib's own default cutoff, which catches
+# a dropped, doubled or swapped letter ("ap", "appp", "aplication") but not an unrelated
+# name; three suggestions are enough to spot the intended one in a one-line error.
+_SUGGESTION_CUTOFF = 0.6
+_MAX_SUGGESTIONS = 3
+
+
+def _did_you_mean(missing: str, owner: object) -> str:
+    """ "; did you mean 'app'?" for the public names of `owner` close to `missing`."""
+    names = [name for name in dir(owner) if not name.startswith("_")]
+    close = difflib.get_close_matches(missing, names, _MAX_SUGGESTIONS, _SUGGESTION_CUTOFF)
+    if not close:
+        return ""
+    return "; did you mean " + " or ".join(repr(name) for name in close) + "?"
 
 
 def _parse(ref: str) -> tuple[str, str, bool]:
@@ -184,6 +229,43 @@ def detect_interface(obj: object) -> Interface:
         f"cannot tell whether {_describe(obj)} is an ASGI or a WSGI app from its "
         'signature; set interface = "asgi" or "wsgi" on its mount'
     )
+
+
+def interface_mismatch(obj: object, declared: Interface) -> str | None:
+    """Why `obj` certainly cannot be called as the `declared` interface calls it (what
+    it looks like instead), or None when it may be such an app or its signature is unsure.
+
+    A WSGI server calls `app(environ, start_response)` and iterates the result (PEP 3333
+    "The Application/Framework Side"); an ASGI 3 server awaits `app(scope, receive,
+    send)`, an ASGI 2 one calls `app(scope)` (the ASGI spec, "Applications").
+    """
+    takes_wsgi_call = _accepts_positional(obj, 2)
+    if declared == "wsgi":
+        if _is_coroutine_callable(obj):
+            return "calling it makes a coroutine, not a WSGI response"
+        if takes_wsgi_call is False and _accepts_positional(obj, 3):
+            return "it takes (scope, receive, send), not (environ, start_response)"
+        if takes_wsgi_call is False and _accepts_positional(obj, 1):
+            return "it takes (scope) alone, as an ASGI 2 app does"
+        return None
+    takes_asgi_call = _accepts_positional(obj, 3) or _accepts_positional(obj, 1)
+    if takes_wsgi_call and takes_asgi_call is False and not _is_coroutine_callable(obj):
+        return "it takes (environ, start_response), not (scope, receive, send)"
+    return None
+
+
+def _accepts_positional(obj: object, count: int) -> bool | None:
+    """Whether `obj` can be called with `count` positional arguments; None when its
+    signature cannot be read (a builtin, a C extension type)."""
+    try:
+        signature = inspect.signature(cast(Callable[..., object], obj))
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind(*([None] * count))
+    except TypeError:
+        return False
+    return True
 
 
 def _is_asgi2(obj: object) -> bool:

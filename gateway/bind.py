@@ -54,6 +54,11 @@ def parse_bind(text: str) -> Bind:
 
 def _split_host_port(text: str) -> tuple[str, int]:
     host, sep, port_text = text.rpartition(":")
+    if not sep and _is_decimal(text):  # "9000": a port alone, as --port takes it
+        raise ValueError(
+            f"{text!r}: missing host (write 127.0.0.1:{text} for this machine only, "
+            f"or 0.0.0.0:{text} for every interface)"
+        )
     if not sep or (host.startswith("[") and not host.endswith("]")):
         raise ValueError(f"{text!r}: missing port (write host:port, e.g. 127.0.0.1:8000)")
     if not _is_decimal(port_text) or int(port_text) > 65535:

@@ -241,6 +241,17 @@ def field_name_or_empty(value: object) -> str:
     return text.lower()
 
 
+def field_name_list(value: object) -> tuple[str, ...]:
+    """Request header names, lower-cased as ASGI gives them; [] for none."""
+    wanted = "an array of header names"
+    names = tuple(expect(item, str, wanted) for item in expect(value, list, wanted))
+    for name in names:
+        if not _TOKEN.fullmatch(name):
+            raise Invalid(f"{name!r} is not a header name (letters, digits, '-')")
+    # Field names are case-insensitive (RFC 9110 §5.1).
+    return tuple(dict.fromkeys(name.lower() for name in names))
+
+
 def sticky_key(value: object) -> str:
     text = expect(value, str, "a string")
     kind, colon, name = text.partition(":")

@@ -8,14 +8,17 @@ Rules:
    failed to load or whose lifespan startup failed.
 3. User-facing messages are one line on stderr, prefixed `gateway: `; no tracebacks for
    errors the user can fix.
+4. A reader that closes our stdout early (`gateway status --json | head`) ends `check`
+   and `status` quietly with status 0, as `ls | head` does: it had what it wanted.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from gateway import __version__, metrics, reload, status
@@ -36,9 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if exc.code in (0, None) else 1
     try:
         if args.command == "check":
-            return check(load_config(args.config))
+            return _until_the_reader_leaves(lambda: check(load_config(args.config)))
         if args.command == "status":
-            return status.run(load_config(args.config), args.url, args.json)
+            config = load_config(args.config)
+            return _until_the_reader_leaves(lambda: status.run(config, args.url, args.json))
         overrides = _overrides(args)
         config = load_config(args.config, overrides=overrides)
         configure_logging(config)
@@ -48,6 +52,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GatewayError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return exc.exit_status
+
+
+def _until_the_reader_leaves(command: Callable[[], int]) -> int:
+    """Run a command that prints a report; a closed stdout ends it quietly (rule 4)."""
+    try:
+        exit_status = command()
+        sys.stdout.flush()  # a reader that left shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        # Python ignores SIGPIPE, so the closed pipe is an exception on write; stdout is
+        # pointed at /dev/null so that the interpreter's final flush of what is still
+        # buffered does not raise it again (Python's docs, "Note on SIGPIPE").
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
+    return exit_status
 
 
 def build_parser() -> argparse.ArgumentParser:

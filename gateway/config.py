@@ -91,6 +91,7 @@ LINK_OPTIONS = {
         "shadow_ignore_json_keys",
         "shadow_log",
         "shadow_max_in_flight",
+        "shadow_drop_headers",
     ),
 }
 # Shadow copies a mount runs at once, per worker (shadow_max_in_flight). A shadow that
@@ -103,6 +104,11 @@ SHADOW_MAX_IN_FLIGHT = 16
 # Safe methods (RFC 9110 §9.2.1): a copy runs the request a second time, which only a
 # request without side effects can afford by default.
 SHADOW_METHODS = ("GET", "HEAD")
+# Fields a shadow copy goes without: the user's credentials. The shadow is code under
+# trial, often with other logging and other owners; a copy that carries a session
+# cookie or a bearer token acts as that user a second time, and may write their secret
+# into a log the primary's owners never see. Sites whose shadow needs them opt in with [].
+SHADOW_DROP_HEADERS = ("cookie", "authorization")
 
 # uvicorn's default; long enough for a browser's next request, short enough that idle
 # connections do not pile up (gunicorn uses 2 s, nginx 75 s behind a proxy).
@@ -343,6 +349,16 @@ class ServerConfig:
         'proxies trusted with proxy_headers: IP addresses, networks (CIDR), "*" (any), '
         '"unix" (unix-socket peers)',
     )
+    # Off: nginx, and most proxies, pass a client's own X-Forwarded-Host through
+    # unchanged, so trusting it lets any client choose the Host an app builds absolute
+    # URLs from (password-reset links). uvicorn, gunicorn and Werkzeug's ProxyFix leave
+    # it unread by default too; turn it on only behind a proxy that sets or strips it.
+    forwarded_host: bool = _setting(
+        False,
+        checks.boolean,
+        "with proxy_headers, also take the Host field from X-Forwarded-Host or Forwarded's "
+        "host= (only behind a proxy that overwrites or removes them)",
+    )
     certfile: str = _setting(
         "",
         checks.path_or_empty,
@@ -479,6 +495,12 @@ class MountConfig:
         SHADOW_MAX_IN_FLIGHT,
         checks.int_at_least(1),
         "copies this mount runs at once, per worker; past it, a copy is dropped and counted",
+    )
+    shadow_drop_headers: tuple[str, ...] = _setting(
+        SHADOW_DROP_HEADERS,
+        checks.field_name_list,
+        "request header fields a copy goes without (the user's credentials, by default); "
+        "[]: the copy carries every field",
     )
 
 

@@ -22,7 +22,10 @@ the direct peer is trusted (`forwarded_allow_ips`). Rules:
    written by that untrusted party and is never used. If every hop is trusted, the
    client is the left-most one. A hop that cannot be read ends the walk: the client is
    then the last hop walked, or the direct peer when there is none.
-4. Scheme and host come from the hop that named the client. X-Forwarded-Proto and
+4. Scheme and host come from the hop that named the client; the host replaces the Host
+   field only with `forwarded_host` on, since many proxies (nginx among them) pass a
+   client's own X-Forwarded-Host through, and a client that chooses the Host chooses the
+   links an app writes into its mails (password-reset poisoning). X-Forwarded-Proto and
    -Host are aligned with X-Forwarded-For when each proxy appended to all three (the
    lists are as long); otherwise, and when no hop named the client, the right-most
    entry counts: the nearest proxy, which is trusted, wrote it. A proto other than
@@ -94,12 +97,14 @@ NOTHING = Origin()
 
 
 class ProxyTrust:
-    """`forwarded_allow_ips`, parsed: IP addresses, networks, "*" and "unix"."""
+    """`forwarded_allow_ips`, parsed: IP addresses, networks, "*" and "unix"; and
+    whether a trusted proxy's host replaces the Host field (`forwarded_host`, rule 4)."""
 
-    __slots__ = ("_any", "_networks", "_unix")
+    __slots__ = ("_any", "_networks", "_unix", "forwarded_host")
 
-    def __init__(self, entries: Iterable[str]) -> None:
+    def __init__(self, entries: Iterable[str], *, forwarded_host: bool = False) -> None:
         """Raises ValueError naming the first entry that is none of these."""
+        self.forwarded_host = forwarded_host
         networks = []
         self._any = self._unix = False
         for entry in entries:
@@ -326,12 +331,12 @@ def with_host(headers: Headers, host: bytes) -> list[tuple[bytes, bytes]]:
 
 def apply_forwarded(scope: dict[str, Any], trust: ProxyTrust) -> None:
     """Put in an ASGI http or websocket scope what a trusted proxy's fields say: the
-    `client`, the `scheme` and the Host field (which ASGI apps, and WSGI's HTTP_HOST,
-    build URLs from, as behind Werkzeug's ProxyFix)."""
+    `client`, the `scheme` and, with `forwarded_host`, the Host field (which ASGI apps,
+    and WSGI's HTTP_HOST, build URLs from, as behind Werkzeug's ProxyFix)."""
     origin = forwarded_origin(scope["headers"], trust)
     if origin.client is not None:
         scope["client"] = origin.client
     if origin.secure is not None:
         scope["scheme"] = _SCHEMES[scope["type"]][origin.secure]
-    if origin.host is not None:
+    if origin.host is not None and trust.forwarded_host:
         scope["headers"] = with_host(scope["headers"], origin.host)

@@ -22,7 +22,9 @@ Rules:
    ShadowPool). When it is full, the copy is dropped and counted at once; nothing waits
    and nothing is queued. A copy gets TIMEOUT_S to answer; the worker's drain cancels
    the copies still running.
-4. The copy is the request as the primary got it: a copy of the scope taken before the
+4. The copy is the request as the primary got it, less the header fields in
+   `shadow_drop_headers` (Cookie and Authorization by default: the user's credentials
+   stay with the code that serves the user): a copy of the scope taken before the
    primary could change it, entered through the Target (root_path is the routing
    mount's prefix, the state is the shadow mount's), and the whole body in one message.
    Once that is read, `receive` waits until the shadow's answer is complete, then
@@ -56,7 +58,12 @@ from typing import Any, ClassVar
 
 from gateway.asgi import ASGIApp, Message, Receive, Scope, Send
 from gateway.compare import Answer, Mismatch, compare
-from gateway.config import FALLBACK_BODY_BYTES, GRACEFUL_TIMEOUT_S, MountConfig
+from gateway.config import (
+    FALLBACK_BODY_BYTES,
+    GRACEFUL_TIMEOUT_S,
+    SHADOW_DROP_HEADERS,
+    MountConfig,
+)
 from gateway.errors import ConfigError
 from gateway.router import Target, declares_over
 from gateway.targets import RoutingCounters, Tape
@@ -170,6 +177,8 @@ class ShadowRule:
     log: MismatchLog = field(compare=False)
     label: str = ""  # the routing mount's: counters and mismatch lines
     metrics: RoutingCounters | None = field(default=None, compare=False, repr=False)
+    # Lower-cased field names, as ASGI gives them (rule 4).
+    drop_headers: frozenset[bytes] = frozenset(name.encode() for name in SHADOW_DROP_HEADERS)
     kind: ClassVar[str] = "shadow"
 
     def wrap(self, inner: ASGIApp, target: Target) -> ASGIApp:
@@ -200,7 +209,10 @@ class Shadow:
             await self._inner(scope, receive, send)
             return
         pristine = dict(scope)  # apps may change their scope (Starlette's router does)
-        pristine["headers"] = list(scope["headers"])  # and its list (MutableHeaders)
+        # A list of its own, as apps may change the scope's (Starlette's MutableHeaders).
+        pristine["headers"] = [
+            (name, value) for name, value in scope["headers"] if name not in rule.drop_headers
+        ]
         tape = None if _bodiless(scope["headers"]) else Tape(receive, BODY_BYTES, False)
         watch = Watch(send)
         await self._inner(scope, receive if tape is None else tape, watch)
@@ -371,6 +383,7 @@ class Shadows:
             mismatches,
             mount.prefix or mount.name,
             metrics,
+            frozenset(name.encode("ascii") for name in mount.shadow_drop_headers),
         )
 
     async def close(self) -> None:

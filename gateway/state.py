@@ -95,7 +95,11 @@ class ServerState:
         self.in_flight = 0
         self.concurrency_limit = config.limit_concurrency or sys.maxsize
         # Rule 8: parsed once per worker; None when proxy_headers is off.
-        self.proxy_trust = ProxyTrust(config.forwarded_allow_ips) if config.proxy_headers else None
+        self.proxy_trust = (
+            ProxyTrust(config.forwarded_allow_ips, forwarded_host=config.forwarded_host)
+            if config.proxy_headers
+            else None
+        )
         self._session_class = SESSIONS[config.http]
         self._loop = asyncio.get_running_loop()
         self._sweep: asyncio.TimerHandle | None = None

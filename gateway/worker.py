@@ -31,10 +31,11 @@ from typing import Any
 
 import uvloop
 
-from gateway.adapters import LoadedApp, WSGIAdapter, load_app, load_static
+from gateway.adapters import InterfaceMismatch, LoadedApp, WSGIAdapter, load_app, load_static
 from gateway.asgi import ASGIApp
 from gateway.config import DEFAULT_WSGI_MAX_QUEUE, DEFAULT_WSGI_THREADS, Config, MountConfig
 from gateway.connection import HTTPConnection
+from gateway.errors import AppLoadError
 from gateway.health import HealthCheck
 from gateway.lifespan import LifespanFanout, LifespanTarget
 from gateway.metrics import WorkerMetrics, worker_metrics
@@ -68,16 +69,34 @@ def load_mounts(config: Config) -> list[LoadedMount]:
         if entry not in sys.path:
             sys.path.insert(0, entry)
     mounts = []
-    for mount in config.mounts:
-        threads = mount.threads or DEFAULT_WSGI_THREADS
-        max_queue = DEFAULT_WSGI_MAX_QUEUE if mount.max_queue is None else mount.max_queue
-        if mount.static:
-            loaded = load_static(mount.static)
-        else:
-            label = mount.prefix or mount.name  # names its pool threads and error lines
-            loaded = load_app(mount.app, mount.interface, threads, label, max_queue)
-        mounts.append(LoadedMount(mount, loaded))
+    for number, mount in enumerate(config.mounts, 1):
+        try:
+            mounts.append(LoadedMount(mount, _load_mount(mount)))
+        except AppLoadError as exc:
+            raise _in_context(exc, config, number, mount) from exc
     return mounts
+
+
+def _load_mount(mount: MountConfig) -> LoadedApp:
+    if mount.static:
+        return load_static(mount.static)
+    threads = mount.threads or DEFAULT_WSGI_THREADS
+    max_queue = DEFAULT_WSGI_MAX_QUEUE if mount.max_queue is None else mount.max_queue
+    label = mount.prefix or mount.name  # names its pool threads and error lines
+    return load_app(mount.app, mount.interface, threads, label, max_queue)
+
+
+def _in_context(exc: AppLoadError, config: Config, number: int, mount: MountConfig) -> AppLoadError:
+    """`exc` with what a ConfigError says (the file, the mount and the key) and, when
+    the app's code was looked for, the pythonpath it was looked for on."""
+    named = f'prefix "{mount.prefix}"' if mount.prefix else f'name "{mount.name}"'
+    where = f"mount #{number}, {named}"
+    key = "static" if mount.static else "interface" if isinstance(exc, InterfaceMismatch) else "app"
+    message = f"{config.path}: [{where}] {key}: {exc}"
+    if key == "app":
+        searched = ", ".join(config.server.pythonpath) or "(none)"
+        message += f" (pythonpath searched: {searched})"
+    return type(exc)(message)
 
 
 class Worker:

@@ -66,7 +66,7 @@ def http_client(server: Server) -> httpx.Client:
 
 
 def test_a_trusted_proxy_sets_client_scheme_and_host_for_asgi_and_wsgi(serve: Serve) -> None:
-    server = serve(mount_file("proxy_headers = true"))
+    server = serve(mount_file("proxy_headers = true", "forwarded_host = true"))
     with http_client(server) as client:
         scope = asgi_scope(client, PROXY_FIELDS)
         environ = wsgi_environ(client, PROXY_FIELDS)
@@ -100,6 +100,27 @@ def test_an_untrusted_peer_changes_nothing(serve: Serve, settings: tuple[str, ..
     assert environ["HTTP_HOST"] == f"127.0.0.1:{server.port}"
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [PROXY_FIELDS, {"Forwarded": "for=203.0.113.7;proto=https;host=www.example.com"}],
+    ids=["x-forwarded", "forwarded"],
+)
+def test_a_trusted_proxys_host_is_ignored_unless_forwarded_host_is_on(
+    serve: Serve, fields: dict[str, str]
+) -> None:
+    """issue 13, point 12: nginx passes a client's own X-Forwarded-Host through, so by
+    default it must not become the Host an app builds links from; client and scheme
+    are still taken from the trusted proxy."""
+    server = serve(mount_file("proxy_headers = true"))
+    with http_client(server) as client:
+        scope = asgi_scope(client, fields)
+        environ = wsgi_environ(client, fields)
+    assert (scope["client"][0], scope["scheme"]) == ("203.0.113.7", "https")
+    assert (environ["REMOTE_ADDR"], environ["wsgi.url_scheme"]) == ("203.0.113.7", "https")
+    assert scope["host"] == f"127.0.0.1:{server.port}"
+    assert environ["HTTP_HOST"] == f"127.0.0.1:{server.port}"
+
+
 def test_a_chain_of_trusted_proxies_is_walked_from_the_right(serve: Serve) -> None:
     server = serve(mount_file("proxy_headers = true", 'forwarded_allow_ips = ["127.0.0.0/8"]'))
     fields = {"X-Forwarded-For": "198.51.100.1, 203.0.113.7, 127.0.0.5, 127.0.0.9"}
@@ -109,7 +130,7 @@ def test_a_chain_of_trusted_proxies_is_walked_from_the_right(serve: Serve) -> No
 
 
 def test_rfc_7239_forwarded(serve: Serve) -> None:
-    server = serve(mount_file("proxy_headers = true"))
+    server = serve(mount_file("proxy_headers = true", "forwarded_host = true"))
     fields = {"Forwarded": 'for="[2001:db8:cafe::17]:4711";proto=https;host=shop.example'}
     with http_client(server) as client:
         scope = asgi_scope(client, fields)
@@ -142,7 +163,7 @@ def test_malformed_fields_leave_the_request_as_it_came(serve: Serve) -> None:
 
 
 def test_a_websocket_behind_a_trusted_proxy_sees_wss(serve: Serve) -> None:
-    server = serve(mount_file("proxy_headers = true"))
+    server = serve(mount_file("proxy_headers = true", "forwarded_host = true"))
     with connect(
         f"ws://127.0.0.1:{server.port}/ws/scope",
         additional_headers=PROXY_FIELDS,

@@ -260,3 +260,78 @@ def test_a_users_own_adapters_module_is_not_the_gateways(tmp_path: Path) -> None
         assert httpx.get(process.url + "/").content == b"from the users adapters"
     finally:
         process.stop()
+
+
+# ---------------------------------------------- mistakes that fail at load (issue 13, point 10)
+
+FLASK_SITE = "from flask import Flask\n\napp = Flask(__name__)\n"
+FASTAPI_SITE = "from fastapi import FastAPI\n\napp = FastAPI()\n"
+
+
+def framework_config(directory: Path, app: str, interface: str) -> Path:
+    """A mount file for a real Flask app (flask_site:app) or FastAPI app
+    (fastapi_site:app) written next to it, mounted at /site with `interface`."""
+    (directory / "flask_site.py").write_text(FLASK_SITE)
+    (directory / "fastapi_site.py").write_text(FASTAPI_SITE)
+    config = directory / "site.toml"
+    config.write_text(
+        f'[server]\nbind = ["127.0.0.1:0"]\npythonpath = [{str(directory)!r}]\n\n'
+        f'[[mount]]\nprefix = "/site"\napp = "{app}"\ninterface = "{interface}"\n'
+    )
+    return config
+
+
+@pytest.mark.parametrize(
+    ("app", "declared", "fix"),
+    [("flask_site:app", "asgi", "wsgi"), ("fastapi_site:app", "wsgi", "asgi")],
+)
+@pytest.mark.parametrize(("command", "status"), [("check", 1), ("serve", 3)])
+def test_an_interface_that_contradicts_the_app_is_refused_at_load(
+    tmp_path: Path, app: str, declared: str, fix: str, command: str, status: int
+) -> None:
+    result = run(command, str(framework_config(tmp_path, app, declared)))
+    assert result.returncode == status, result.stderr
+    message = result.stderr.strip()
+    assert message.startswith(f'gateway: {tmp_path / "site.toml"}: [mount #1, prefix "/site"]')
+    assert f"looks like a{'n' if fix == 'asgi' else ''} {fix.upper()} app" in message
+    assert f'set interface = "{fix}"' in message
+    assert "Traceback" not in result.stderr
+    assert "serving on" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("app", "interface"), [("flask_site:app", "wsgi"), ("fastapi_site:app", "asgi")]
+)
+def test_an_interface_that_matches_the_app_passes_check(
+    tmp_path: Path, app: str, interface: str
+) -> None:
+    result = run("check", str(framework_config(tmp_path, app, interface)))
+    assert result.returncode == 0, result.stderr
+    assert any(line.split()[:2] == ["/site", interface] for line in result.stdout.splitlines())
+
+
+def test_a_misspelt_app_attribute_names_the_mount_file_pythonpath_and_suggests(
+    tmp_path: Path,
+) -> None:
+    result = run("check", str(framework_config(tmp_path, "flask_site:ap", "wsgi")))
+    assert result.returncode == 1
+    message = result.stderr
+    assert f'{tmp_path / "site.toml"}: [mount #1, prefix "/site"] app:' in message
+    assert str(tmp_path / "flask_site.py") in message  # the module that was found
+    assert "did you mean 'app'?" in message
+    assert f"pythonpath searched: {tmp_path}" in message
+
+
+def test_a_missing_module_names_the_pythonpath_it_was_looked_for_on(tmp_path: Path) -> None:
+    result = run("serve", str(framework_config(tmp_path, "flask_sight:app", "wsgi")))
+    assert result.returncode == 3
+    assert "module 'flask_sight' not found" in result.stderr
+    assert f"pythonpath searched: {tmp_path}" in result.stderr
+
+
+def test_a_bind_of_a_port_alone_says_the_host_is_missing(probe_config: Path) -> None:
+    """issue 13, point 14: `--bind 9000` used to say "missing port"."""
+    result = run("serve", str(probe_config), "--bind", "9000")
+    assert result.returncode == 1
+    assert "missing host" in result.stderr and "missing port" not in result.stderr
+    assert "127.0.0.1:9000" in result.stderr

@@ -19,7 +19,15 @@ from wsgiref.validate import validator
 
 import pytest
 
-from gateway.adapters import LoadedApp, WSGIAdapter, detect_interface, import_from_string, load_app
+from gateway.adapters import (
+    InterfaceMismatch,
+    LoadedApp,
+    WSGIAdapter,
+    detect_interface,
+    import_from_string,
+    interface_mismatch,
+    load_app,
+)
 from gateway.adapters import environ as wsgi_environ
 from gateway.adapters.environ import ErrorStream, build_environ
 from gateway.asgi import Message
@@ -326,10 +334,11 @@ def test_load_wsgi_app(modules: Callable[..., None]) -> None:
 
 
 def test_load_explicit_interface_wins(modules: Callable[..., None]) -> None:
-    modules("gwtest_good", GOOD)
-    loaded = load_app("gwtest_good:app", "asgi", 3, "x")
+    # When the signature does not say (*args), the declared interface is taken as is.
+    modules("gwtest_good", GOOD + "\n    def unsure(*args):\n        return app(*args)\n")
+    loaded = load_app("gwtest_good:unsure", "asgi", 3, "x")
     assert loaded.interface == "asgi"
-    assert loaded.app is import_from_string("gwtest_good:app")
+    assert loaded.app is import_from_string("gwtest_good:unsure")
     with pytest.raises(AppLoadError, match="interface must be one of"):
         load_app("gwtest_good:app", "rsgi", 3, "x")
     with pytest.raises(AppLoadError, match="not an app"):
@@ -873,3 +882,71 @@ def test_django_reverse_under_root_path(adapt: Callable[[WSGIApp], WSGIAdapter])
         handler = adapt(WSGIHandler())
         send = serve(handler, http_scope("/django/where/", root_path="/django"))
     assert (send.status, send.body) == (200, b"/django/where/")
+
+
+# ------------------------------------- a declared interface the app contradicts (point 10)
+
+
+class SyncASGIMiddleware:
+    """An ASGI 3 app whose __call__ is a plain function returning the awaitable."""
+
+    def __call__(self, scope: Message, receive: Any, send: Any) -> Any:
+        return asgi3_function(scope, receive, send)
+
+
+def wsgi_with_optional(environ: Any, start_response: Any = None) -> list[bytes]:
+    return []
+
+
+def asgi3_with_optional(scope: Any, receive: Any, send: Any = None) -> None: ...
+
+
+def test_interface_mismatch_is_certain_for_real_frameworks() -> None:
+    from fastapi import FastAPI
+    from flask import Flask
+    from starlette.applications import Starlette
+
+    for wsgi_app in (Flask(__name__), django_wsgi_handler(), hello):
+        assert "(environ, start_response)" in str(interface_mismatch(wsgi_app, "asgi"))
+        assert interface_mismatch(wsgi_app, "wsgi") is None
+    for asgi_app in (FastAPI(), Starlette(), asgi3_function):
+        assert "coroutine" in str(interface_mismatch(asgi_app, "wsgi"))
+        assert interface_mismatch(asgi_app, "asgi") is None
+    assert "(scope, receive, send)" in str(interface_mismatch(SyncASGIMiddleware(), "wsgi"))
+    assert "ASGI 2" in str(interface_mismatch(asgi2_function, "wsgi"))
+    assert "ASGI 2" in str(interface_mismatch(ASGI2App, "wsgi"))
+
+
+def test_interface_mismatch_keeps_the_declared_interface_when_unsure() -> None:
+    def anything(*args: Any) -> None: ...
+
+    for interface in ("asgi", "wsgi"):
+        assert interface_mismatch(anything, interface) is None
+        assert interface_mismatch(print, interface) is None  # no readable signature
+    # Either call works on these, so neither declaration is certainly wrong.
+    assert interface_mismatch(wsgi_with_optional, "wsgi") is None
+    assert interface_mismatch(asgi3_with_optional, "asgi") is None
+    assert interface_mismatch(asgi3_with_optional, "wsgi") is None
+
+
+def test_load_refuses_a_declared_interface_the_app_contradicts(
+    modules: Callable[..., None],
+) -> None:
+    modules("gwtest_good", GOOD)
+    with pytest.raises(InterfaceMismatch) as info:
+        load_app("gwtest_good:app", "asgi", 3, "x")
+    message = str(info.value)
+    assert "'gwtest_good:app'" in message and "looks like a WSGI app" in message
+    assert 'interface = "asgi"' in message and 'set interface = "wsgi"' in message
+
+
+def test_a_misspelt_attribute_suggests_the_close_names(modules: Callable[..., None]) -> None:
+    modules("gwtest_good", GOOD)
+    with pytest.raises(AppLoadError, match=r"did you mean 'app'\?") as info:
+        import_from_string("gwtest_good:ap")
+    assert "gwtest_good.py" in str(info.value)  # the file that was found
+    with pytest.raises(AppLoadError, match="did you mean 'app'") as info:
+        import_from_string("gwtest_good:Holder.appp")
+    with pytest.raises(AppLoadError) as info:
+        import_from_string("gwtest_good:zzzzzz")
+    assert "did you mean" not in str(info.value)

@@ -209,6 +209,7 @@ def test_parse_bind(text: str, bind: Bind, canonical: str) -> None:
         ("localhost:-1", "port must be"),
         ("localhost:\u0668\u0660", "port must be"),  # Arabic-Indic digits
         (":8000", "missing host"),
+        ("9000", r"missing host \(write 127\.0\.0\.1:9000 .* or 0\.0\.0\.0:9000"),  # point 14
         ("::1:8000", "needs brackets"),
         ("[nope]:80", "not an IPv6 address"),
         ("300.1.1.1:80", "not an IPv4 address"),

@@ -6,9 +6,18 @@ lowercased, repeats kept.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from gateway.proxy import NOTHING, Origin, ProxyTrust, forwarded_origin, with_host
+from gateway.proxy import (
+    NOTHING,
+    Origin,
+    ProxyTrust,
+    apply_forwarded,
+    forwarded_origin,
+    with_host,
+)
 
 Headers = list[tuple[bytes, bytes]]
 LOCAL = ProxyTrust(["127.0.0.1", "::1"])
@@ -279,3 +288,28 @@ def test_with_host_adds_one_when_the_request_had_none() -> None:
         (b"accept", b"*/*"),
         (b"host", b"example.com"),
     ]
+
+
+def test_apply_forwarded_replaces_host_only_with_forwarded_host() -> None:
+    """issue 13, point 12: X-Forwarded-Host is opt-in; client and scheme are not."""
+
+    def scope_after(trust: ProxyTrust) -> dict[str, Any]:
+        scope: dict[str, Any] = {
+            "type": "http",
+            "scheme": "http",
+            "client": ("127.0.0.1", 5000),
+            "headers": fields(
+                ("host", "internal:8000"),
+                ("x-forwarded-for", "203.0.113.7"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "evil.example"),
+            ),
+        }
+        apply_forwarded(scope, trust)
+        return scope
+
+    default = scope_after(ProxyTrust(["127.0.0.1"]))
+    assert (default["client"], default["scheme"]) == (("203.0.113.7", 0), "https")
+    assert dict(default["headers"])[b"host"] == b"internal:8000"
+    opted_in = scope_after(ProxyTrust(["127.0.0.1"], forwarded_host=True))
+    assert dict(opted_in["headers"])[b"host"] == b"evil.example"

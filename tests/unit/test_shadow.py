@@ -5,6 +5,7 @@ the test's loop, which waits for them with ShadowPool.join (a deadline, never a 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections import Counter
@@ -733,3 +734,54 @@ def test_message_types_the_copy_ignores(tmp_path: Path) -> None:
         await send({"type": "http.response.body", "body": b"same"})
 
     assert compared(tmp_path, Answers(200, b"same"), extra).lines() == []
+
+
+# --- what a copy carries (issue 13, point 12) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("drop", "kept"),
+    [
+        (None, [b"x-user"]),  # the rule's default: Cookie and Authorization
+        (frozenset({b"x-user"}), [b"cookie", b"authorization"]),
+        (frozenset(), [b"cookie", b"x-user", b"authorization"]),
+    ],
+)
+def test_a_copy_goes_without_the_dropped_header_fields(
+    tmp_path: Path, drop: frozenset[bytes] | None, kept: list[bytes]
+) -> None:
+    primary, copy = App(200, b"ok"), App(200, b"ok")
+    setup = Setup(primary, copy, tmp_path)
+    if drop is not None:
+        setup.rule = dataclasses.replace(setup.rule, drop_headers=drop)
+        setup.router = Router(
+            [
+                Mount("/api", primary, 10 * BODY_BYTES, "asgi", rules=[setup.rule]),
+                Mount("", copy, 10 * BODY_BYTES, "asgi", name="newapi"),
+            ]
+        )
+    headers = [
+        (b"cookie", b"session=s3cret"),
+        (b"x-user", b"alice"),
+        (b"authorization", b"Bearer t"),
+    ]
+    scope = {**http_scope("/api/items/7", headers), "method": "GET", "query_string": b""}
+
+    async def test() -> None:
+        await setup.request(scope)
+        await setup.settle()
+
+    run(test)
+    assert primary.scopes[0]["headers"] == headers  # the primary gets every field
+    assert [name for name, _ in copy.scopes[0]["headers"]] == kept
+
+
+def test_shadow_rule_takes_drop_headers_from_the_mount(tmp_path: Path) -> None:
+    shadows = Shadows()
+    config = MountConfig(prefix="/api", app="a:b", shadow="newapi")
+    rule = shadows.rule(config, ("gateway.toml", "mount #1"), None)
+    assert rule.drop_headers == {b"cookie", b"authorization"}
+    config = MountConfig(
+        prefix="/api", app="a:b", shadow="newapi", shadow_drop_headers=("x-api-key",)
+    )
+    assert shadows.rule(config, ("gateway.toml", "mount #1"), None).drop_headers == {b"x-api-key"}

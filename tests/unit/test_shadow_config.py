@@ -17,18 +17,21 @@ def test_defaults(tmp_path: Path) -> None:
     assert (new.shadow_percent, new.shadow_methods) == (100.0, ("GET", "HEAD"))
     assert (new.shadow_ignore_json_keys, new.shadow_log) == ((), "")
     assert new.shadow_max_in_flight == SHADOW_MAX_IN_FLIGHT == 16
+    assert new.shadow_drop_headers == ("cookie", "authorization")  # issue 13, point 12
 
 
 def test_values(tmp_path: Path) -> None:
     text = NEW + 'shadow = "legacy"\nshadow_percent = 12.5\n'
     text += 'shadow_methods = ["get", "POST", "GET"]\n'
     text += 'shadow_ignore_json_keys = ["updated_at", "request_id"]\n'
-    text += 'shadow_log = "logs/shadow.jsonl"\nshadow_max_in_flight = 4\n' + LEGACY
+    text += 'shadow_log = "logs/shadow.jsonl"\nshadow_max_in_flight = 4\n'
+    text += 'shadow_drop_headers = ["Cookie", "X-Api-Key", "cookie"]\n' + LEGACY
     new, _ = load(tmp_path, text)
     assert (new.shadow_percent, new.shadow_methods) == (12.5, ("GET", "POST"))
     assert new.shadow_ignore_json_keys == ("updated_at", "request_id")
     assert new.shadow_log == str(tmp_path / "logs" / "shadow.jsonl")  # beside the file
     assert new.shadow_max_in_flight == 4
+    assert new.shadow_drop_headers == ("cookie", "x-api-key")
 
 
 def test_an_absolute_shadow_log_stays(tmp_path: Path) -> None:
@@ -51,6 +54,8 @@ def test_an_absolute_shadow_log_stays(tmp_path: Path) -> None:
         ('shadow = "legacy"\nshadow_log = 1', "shadow_log", "expected a string"),
         ('shadow = "legacy"\nshadow_max_in_flight = 0', "shadow_max_in_flight", ">= 1"),
         ('shadow = "legacy"\nshadow_max_in_flight = 2.0', "shadow_max_in_flight", "integer"),
+        ('shadow = "legacy"\nshadow_drop_headers = ["a b"]', "shadow_drop_headers", "header"),
+        ('shadow = "legacy"\nshadow_drop_headers = "cookie"', "shadow_drop_headers", "array"),
     ],
 )
 def test_bad_values(tmp_path: Path, line: str, key: str, reason: str) -> None:
@@ -65,6 +70,7 @@ def test_bad_values(tmp_path: Path, line: str, key: str, reason: str) -> None:
         'shadow_ignore_json_keys = ["id"]',
         'shadow_log = "x.jsonl"',
         "shadow_max_in_flight = 4",
+        'shadow_drop_headers = ["cookie"]',
     ],
 )
 def test_options_without_shadow(tmp_path: Path, line: str) -> None:

@@ -66,4 +66,7 @@ USE_TZ = True
 
 # Relative, so Django puts the mount prefix (SCRIPT_NAME) in front of it.
 STATIC_URL = "static/"
+# Where `manage.py collectstatic` gathers the files, for a `static` mount to serve
+# (examples/README.md: the site under a prefix).
+STATIC_ROOT = BASE_DIR / "staticfiles"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
