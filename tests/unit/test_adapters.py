@@ -18,10 +18,12 @@ from typing import Any
 from wsgiref.validate import validator
 
 import pytest
+from conftest import wait_until
 
 from gateway.adapters import LoadedApp, WSGIAdapter, detect_interface, import_from_string, load_app
 from gateway.adapters import environ as wsgi_environ
 from gateway.adapters.environ import ErrorStream, build_environ
+from gateway.adapters.pool import ThreadPool
 from gateway.asgi import Message
 from gateway.errors import AppLoadError, ClientDisconnected, RequestBodyTooLarge
 
@@ -822,6 +824,41 @@ def test_call_cancelled_while_queued_never_runs_the_app() -> None:
 
     asyncio.run(main())
     assert ran == ["/busy", "/after"]
+
+
+def test_a_burst_submitted_in_one_loop_turn_gets_its_threads() -> None:
+    """Issue 13, point 5: six calls submitted back to back, as one loop turn submits
+    them, to a pool of 8 with one idle thread run on six threads at once; they must not
+    all queue behind the one idle thread while the pool may grow."""
+    burst = 6
+    pool = ThreadPool(8, "burst")
+    try:
+        warmed = threading.Event()
+        pool.submit(warmed.set)
+        assert warmed.wait(WAIT_S)
+        wait_until(lambda: pool.idle_threads == 1, WAIT_S)
+        # Each call waits for all the others: only calls on separate threads can meet.
+        together = threading.Barrier(burst, timeout=WAIT_S)
+        threads: set[int] = set()
+        finished = threading.Semaphore(0)
+
+        def call() -> None:
+            threads.add(threading.get_ident())
+            try:
+                together.wait()
+            except threading.BrokenBarrierError:
+                pass
+            finally:
+                finished.release()
+
+        for _ in range(burst):
+            pool.submit(call)
+        for _ in range(burst):
+            assert finished.acquire(timeout=2 * WAIT_S)
+        assert not together.broken
+        assert len(threads) == burst
+    finally:
+        pool.close()
 
 
 # -------------------------------------------------------------------- real frameworks
