@@ -75,7 +75,9 @@ def load_mounts(config: Config) -> list[LoadedMount]:
             loaded = load_static(mount.static)
         else:
             label = mount.prefix or mount.name  # names its pool threads and error lines
-            loaded = load_app(mount.app, mount.interface, threads, label, max_queue)
+            loaded = load_app(
+                mount.app, mount.interface, threads, label, max_queue, mount.body_buffer_bytes
+            )
         mounts.append(LoadedMount(mount, loaded))
     return mounts
 

@@ -533,6 +533,66 @@ def test_expect_100_continue_reads_only_when_the_app_asks(
     assert receive.calls == 1
 
 
+def test_a_body_still_arriving_within_the_buffer_holds_no_thread() -> None:
+    """Issue 13, point 6: a small body that trickles in is read on the loop, so the
+    mount's only thread stays free for others, and the app gets the whole body."""
+
+    def echo(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [])
+        return [environ["wsgi.input"].read()]
+
+    async def main() -> tuple[Send, Send]:
+        rest_sent = asyncio.Event()  # the trickling client sends the rest of its body
+        parts = [body(b"first,", more=True), body(b"last")]
+
+        async def trickle() -> Message:
+            if len(parts) == 1:
+                await rest_sent.wait()
+            return parts.pop(0)
+
+        adapter = WSGIAdapter(echo, 1, "one", body_buffer_bytes=1024)  # type: ignore[arg-type]
+        try:
+            slow, fast = Send(), Send()
+            scope = http_scope(method="POST", headers=[(b"content-length", b"10")])
+            uploading = asyncio.create_task(adapter(scope, trickle, slow))
+            await asyncio.wait_for(adapter(http_scope(), Receive(body(b"")), fast), WAIT_S)
+            assert not uploading.done()
+            rest_sent.set()
+            await asyncio.wait_for(uploading, WAIT_S)
+            return slow, fast
+        finally:
+            adapter.close()
+
+    slow, fast = asyncio.run(main())
+    assert fast.status == 200
+    assert slow.body == b"first,last"
+
+
+def test_a_body_past_the_buffer_streams_into_the_thread() -> None:
+    """Past `body_buffer_bytes` (declared or counted) the app reads as the body comes."""
+    calls_at_start: list[int] = []
+
+    def echo(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        calls_at_start.append(receive.calls)
+        start_response("200 OK", [])
+        return [environ["wsgi.input"].read()]
+
+    adapter = WSGIAdapter(echo, 1, "one", body_buffer_bytes=4)  # type: ignore[arg-type]
+    try:
+        receive = Receive(body(b"ab", more=True), body(b"cd", more=True), body(b"ef"))
+        chunked = [(b"transfer-encoding", b"chunked")]
+        send = serve(adapter, http_scope(method="POST", headers=chunked), receive)
+        assert send.body == b"abcdef"
+        receive = Receive(body(b"ab", more=True), body(b"cd", more=True), body(b"ef"))
+        declared = [(b"content-length", b"6")]
+        send = serve(adapter, http_scope(method="POST", headers=declared), receive)
+        assert send.body == b"abcdef"
+    finally:
+        adapter.close()
+    # Counted: the loop read until it held more than 4 bytes; declared: only the first.
+    assert calls_at_start == [3, 1]
+
+
 def test_body_too_large_propagates_through_the_app(
     adapt: Callable[[WSGIApp], WSGIAdapter],
 ) -> None:
