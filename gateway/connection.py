@@ -28,9 +28,10 @@ Rules:
    for `body_timeout` fails the same way: 408 if its response has not started, else a
    close, and `receive` reports http.disconnect (a WSGI read raises). A connection
    whose writing is paused (the kernel's buffers and the transport's are full) and whose
-   client has read nothing for `send_timeout` (the write buffer reached no new low) is
-   aborted, so the app's waiting `send`, and a WSGI thread behind it, is freed; abort,
-   not close, because a close would wait for that client to read the buffered bytes.
+   client has read nothing for `send_timeout` (the bytes it has not taken, in the
+   transport and in the kernel, reached no new low) is aborted, so the app's waiting
+   `send`, and a WSGI thread behind it, is freed; abort, not close, because a close
+   would wait for that client to read the buffered bytes.
 7. `limit_concurrency`: past that many requests and WebSockets in flight in this worker,
    a new one gets a 503 with Retry-After at once, without the app, and the connection
    closes. The hot path pays an integer count, nothing else.
@@ -44,8 +45,11 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import struct
 import sys
+import termios
 from typing import Any, cast
 
 from gateway.asgi import ASGI_VERSION, HTTP_SPEC_VERSION
@@ -434,7 +438,7 @@ class HTTPConnection(asyncio.Protocol):
         """Paused writing has made no progress (a new low of the buffer) for `timeout_s`."""
         if self._transport is None:
             return False
-        buffered = self._transport.get_write_buffer_size()
+        buffered = _bytes_not_taken(self._transport)
         if buffered < self._paused_low:
             self._paused_low, self._paused_since = buffered, now
         return now - self._paused_since >= timeout_s
@@ -480,6 +484,24 @@ class HTTPConnection(asyncio.Protocol):
     @property
     def writing_paused(self) -> bool:
         return self._writing_paused
+
+
+def _bytes_not_taken(transport: asyncio.Transport) -> int:
+    """What the client has not taken yet: the transport's write buffer and, where the
+    kernel tells (SIOCOUTQ, which Linux spells TIOCOUTQ), the socket's unacknowledged
+    bytes, so that any read by the client shows (send_timeout, rule 6). The transport's
+    buffer alone moves only once the socket is writable again, after the client has read
+    a third of a send buffer that grows to MiBs: a slow but steady reader would look
+    stalled."""
+    buffered = transport.get_write_buffer_size()
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return buffered
+    try:
+        queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, bytes(4))
+    except (OSError, ValueError):  # not a TCP socket, or a kernel that does not say
+        return buffered
+    return buffered + int(struct.unpack("i", queued)[0])
 
 
 def _address(info: object) -> tuple[str, int | None] | None:

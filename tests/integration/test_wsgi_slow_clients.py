@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import socket
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -109,3 +110,26 @@ def test_a_client_that_never_reads_frees_its_wsgi_thread_after_send_timeout(
             assert closed, "the server kept a connection whose client read nothing"
     assert app.streamed["wsgi"] < app.STREAM_PIECES  # cut, not sent whole
     wait_until(lambda: requests_in_flight(server) == 0)
+
+
+def test_a_client_that_reads_steadily_is_not_cut_by_send_timeout(server: Server) -> None:
+    """send_timeout bounds a stall, not a download: a client that keeps reading for
+    several times send_timeout gets the whole response."""
+    app = limits()
+    total = app.STREAM_PIECES * len(app.STREAM_PIECE)
+    received = 0
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(b"GET /wsgi/stream HTTP/1.1\r\nHost: t\r\n\r\n")
+        sock.settimeout(CLIENT_TIMEOUT_S)
+        for _ in range(40):  # 256 KiB every 0.1 s for 4 s, four times send_timeout
+            time.sleep(0.1)  # the client's pace, not synchronisation
+            chunk = sock.recv(256 * 1024)
+            assert chunk, "the server cut a client that was reading"
+            received += len(chunk)
+        while received < total:  # then the rest (its head and framing too) at full speed
+            chunk = sock.recv(1 << 20)
+            assert chunk, "the server cut a client that was reading"
+            received += len(chunk)
+    wait_until(lambda: app.streamed["wsgi"] == app.STREAM_PIECES)
