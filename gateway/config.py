@@ -134,7 +134,7 @@ BODY_TIMEOUT_S = 30.0
 # body_timeout, ours is half of that because a WSGI response holds one of its pool's
 # threads meanwhile, and it matches gunicorn's `timeout` (30 s), after which a sync
 # worker stuck on a client is killed. A client that keeps reading, however slowly, is
-# not cut: the wait restarts whenever the write buffer drains to a new low.
+# not cut: the wait restarts whenever the bytes it has not taken reach a new low.
 SEND_TIMEOUT_S = 30.0
 # gunicorn's default, and Kubernetes' terminationGracePeriodSeconds: drain fits the pod's.
 GRACEFUL_TIMEOUT_S = 30.0
