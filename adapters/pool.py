@@ -43,7 +43,10 @@ class ThreadPool:
         self._calls: queue.SimpleQueue[Call | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         # One token per finished call not yet matched by a submit (rule 2): the threads
-        # that are free, or about to be. Never more than `size` while the pool can grow.
+        # that are free, or about to be. While the pool can grow, every submit takes a
+        # token or starts a thread, so tokens never outnumber threads; once it is full,
+        # calls that queued took none, and their tokens may count a busy thread as free,
+        # which costs nothing: no thread could be started anyway.
         self._idle: deque[None] = deque()
         self._closed = False
 
