@@ -109,8 +109,8 @@ class HTTPConnection(asyncio.Protocol):
         self._head_since: float | None = None  # loop time a pending head's first byte came
         self._reading_paused = False
         self._writing_paused = False
-        # While writing is paused: the write buffer's lowest size, and the loop time it
-        # was reached; a client that reads nothing leaves both (send_timeout, rule 6).
+        # While writing is paused: the fewest bytes the client had not taken, and the
+        # loop time of that low; a client that reads nothing leaves both (send_timeout).
         self._paused_low = 0
         self._paused_since = 0.0
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -177,7 +177,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._writing_paused = True
-        self._paused_low = sys.maxsize  # the first sweep records the buffer's size
+        self._paused_low = sys.maxsize  # the next sweep records the first low
 
     def resume_writing(self) -> None:
         self._writing_paused = False
@@ -435,7 +435,7 @@ class HTTPConnection(asyncio.Protocol):
             self.close()
 
     def _send_stalled(self, now: float, timeout_s: float) -> bool:
-        """Paused writing has made no progress (a new low of the buffer) for `timeout_s`."""
+        """Paused writing has seen no new low of the bytes not taken for `timeout_s`."""
         if self._transport is None:
             return False
         buffered = _bytes_not_taken(self._transport)
