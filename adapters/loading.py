@@ -72,10 +72,16 @@ class LoadedApp:
 
 
 def load_app(
-    ref: str, interface: str, threads: int, name: str, max_queue: int | None = None
+    ref: str,
+    interface: str,
+    threads: int,
+    name: str,
+    max_queue: int | None = None,
+    body_buffer_bytes: int = 0,
 ) -> LoadedApp:
-    """Import `ref` and make it an ASGI 3 app; `threads` sizes a WSGI app's pool and
-    `max_queue` bounds the requests waiting for it (None: no bound)."""
+    """Import `ref` and make it an ASGI 3 app; `threads` sizes a WSGI app's pool,
+    `max_queue` bounds the requests waiting for it (None: no bound), and a request body
+    up to `body_buffer_bytes` is read before the call takes a thread (adapters/wsgi.py)."""
     if interface not in INTERFACES:
         raise AppLoadError(f"cannot load {ref!r}: interface must be one of {INTERFACES}")
     obj = import_from_string(ref)
@@ -85,7 +91,7 @@ def load_app(
     if kind == "wsgi":
         if threads < 1:
             raise AppLoadError(f"cannot load {ref!r}: a WSGI app needs threads >= 1")
-        adapter = WSGIAdapter(cast(WSGIApp, obj), threads, name, max_queue)
+        adapter = WSGIAdapter(cast(WSGIApp, obj), threads, name, max_queue, body_buffer_bytes)
         return LoadedApp(adapter, "wsgi", ref, threads, supports_lifespan=False)
     return LoadedApp(as_asgi3(obj), "asgi", ref, None, supports_lifespan=True)
 

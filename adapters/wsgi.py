@@ -4,9 +4,12 @@ Rules:
 1. The loop never waits on a WSGI thread: it awaits an asyncio future the thread
    completes, and shares a lock the thread holds only for a few list operations. Waits
    for the loop (more body, room in the channel) happen in the pool thread.
-2. Few hand-offs. The loop builds the environ and reads the first body message itself,
-   then submits the call (one hand-off in); if that message ends the body, wsgi.input
-   is a BytesIO and the thread never needs the loop for input. The thread posts the
+2. Few hand-offs, and no thread for a slow upload. The loop builds the environ and
+   reads the body itself, up to the mount's `body_buffer_bytes`, then submits the call
+   (one hand-off in): a body that ends within the bound is a BytesIO, the thread never
+   needs the loop for input, and a client that trickles it holds a connection but no
+   thread. A larger body (by its Content-Length, or once the bound is passed) streams
+   into the thread, which waits for the loop as it reads. The thread posts the
    response to a `Channel` and wakes the loop (call_soon_threadsafe) only when the loop
    is parked on an empty channel, so parts posted together cost one hand-off out and go
    out as the start plus one merged body. A result with a len() (the list small apps
@@ -20,7 +23,8 @@ Rules:
    is re-raised on the loop, before or after the response started: the server answers
    500 (or the error's status) or closes the connection. ClientDisconnected ends the
    call quietly.
-6. `expect: 100-continue`: no pre-read, so the server sends 100 only when the app reads.
+6. `expect: 100-continue`: no pre-read, so the server sends 100 only when the app reads
+   (RFC 9110 "Expect": the app may refuse the body unread); such a body streams.
 7. The environ and its rules live in adapters/environ.py; its
    `gateway.client_disconnected` in adapters/disconnect.py.
 8. The pool's queue is bounded: a mount holds at most `threads + max_queue` requests,
@@ -346,13 +350,23 @@ def _as_bytes(data: object) -> bytes:
 class WSGIAdapter:
     """An ASGI 3 app that runs a WSGI app on its own pool of `threads` threads, with at
     most `max_queue` requests waiting for one (rule 8; None: no bound, for embedding: the
-    mount file always sets one)."""
+    mount file always sets one). A request body up to `body_buffer_bytes` is read on the
+    loop before the call takes a thread (rule 2; 0: only its first message, for
+    embedding: the mount file always sets one)."""
 
-    def __init__(self, app: WSGIApp, threads: int, name: str, max_queue: int | None = None) -> None:
+    def __init__(
+        self,
+        app: WSGIApp,
+        threads: int,
+        name: str,
+        max_queue: int | None = None,
+        body_buffer_bytes: int = 0,
+    ) -> None:
         self.app = app
         self.threads = threads
         self.name = name
         self.max_queue = max_queue
+        self.body_buffer_bytes = body_buffer_bytes
         self._errors = ErrorStream(name)
         self._pool = ThreadPool(threads, f"wsgi-{name}")
         self._capacity = sys.maxsize if max_queue is None else threads + max_queue
@@ -366,7 +380,7 @@ class WSGIAdapter:
         loop = asyncio.get_running_loop()
         channel = Channel(loop)
         environ = build_environ(scope, self._errors)
-        body = await _open_input(environ, receive, channel)
+        body = await _open_input(environ, receive, channel, self.body_buffer_bytes)
         if body is None:
             return  # the client left before its request began: nobody to answer
         if self._active >= self._capacity:  # rule 8
@@ -403,15 +417,27 @@ class WSGIAdapter:
 
 
 async def _open_input(
-    environ: dict[str, Any], receive: Receive, channel: Channel
+    environ: dict[str, Any], receive: Receive, channel: Channel, buffer_bytes: int
 ) -> io.BytesIO | io.BufferedReader | None:
-    """wsgi.input, pre-reading the first body message on the loop (rule 2, rule 6)."""
+    """wsgi.input: the body read on the loop up to `buffer_bytes`, whole, or the start of
+    a stream the thread reads on (rule 2, rule 6); None if the client left first."""
     if "HTTP_EXPECT" in environ and environ["HTTP_EXPECT"].lower() == "100-continue":
         return io.BufferedReader(BodyStream(partial(channel.fetch, receive), b""))
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        return None
-    body: bytes = message.get("body", b"")
-    if message.get("more_body", False):
-        return io.BufferedReader(BodyStream(partial(channel.fetch, receive), body))
-    return io.BytesIO(body)
+    # A declared length past the bound streams from its first message on: buffering
+    # part of a body that will stream anyway would only delay the app.
+    declared: str = environ.get("CONTENT_LENGTH", "")
+    limit = 0 if declared.isdigit() and int(declared) > buffer_bytes else buffer_bytes
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        part: bytes = message.get("body", b"")
+        parts.append(part)
+        size += len(part)
+        if not message.get("more_body", False):
+            return io.BytesIO(part if len(parts) == 1 else b"".join(parts))
+        if limit == 0 or size > limit:
+            first = part if len(parts) == 1 else b"".join(parts)
+            return io.BufferedReader(BodyStream(partial(channel.fetch, receive), first))

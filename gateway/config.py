@@ -39,7 +39,9 @@ CLIENT_CERT_MODES = ("none", "optional", "required")
 TLS_FILES = ("certfile", "keyfile", "ca_certs")  # relative to the mount file, like pythonpath
 # Mount keys that configure app code (how to call it, its pool, its lifespan); a static
 # mount runs none, so one of them there is a mistake worth naming.
-APP_ONLY_KEYS = ("interface", "threads", "max_queue", "lifespan")
+APP_ONLY_KEYS = ("interface", "threads", "max_queue", "body_buffer_bytes", "lifespan")
+# Mount keys that configure a WSGI app's pool and input; an ASGI app has neither.
+WSGI_ONLY_KEYS = ("threads", "max_queue", "body_buffer_bytes")
 # Proxies whose X-Forwarded-*/Forwarded fields count (proxy_headers): this host's own,
 # as uvicorn and gunicorn trust by default. Not "unix": who may connect to a unix socket
 # is a matter of file permissions, so trusting its peers is left to an explicit choice.
@@ -55,6 +57,15 @@ DEFAULT_WSGI_THREADS = 10
 # deep enough for a burst (a page's parallel requests, a client's retry), bounded so that
 # under overload a request waits at most ~100/threads request durations or fails at once.
 DEFAULT_WSGI_MAX_QUEUE = 100
+# A WSGI request body up to this size is read on the event loop before the call takes a
+# thread, so a client that trickles it holds a connection, not one of the pool's threads;
+# a larger body streams into the thread as the app reads. 64 KiB holds nearly every form
+# post and JSON call whole: more than nginx's client_body_buffer_size (8-16 KiB) and less
+# than waitress's in-memory inbuf_overflow (512 KiB), because both of those then spool
+# the whole body to a temporary file, and this bound is all we buffer. It is the
+# connection's own read-ahead bound (BODY_HIGH_WATER_BYTES) again, so a thousand stalled
+# uploads cost at most ~128 MiB.
+WSGI_BODY_BUFFER_BYTES = 64 * 1024
 
 # The whole request head (request line + headers). 16 KiB is h11's own default
 # (DEFAULT_MAX_INCOMPLETE_EVENT_SIZE); nginx's default buffers accept 4 x 8 KiB lines and
@@ -123,6 +134,14 @@ HEADER_TIMEOUT_S = 10.0
 # or a run of retransmissions (1+2+4+8 s) within it; a stalled upload to a WSGI app holds
 # one of its pool's threads meanwhile, hence half of nginx's figure.
 BODY_TIMEOUT_S = 30.0
+# How long a response may wait on a client that reads nothing (its socket's buffers and
+# the transport's write buffer full) before the connection is cut and the app's send (a
+# WSGI thread) is freed. nginx's send_timeout has the same meaning, 60 s; like
+# body_timeout, ours is half of that because a WSGI response holds one of its pool's
+# threads meanwhile, and it matches gunicorn's `timeout` (30 s), after which a sync
+# worker stuck on a client is killed. A client that keeps reading, however slowly, is
+# not cut: the wait restarts whenever the bytes it has not taken reach a new low.
+SEND_TIMEOUT_S = 30.0
 # gunicorn's default, and Kubernetes' terminationGracePeriodSeconds: drain fits the pod's.
 GRACEFUL_TIMEOUT_S = 30.0
 
@@ -241,6 +260,11 @@ class ServerConfig:
         BODY_TIMEOUT_S,
         checks.seconds(positive=True),
         "seconds the request body may pause while the app waits for it; then 408 and close",
+    )
+    send_timeout: float = _setting(
+        SEND_TIMEOUT_S,
+        checks.seconds(positive=True),
+        "seconds a response may wait for a client that reads nothing; then the connection closes",
     )
     limit_concurrency: int = _setting(
         0,
@@ -429,6 +453,12 @@ class MountConfig:
         checks.int_at_least(0),
         "WSGI only: requests that may wait for a free thread; past it: 503 with Retry-After",
         doc_default=f"{DEFAULT_WSGI_MAX_QUEUE} (WSGI mounts)",
+    )
+    body_buffer_bytes: int = _setting(
+        WSGI_BODY_BUFFER_BYTES,
+        checks.int_at_least(0),
+        "WSGI only: a request body up to this size is read before the app takes a thread; "
+        "a larger one streams into the thread (0: every body streams)",
     )
     lifespan: str = _setting(
         "auto", checks.choice(LIFESPAN_MODES), "auto, on (startup must succeed) or off"
@@ -633,8 +663,8 @@ def _load_mount(table: dict[str, Any], where: _Where) -> MountConfig:
         return _static_mount(mount, table, where)
     if not mount.app:
         raise where.fail("app", "required key is missing (or set static to serve files)")
-    for key in ("threads", "max_queue"):
-        if mount.interface == "asgi" and getattr(mount, key) is not None:
+    for key in WSGI_ONLY_KEYS:
+        if mount.interface == "asgi" and key in table:
             raise where.fail(key, 'applies to WSGI mounts only; this one is interface = "asgi"')
     if mount.interface == "wsgi" and mount.lifespan == "on":
         raise where.fail("lifespan", 'a WSGI app has no lifespan; use "auto" or "off"')

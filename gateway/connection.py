@@ -26,7 +26,12 @@ Rules:
    not complete `header_timeout` after its first byte gets a 408 and the connection
    closes (Slowloris); a request whose app waits in `receive` while no body byte comes
    for `body_timeout` fails the same way: 408 if its response has not started, else a
-   close, and `receive` reports http.disconnect (a WSGI read raises).
+   close, and `receive` reports http.disconnect (a WSGI read raises). A connection
+   whose writing is paused (the kernel's buffers and the transport's are full) and whose
+   client has read nothing for `send_timeout` (the bytes it has not taken, in the
+   transport and in the kernel, reached no new low) is aborted, so the app's waiting
+   `send`, and a WSGI thread behind it, is freed; abort, not close, because a close
+   would wait for that client to read the buffered bytes.
 7. `limit_concurrency`: past that many requests and WebSockets in flight in this worker,
    a new one gets a 503 with Retry-After at once, without the app, and the connection
    closes. The hot path pays an integer count, nothing else.
@@ -40,7 +45,11 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import struct
+import sys
+import termios
 from typing import Any, cast
 
 from gateway.asgi import ASGI_VERSION, HTTP_SPEC_VERSION
@@ -100,6 +109,10 @@ class HTTPConnection(asyncio.Protocol):
         self._head_since: float | None = None  # loop time a pending head's first byte came
         self._reading_paused = False
         self._writing_paused = False
+        # While writing is paused: the fewest bytes the client had not taken, and the
+        # loop time of that low; a client that reads nothing leaves both (send_timeout).
+        self._paused_low = 0
+        self._paused_since = 0.0
         self._drain_waiter: asyncio.Future[None] | None = None
         self._closing = False
         self.closed = False
@@ -164,6 +177,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._writing_paused = True
+        self._paused_low = sys.maxsize  # the next sweep records the first low
 
     def resume_writing(self) -> None:
         self._writing_paused = False
@@ -402,9 +416,13 @@ class HTTPConnection(asyncio.Protocol):
         """Called by the worker's sweep: hold this connection to rule 6's bounds."""
         if self._websocket is not None or self._transport is None:
             return  # a WebSocket has its own pings and timeouts
+        config = self._state.config
+        if self._writing_paused and self._send_stalled(now, config.send_timeout):
+            error_log.info("%s read nothing for %s s: aborted", self._client, config.send_timeout)
+            self.abort()
+            return
         if self._transport.is_closing():
             return  # already answered or closed; its last bytes may still be going out
-        config = self._state.config
         cycle = self._cycle
         if cycle is not None:
             if cycle.body_stalled(now, config.body_timeout):
@@ -415,6 +433,15 @@ class HTTPConnection(asyncio.Protocol):
                 self._reject(RequestTimeout(f"request head not complete after {timeout} s"))
         elif self._idle_since is not None and now - self._idle_since >= config.keep_alive_timeout:
             self.close()
+
+    def _send_stalled(self, now: float, timeout_s: float) -> bool:
+        """Paused writing has seen no new low of the bytes not taken for `timeout_s`."""
+        if self._transport is None:
+            return False
+        buffered = _bytes_not_taken(self._transport)
+        if buffered < self._paused_low:
+            self._paused_low, self._paused_since = buffered, now
+        return now - self._paused_since >= timeout_s
 
     def close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
@@ -457,6 +484,24 @@ class HTTPConnection(asyncio.Protocol):
     @property
     def writing_paused(self) -> bool:
         return self._writing_paused
+
+
+def _bytes_not_taken(transport: asyncio.Transport) -> int:
+    """What the client has not taken yet: the transport's write buffer and, where the
+    kernel tells (SIOCOUTQ, which Linux spells TIOCOUTQ), the socket's unacknowledged
+    bytes, so that any read by the client shows (send_timeout, rule 6). The transport's
+    buffer alone moves only once the socket is writable again, after the client has read
+    a third of a send buffer that grows to MiBs: a slow but steady reader would look
+    stalled."""
+    buffered = transport.get_write_buffer_size()
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return buffered
+    try:
+        queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, bytes(4))
+    except (OSError, ValueError):  # not a TCP socket, or a kernel that does not say
+        return buffered
+    return buffered + int(struct.unpack("i", queued)[0])
 
 
 def _address(info: object) -> tuple[str, int | None] | None:

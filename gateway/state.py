@@ -103,7 +103,12 @@ class ServerState:
         self._session_class = SESSIONS[config.http]
         self._loop = asyncio.get_running_loop()
         self._sweep: asyncio.TimerHandle | None = None
-        bounds = (config.keep_alive_timeout, config.header_timeout, config.body_timeout)
+        bounds = (
+            config.keep_alive_timeout,
+            config.header_timeout,
+            config.body_timeout,
+            config.send_timeout,
+        )
         self._sweep_interval_s = min(IDLE_SWEEP_INTERVAL_S, *(b / 2 for b in bounds))
 
     def start_idle_sweep(self) -> None:

@@ -83,7 +83,7 @@ def _load_mount(mount: MountConfig) -> LoadedApp:
     threads = mount.threads or DEFAULT_WSGI_THREADS
     max_queue = DEFAULT_WSGI_MAX_QUEUE if mount.max_queue is None else mount.max_queue
     label = mount.prefix or mount.name  # names its pool threads and error lines
-    return load_app(mount.app, mount.interface, threads, label, max_queue)
+    return load_app(mount.app, mount.interface, threads, label, max_queue, mount.body_buffer_bytes)
 
 
 def _in_context(exc: AppLoadError, config: Config, number: int, mount: MountConfig) -> AppLoadError:

@@ -140,7 +140,9 @@ def test_a_stalled_body_gets_408_and_the_app_sees_a_disconnect(
     server: Server, mount: str, seen: str
 ) -> None:
     name = new_name()
-    head = b"POST /%s/read-body/%s HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n"
+    # 1 MiB: past a WSGI mount's body_buffer_bytes, so the body streams into the app's
+    # thread; a smaller one is read before the app is called (test_wsgi_slow_clients.py).
+    head = b"POST /%s/read-body/%s HTTP/1.1\r\nHost: t\r\nContent-Length: 1048576\r\n\r\n"
     with server.connect() as sock:
         sock.sendall(head % (mount.encode(), name.encode()) + b"0123456789")
         started = time.monotonic()

@@ -18,6 +18,7 @@ from typing import Any
 from wsgiref.validate import validator
 
 import pytest
+from conftest import wait_until
 
 from gateway.adapters import (
     InterfaceMismatch,
@@ -30,6 +31,7 @@ from gateway.adapters import (
 )
 from gateway.adapters import environ as wsgi_environ
 from gateway.adapters.environ import ErrorStream, build_environ
+from gateway.adapters.pool import ThreadPool
 from gateway.asgi import Message
 from gateway.errors import AppLoadError, ClientDisconnected, RequestBodyTooLarge
 
@@ -540,6 +542,66 @@ def test_expect_100_continue_reads_only_when_the_app_asks(
     assert receive.calls == 1
 
 
+def test_a_body_still_arriving_within_the_buffer_holds_no_thread() -> None:
+    """Issue 13, point 6: a small body that trickles in is read on the loop, so the
+    mount's only thread stays free for others, and the app gets the whole body."""
+
+    def echo(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [])
+        return [environ["wsgi.input"].read()]
+
+    async def main() -> tuple[Send, Send]:
+        rest_sent = asyncio.Event()  # the trickling client sends the rest of its body
+        parts = [body(b"first,", more=True), body(b"last")]
+
+        async def trickle() -> Message:
+            if len(parts) == 1:
+                await rest_sent.wait()
+            return parts.pop(0)
+
+        adapter = WSGIAdapter(echo, 1, "one", body_buffer_bytes=1024)  # type: ignore[arg-type]
+        try:
+            slow, fast = Send(), Send()
+            scope = http_scope(method="POST", headers=[(b"content-length", b"10")])
+            uploading = asyncio.create_task(adapter(scope, trickle, slow))
+            await asyncio.wait_for(adapter(http_scope(), Receive(body(b"")), fast), WAIT_S)
+            assert not uploading.done()
+            rest_sent.set()
+            await asyncio.wait_for(uploading, WAIT_S)
+            return slow, fast
+        finally:
+            adapter.close()
+
+    slow, fast = asyncio.run(main())
+    assert fast.status == 200
+    assert slow.body == b"first,last"
+
+
+def test_a_body_past_the_buffer_streams_into_the_thread() -> None:
+    """Past `body_buffer_bytes` (declared or counted) the app reads as the body comes."""
+    calls_at_start: list[int] = []
+
+    def echo(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        calls_at_start.append(receive.calls)
+        start_response("200 OK", [])
+        return [environ["wsgi.input"].read()]
+
+    adapter = WSGIAdapter(echo, 1, "one", body_buffer_bytes=4)  # type: ignore[arg-type]
+    try:
+        receive = Receive(body(b"ab", more=True), body(b"cd", more=True), body(b"ef"))
+        chunked = [(b"transfer-encoding", b"chunked")]
+        send = serve(adapter, http_scope(method="POST", headers=chunked), receive)
+        assert send.body == b"abcdef"
+        receive = Receive(body(b"ab", more=True), body(b"cd", more=True), body(b"ef"))
+        declared = [(b"content-length", b"6")]
+        send = serve(adapter, http_scope(method="POST", headers=declared), receive)
+        assert send.body == b"abcdef"
+    finally:
+        adapter.close()
+    # Counted: the loop read until it held more than 4 bytes; declared: only the first.
+    assert calls_at_start == [3, 1]
+
+
 def test_body_too_large_propagates_through_the_app(
     adapt: Callable[[WSGIApp], WSGIAdapter],
 ) -> None:
@@ -831,6 +893,44 @@ def test_call_cancelled_while_queued_never_runs_the_app() -> None:
 
     asyncio.run(main())
     assert ran == ["/busy", "/after"]
+
+
+def test_a_burst_submitted_in_one_loop_turn_gets_its_threads() -> None:
+    """Issue 13, point 5: six calls submitted back to back, as one loop turn submits
+    them, to a pool of 8 with one idle thread run on six threads at once; they must not
+    all queue behind the one idle thread while the pool may grow."""
+    burst = 6
+    pool = ThreadPool(8, "burst")
+    try:
+        warmed = threading.Event()
+        pool.submit(warmed.set)
+        assert warmed.wait(WAIT_S)
+        wait_until(lambda: pool.idle_threads == 1, WAIT_S)
+        # Each call waits for all the others: only calls on separate threads can meet.
+        together = threading.Barrier(burst, timeout=WAIT_S)
+        threads: set[int] = set()
+        finished = threading.Semaphore(0)
+
+        def call() -> None:
+            threads.add(threading.get_ident())
+            try:
+                together.wait()
+            except threading.BrokenBarrierError:
+                pass
+            finally:
+                finished.release()
+
+        async def one_loop_turn() -> None:  # as a mount's requests arrive together
+            for _ in range(burst):
+                pool.submit(call)
+
+        asyncio.run(one_loop_turn())
+        for _ in range(burst):
+            assert finished.acquire(timeout=2 * WAIT_S)
+        assert not together.broken
+        assert len(threads) == burst
+    finally:
+        pool.close()
 
 
 # -------------------------------------------------------------------- real frameworks

@@ -455,6 +455,20 @@ def test_max_queue_on_an_asgi_mount(tmp_path: Path) -> None:
     assert "WSGI" in error.reason
 
 
+def test_body_buffer_bytes_on_an_asgi_mount(tmp_path: Path) -> None:
+    error = load_error(tmp_path, MOUNT + 'interface = "asgi"\nbody_buffer_bytes = 4096\n')
+    assert_names(error, "mount #1", "body_buffer_bytes")
+    assert "WSGI" in error.reason
+
+
+def test_slow_client_defaults(tmp_path: Path) -> None:
+    """Issue 13, point 6: bodies up to 64 KiB are read before a WSGI app takes a thread,
+    and a client that reads nothing for 30 s is cut."""
+    config = load_config(write(tmp_path, MOUNT))
+    assert config.server.send_timeout == 30.0
+    assert config.mounts[0].body_buffer_bytes == 64 * 1024
+
+
 def test_limits_defaults_and_values(tmp_path: Path) -> None:
     server = load_config(write(tmp_path, MOUNT)).server
     assert (server.header_timeout, server.body_timeout) == (10.0, 30.0)

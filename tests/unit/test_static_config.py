@@ -56,7 +56,14 @@ def test_neither_app_nor_static(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "line", ['interface = "asgi"', "threads = 4", "max_queue = 10", 'lifespan = "off"']
+    "line",
+    [
+        'interface = "asgi"',
+        "threads = 4",
+        "max_queue = 10",
+        "body_buffer_bytes = 4096",
+        'lifespan = "off"',
+    ],
 )
 def test_app_settings_on_a_static_mount(tmp_path: Path, line: str) -> None:
     error = load(tmp_path, f'static = "s"\n{line}')
