@@ -67,6 +67,7 @@ from gateway.http.session import (
 _METHOD_PREFIX_BYTES = 32
 # A token (RFC 9110 "Tokens"): what a method is made of.
 _TOKEN_BYTES = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]*")
+_HEAD_END = b"\r\n\r\n"
 _EMPTY_LINES = b"\r\n"  # skipped before a request line (RFC 9112 "Message Parsing")
 _OWS = b" \t"  # optional whitespace (RFC 9110 "Whitespace")
 
@@ -149,10 +150,19 @@ class HttptoolsSession(ResponseWriter):
             head = data.lstrip(_EMPTY_LINES)
             self._raw_head_bytes = len(head)
             self._head_prefix = head[:_METHOD_PREFIX_BYTES]
+        elif len(self._events) >= 2 and isinstance(self._events[-2], RequestHead):
+            # Behind a request without a body that ended in this read: it ended with the
+            # last empty line in the read, as this head holds none yet (or, where none
+            # is whole in the read, in its first bytes, which are CR and LF).
+            end = data.rfind(_HEAD_END)
+            head = data[end + len(_HEAD_END) if end >= 0 else 0 :].lstrip(_EMPTY_LINES)
+            self._raw_head_bytes = len(head)
+            self._head_prefix = None  # where the line starts is not known if llhttp stops
         else:
-            # Behind a request that ended in this read: llhttp does not say where this
-            # head starts, so count what it reported of it. What it did not (the part of
-            # a field still open) is within this read, and later reads count in full.
+            # Behind a request with a body that ended in this read: llhttp does not say
+            # where this head starts, so count what it reported of it. What it did not
+            # (the part of a field still open) is within this read; later reads count
+            # in full.
             self._raw_head_bytes = len(self._url) + self._field_bytes
             self._head_prefix = None
         if self._raw_head_bytes > self._max_header_bytes:
