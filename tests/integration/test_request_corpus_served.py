@@ -6,14 +6,21 @@ client keeps its side open; an ok file's connection is then half-closed, and it 
 one final response per request, its body echoed back. After each file, a normal request
 on a new connection to the same server still gets a 200: bad input never takes the
 worker down. One server per session serves the whole list.
+
+Beside the corpus, what its files cannot show: an absolute-form target reaching the app
+by its path with its host (issue 13, point 4); a bad request pipelined behind a good
+one answered, and logged, after it; a large head sent in real segments (point 2).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import socket
 from collections.abc import Callable
 
+import pytest
 from conftest import Server, read_until_closed
 from corpus import CORPUS_MAX_HEADER_BYTES, CORPUS_MAX_TARGET_BYTES, Case, load_corpus
 
@@ -74,3 +81,64 @@ def test_every_request_file_against_a_live_server(serve: Serve) -> None:
     server = serve(MOUNTS)
     failures = [text for case in CASES for text in problems(server, case)]
     assert not failures, "\n".join(failures)
+
+
+# The default limits (no `max_header_bytes` line): the head sizes of issue 13, point 2.
+DEFAULT_LIMIT_MOUNTS = MOUNTS.replace(f"max_header_bytes = {CORPUS_MAX_HEADER_BYTES}\n", "")
+# An Ethernet segment's payload (the usual MSS): how a large head crosses a real network.
+SEGMENT_BYTES = 1460
+
+
+def test_absolute_form_reaches_the_app_by_its_path_and_host(serve: Serve) -> None:
+    server = serve(MOUNTS)
+    request = (
+        b"GET http://example.test:8080/scope?q=1 HTTP/1.1\r\n"
+        b"Host: other.test\r\nConnection: close\r\n\r\n"
+    )
+    reply, closed = exchange(server, request, half_close=False)
+    assert closed and reply.startswith(b"HTTP/1.1 200 "), reply[:80]
+    scope = json.loads(reply.partition(b"\r\n\r\n")[2])
+    assert (scope["path"], scope["raw_path"], scope["query_string"]) == ("/scope", "/scope", "q=1")
+    assert [value for name, value in scope["headers"] if name == "host"] == ["example.test:8080"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "status"),
+    [
+        (b"GET /echo HTTP/1.1\r\nHost: x\r\nX-A: \x01\r\n\r\n", 400),
+        (b"GET /echo HTTP/1.1\r\nHost: x\r\nX-A: " + b"b" * 4096 + b"\r\n\r\n", 431),
+    ],
+)
+def test_a_bad_request_behind_a_good_one_is_answered_after_it_and_logged(
+    serve: Serve, caplog: pytest.LogCaptureFixture, bad: bytes, status: int
+) -> None:
+    """Both in one write: the good request gets its 200, then the bad one its status
+    (RFC 9112 "Pipelining": responses in the order of the requests), and the error log
+    says why the connection closed. (An unknown method there is 501 from h11 but 400
+    from httptools: see tests/corpus/README.md.)"""
+    caplog.set_level(logging.INFO, logger="gateway.error")
+    server = serve(MOUNTS)
+    good = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nping"
+    reply, closed = exchange(server, good + bad, half_close=False)
+    assert closed, "the server must close after the error reply"
+    # The 200's body ends with no line end: find status lines anywhere.
+    statuses = [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", reply)]
+    assert statuses == [200, status], reply
+    assert b"ping" in reply
+    refused = [r for r in caplog.records if r.name == "gateway.error" and "refused" in r.message]
+    assert len(refused) == 1 and f"({status})" in refused[0].message
+
+
+def test_a_large_head_sent_in_segments_is_served(serve: Serve) -> None:
+    """The 9,143-byte cookie head of issue 13, point 2, under the default 16 KiB limit,
+    sent in 1,460-byte segments without Nagle's delay (so reads may end anywhere)."""
+    server = serve(DEFAULT_LIMIT_MOUNTS)
+    start = b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: "
+    head = start + b"a" * (9143 - len(start) - 4) + b"\r\n\r\n"
+    assert len(head) == 9143
+    with server.connect() as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for offset in range(0, len(head), SEGMENT_BYTES):
+            sock.sendall(head[offset : offset + SEGMENT_BYTES])
+        reply, closed = read_until_closed(sock, DEADLINE_S)
+    assert closed and reply.startswith(b"HTTP/1.1 200 "), reply[:80]
