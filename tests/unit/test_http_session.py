@@ -295,6 +295,8 @@ def test_field_values_lose_trailing_whitespace(session: HTTPSession) -> None:
         (b"GET HTTPS://example.test HTTP/1.1", b"Host: example.test\r\n", b"/", b"example.test"),
         (b"GET http://example.test?q HTTP/1.1", b"Host: example.test\r\n", b"/?q", b"example.test"),
         (b"GET http://example.test/a HTTP/1.0", b"", b"/a", b"example.test"),
+        # Asterisk-form, with OPTIONS only (RFC 9112 "asterisk-form"), is left as it is.
+        (b"OPTIONS * HTTP/1.1", b"Host: example.test\r\n", b"*", b"example.test"),
     ],
 )
 def test_absolute_form_is_routed_by_its_path_and_names_the_host(
