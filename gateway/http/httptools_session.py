@@ -25,14 +25,15 @@ connection layer cannot tell them apart. Rules:
 8. llhttp refuses a method it does not know at its first unknown byte, as it refuses
    garbage. To answer as h11's session does (501 for an unknown token, 400 for what is
    not a token, session.py), the refused request line is read on up to its first space
-   (`_read_refused_method`), when its start is known: it began in this read and no
-   request ended before it there, or rule 2 kept its first bytes. Else 400.
+   (`_read_refused_method`), when its start is known (`_start_in_read`, or the first
+   bytes rule 2 kept); behind a chunked body in the same read it is not: 400.
 """
 
 from __future__ import annotations
 
 import re
 from collections import deque
+from typing import NamedTuple, cast
 
 import httptools
 
@@ -68,6 +69,7 @@ _METHOD_PREFIX_BYTES = 32
 # A token (RFC 9110 "Tokens"): what a method is made of.
 _TOKEN_BYTES = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]*")
 _HEAD_END = b"\r\n\r\n"
+_NOT_EMPTY_LINE = re.compile(rb"[^\r\n]")
 _EMPTY_LINES = b"\r\n"  # skipped before a request line (RFC 9112 "Message Parsing")
 _OWS = b" \t"  # optional whitespace (RFC 9110 "Whitespace")
 
@@ -79,6 +81,25 @@ _STATUS_BY_MESSAGE = {
     "Pause on PRI/Upgrade": VersionNotSupported,
     "Invalid HTTP version": VersionNotSupported,
 }
+
+
+class _ReadStart(NamedTuple):
+    """The session as a read began: events queued, and whether a head was open."""
+
+    queued: int
+    in_head: bool
+    last_head: RequestHead | None  # the head before it, whose body may be under way
+
+
+def _is_chunked(head: RequestHead) -> bool:
+    # check_request_head lets Transfer-Encoding through only as a lone `chunked`.
+    return any(name == b"transfer-encoding" for name, _ in head.headers)
+
+
+def _skip_empty_lines(data: bytes, position: int) -> int:
+    """The first byte at or after `position` that is not CR or LF (or the end)."""
+    found = _NOT_EMPTY_LINE.search(data, position)
+    return found.start() if found is not None else len(data)
 
 
 class HttptoolsSession(ResponseWriter):
@@ -100,6 +121,8 @@ class HttptoolsSession(ResponseWriter):
         # Rule 2: the bytes of its head fed so far, or -1 if it began in this read.
         self._raw_head_bytes = 0
         self._head_prefix: bytes | None = b""  # rule 8; None where its start is unknown
+        self._head_tail = b""  # the last bytes of the last read that ended in a head
+        self._last_head: RequestHead | None = None  # rule 8: the last head parsed
         self._in_head = False
         self._method_sniff: bytearray | None = None  # rule 8: a refused request line
         # The current cycle.
@@ -124,21 +147,21 @@ class HttptoolsSession(ResponseWriter):
         if self._method_sniff is not None:
             self._read_refused_method(data)
             return
-        queued = len(self._events)
+        queued, was_in_head, last_head = len(self._events), self._in_head, self._last_head
         try:
             self._parser.feed_data(data)
             if self._in_head:
-                self._count_incomplete_head(data, queued)
+                self._count_incomplete_head(data, _ReadStart(queued, was_in_head, last_head))
         except httptools.HttpParserUpgrade as upgrade:
             self._upgraded = bytearray(data[upgrade.args[0] :])
         except ProtocolError as exc:  # our own size check, after feed_data
             self._error = exc
         except httptools.HttpParserInvalidMethodError as exc:
-            self._sniff_refused_method(data, queued, str(exc))
+            self._sniff_refused_method(data, _ReadStart(queued, was_in_head, last_head), str(exc))
         except httptools.HttpParserError as exc:
             self._error = _translate(exc)
 
-    def _count_incomplete_head(self, data: bytes, queued: int) -> None:
+    def _count_incomplete_head(self, data: bytes, read: _ReadStart) -> None:
         """Rule 2: add this read's bytes of the head still incomplete after it, each byte
         once, from the head's first byte (after the empty lines llhttp skips)."""
         prefix = self._head_prefix
@@ -146,42 +169,72 @@ class HttptoolsSession(ResponseWriter):
             self._raw_head_bytes += len(data)
             if prefix is not None and len(prefix) < _METHOD_PREFIX_BYTES:
                 self._head_prefix = prefix + data[: _METHOD_PREFIX_BYTES - len(prefix)]
-        elif len(self._events) == queued:  # no request ended before it in this read
-            head = data.lstrip(_EMPTY_LINES)
-            self._raw_head_bytes = len(head)
-            self._head_prefix = head[:_METHOD_PREFIX_BYTES]
-        elif len(self._events) >= 2 and isinstance(self._events[-2], RequestHead):
-            # Behind a request without a body that ended in this read: it ended with the
-            # last empty line in the read, as this head holds none yet (or, where none
-            # is whole in the read, in its first bytes, which are CR and LF).
-            end = data.rfind(_HEAD_END)
-            head = data[end + len(_HEAD_END) if end >= 0 else 0 :].lstrip(_EMPTY_LINES)
-            self._raw_head_bytes = len(head)
-            self._head_prefix = None  # where the line starts is not known if llhttp stops
         else:
-            # Behind a request with a body that ended in this read: llhttp does not say
-            # where this head starts, so count what it reported of it. What it did not
-            # (the part of a field still open) is within this read; later reads count
-            # in full.
-            self._raw_head_bytes = len(self._url) + self._field_bytes
-            self._head_prefix = None
+            start = self._start_in_read(data, read)
+            if start is not None:
+                self._raw_head_bytes = len(data) - start
+                self._head_prefix = data[start : start + _METHOD_PREFIX_BYTES]
+            else:
+                # Where it starts is not known: count what llhttp reported of it. What it
+                # did not (a field still open) is within this read; later reads count
+                # in full, so the head stays bounded.
+                self._raw_head_bytes = len(self._url) + self._field_bytes
+                self._head_prefix = None
+        self._head_tail = (self._head_tail + data)[-len(_HEAD_END) + 1 :]
         if self._raw_head_bytes > self._max_header_bytes:
             raise RequestHeadersTooLarge("request head too large")
 
-    def _sniff_refused_method(self, data: bytes, queued: int, reason: str) -> None:
+    def _start_in_read(self, data: bytes, read: _ReadStart) -> int | None:
+        """Where in `data` the request that began in this read starts: after the requests
+        that ended before it in this read, found from their events (a head ends at its
+        first empty line; a body without Transfer-Encoding is the bytes it gave), and
+        after the empty lines llhttp skips. None where that cannot be known: behind a
+        chunked body."""
+        position = 0
+        in_head = read.in_head
+        events = self._events
+        index = read.queued
+        head = read.last_head  # a body under way as the read began is its
+        while index < len(events):
+            if isinstance(events[index], RequestHead):
+                head = cast(RequestHead, events[index])
+                if in_head:  # its head began in an earlier read, maybe with part of its end
+                    tail = self._head_tail
+                    found = (tail + data).find(_HEAD_END)
+                    end = found - len(tail) if found >= 0 else None
+                    in_head = False
+                else:
+                    found = data.find(_HEAD_END, _skip_empty_lines(data, position))
+                    end = found if found >= 0 else None
+                if end is None:
+                    return None  # no empty line: not a head llhttp took (cannot happen)
+                position = end + len(_HEAD_END)
+                index += 1
+            body = 0
+            while index < len(events) and type(events[index]) is RequestData:
+                body += len(cast(RequestData, events[index]).data)
+                index += 1
+            if body and (head is None or _is_chunked(head)):
+                return None  # chunked: its framing is not in the events
+            position += body
+            index += 1  # REQUEST_END
+        return _skip_empty_lines(data, position)
+
+    def _sniff_refused_method(self, data: bytes, read: _ReadStart, reason: str) -> None:
         """Rule 8: llhttp refused the method; read the request line from its start."""
         prefix = self._head_prefix
-        if self._raw_head_bytes >= 0 and prefix is not None:  # began in an earlier read
-            if self._raw_head_bytes > len(prefix):
-                self._error = BadRequest(reason)  # not a method: llhttp read past it
+        if self._raw_head_bytes >= 0:  # it began in an earlier read
+            if prefix is None or self._raw_head_bytes > len(prefix):
+                self._error = BadRequest(reason)  # its start was not kept
                 return
-            start = prefix + data
-        elif self._raw_head_bytes < 0 and len(self._events) == queued:
-            start = data
+            line = (prefix + data).lstrip(_EMPTY_LINES)
         else:
-            self._error = BadRequest(reason)  # where the request line starts is unknown
-            return
-        self._method_sniff = bytearray(start.lstrip(_EMPTY_LINES))
+            start = self._start_in_read(data, read)
+            if start is None:
+                self._error = BadRequest(reason)  # where the request line starts is unknown
+                return
+            line = data[start:]
+        self._method_sniff = bytearray(line)
         self._read_refused_method(b"")
 
     def _read_refused_method(self, data: bytes) -> None:
@@ -245,6 +298,7 @@ class HttptoolsSession(ResponseWriter):
             headers=self._fields,
             http_version=version,
         )
+        self._last_head = head
         try:
             check_request_head(head)
         except ProtocolError as exc:
