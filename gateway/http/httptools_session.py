@@ -69,6 +69,7 @@ _METHOD_PREFIX_BYTES = 32
 # A token (RFC 9110 "Tokens"): what a method is made of.
 _TOKEN_BYTES = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]*")
 _HEAD_END = b"\r\n\r\n"
+_TAIL_BYTES = len(_HEAD_END) - 1
 _NOT_EMPTY_LINE = re.compile(rb"[^\r\n]")
 _EMPTY_LINES = b"\r\n"  # skipped before a request line (RFC 9112 "Message Parsing")
 _OWS = b" \t"  # optional whitespace (RFC 9110 "Whitespace")
@@ -180,7 +181,8 @@ class HttptoolsSession(ResponseWriter):
                 # in full, so the head stays bounded.
                 self._raw_head_bytes = len(self._url) + self._field_bytes
                 self._head_prefix = None
-        self._head_tail = (self._head_tail + data)[-len(_HEAD_END) + 1 :]
+        # Enough to find an empty line that this read and the next one share.
+        self._head_tail = (self._head_tail + data[-_TAIL_BYTES:])[-_TAIL_BYTES:]
         if self._raw_head_bytes > self._max_header_bytes:
             raise RequestHeadersTooLarge("request head too large")
 
@@ -249,7 +251,7 @@ class HttptoolsSession(ResponseWriter):
         if length < len(line):
             self._method_sniff = None
             if length and line[length] == 0x20:  # SP ends the method (RFC 9112 "Request Line")
-                method = bytes(line[: min(length, 20)])
+                method = bytes(line[: min(length, 20)])  # quoted as check_request_head does
                 self._error = MethodNotImplemented(f"unknown method {method!r}")
             else:
                 self._error = BadRequest("a request line that does not start with a method")
