@@ -25,7 +25,7 @@ connection layer cannot tell them apart. Rules:
 8. llhttp refuses a method it does not know at its first unknown byte, as it refuses
    garbage. To answer as h11's session does (501 for an unknown token, 400 for what is
    not a token, session.py), the refused request line is read on up to its first space
-   (`_read_refused_method`), when its start is known (`_start_in_read`, or the first
+   (`_read_refused_method`), when its start is known (`_locate_request_start`, or the first
    bytes rule 2 kept); behind a chunked body in the same read it is not: 400.
 """
 
@@ -171,7 +171,7 @@ class HttptoolsSession(ResponseWriter):
             if prefix is not None and len(prefix) < _METHOD_PREFIX_BYTES:
                 self._head_prefix = prefix + data[: _METHOD_PREFIX_BYTES - len(prefix)]
         else:
-            start = self._start_in_read(data, read)
+            start = self._locate_request_start(data, read)
             if start is not None:
                 self._raw_head_bytes = len(data) - start
                 self._head_prefix = data[start : start + _METHOD_PREFIX_BYTES]
@@ -186,7 +186,7 @@ class HttptoolsSession(ResponseWriter):
         if self._raw_head_bytes > self._max_header_bytes:
             raise RequestHeadersTooLarge("request head too large")
 
-    def _start_in_read(self, data: bytes, read: _ReadStart) -> int | None:
+    def _locate_request_start(self, data: bytes, read: _ReadStart) -> int | None:
         """Where in `data` the request that began in this read starts: after the requests
         that ended before it in this read, found from their events (a head ends at its
         first empty line; a body without Transfer-Encoding is the bytes it gave), and
@@ -231,7 +231,7 @@ class HttptoolsSession(ResponseWriter):
                 return
             line = (prefix + data).lstrip(_EMPTY_LINES)
         else:
-            start = self._start_in_read(data, read)
+            start = self._locate_request_start(data, read)
             if start is None:
                 self._error = BadRequest(reason)  # where the request line starts is unknown
                 return

@@ -169,13 +169,12 @@ def check_request_head(head: RequestHead) -> None:
       HTTP/2 preface sent to this port. A request line without a version (HTTP/0.9's,
       which llhttp reports as 0.9) is not an HTTP/1.x request line: 400, as h11 says.
     - Only SERVED_METHODS: 501 for any other token (h11 hands those over; the httptools
-      session sorts llhttp's refusals with `method_refusal`).
+      session sorts llhttp's refusals the same way, its rule 8).
     - HTTP/1.1 requires exactly one Host field (RFC 9112 §3.2).
     - Content-Length together with Transfer-Encoding is refused outright: a proxy in
       front may have framed the body the other way (request smuggling, RFC 9112 §6.1).
     - The only transfer coding accepted is a lone `chunked` (501 otherwise, §6.1), and
       only from HTTP/1.1: in HTTP/1.0 its framing is faulty by definition (400, §6.1).
-
     - A target other than origin-form (RFC 9112 "Request Target"): absolute-form is
       served, as an origin server MUST accept it, and becomes origin-form; asterisk-form
       only with OPTIONS; authority-form (CONNECT's) is refused (`_check_other_target_form`).
