@@ -6,8 +6,10 @@ connection layer cannot tell them apart. Rules:
    Their events wait in a queue, and the head of a request is held back (PAUSED) until
    the cycle before it has ended, as h11 does (RFC 9112 §9.3.2).
 2. llhttp has no size limits, so this module keeps them: the target (414) as it is
-   parsed; the head (431) both as fields complete and, for a head still incomplete after
-   a feed, by the bytes fed into it, so a field without an end cannot grow unbounded.
+   parsed; the head (431) both as fields complete (`head_size`'s measure, as h11's
+   session) and, for a head still incomplete after a feed, by the bytes fed into it, so
+   a field without an end cannot grow unbounded. Each byte is counted once, for one
+   request, from that request's first byte (`_count_incomplete_head`).
 3. Request framing rules shared with h11 (`check_request_head`) run on every head;
    llhttp's own errors are mapped to the same statuses h11 gives.
 4. The response is serialised by the shared ResponseWriter (gateway/http/response.py).
@@ -15,11 +17,23 @@ connection layer cannot tell them apart. Rules:
    bytes after it are kept. `take_upgraded` hands them to the new protocol; otherwise
    the next cycle parses them with a new parser, so an upgrade that is not taken falls
    back to plain HTTP.
+6. A field value loses its trailing whitespace (RFC 9112 "Field Syntax": OWS is not
+   part of the value); llhttp strips only the leading one.
+7. An error found in bytes after a complete request waits until that request's cycle
+   has ended (PAUSED until then), so the request is answered, and the error is then
+   raised, answered and logged like any other.
+8. llhttp refuses a method it does not know at its first unknown byte, as it refuses
+   garbage. To answer as h11's session does (501 for an unknown token, 400 for what is
+   not a token, session.py), the refused request line is read on up to its first space
+   (`_read_refused_method`), when its start is known (`_locate_request_start`, or the first
+   bytes rule 2 kept); behind a chunked body in the same read it is not: 400.
 """
 
 from __future__ import annotations
 
+import re
 from collections import deque
+from typing import NamedTuple, cast
 
 import httptools
 
@@ -48,6 +62,18 @@ from gateway.http.session import (
     check_request_head,
 )
 
+# Rule 8: the bytes of an incomplete head kept for reading its method if llhttp refuses
+# it in a later read. llhttp refuses a method by the byte after its longest known one
+# (UNSUBSCRIBE, 11 bytes), so this many always hold the refused part.
+_METHOD_PREFIX_BYTES = 32
+# A token (RFC 9110 "Tokens"): what a method is made of.
+_TOKEN_BYTES = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]*")
+_HEAD_END = b"\r\n\r\n"
+_TAIL_BYTES = len(_HEAD_END) - 1
+_NOT_EMPTY_LINE = re.compile(rb"[^\r\n]")
+_EMPTY_LINES = b"\r\n"  # skipped before a request line (RFC 9112 "Message Parsing")
+_OWS = b" \t"  # optional whitespace (RFC 9110 "Whitespace")
+
 # llhttp's messages for errors h11 answers with another status than 400.
 _STATUS_BY_MESSAGE = {
     "Request has invalid `Transfer-Encoding`": MethodNotImplemented,
@@ -56,6 +82,25 @@ _STATUS_BY_MESSAGE = {
     "Pause on PRI/Upgrade": VersionNotSupported,
     "Invalid HTTP version": VersionNotSupported,
 }
+
+
+class _ReadStart(NamedTuple):
+    """The session as a read began: events queued, and whether a head was open."""
+
+    queued: int
+    in_head: bool
+    last_head: RequestHead | None  # the head before it, whose body may be under way
+
+
+def _is_chunked(head: RequestHead) -> bool:
+    # check_request_head lets Transfer-Encoding through only as a lone `chunked`.
+    return any(name == b"transfer-encoding" for name, _ in head.headers)
+
+
+def _skip_empty_lines(data: bytes, position: int) -> int:
+    """The first byte at or after `position` that is not CR or LF (or the end)."""
+    found = _NOT_EMPTY_LINE.search(data, position)
+    return found.start() if found is not None else len(data)
 
 
 class HttptoolsSession(ResponseWriter):
@@ -73,8 +118,14 @@ class HttptoolsSession(ResponseWriter):
         # The request being parsed.
         self._url = b""
         self._fields: Headers = []
-        self._head_bytes = 0
+        self._field_bytes = 0  # of its fields, as `head_size` counts them
+        # Rule 2: the bytes of its head fed so far, or -1 if it began in this read.
+        self._raw_head_bytes = 0
+        self._head_prefix: bytes | None = b""  # rule 8; None where its start is unknown
+        self._head_tail = b""  # the last bytes of the last read that ended in a head
+        self._last_head: RequestHead | None = None  # rule 8: the last head parsed
         self._in_head = False
+        self._method_sniff: bytearray | None = None  # rule 8: a refused request line
         # The current cycle.
         self._cycle_open = False
         self._request_done = False
@@ -94,17 +145,120 @@ class HttptoolsSession(ResponseWriter):
         events parsed before it are out, as h11 reports it where it happens."""
         if self._error is not None:
             return
+        if self._method_sniff is not None:
+            self._read_refused_method(data)
+            return
+        queued, was_in_head, last_head = len(self._events), self._in_head, self._last_head
         try:
             self._parser.feed_data(data)
             if self._in_head:
-                self._head_bytes += len(data)  # rule 2: an incomplete head is bounded too
-                self._check_head_size()
+                self._count_incomplete_head(data, _ReadStart(queued, was_in_head, last_head))
         except httptools.HttpParserUpgrade as upgrade:
             self._upgraded = bytearray(data[upgrade.args[0] :])
         except ProtocolError as exc:  # our own size check, after feed_data
             self._error = exc
+        except httptools.HttpParserInvalidMethodError as exc:
+            self._sniff_refused_method(data, _ReadStart(queued, was_in_head, last_head), str(exc))
         except httptools.HttpParserError as exc:
             self._error = _translate(exc)
+
+    def _count_incomplete_head(self, data: bytes, read: _ReadStart) -> None:
+        """Rule 2: add this read's bytes of the head still incomplete after it, each byte
+        once, from the head's first byte (after the empty lines llhttp skips)."""
+        prefix = self._head_prefix
+        if self._raw_head_bytes >= 0:  # the head began in an earlier read: all of this is
+            self._raw_head_bytes += len(data)
+            if prefix is not None and len(prefix) < _METHOD_PREFIX_BYTES:
+                self._head_prefix = prefix + data[: _METHOD_PREFIX_BYTES - len(prefix)]
+        else:
+            start = self._locate_request_start(data, read)
+            if start is not None:
+                self._raw_head_bytes = len(data) - start
+                self._head_prefix = data[start : start + _METHOD_PREFIX_BYTES]
+            else:
+                # Where it starts is not known: count what llhttp reported of it. What it
+                # did not (a field still open) is within this read; later reads count
+                # in full, so the head stays bounded.
+                self._raw_head_bytes = len(self._url) + self._field_bytes
+                self._head_prefix = None
+        # Enough to find an empty line that this read and the next one share.
+        self._head_tail = (self._head_tail + data[-_TAIL_BYTES:])[-_TAIL_BYTES:]
+        if self._raw_head_bytes > self._max_header_bytes:
+            raise RequestHeadersTooLarge("request head too large")
+
+    def _locate_request_start(self, data: bytes, read: _ReadStart) -> int | None:
+        """Where in `data` the request that began in this read starts: after the requests
+        that ended before it in this read, found from their events (a head ends at its
+        first empty line; a body without Transfer-Encoding is the bytes it gave), and
+        after the empty lines llhttp skips. None where that cannot be known: behind a
+        chunked body."""
+        position = 0
+        in_head = read.in_head
+        events = self._events
+        index = read.queued
+        head = read.last_head  # a body under way as the read began is its
+        while index < len(events):
+            if isinstance(events[index], RequestHead):
+                head = cast(RequestHead, events[index])
+                if in_head:  # its head began in an earlier read, maybe with part of its end
+                    tail = self._head_tail
+                    found = (tail + data).find(_HEAD_END)
+                    end = found - len(tail) if found >= 0 else None
+                    in_head = False
+                else:
+                    found = data.find(_HEAD_END, _skip_empty_lines(data, position))
+                    end = found if found >= 0 else None
+                if end is None:
+                    return None  # no empty line: not a head llhttp took (cannot happen)
+                position = end + len(_HEAD_END)
+                index += 1
+            body = 0
+            while index < len(events) and type(events[index]) is RequestData:
+                body += len(cast(RequestData, events[index]).data)
+                index += 1
+            if body and (head is None or _is_chunked(head)):
+                return None  # chunked: its framing is not in the events
+            position += body
+            index += 1  # REQUEST_END
+        return _skip_empty_lines(data, position)
+
+    def _sniff_refused_method(self, data: bytes, read: _ReadStart, reason: str) -> None:
+        """Rule 8: llhttp refused the method; read the request line from its start."""
+        prefix = self._head_prefix
+        if self._raw_head_bytes >= 0:  # it began in an earlier read
+            if prefix is None or self._raw_head_bytes > len(prefix):
+                self._error = BadRequest(reason)  # its start was not kept
+                return
+            line = (prefix + data).lstrip(_EMPTY_LINES)
+        else:
+            start = self._locate_request_start(data, read)
+            if start is None:
+                self._error = BadRequest(reason)  # where the request line starts is unknown
+                return
+            line = data[start:]
+        self._method_sniff = bytearray(line)
+        self._read_refused_method(b"")
+
+    def _read_refused_method(self, data: bytes) -> None:
+        """Rule 8: a token then a space is an unknown method (501); anything else that
+        is not a token is not a request line (400). Wait for more while all is token."""
+        line = self._method_sniff
+        if line is None:
+            return
+        line += data
+        token = _TOKEN_BYTES.match(line)
+        length = token.end() if token is not None else 0
+        if length < len(line):
+            self._method_sniff = None
+            if length and line[length] == 0x20:  # SP ends the method (RFC 9112 "Request Line")
+                method = bytes(line[: min(length, 20)])  # quoted as check_request_head does
+                self._error = MethodNotImplemented(f"unknown method {method!r}")
+            else:
+                self._error = BadRequest("a request line that does not start with a method")
+        elif len(line) > self._max_header_bytes:
+            # As the h11 session answers a head over the limit whose line never ended.
+            self._method_sniff = None
+            self._error = RequestTargetTooLong("request line too long")
 
     def _peer_gone(self) -> None:
         self._peer_closed = True
@@ -117,7 +271,8 @@ class HttptoolsSession(ResponseWriter):
     def on_message_begin(self) -> None:
         self._url = b""
         self._fields = []
-        self._head_bytes = 0
+        self._field_bytes = 0
+        self._raw_head_bytes = -1  # rule 2: counted at the end of this read
         self._in_head = True
 
     def on_url(self, url: bytes) -> None:
@@ -126,9 +281,11 @@ class HttptoolsSession(ResponseWriter):
             self._fail(RequestTargetTooLong("request target too long"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        value = value.rstrip(_OWS)  # rule 6; the same object when there is none
         self._fields.append((name.lower(), value))
-        self._head_bytes += len(name) + len(value) + FIELD_OVERHEAD_BYTES
-        self._check_head_size()
+        self._field_bytes += len(name) + len(value) + FIELD_OVERHEAD_BYTES
+        if self._field_bytes + len(self._url) > self._max_header_bytes:
+            self._fail(RequestHeadersTooLarge("request head too large"))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -143,6 +300,7 @@ class HttptoolsSession(ResponseWriter):
             headers=self._fields,
             http_version=version,
         )
+        self._last_head = head
         try:
             check_request_head(head)
         except ProtocolError as exc:
@@ -155,10 +313,6 @@ class HttptoolsSession(ResponseWriter):
     def on_message_complete(self) -> None:
         self._events.append(REQUEST_END)
 
-    def _check_head_size(self) -> None:
-        if self._head_bytes + len(self._url) > self._max_header_bytes:
-            self._fail(RequestHeadersTooLarge("request head too large"))
-
     def _fail(self, error: ProtocolError) -> None:
         """Stop parsing from inside a callback; `_translate` recovers the error."""
         raise error
@@ -167,6 +321,8 @@ class HttptoolsSession(ResponseWriter):
 
     def next_event(self) -> Event:
         if not self._events and self._error is not None:
+            if self._cycle_open and self._request_done:
+                return PAUSED  # rule 7: after this request's cycle
             raise self._error
         if self._events:
             event = self._events[0]

@@ -32,10 +32,10 @@ REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
 NO_BODY_STATUSES = frozenset({204, 304})  # RFC 9110 §15.3.5, §15.4.5
 SUPPORTED_VERSIONS = frozenset({"1.0", "1.1"})
 # The methods llhttp parses in a request (RFC 9110 §9, WebDAV, CalDAV, QUERY and a few
-# more): the httptools session's parser answers any other with 400, h11 takes any token.
-# Both sessions serve this set, so the `http` setting never changes which requests reach
-# an app. (RFC 9110 §9.1 suggests 501 for a method an origin does not implement; llhttp
-# cannot tell an unknown token from a malformed request line, so both answer 400.)
+# more): the httptools session's parser refuses any other, h11 takes any token. Both
+# sessions serve this set, so the `http` setting never changes which requests reach an
+# app. Any other method token is a 501 (RFC 9110 "Methods": a server that does not
+# recognise a method SHOULD answer 501); a method that is not a token is a 400.
 SERVED_METHODS = frozenset(
     b"GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH QUERY PURGE LINK UNLINK SOURCE "
     b"COPY LOCK MKCOL MOVE PROPFIND PROPPATCH SEARCH UNLOCK BIND REBIND UNBIND ACL REPORT "
@@ -121,7 +121,8 @@ def parse_target(target: bytes) -> RequestTarget:
     The path is percent-decoded and read as UTF-8 (ASGI: "percent escapes decoded and
     UTF-8 byte sequences decoded into characters"); invalid UTF-8 becomes U+FFFD rather
     than an error, so a stray `%FF` reaches the app instead of a 400. `raw_path` keeps
-    the bytes as sent. Absolute-form is left for a later issue (proxy requests).
+    the bytes as sent. An absolute-form target was already made origin-form by
+    `check_request_head`, so any other form is refused here.
     """
     known = _known_targets.get(target)
     if known is not None:
@@ -167,12 +168,16 @@ def check_request_head(head: RequestHead) -> None:
     - Only HTTP/1.0 and 1.1 are served (505, RFC 9110 §15.6.6); this also answers an
       HTTP/2 preface sent to this port. A request line without a version (HTTP/0.9's,
       which llhttp reports as 0.9) is not an HTTP/1.x request line: 400, as h11 says.
-    - Only SERVED_METHODS (400 otherwise; llhttp already refuses the others).
+    - Only SERVED_METHODS: 501 for any other token (h11 hands those over; the httptools
+      session sorts llhttp's refusals the same way, its rule 8).
     - HTTP/1.1 requires exactly one Host field (RFC 9112 §3.2).
     - Content-Length together with Transfer-Encoding is refused outright: a proxy in
       front may have framed the body the other way (request smuggling, RFC 9112 §6.1).
     - The only transfer coding accepted is a lone `chunked` (501 otherwise, §6.1), and
       only from HTTP/1.1: in HTTP/1.0 its framing is faulty by definition (400, §6.1).
+    - A target other than origin-form (RFC 9112 "Request Target"): absolute-form is
+      served, as an origin server MUST accept it, and becomes origin-form; asterisk-form
+      only with OPTIONS; authority-form (CONNECT's) is refused (`_check_other_target_form`).
 
     The same pass over the fields notes `Connection: close` and, from HTTP/1.1,
     `Expect: 100-continue` on the head, so no later step reads the fields again.
@@ -182,7 +187,7 @@ def check_request_head(head: RequestHead) -> None:
             raise BadRequest("a request line without an HTTP version")
         raise VersionNotSupported(f"HTTP/{head.http_version} is not supported")
     if head.method not in SERVED_METHODS:
-        raise BadRequest(f"unknown method {head.method[:20]!r}")
+        raise MethodNotImplemented(f"unknown method {head.method[:20]!r}")
     hosts = 0
     length = coding = None
     for name, value in head.headers:
@@ -205,6 +210,49 @@ def check_request_head(head: RequestHead) -> None:
             raise MethodNotImplemented("only Transfer-Encoding: chunked is supported")
         if head.http_version == "1.0":
             raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
+    if not head.target.startswith(b"/"):
+        _check_other_target_form(head, has_host=hosts == 1)
+
+
+_HTTP_SCHEMES = frozenset({b"http", b"https"})
+_SCHEME_END = b"://"
+
+
+def _check_other_target_form(head: RequestHead, has_host: bool) -> None:
+    """Serve an absolute-form target, refuse other forms where RFC 9112 does.
+
+    Absolute-form (RFC 9112 "absolute-form"): a server MUST accept it, and MUST ignore
+    the Host field and use the target's authority instead (RFC 9112 "Reconstructing the
+    Target URI"). So the head's target becomes the origin-form the app is routed by
+    (`/` for an empty path), and the authority replaces the Host field, or is added to
+    an HTTP/1.0 request that had none. The scope's scheme stays the connection's: the
+    target's scheme names what the client wanted, not how its bytes came. Refused (400):
+    a scheme other than http or https (a proxy request this server cannot serve), an
+    empty host (RFC 9110 "http URI Scheme": a recipient MUST reject it), and userinfo
+    (RFC 9110 "Deprecation of userinfo in http(s) URIs": treat it as an error).
+    Asterisk-form is only for OPTIONS (RFC 9112 "asterisk-form"); authority-form is only
+    for CONNECT (RFC 9112 "authority-form"), which this server does not serve.
+    """
+    target = head.target
+    if target == b"*":
+        if head.method != b"OPTIONS":
+            raise BadRequest("asterisk-form target with a method other than OPTIONS")
+        return
+    if head.method == b"CONNECT":
+        raise BadRequest("CONNECT (authority-form) is not served")
+    scheme, sep, rest = target.partition(_SCHEME_END)
+    if not sep or scheme.lower() not in _HTTP_SCHEMES:
+        raise BadRequest("request target must be origin-form or an http(s) absolute-form")
+    path_at = min((at for at in (rest.find(b"/"), rest.find(b"?")) if at >= 0), default=len(rest))
+    authority, path = rest[:path_at], rest[path_at:]
+    if not authority or authority.startswith(b":") or b"@" in authority or b"#" in target:
+        raise BadRequest("absolute-form target without a valid host")
+    head.target = path if path.startswith(b"/") else b"/" + path
+    host = (b"host", authority)
+    if has_host:
+        head.headers = [host if field[0] == b"host" else field for field in head.headers]
+    else:
+        head.headers = [*head.headers, host]  # HTTP/1.0 without Host: the target names it
 
 
 def plain_response(status: int, headers: Headers, body: bytes) -> bytes:

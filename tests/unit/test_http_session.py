@@ -273,3 +273,87 @@ def test_http_auto_is_the_httptools_session() -> None:
     from gateway.state import SESSIONS as BY_SETTING
 
     assert BY_SETTING["auto"] is HttptoolsSession and BY_SETTING["h11"] is H11Session
+
+
+def test_field_values_lose_trailing_whitespace(session: HTTPSession) -> None:
+    """RFC 9112 "Field Syntax": whitespace around a value is not part of it."""
+    session.feed(b"GET / HTTP/1.1\r\nHost: x  \r\nX-A:   foo   \r\nX-B: a b\t\r\nX-C:   \r\n\r\n")
+    head = events_until_blocked(session)[0]
+    assert isinstance(head, RequestHead)
+    assert head.headers == [(b"host", b"x"), (b"x-a", b"foo"), (b"x-b", b"a b"), (b"x-c", b"")]
+
+
+@pytest.mark.parametrize(
+    ("request_line", "host_fields", "target", "host"),
+    [
+        (
+            b"GET http://example.test:8080/api/x?q=1 HTTP/1.1",
+            b"Host: other\r\n",
+            b"/api/x?q=1",
+            b"example.test:8080",
+        ),
+        (b"GET HTTPS://example.test HTTP/1.1", b"Host: example.test\r\n", b"/", b"example.test"),
+        (b"GET http://example.test?q HTTP/1.1", b"Host: example.test\r\n", b"/?q", b"example.test"),
+        (b"GET http://example.test/a HTTP/1.0", b"", b"/a", b"example.test"),
+        # Asterisk-form, with OPTIONS only (RFC 9112 "asterisk-form"), is left as it is.
+        (b"OPTIONS * HTTP/1.1", b"Host: example.test\r\n", b"*", b"example.test"),
+    ],
+)
+def test_absolute_form_is_routed_by_its_path_and_names_the_host(
+    session: HTTPSession, request_line: bytes, host_fields: bytes, target: bytes, host: bytes
+) -> None:
+    """RFC 9112 "absolute-form": a server MUST accept it, and use the target's authority
+    in place of the Host field ("Reconstructing the Target URI")."""
+    session.feed(request_line + b"\r\n" + host_fields + b"X-A: b\r\n\r\n")
+    head = events_until_blocked(session)[0]
+    assert isinstance(head, RequestHead)
+    assert head.target == target
+    assert [value for name, value in head.headers if name == b"host"] == [host]
+    assert (b"x-a", b"b") in head.headers
+    assert parse_target(head.target).path == target.partition(b"?")[0].decode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"FOO / HTTP/1.1\r\nHost: x\r\n\r\n", 501),  # a token, unknown (RFC 9110 "Methods")
+        (b"PROPFINDX / HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+        (b"G\x01T / HTTP/1.1\r\nHost: x\r\n\r\n", 400),  # not a token
+        (b"GET ftp://x/ HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET http:///a HTTP/1.1\r\nHost: x\r\n\r\n", 400),  # an empty host
+        (b"GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n", 400),
+    ],
+)
+def test_methods_and_target_forms_refused(session: HTTPSession, raw: bytes, status: int) -> None:
+    for piece in (raw[:3], raw[3:]):  # the method split over two reads, too
+        session.feed(piece)
+    with pytest.raises(ProtocolError) as caught:
+        events_until_blocked(session)
+    assert caught.value.status == status
+
+
+@pytest.mark.parametrize(
+    ("bad", "status"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: \x01\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-A: " + b"b" * 20000, 431),
+    ],
+)
+def test_an_error_after_a_complete_request_is_raised_after_its_cycle(
+    session: HTTPSession, bad: bytes, status: int
+) -> None:
+    """A bad request pipelined behind a good one, in the same read: the good one is
+    served and ends its cycle; then the error comes, to be answered (RFC 9112 §9.3.2)."""
+    session.feed(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n" + bad)
+    first = events_until_blocked(session)
+    assert isinstance(first[0], RequestHead) and first[1] is REQUEST_END
+    assert first[-1] is PAUSED
+    session.response_head(200, [(b"content-length", b"0")])
+    session.response_end()
+    assert session.reusable
+    session.start_next_cycle()
+    with pytest.raises(ProtocolError) as caught:
+        events_until_blocked(session)
+    assert caught.value.status == status
+    assert session.error_response(status, []).startswith(b"HTTP/1.1 %d " % status)
