@@ -151,6 +151,11 @@ class ResponseWriter:
             raise AppProtocolError("too little data for declared Content-Length")
         return b"0\r\n\r\n" if self._chunked else b""
 
+    def discard_response(self) -> None:
+        """Forget a response whose head was serialised but never written (its first
+        body broke the framing), so that an error reply can take its place."""
+        self._reset_response()
+
     def error_response(self, status: int, headers: Headers) -> bytes:
         if self._started:
             return b""
