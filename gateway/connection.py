@@ -124,6 +124,7 @@ class HTTPConnection(asyncio.Protocol):
         self._idle_since: float | None = None  # loop time the connection went idle
         self._head_since: float | None = None  # loop time a pending head's first byte came
         self._reading_paused = False
+        self._pipeline_waiting = False  # the session holds the next request's bytes (rule 1)
         self._writing_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._closing = False
@@ -232,6 +233,7 @@ class HTTPConnection(asyncio.Protocol):
             elif event is NEED_DATA:
                 return
             elif event is PAUSED:
+                self._pipeline_waiting = True
                 self.pause_reading()
                 return
             elif event is CONNECTION_CLOSED:
@@ -401,6 +403,7 @@ class HTTPConnection(asyncio.Protocol):
                 self.close_after_error()
             return
         self._session.start_next_cycle()
+        self._pipeline_waiting = False
         self.resume_reading()
         self._handle_events()
         if self._cycle is None:
@@ -450,8 +453,10 @@ class HTTPConnection(asyncio.Protocol):
         return self._session.error_response(status, self.default_headers())
 
     def body_consumed(self) -> None:
-        """The app took the buffered body: read more unless a pipelined request waits."""
-        self.resume_reading()
+        """The app took the buffered body: read more unless a pipelined request waits
+        (its bytes would pile up in the session, one read per `receive`)."""
+        if not self._pipeline_waiting:
+            self.resume_reading()
 
     # -- timers and closing ----------------------------------------------------------
 
