@@ -24,6 +24,15 @@ ASGI_ROUTES: dict[str, list[dict[str, Any]]] = {
     # The response has begun (a part went out): only closing can tell the client.
     "/start-twice-mid-response": [START, PART, START],
     "/wrong-type-mid-response": [START, PART, {"type": "http.response.trailers"}],
+    # A body that breaks its Content-Length: in one message nothing was written (a 500);
+    # after a part went out, a cut.
+    "/short-body": [{**START, "headers": [(b"content-length", b"10")]}, BODY],
+    "/long-body": [{**START, "headers": [(b"content-length", b"2")]}, BODY],
+    "/short-body-mid-response": [
+        {**START, "headers": [(b"content-length", b"10")]},
+        PART,
+        {"type": "http.response.body", "body": b""},
+    ],
 }
 
 
