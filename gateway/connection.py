@@ -342,22 +342,19 @@ class HTTPConnection(asyncio.Protocol):
 
     async def _run_app(self, cycle: RequestCycle) -> None:
         try:
-            await self._call_app(cycle)
-            if self._writing_paused:
+            try:
+                await self._state.app(cycle.scope, cycle.receive, cycle.send)
+            except ClientDisconnected:
+                pass
+            except Exception as exc:
+                self._app_failed(cycle, exc)
+            else:
+                if not cycle.response_complete and not cycle.disconnected:
+                    self._app_failed(cycle, AppProtocolError("app returned without a response"))
+            if self._writing_paused:  # an attribute check per request; a wait only then
                 await self._until_writable()
         finally:
             self._cycle_finished(cycle)
-
-    async def _call_app(self, cycle: RequestCycle) -> None:
-        try:
-            await self._state.app(cycle.scope, cycle.receive, cycle.send)
-        except ClientDisconnected:
-            pass
-        except Exception as exc:
-            self._app_failed(cycle, exc)
-        else:
-            if not cycle.response_complete and not cycle.disconnected:
-                self._app_failed(cycle, AppProtocolError("app returned without a response"))
 
     async def _until_writable(self) -> None:
         """Rule 2: the next pipelined request waits until the transport's buffer is under

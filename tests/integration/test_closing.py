@@ -17,6 +17,8 @@ import pytest
 from conftest import Server, read_until_closed
 from tls_certs import Certs, make_certs
 
+import gateway.connection
+
 Serve = Callable[[str], Server]
 DEADLINE_S = 30.0
 LIMIT_BYTES = 1024 * 1024
@@ -142,3 +144,15 @@ def test_lingering_ends_at_its_byte_bound(serve: Serve) -> None:
         except (ConnectionResetError, BrokenPipeError):
             pass
     assert sent < 1024 * len(piece)
+
+
+def test_lingering_ends_at_its_time_bound(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that neither sends nor closes after its error reply is closed once the
+    linger's time is up (shortened here so that the test is quick)."""
+    monkeypatch.setattr(gateway.connection, "LINGER_TIME_S", 0.5)
+    server = plain_server(serve)
+    with server.connect() as sock:
+        sock.sendall(oversized_head() + b"a" * 1024)  # then silence, the socket open
+        reply, closed = read_until_closed(sock, DEADLINE_S)
+    assert reply.startswith(b"HTTP/1.1 413 ")
+    assert closed
