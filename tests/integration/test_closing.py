@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import http.client
 import socket
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 
 import pytest
@@ -125,6 +127,16 @@ def test_http_client_sees_the_413(serve: Serve, certs: Certs, scheme: str) -> No
             connection.close()
     finally:
         connection.close()
+
+
+def test_urllib_sees_the_413(serve: Serve) -> None:
+    server = plain_server(serve)
+    for _ in range(TRIES):
+        request = urllib.request.Request(server.url + "/asgi/echo", data=b"a" * BODY_BYTES)
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(request, timeout=DEADLINE_S)
+        assert error.value.code == 413
+        error.value.close()
 
 
 def test_lingering_ends_at_its_byte_bound(serve: Serve) -> None:
