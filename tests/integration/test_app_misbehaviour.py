@@ -96,3 +96,10 @@ def test_the_access_log_counts_the_gateways_own_500(
     lines = [r.getMessage() for r in caplog.records if r.name == "gateway.access"]
     logged = f'/asgi/no-response HTTP/1.1" 500 {len(body)}B'
     assert any(logged in line for line in lines), lines
+
+
+def test_a_body_that_broke_its_length_can_be_sent_again(server: Server) -> None:
+    """Nothing of it went out, so the head is still to come with the corrected body."""
+    reply = exchange(server, "/asgi/short-body-corrected")
+    assert reply.startswith(b"HTTP/1.1 200 "), reply[:80]
+    assert reply.endswith(b"\r\n\r\n0123456789")
