@@ -6,7 +6,10 @@ Rules:
    the session (PAUSED) until the cycle before them has finished (RFC 9112 §9.3.2).
 2. Flow control both ways. Reading pauses while a cycle holds more than
    BODY_HIGH_WATER_BYTES of unread body, or while a pipelined request waits. An app's
-   `send` waits while the transport's write buffer is over its high-water mark.
+   `send` waits while the transport's write buffer is over its high-water mark, and the
+   next pipelined request does not start until the buffer is under it again, whatever
+   wrote the last response (an app, a WSGI or static body, an error reply): a client
+   that never reads costs one response plus the high-water mark, not one per request.
 3. Errors carry their reply: a ProtocolError from the session is answered with its
    status and the connection closes. An app failure before the response starts is a
    500 (or the status of the ProtocolError it let through, e.g. 413); during the
@@ -40,11 +43,19 @@ Rules:
    `proxy_headers`, a peer in `forwarded_allow_ips` gets its requests' `client`,
    `scheme` and Host field from their proxy fields (gateway/proxy.py); requests from
    any other peer, and all of them with `proxy_headers` off, pay one `is None` check.
+9. Closing after an error reply while the client may still be sending (a rejected head,
+   a 408, a body over its limit left unread) happens in stages (RFC 9112 "Tearing Down
+   Connections"): the reply is flushed, the write side half-closed, and what the client
+   still sends is read and discarded until it closes, for LINGER_TIME_S and
+   LINGER_MAX_BYTES at most; then the connection closes. Closing at once would make
+   the kernel reset the connection over unread bytes, and the client lose the reply.
+   A connection closed after a complete exchange closes at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import struct
@@ -87,6 +98,20 @@ BODY_HIGH_WATER_BYTES = 64 * 1024
 # clients retry (RFC 9112 §9.3.1 leaves that to them). A client's next request comes
 # within milliseconds, even on a busy machine; a quiet client delays the stop this much.
 DRAIN_IDLE_GRACE_S = 1.0
+# Lingering close (rule 9). After an error reply the connection reads and discards what
+# the client still sends for at most this long: enough for a client that sends its whole
+# request before reading to finish an upload of a few MiB over a 10 Mbit/s uplink
+# (1.25 MB/s), and for the bytes in flight on any link to arrive; past it the client has
+# been told (the reply and our FIN went out first). nginx holds up to 30 s
+# (lingering_time); a shorter bound frees the socket sooner from a client that neither
+# reads nor closes, and equals header_timeout's default, the time we already give a
+# slow client.
+LINGER_TIME_S = 10.0
+# ... and at most this many bytes: four times the 4 MiB upload of the report, which
+# already meets a 1 MiB limit, and cheap to discard (a copy from the kernel, no
+# parsing). A client that goes on sending past it is flooding, not finishing an upload;
+# closing then may reset it, which is all a flood deserves.
+LINGER_MAX_BYTES = 16 * 1024 * 1024
 error_log = logging.getLogger("gateway.error")
 access_log = logging.getLogger("gateway.access")
 
@@ -108,6 +133,7 @@ class HTTPConnection(asyncio.Protocol):
         self._idle_since: float | None = None  # loop time the connection went idle
         self._head_since: float | None = None  # loop time a pending head's first byte came
         self._reading_paused = False
+        self._pipeline_waiting = False  # the session holds the next request's bytes (rule 1)
         self._writing_paused = False
         # While writing is paused: the fewest bytes the client had not taken, and the
         # loop time of that low; a client that reads nothing leaves both (send_timeout).
@@ -115,6 +141,9 @@ class HTTPConnection(asyncio.Protocol):
         self._paused_since = 0.0
         self._drain_waiter: asyncio.Future[None] | None = None
         self._closing = False
+        self._lingering = False  # rule 9: reading only to discard, until closed
+        self._linger_bytes_left = 0
+        self._linger_timer: asyncio.TimerHandle | None = None
         self.closed = False
 
     # -- transport callbacks ---------------------------------------------------------
@@ -137,6 +166,9 @@ class HTTPConnection(asyncio.Protocol):
         if self._websocket is not None:
             self._websocket.data_received(data)
             return
+        if self._lingering:
+            self._discard(data)
+            return
         try:
             self._session.feed(data)
         except ProtocolError as exc:
@@ -151,6 +183,8 @@ class HTTPConnection(asyncio.Protocol):
     def eof_received(self) -> bool:
         if self._websocket is not None:
             return False  # a peer done sending has nothing to say on a WebSocket: close
+        if self._lingering:
+            return False  # rule 9: the client has sent all it will; close now
         if self._cycle is not None:
             self._cycle.peer_closed()
         self.data_received(b"")
@@ -160,6 +194,8 @@ class HTTPConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
         if self._cycle is not None:
             self._cycle.client_gone()
         self._wake_drain_waiter()
@@ -211,6 +247,7 @@ class HTTPConnection(asyncio.Protocol):
             elif event is NEED_DATA:
                 return
             elif event is PAUSED:
+                self._pipeline_waiting = True
                 self.pause_reading()
                 return
             elif event is CONNECTION_CLOSED:
@@ -299,15 +336,17 @@ class HTTPConnection(asyncio.Protocol):
         if the response has not started, then close (DESIGN §5)."""
         error_log.info("refused a request from %s: %s (%d)", self._client, exc, exc.status)
         cycle = self._cycle
+        # The error's own fields: a 426 names the version we speak (RFC 6455 §4.2.2), a
+        # 503 says when to retry.
+        headers = [*self.default_headers(), *exc.headers]
+        reply = self._session.error_response(exc.status, headers)
         if cycle is not None:
             cycle.client_gone()
             if not cycle.response_started:
                 cycle.status = exc.status  # for the access log
-        # The error's own fields: a 426 names the version we speak (RFC 6455 §4.2.2), a
-        # 503 says when to retry.
-        headers = [*self.default_headers(), *exc.headers]
-        self.write(self._session.error_response(exc.status, headers))
-        self.close()
+                cycle.bytes_sent = _body_length(reply)
+        self.write(reply)
+        self.close_after_error()
 
     def _refuse_over_limit(self) -> None:
         limit = self._state.config.limit_concurrency
@@ -317,16 +356,28 @@ class HTTPConnection(asyncio.Protocol):
 
     async def _run_app(self, cycle: RequestCycle) -> None:
         try:
-            await self._state.app(cycle.scope, cycle.receive, cycle.send)
-        except ClientDisconnected:
-            pass
-        except Exception as exc:
-            self._app_failed(cycle, exc)
-        else:
-            if not cycle.response_complete and not cycle.disconnected:
-                self._app_failed(cycle, AppProtocolError("app returned without a response"))
+            try:
+                await self._state.app(cycle.scope, cycle.receive, cycle.send)
+            except ClientDisconnected:
+                pass
+            except Exception as exc:
+                self._app_failed(cycle, exc)
+            else:
+                if not cycle.response_complete and not cycle.disconnected:
+                    self._app_failed(cycle, AppProtocolError("app returned without a response"))
+            if self._writing_paused:  # an attribute check per request; a wait only then
+                await self._until_writable()
         finally:
             self._cycle_finished(cycle)
+
+    async def _until_writable(self) -> None:
+        """Rule 2: the next pipelined request waits until the transport's buffer is under
+        its high-water mark, whatever wrote the response (an app's last `send`, a WSGI
+        or static body, the gateway's own error reply). A client that pipelines and
+        never reads then costs one response and the high-water mark, not one response
+        per request it sent."""
+        with contextlib.suppress(ClientDisconnected):  # the client left: nothing to wait for
+            await self.drain()
 
     def _app_failed(self, cycle: RequestCycle, exc: Exception) -> None:
         headers = self.default_headers()
@@ -343,7 +394,9 @@ class HTTPConnection(asyncio.Protocol):
             self.close()  # half a response: only closing tells the client it is cut
             return
         cycle.status = status
-        self.write(self._session.error_response(status, headers))
+        reply = self._session.error_response(status, headers)
+        cycle.bytes_sent = _body_length(reply)  # the access log shows our reply's size
+        self.write(reply)
         cycle.response_complete = True
 
     def _cycle_finished(self, cycle: RequestCycle) -> None:
@@ -355,9 +408,13 @@ class HTTPConnection(asyncio.Protocol):
         if self.closed:
             return
         if self._closing or not self._session.reusable:
-            self.close()
+            if cycle.request_complete:
+                self.close()
+            else:  # the client may still be sending the body we did not read (rule 9)
+                self.close_after_error()
             return
         self._session.start_next_cycle()
+        self._pipeline_waiting = False
         self.resume_reading()
         self._handle_events()
         if self._cycle is None:
@@ -407,15 +464,17 @@ class HTTPConnection(asyncio.Protocol):
         return self._session.error_response(status, self.default_headers())
 
     def body_consumed(self) -> None:
-        """The app took the buffered body: read more unless a pipelined request waits."""
-        self.resume_reading()
+        """The app took the buffered body: read more unless a pipelined request waits
+        (its bytes would pile up in the session, one read per `receive`)."""
+        if not self._pipeline_waiting:
+            self.resume_reading()
 
     # -- timers and closing ----------------------------------------------------------
 
     def check_deadlines(self, now: float) -> None:
         """Called by the worker's sweep: hold this connection to rule 6's bounds."""
-        if self._websocket is not None or self._transport is None:
-            return  # a WebSocket has its own pings and timeouts
+        if self._websocket is not None or self._transport is None or self._lingering:
+            return  # a WebSocket has its own pings and timeouts; lingering, its own bound
         config = self._state.config
         if self._writing_paused and self._send_stalled(now, config.send_timeout):
             error_log.info("%s read nothing for %s s: aborted", self._client, config.send_timeout)
@@ -444,7 +503,40 @@ class HTTPConnection(asyncio.Protocol):
         return now - self._paused_since >= timeout_s
 
     def close(self) -> None:
+        if self._lingering:
+            return  # rule 9: the linger's own bounds close the connection
         if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+    def close_after_error(self) -> None:
+        """Close in stages (rule 9; RFC 9112 "Tearing Down Connections"): flush the
+        reply and half-close, then read and discard what the client still sends until it
+        closes too, or for LINGER_TIME_S or LINGER_MAX_BYTES at most. Closing at once
+        with unread bytes in the socket makes the kernel send a reset, and the client
+        loses the reply it has not read yet."""
+        transport = self._transport
+        if transport is None or transport.is_closing() or self._lingering:
+            return
+        if not transport.can_write_eof():
+            # TLS has no half-close (a close_notify ends both directions). The TLS
+            # transport's close flushes the reply, sends close_notify and reads on,
+            # discarding, until the peer's close_notify or TLS_SHUTDOWN_TIMEOUT_S
+            # (gateway/tls.py): a lingering close of its own.
+            transport.close()
+            return
+        self._lingering = True
+        self._linger_bytes_left = LINGER_MAX_BYTES
+        transport.write_eof()  # sent once the buffered reply has gone out
+        self.resume_reading()
+        self._linger_timer = self._loop.call_later(LINGER_TIME_S, self._end_linger)
+
+    def _discard(self, data: bytes) -> None:
+        self._linger_bytes_left -= len(data)
+        if self._linger_bytes_left < 0:
+            self._end_linger()
+
+    def _end_linger(self) -> None:
+        if self._transport is not None:
             self._transport.close()
 
     def shutdown(self) -> None:
@@ -474,8 +566,15 @@ class HTTPConnection(asyncio.Protocol):
         if self._closing:  # tell the client, so it does not send another request here
             headers = [*headers, (b"connection", b"close")]
         data = session.response_head(status, headers, self._state.default_fields.fields())
-        data += session.response_body(body)
-        return data if more_body else data + session.response_end()
+        try:
+            data += session.response_body(body)
+            return data if more_body else data + session.response_end()
+        except AppProtocolError:
+            # A body that breaks its own framing (shorter or longer than its
+            # Content-Length): nothing of this response was written, so it can still be
+            # a 500 (rule 3) rather than nothing at all.
+            session.discard_response()
+            raise
 
     def response_body(self, data: bytes, more_body: bool) -> bytes:
         out = self._session.response_body(data)
@@ -502,6 +601,12 @@ def _bytes_not_taken(transport: asyncio.Transport) -> int:
     except (OSError, ValueError):  # not a TCP socket, or a kernel that does not say
         return buffered
     return buffered + int(struct.unpack("i", queued)[0])
+
+
+def _body_length(reply: bytes) -> int:
+    """The body's size in one of the gateway's own replies (head and body), for the
+    access log."""
+    return len(reply) - reply.find(b"\r\n\r\n") - 4 if reply else 0
 
 
 def _address(info: object) -> tuple[str, int | None] | None:

@@ -178,12 +178,15 @@ class RequestCycle:
             raise AppProtocolError("http.response.body sent before http.response.start")
         if self.response_complete:
             return  # ASGI: further messages after the last body are ignored
-        start, self._start = self._start, None
+        start = self._start
         if start is None:
             data = self._conn.response_body(body, more_body)
         else:
             headers = start.get("headers", [])
             data = self._conn.response_start(self.status, headers, body, more_body)
+            # Only now: a body that broke the head's framing raised above, before
+            # anything was written, and the head is still to come.
+            self._start = None
         self.bytes_sent += len(body)
         self._conn.write(data)
         if not more_body:

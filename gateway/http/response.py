@@ -10,6 +10,8 @@ re-normalises every field on each call.) Rules:
 2. Content-Length is held to; a body without one is chunked (HTTP/1.1) or delimited by
    closing (HTTP/1.0) (RFC 9112 §6.3). Bodies that must be empty (HEAD, 1xx, 204, 304:
    RFC 9110 §9.3.2, §15.3.5, §15.4.5) are dropped, so apps may send them harmlessly.
+   A head serialised with a first body that breaks its length was never written:
+   `discard_response` forgets it, so the error reply can take its place.
 3. The app's field names and values must be bytes (ASGI) and are checked (RFC 9110
    §5.1, §5.5) so no CR or LF can split a response; a field that fails is an
    AppProtocolError raised before any byte of the head is returned, so a 500 can still
@@ -150,6 +152,11 @@ class ResponseWriter:
             self._keep_alive = False
             raise AppProtocolError("too little data for declared Content-Length")
         return b"0\r\n\r\n" if self._chunked else b""
+
+    def discard_response(self) -> None:
+        """Forget a response whose head was serialised but never written (its first
+        body broke the framing), so that an error reply can take its place."""
+        self._reset_response()
 
     def error_response(self, status: int, headers: Headers) -> bytes:
         if self._started:

@@ -70,6 +70,9 @@ class HTTPSession(Protocol):
     def response_end(self) -> bytes:
         """Serialise the end of the response."""
 
+    def discard_response(self) -> None:
+        """Forget a response serialised but never written; an error reply may follow."""
+
     def error_response(self, status: int, headers: Headers) -> bytes:
         """A whole plain-text response for `status` if one can still be sent, else b""."""
 

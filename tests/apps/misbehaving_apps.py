@@ -24,6 +24,15 @@ ASGI_ROUTES: dict[str, list[dict[str, Any]]] = {
     # The response has begun (a part went out): only closing can tell the client.
     "/start-twice-mid-response": [START, PART, START],
     "/wrong-type-mid-response": [START, PART, {"type": "http.response.trailers"}],
+    # A body that breaks its Content-Length: in one message nothing was written (a 500);
+    # after a part went out, a cut.
+    "/short-body": [{**START, "headers": [(b"content-length", b"10")]}, BODY],
+    "/long-body": [{**START, "headers": [(b"content-length", b"2")]}, BODY],
+    "/short-body-mid-response": [
+        {**START, "headers": [(b"content-length", b"10")]},
+        PART,
+        {"type": "http.response.body", "body": b""},
+    ],
 }
 
 
@@ -33,8 +42,22 @@ async def asgi_app(scope: Scope, receive: Any, send: Any) -> None:
             await send({"type": "lifespan.startup.complete"})
         await send({"type": "lifespan.shutdown.complete"})
         return
-    for message in ASGI_ROUTES[scope["path"][len(scope["root_path"]) :]]:
+    route = scope["path"][len(scope["root_path"]) :]
+    if route == "/short-body-corrected":
+        await short_body_corrected(send)
+        return
+    for message in ASGI_ROUTES[route]:
         await send(message)
+
+
+async def short_body_corrected(send: Any) -> None:
+    """Sends a body shorter than its Content-Length, is told (nothing went out), and
+    sends the right one."""
+    await send({**START, "headers": [(b"content-length", b"10")]})
+    try:
+        await send(BODY)
+    except Exception:
+        await send({"type": "http.response.body", "body": b"0123456789"})
 
 
 def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:

@@ -54,6 +54,9 @@ def exchange(server: Server, path: str) -> bytes:
         ("/asgi/start-only", 500, "returned without a response"),
         ("/asgi/start-twice-mid-response", BEGUN, "http.response.start sent twice"),
         ("/asgi/wrong-type-mid-response", BEGUN, "unexpected ASGI message type"),
+        ("/asgi/short-body", 500, "too little data for declared Content-Length"),
+        ("/asgi/long-body", 500, "too much data for declared Content-Length"),
+        ("/asgi/short-body-mid-response", BEGUN, "too little data for declared Content-Length"),
         ("/wsgi/start-twice", 500, "start_response() called a second time"),
         ("/wsgi/start-twice-mid-response", BEGUN, "start_response() called a second time"),
     ],
@@ -81,3 +84,22 @@ def _text(record: logging.LogRecord) -> str:
     """The record's message and its exception's, where the app's error is named."""
     error = record.exc_info[1] if record.exc_info else None
     return f"{record.getMessage()} {error!r}"
+
+
+def test_the_access_log_counts_the_gateways_own_500(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    reply = exchange(server, "/asgi/no-response")
+    body = reply.partition(b"\r\n\r\n")[2]
+    assert reply.startswith(b"HTTP/1.1 500 ") and body
+    lines = [r.getMessage() for r in caplog.records if r.name == "gateway.access"]
+    logged = f'/asgi/no-response HTTP/1.1" 500 {len(body)}B'
+    assert any(logged in line for line in lines), lines
+
+
+def test_a_body_that_broke_its_length_can_be_sent_again(server: Server) -> None:
+    """Nothing of it went out, so the head is still to come with the corrected body."""
+    reply = exchange(server, "/asgi/short-body-corrected")
+    assert reply.startswith(b"HTTP/1.1 200 "), reply[:80]
+    assert reply.endswith(b"\r\n\r\n0123456789")
