@@ -391,17 +391,32 @@ MAX_BEAT_INTERVAL_S = 1.0
 class SupervisorLink:
     """The worker's end of its pipe to the supervisor; written from the loop only, so a
     beat proves the loop runs (never from a side thread, which would beat on while the
-    loop is stuck)."""
+    loop is stuck).
 
-    def __init__(self, fd: int) -> None:
+    It is also how a worker learns that its supervisor is gone (killed with SIGKILL, so
+    it could stop nobody): the pipe's read end closed, so a write fails with EPIPE, or
+    the worker was re-parented (to init or a subreaper), so its parent pid changed. A
+    worker that outlived its supervisor would hold the port and keep serving a config
+    nobody supervises, and a restart could not bind.
+    """
+
+    def __init__(self, fd: int, supervisor_pid: int) -> None:
         self.fd = fd
+        self._supervisor_pid = supervisor_pid  # taken before the fork: no race with its death
+        self._pipe_broken = False
         os.set_blocking(fd, False)
 
     def send(self, message: bytes) -> None:
-        # A full pipe means the supervisor is behind, not that we are stuck: drop the
-        # message. A closed one means it is gone; our own stop follows from its signal.
-        with contextlib.suppress(BlockingIOError, BrokenPipeError):
+        try:
             os.write(self.fd, message)
+        except BlockingIOError:
+            pass  # a full pipe: the supervisor is behind, not gone; drop the message
+        except BrokenPipeError:
+            self._pipe_broken = True  # its read end closed: the supervisor is gone
+
+    @property
+    def supervisor_gone(self) -> bool:
+        return self._pipe_broken or os.getppid() != self._supervisor_pid
 
 
 # Ignored in a worker until its event loop runs. SIGINT, SIGHUP, SIGTTIN and SIGTTOU are
@@ -467,19 +482,25 @@ async def _serve_supervised(worker: Worker, link: SupervisorLink, max_requests: 
 
 class Heartbeat:
     """A beat from the event loop every interval; a RETIRE once max_requests are served
-    (checked here, not per request, so the hot path only counts)."""
+    (checked here, not per request, so the hot path only counts). A beat that finds the
+    supervisor gone begins a graceful stop: so an orphan stops within one interval."""
 
     def __init__(self, worker: Worker, link: SupervisorLink, max_requests: int) -> None:
         self._worker = worker
         self._link = link
         self._max_requests = max_requests
         self._retired = False
+        self._orphaned = False
         self._interval_s = min(MAX_BEAT_INTERVAL_S, worker.config.server.worker_timeout / 4)
         self._loop = asyncio.get_running_loop()
         self._timer = self._loop.call_soon(self._beat)
 
     def _beat(self) -> None:
         self._link.send(MESSAGE_BEAT)
+        if self._link.supervisor_gone and not self._orphaned:
+            self._orphaned = True  # once: a second request_stop would be a fast stop
+            log.warning("the supervisor is gone: stopping gracefully")
+            self._worker.request_stop()
         limit = self._max_requests
         if limit and not self._retired and self._worker.requests_served >= limit:
             self._retired = True
