@@ -114,6 +114,8 @@ class Worker:
         # that does not load is a ConfigError at start (gateway/tls.py).
         self._tls = server_context(config)
         self._metrics = worker_metrics(config.server)  # None: off, and no cost at all
+        # max_requests and what to do on reaching it (`retire_after`); 0: no limit.
+        self._request_limit: tuple[int, Callable[[], object] | None] = (0, None)
         self.shadows = Shadows()  # the mounts' shadow copies and mismatch logs
 
     @property
@@ -145,6 +147,7 @@ class Worker:
         if self._owns_process:
             _freeze_startup_objects()
         state = ServerState(self._front(router), self.config.server, router.serves_websocket)
+        state.request_limit, state.on_request_limit = self._request_limit
         self._state = state
         state.start_idle_sweep()
         servers = await self._listen(state)
@@ -214,8 +217,13 @@ class Worker:
         return servers
 
     async def _drain(self, servers: list[asyncio.Server], state: ServerState) -> None:
+        state.draining = True  # from here on a new connection asks itself (state rule 4)
         for server in servers:
             server.close()
+        # A connection accepted before the close gets its connection_made a loop turn
+        # later: one turn, and it is counted in `connections`, so the wait below waits
+        # for it too instead of finding none and ending the worker under it.
+        await asyncio.sleep(0)
         for conn in list(state.connections):
             conn.abort() if self._fast_stop else conn.shutdown()
         deadline = asyncio.get_running_loop().time() + self.config.server.graceful_timeout
@@ -225,6 +233,11 @@ class Worker:
         for conn in list(state.connections):
             conn.abort()
         await _cancel_apps(state.websocket_tasks)
+
+    def retire_after(self, limit: int, retire: Callable[[], object]) -> None:
+        """Call `retire` as the request that makes `limit` ends (0: never); set before
+        `serve`."""
+        self._request_limit = (limit, retire)
 
     def request_stop(self, fast: bool = False) -> None:
         """Begin a graceful stop; called again (or with fast=True), stop at once."""
@@ -473,23 +486,28 @@ async def _serve_supervised(worker: Worker, link: SupervisorLink, max_requests: 
     loop.add_signal_handler(signal.SIGQUIT, worker.request_stop, True)
     loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)
     reopen_log_files()  # a SIGUSR1 may have come, and been ignored, during the imports
-    heartbeat = Heartbeat(worker, link, max_requests)
+    worker.retire_after(max_requests, lambda: _retire(link, max_requests))
+    heartbeat = Heartbeat(worker, link)
     try:
         await worker.serve(ready=lambda: link.send(MESSAGE_READY))
     finally:
         heartbeat.stop()
 
 
-class Heartbeat:
-    """A beat from the event loop every interval; a RETIRE once max_requests are served
-    (checked here, not per request, so the hot path only counts). A beat that finds the
-    supervisor gone begins a graceful stop: so an orphan stops within one interval."""
+def _retire(link: SupervisorLink, served: int) -> None:
+    """max_requests reached: the supervisor starts a replacement, then stops this worker
+    (gateway/supervisor.py rule 6), which serves on meanwhile."""
+    log.info("served %d requests (max_requests): asking for a replacement", served)
+    link.send(MESSAGE_RETIRE)
 
-    def __init__(self, worker: Worker, link: SupervisorLink, max_requests: int) -> None:
+
+class Heartbeat:
+    """A beat from the event loop every interval. A beat that finds the supervisor gone
+    begins a graceful stop: so an orphan stops within one interval."""
+
+    def __init__(self, worker: Worker, link: SupervisorLink) -> None:
         self._worker = worker
         self._link = link
-        self._max_requests = max_requests
-        self._retired = False
         self._orphaned = False
         self._interval_s = min(MAX_BEAT_INTERVAL_S, worker.config.server.worker_timeout / 4)
         self._loop = asyncio.get_running_loop()
@@ -501,11 +519,6 @@ class Heartbeat:
             self._orphaned = True  # once: a second request_stop would be a fast stop
             log.warning("the supervisor is gone: stopping gracefully")
             self._worker.request_stop()
-        limit = self._max_requests
-        if limit and not self._retired and self._worker.requests_served >= limit:
-            self._retired = True
-            log.info("served %d requests (max_requests): asking for a replacement", limit)
-            self._link.send(MESSAGE_RETIRE)
         self._timer = self._loop.call_later(self._interval_s, self._beat)
 
     def stop(self) -> None:
