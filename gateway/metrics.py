@@ -33,20 +33,31 @@ Rules:
 5. A scrape is collected off the event loop, in a thread: in multiprocess mode it reads
    every worker's files.
 6. Only HTTP requests are counted: WebSocket sessions and lifespan pass through.
+7. A full or read-only metrics directory never takes the server down. prometheus_client
+   maps its files into memory, and a write to a page the disk has no room for is a
+   SIGBUS, which kills the process with no word. So: at start the supervisor checks the
+   directory (MetricsDirectoryError, exit 1, one line); and every process reserves the
+   disk space of its files (posix_fallocate, which fails with ENOSPC instead) before
+   prometheus_client maps them (ReservingValues). A value whose space cannot be
+   reserved stays in memory, out of the totals: the worker serves on, logs once, and
+   counts the writes dropped (`gateway_metrics_dropped_writes_total`, this worker's).
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import functools
 import importlib.util
+import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Protocol
@@ -69,14 +80,20 @@ INSTALLED = importlib.util.find_spec("prometheus_client") is not None
 def load() -> types.SimpleNamespace:
     """prometheus_client's parts, imported on first use (rule 2)."""
     import prometheus_client
-    from prometheus_client import exposition, multiprocess, parser, values
+    from prometheus_client import exposition, mmap_dict, multiprocess, parser, values
+    from prometheus_client.core import CounterMetricFamily
 
+    if values.ValueClass._multiprocess:  # PROMETHEUS_MULTIPROC_DIR was set: rule 7
+        values.ValueClass = ReservingValues(values.ValueClass, values.MutexValue)
     return types.SimpleNamespace(
         CollectorRegistry=prometheus_client.CollectorRegistry,
         Counter=prometheus_client.Counter,
+        CounterMetricFamily=CounterMetricFamily,
         Gauge=prometheus_client.Gauge,
         Histogram=prometheus_client.Histogram,
         values=values,
+        mmap_key=mmap_dict.mmap_key,
+        INITIAL_FILE_BYTES=mmap_dict._INITIAL_MMAP_SIZE,
         CONTENT_TYPE_LATEST=exposition.CONTENT_TYPE_LATEST,
         generate_latest=exposition.generate_latest,
         add_files_collector=multiprocess.MultiProcessCollector,
@@ -86,6 +103,7 @@ def load() -> types.SimpleNamespace:
 
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+log = logging.getLogger("gateway.metrics")
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "none")
 # Latency buckets, in seconds. From 1 ms (a small JSON answer from an ASGI app takes
 # less, so the first bucket tells "fast" apart) to 30 s (body_timeout and
@@ -292,6 +310,7 @@ class WorkerMetrics:
         self._registry = load().CollectorRegistry()
         if multiprocess():
             load().add_files_collector(self._registry, os.environ[MULTIPROC_ENV])
+            self._registry.register(DroppedWrites())  # rule 7
             self._families = Families(None)
         else:
             self._families = Families(self._registry)
@@ -378,6 +397,156 @@ class MetricsEndpoint:
         await send({"type": "http.response.body", "body": body})
 
 
+# -- space for the multiprocess files (rule 7) ---------------------------------------------
+
+
+class MetricsDirectoryError(GatewayError):
+    """The metrics directory cannot take the files (exit status 1, before serving)."""
+
+
+def _make_directory() -> str:
+    try:
+        return tempfile.mkdtemp(prefix="gateway-metrics-")
+    except OSError as exc:
+        where = tempfile.gettempdir()
+        raise MetricsDirectoryError(
+            f"cannot make a metrics directory in {where} (TMPDIR): {exc.strerror}"
+        ) from None
+
+
+def check_directory(directory: str) -> None:
+    """Reserve, then remove, as much room as one process's files take at first
+    (MetricsDirectoryError if the directory is missing, read-only or full)."""
+    probe = os.path.join(directory, f"gateway-check-{os.getpid()}.db")
+    try:
+        _reserve(probe, FILES_PER_PROCESS * load().INITIAL_FILE_BYTES)
+    except OSError as exc:
+        raise MetricsDirectoryError(
+            f"metrics directory {directory} ({MULTIPROC_ENV}) is not usable: {exc.strerror}"
+        ) from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(probe)
+
+
+def check_user_directory(server: ServerConfig) -> None:
+    """`workers = 1` with PROMETHEUS_MULTIPROC_DIR set by the user (prometheus_client
+    then writes files there too): check it at start, as the supervisor checks its own."""
+    directory = os.environ.get(MULTIPROC_ENV, "")
+    if server.metrics_path and directory:
+        check_directory(directory)
+
+
+# The files a worker's metrics make: counters, histograms, and live-summed gauges.
+FILES_PER_PROCESS = 3
+# A value's entry in a file: its key's length (4 bytes), the key padded to 8, and two
+# doubles (value, timestamp), as prometheus_client's MmapedDict lays it out.
+ENTRY_OVERHEAD_BYTES = 4 + 8 + 16
+_dropped_writes = 0  # this process's metric writes that went nowhere (rule 7)
+
+
+class ReservingValues:
+    """prometheus_client's value class, for the multiprocess mode: before a value is
+    made, the room for it in its file is reserved on disk, so that no write to the
+    mapped file can meet a full disk. Where it cannot be, the value is kept in memory
+    and its writes are counted as dropped (rule 7)."""
+
+    _multiprocess = True  # what `multiprocess()` asks
+
+    def __init__(self, file_values: type, memory_values: type) -> None:
+        self._file_values = file_values
+        self._dropped_values = _dropped_value_class(memory_values)
+        self._warned = False
+
+    def __call__(  # prometheus_client's signature for a value class
+        self,
+        typ: str,
+        metric_name: str,
+        name: str,
+        labelnames: Sequence[str],
+        labelvalues: Sequence[str],
+        help_text: str,
+        multiprocess_mode: str = "",
+        **kwargs: object,
+    ) -> object:
+        args = (typ, metric_name, name, labelnames, labelvalues, help_text)
+        prefix = f"gauge_{multiprocess_mode}" if typ == "gauge" else typ
+        path = os.path.join(os.environ[MULTIPROC_ENV], f"{prefix}_{os.getpid()}.db")
+        entry = len(load().mmap_key(metric_name, name, labelnames, labelvalues, help_text))
+        try:
+            _reserve_entry(path, entry + ENTRY_OVERHEAD_BYTES)
+        except OSError as exc:
+            if not self._warned:
+                self._warned = True
+                log.error(
+                    "cannot write to %s (%s): serving on, metric writes dropped and counted",
+                    path,
+                    exc.strerror,
+                )
+            return self._dropped_values(*args, **kwargs)
+        return self._file_values(*args, multiprocess_mode=multiprocess_mode, **kwargs)
+
+
+def _reserve_entry(path: str, entry_bytes: int) -> None:
+    """Make sure the file has disk space for one more entry, growing it the way
+    prometheus_client does (from its initial size, doubling)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        used = int.from_bytes(os.pread(fd, 4, 0), sys.byteorder, signed=True) if size else 0
+        wanted = size or load().INITIAL_FILE_BYTES
+        while max(used, 8) + entry_bytes > wanted:  # 8: the header before the first entry
+            wanted *= 2
+        try:
+            os.posix_fallocate(fd, 0, wanted)  # allocated, not sparse: ENOSPC comes here
+        except OSError:
+            if not size:  # an empty file would break every scrape (it cannot be mapped)
+                os.remove(path)
+            raise
+    finally:
+        os.close(fd)
+
+
+def _reserve(path: str, size: int) -> None:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    finally:
+        os.close(fd)
+
+
+def _dropped_value_class(memory_values: type) -> type:
+    """prometheus_client's in-memory value, counting each write as dropped."""
+
+    class DroppedValue(memory_values):  # type: ignore[misc]
+        def inc(self, amount: float) -> None:
+            _count_dropped()
+            super().inc(amount)
+
+        def set(self, value: float, timestamp: float | None = None) -> None:
+            _count_dropped()
+            super().set(value, timestamp)
+
+    return DroppedValue
+
+
+def _count_dropped() -> None:
+    global _dropped_writes
+    _dropped_writes += 1
+
+
+class DroppedWrites:
+    """A collector for the worker's registry: the metric writes this worker dropped."""
+
+    def collect(self) -> Iterator[object]:
+        family = load().CounterMetricFamily(
+            "gateway_metrics_dropped_writes",
+            "metric writes this worker dropped: no room for them in the metrics directory",
+        )
+        family.add_metric([], _dropped_writes)
+        yield family
+
+
 # -- the supervisor's side ----------------------------------------------------------------
 
 
@@ -398,16 +567,18 @@ class SupervisorMetrics:
         require(server)
         self.directory = os.environ.get(MULTIPROC_ENV, "")
         if not self.directory:  # one set by the user is used as it is, and kept
-            self.directory = tempfile.mkdtemp(prefix="gateway-metrics-")
+            self.directory = _make_directory()
             self._owned = True
             os.environ[MULTIPROC_ENV] = self.directory
             # Also when the supervisor fails before its loop (a preloaded app that does
             # not import); never in a worker, which leaves through os._exit.
             atexit.register(self.close)
+        check_directory(self.directory)  # rule 7: before any file of ours is mapped
         if not multiprocess():
             # prometheus_client picks its value class when it is first imported (in
             # `values`), which here came before the variable was set: pick again.
-            load().values.ValueClass = load().values.get_value_class()
+            values = load().values
+            values.ValueClass = ReservingValues(values.get_value_class(), values.MutexValue)
         self._restarts = load().Counter(
             "gateway_worker_restarts", "workers replaced", ("reason",), registry=None
         )

@@ -88,6 +88,7 @@ def serve(config: Config, overrides: Mapping[str, object] | None = None) -> int:
     files = socket_files(sockets, config.server.bind)
     try:
         if config.server.workers == 1:
+            metrics.check_user_directory(config.server)  # the supervisor's own does it else
             return worker.run(config, sockets)
         return Supervisor(config, overrides or {}, sockets).run()
     finally:
