@@ -11,7 +11,9 @@ Exported, per mount (label `mount`: the mount's prefix, or its name when it has 
   `gateway_shadow_requests_total`, `gateway_shadow_dropped_total` and
   `gateway_shadow_mismatches_total`, counted by the routing code through
   `WorkerMetrics.count_*` (they stay at 0 until it calls them);
-- `gateway_worker_restarts_total{reason}`, counted by the supervisor (SupervisorMetrics).
+- `gateway_worker_restarts_total{reason}`, counted by the supervisor (SupervisorMetrics);
+- `gateway_metrics_dropped_writes_total`: the answering worker's metric writes that
+  found no room in the metrics directory (rule 7).
 
 Rules:
 1. Off costs nothing: with `metrics_path = ""` no middleware wraps a mount, no metric

@@ -11,7 +11,11 @@ Rules:
    responses finish within `graceful_timeout` while idle keep-alive connections close
    and open WebSockets get a 1012 Close (their apps are waited for too), drop the
    rest and cancel the WebSocket apps still running, then lifespan shutdown, then the
-   WSGI pools.
+   WSGI pools. Every connection made before the stop is asked to finish, also one whose
+   connection_made comes after the drain began (gateway/state.py rule 4).
+4. Under a supervisor, the worker stops gracefully when the supervisor is gone
+   (SupervisorLink), and asks for its replacement as the request that reaches
+   max_requests ends.
 """
 
 from __future__ import annotations
