@@ -12,6 +12,7 @@ alive until graceful_timeout cuts it under a client that believes it may reuse i
 
 from __future__ import annotations
 
+import importlib
 import socket
 import ssl
 import threading
@@ -111,3 +112,34 @@ def test_a_connection_made_after_the_stop_began_is_told_to_close(
     assert head.startswith(b"http/1.1 200"), response
     assert b"connection: close" in head.split(b"\r\n"), response
     assert slow == [200]
+
+
+def read_until(sock: socket.socket, end: bytes, received: bytes = b"") -> bytes:
+    """Read until `end` is in what came (or the peer closes: then it is not)."""
+    while end not in received and (chunk := sock.recv(65536)):
+        received += chunk
+    return received
+
+
+def test_a_response_that_began_before_the_stop_leaves_its_connection_reusable_briefly(
+    serve: Serve,
+) -> None:
+    # Its head went out without `Connection: close`, so its client may send the next
+    # request the moment the response ends; that request must be answered (with
+    # `Connection: close`), not met by a close (RFC 9112 "Persistence": a client
+    # that sees no close may reuse the connection).
+    server = serve('[server]\n[[mount]]\nprefix = "/"\napp = "drain_probe:app"\n')
+    with server.connect() as sock:
+        sock.sendall(b"GET /held HTTP/1.1\r\nhost: x\r\n\r\n")
+        first = read_until(sock, b"head sent\n")
+        assert b"connection: close" not in first.lower()
+        server.loop.call_soon_threadsafe(server.worker.request_stop)
+        wait_until(lambda: not server.worker.ready, DEADLINE_S)
+        gate = importlib.import_module("drain_probe").gates[-1]  # the app's, as served
+        server.loop.call_soon_threadsafe(gate.set)  # after the drain's start, on the loop
+        read_until(sock, b"0\r\n\r\n", first)
+        sock.sendall(b"GET /next HTTP/1.1\r\nhost: x\r\n\r\n")
+        second = read_until(sock, b"ok\n")
+    head = second.split(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"http/1.1 200"), second
+    assert b"connection: close" in head.split(b"\r\n"), second
