@@ -123,10 +123,6 @@ class Worker:
         self.shadows = Shadows()  # the mounts' shadow copies and mismatch logs
 
     @property
-    def requests_served(self) -> int:
-        return self._state.requests_served if self._state is not None else 0
-
-    @property
     def ready(self) -> bool:
         """Readiness (health endpoint): started and not draining."""
         return self._started and not self._stopping
