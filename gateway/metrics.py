@@ -35,35 +35,30 @@ Rules:
 5. A scrape is collected off the event loop, in a thread: in multiprocess mode it reads
    every worker's files.
 6. Only HTTP requests are counted: WebSocket sessions and lifespan pass through.
-7. A full or read-only metrics directory never takes the server down. prometheus_client
-   maps its files into memory, and a write to a page the disk has no room for is a
-   SIGBUS, which kills the process with no word. So: at start the supervisor checks the
-   directory (MetricsDirectoryError, exit 1, one line); and every process reserves the
-   disk space of its files (posix_fallocate, which fails with ENOSPC instead) before
-   prometheus_client maps them (ReservingValues). A value whose space cannot be
-   reserved stays in memory, out of the totals: the worker serves on, logs once, and
-   counts the writes dropped (`gateway_metrics_dropped_writes_total`, this worker's).
+7. A full or read-only metrics directory never takes the server down (a write to a
+   mapped file the disk cannot back is a SIGBUS): the directory is checked at start
+   (exit 1, one line), every value's room on disk is reserved before prometheus_client
+   maps it, and a value that gets none is kept in memory, its writes counted as dropped
+   (`gateway_metrics_dropped_writes_total`, the answering worker's). The how is
+   gateway/metric_files.py; prometheus_client's parts are handed to it from here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import functools
 import importlib.util
-import logging
 import os
 import shutil
-import sys
-import tempfile
 import time
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Protocol
 
+from gateway import metric_files
 from gateway.asgi import ASGIApp, Message, Receive, Scope, Send
 from gateway.config import ServerConfig
 from gateway.errors import ClientDisconnected, GatewayError, HTTPError
@@ -85,9 +80,7 @@ def load() -> types.SimpleNamespace:
     from prometheus_client import exposition, mmap_dict, multiprocess, parser, values
     from prometheus_client.core import CounterMetricFamily
 
-    if values.ValueClass._multiprocess:  # PROMETHEUS_MULTIPROC_DIR was set: rule 7
-        values.ValueClass = ReservingValues(values.ValueClass, values.MutexValue)
-    return types.SimpleNamespace(
+    parts = types.SimpleNamespace(
         CollectorRegistry=prometheus_client.CollectorRegistry,
         Counter=prometheus_client.Counter,
         CounterMetricFamily=CounterMetricFamily,
@@ -102,10 +95,19 @@ def load() -> types.SimpleNamespace:
         mark_process_dead=multiprocess.mark_process_dead,
         parse_text=parser.text_string_to_metric_families,
     )
+    if values.ValueClass._multiprocess:  # PROMETHEUS_MULTIPROC_DIR was set: rule 7
+        values.ValueClass = _reserving(parts, values.ValueClass)
+    return parts
 
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-log = logging.getLogger("gateway.metrics")
+def _reserving(parts: types.SimpleNamespace, file_values: type) -> metric_files.ReservingValues:
+    """`file_values` (prometheus_client's multiprocess value class), reserving its room."""
+    return metric_files.ReservingValues(
+        file_values, parts.values.MutexValue, parts.mmap_key, parts.INITIAL_FILE_BYTES
+    )
+
+
+MULTIPROC_ENV = metric_files.MULTIPROC_ENV
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "none")
 # Latency buckets, in seconds. From 1 ms (a small JSON answer from an ASGI app takes
 # less, so the first bucket tells "fast" apart) to 30 s (body_timeout and
@@ -399,36 +401,11 @@ class MetricsEndpoint:
         await send({"type": "http.response.body", "body": body})
 
 
-# -- space for the multiprocess files (rule 7) ---------------------------------------------
-
-
-class MetricsDirectoryError(GatewayError):
-    """The metrics directory cannot take the files (exit status 1, before serving)."""
-
-
-def _make_directory() -> str:
-    try:
-        return tempfile.mkdtemp(prefix="gateway-metrics-")
-    except OSError as exc:
-        where = tempfile.gettempdir()
-        raise MetricsDirectoryError(
-            f"cannot make a metrics directory in {where} (TMPDIR): {exc.strerror}"
-        ) from None
+# -- room for the multiprocess files (rule 7, gateway/metric_files.py) --------------------
 
 
 def check_directory(directory: str) -> None:
-    """Reserve, then remove, as much room as one process's files take at first
-    (MetricsDirectoryError if the directory is missing, read-only or full)."""
-    probe = os.path.join(directory, f"gateway-check-{os.getpid()}.db")
-    try:
-        _reserve(probe, FILES_PER_PROCESS * load().INITIAL_FILE_BYTES)
-    except OSError as exc:
-        raise MetricsDirectoryError(
-            f"metrics directory {directory} ({MULTIPROC_ENV}) is not usable: {exc.strerror}"
-        ) from None
-    finally:
-        with contextlib.suppress(OSError):
-            os.remove(probe)
+    metric_files.check_directory(directory, load().INITIAL_FILE_BYTES)
 
 
 def check_user_directory(server: ServerConfig) -> None:
@@ -439,104 +416,6 @@ def check_user_directory(server: ServerConfig) -> None:
         check_directory(directory)
 
 
-# The files a worker's metrics make: counters, histograms, and live-summed gauges.
-FILES_PER_PROCESS = 3
-# A value's entry in a file: its key's length (4 bytes), the key padded to 8, and two
-# doubles (value, timestamp), as prometheus_client's MmapedDict lays it out.
-ENTRY_OVERHEAD_BYTES = 4 + 8 + 16
-_dropped_writes = 0  # this process's metric writes that went nowhere (rule 7)
-
-
-class ReservingValues:
-    """prometheus_client's value class, for the multiprocess mode: before a value is
-    made, the room for it in its file is reserved on disk, so that no write to the
-    mapped file can meet a full disk. Where it cannot be, the value is kept in memory
-    and its writes are counted as dropped (rule 7)."""
-
-    _multiprocess = True  # what `multiprocess()` asks
-
-    def __init__(self, file_values: type, memory_values: type) -> None:
-        self._file_values = file_values
-        self._dropped_values = _dropped_value_class(memory_values)
-        self._warned = False
-
-    def __call__(  # prometheus_client's signature for a value class
-        self,
-        typ: str,
-        metric_name: str,
-        name: str,
-        labelnames: Sequence[str],
-        labelvalues: Sequence[str],
-        help_text: str,
-        multiprocess_mode: str = "",
-        **kwargs: object,
-    ) -> object:
-        args = (typ, metric_name, name, labelnames, labelvalues, help_text)
-        prefix = f"gauge_{multiprocess_mode}" if typ == "gauge" else typ
-        path = os.path.join(os.environ[MULTIPROC_ENV], f"{prefix}_{os.getpid()}.db")
-        entry = len(load().mmap_key(metric_name, name, labelnames, labelvalues, help_text))
-        try:
-            _reserve_entry(path, entry + ENTRY_OVERHEAD_BYTES)
-        except OSError as exc:
-            if not self._warned:
-                self._warned = True
-                log.error(
-                    "cannot write to %s (%s): serving on, metric writes dropped and counted",
-                    path,
-                    exc.strerror,
-                )
-            return self._dropped_values(*args, **kwargs)
-        return self._file_values(*args, multiprocess_mode=multiprocess_mode, **kwargs)
-
-
-def _reserve_entry(path: str, entry_bytes: int) -> None:
-    """Make sure the file has disk space for one more entry, growing it the way
-    prometheus_client does (from its initial size, doubling)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        used = int.from_bytes(os.pread(fd, 4, 0), sys.byteorder, signed=True) if size else 0
-        wanted = size or load().INITIAL_FILE_BYTES
-        while max(used, 8) + entry_bytes > wanted:  # 8: the header before the first entry
-            wanted *= 2
-        try:
-            os.posix_fallocate(fd, 0, wanted)  # allocated, not sparse: ENOSPC comes here
-        except OSError:
-            if not size:  # an empty file would break every scrape (it cannot be mapped)
-                os.remove(path)
-            raise
-    finally:
-        os.close(fd)
-
-
-def _reserve(path: str, size: int) -> None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        os.posix_fallocate(fd, 0, size)
-    finally:
-        os.close(fd)
-
-
-def _dropped_value_class(memory_values: type) -> type:
-    """prometheus_client's in-memory value, counting each write as dropped."""
-
-    class DroppedValue(memory_values):  # type: ignore[misc]
-        def inc(self, amount: float) -> None:
-            _count_dropped()
-            super().inc(amount)
-
-        def set(self, value: float, timestamp: float | None = None) -> None:
-            _count_dropped()
-            super().set(value, timestamp)
-
-    return DroppedValue
-
-
-def _count_dropped() -> None:
-    global _dropped_writes
-    _dropped_writes += 1
-
-
 class DroppedWrites:
     """A collector for the worker's registry: the metric writes this worker dropped."""
 
@@ -545,7 +424,7 @@ class DroppedWrites:
             "gateway_metrics_dropped_writes",
             "metric writes this worker dropped: no room for them in the metrics directory",
         )
-        family.add_metric([], _dropped_writes)
+        family.add_metric([], metric_files.dropped_writes())
         yield family
 
 
@@ -569,7 +448,7 @@ class SupervisorMetrics:
         require(server)
         self.directory = os.environ.get(MULTIPROC_ENV, "")
         if not self.directory:  # one set by the user is used as it is, and kept
-            self.directory = _make_directory()
+            self.directory = metric_files.make_directory()
             self._owned = True
             os.environ[MULTIPROC_ENV] = self.directory
             # Also when the supervisor fails before its loop (a preloaded app that does
@@ -580,7 +459,7 @@ class SupervisorMetrics:
             # prometheus_client picks its value class when it is first imported (in
             # `values`), which here came before the variable was set: pick again.
             values = load().values
-            values.ValueClass = ReservingValues(values.get_value_class(), values.MutexValue)
+            values.ValueClass = _reserving(load(), values.get_value_class())
         self._restarts = load().Counter(
             "gateway_worker_restarts", "workers replaced", ("reason",), registry=None
         )
