@@ -123,6 +123,11 @@ class Worker:
         self.shadows = Shadows()  # the mounts' shadow copies and mismatch logs
 
     @property
+    def stopping(self) -> bool:
+        """Asked to stop (gracefully or not)."""
+        return self._stopping
+
+    @property
     def ready(self) -> bool:
         """Readiness (health endpoint): started and not draining."""
         return self._started and not self._stopping
@@ -515,10 +520,11 @@ class Heartbeat:
 
     def _beat(self) -> None:
         self._link.send(MESSAGE_BEAT)
-        if self._link.supervisor_gone and not self._orphaned:
-            self._orphaned = True  # once: a second request_stop would be a fast stop
+        if not self._orphaned and self._link.supervisor_gone:
+            self._orphaned = True
             log.warning("the supervisor is gone: stopping gracefully")
-            self._worker.request_stop()
+            if not self._worker.stopping:  # a second request_stop would be a fast stop
+                self._worker.request_stop()
         self._timer = self._loop.call_later(self._interval_s, self._beat)
 
     def stop(self) -> None:

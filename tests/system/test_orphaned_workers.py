@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 from pathlib import Path
 
 import httpx
@@ -22,6 +23,9 @@ from conftest import GatewayProcess, child_pids, mount_file, wait_until
 # fix) is workers that keep serving for good.
 ORPHAN_EXIT_DEADLINE_S = 15.0
 CLIENT_TIMEOUT_S = 10.0
+# A request still running when the supervisor dies: its worker finishes it before it
+# exits (graceful_timeout is 10 s in mount_file).
+SLOW_URL = "http://127.0.0.1:%d/sleep?2"
 
 
 def alive(pid: int) -> bool:
@@ -52,9 +56,13 @@ def test_workers_stop_gracefully_and_free_the_port_when_the_supervisor_is_killed
     config = mount_file(tmp_path / "gateway.toml")
     env = {"WORKER_PROBE_LOG": str(probe_log)}
     gateway = GatewayProcess(config, "--workers", "2", env=env, new_session=True)
+    # As the gateway's own binds do (gateway/sockets.py): the connections it closes first
+    # linger in TIME_WAIT, which must not keep a restart from binding.
+    gateway.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     gateway.sock.close()  # passed on already: from now on only the gateway holds the port
     port = int(gateway.url.rsplit(":", 1)[1])
     workers: list[int] = []
+    slow: list[httpx.Response] = []  # the request in flight when the supervisor dies
     try:
         gateway.wait_for_line("2 workers ready")
         workers = child_pids(gateway.proc.pid)
@@ -62,11 +70,17 @@ def test_workers_stop_gracefully_and_free_the_port_when_the_supervisor_is_killed
         response = httpx.get(f"http://127.0.0.1:{port}/pid", timeout=CLIENT_TIMEOUT_S)
         assert int(response.text) in workers
         assert not port_is_free(port)
+        in_flight = threading.Thread(
+            target=lambda: slow.append(httpx.get(SLOW_URL % port, timeout=CLIENT_TIMEOUT_S))
+        )
+        in_flight.start()
+        wait_until(lambda: probe_log.exists() and "sleep-start" in probe_log.read_text())
 
         gateway.proc.send_signal(signal.SIGKILL)
         gateway.proc.wait(CLIENT_TIMEOUT_S)
         wait_until(lambda: not any(alive(pid) for pid in workers), ORPHAN_EXIT_DEADLINE_S)
         wait_until(lambda: port_is_free(port), ORPHAN_EXIT_DEADLINE_S)
+        in_flight.join(CLIENT_TIMEOUT_S)
     finally:
         for pid in workers:  # the failure mode: orphans that keep serving
             if alive(pid):
@@ -74,3 +88,4 @@ def test_workers_stop_gracefully_and_free_the_port_when_the_supervisor_is_killed
         gateway.stop()
     shutdowns = [line for line in probe_log.read_text().splitlines() if line.startswith("shutdown")]
     assert sorted(int(line.split()[1]) for line in shutdowns) == sorted(workers)
+    assert [response.status_code for response in slow] == [200]  # a graceful stop
