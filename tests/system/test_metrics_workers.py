@@ -206,7 +206,8 @@ def test_a_reload_that_turns_metrics_on(tmp_path: Path, config: Path) -> None:
 # A tmpfs that holds the supervisor's and two workers' files, reserved (3 files of
 # prometheus_client's 64 KiB each per worker, one for the supervisor), with room to spare.
 SMALL_TMPFS = "1m"
-# Written to fill a disk, in pieces of this size until it says ENOSPC.
+# Written to fill a disk, in pieces of this size until it says ENOSPC: a page, the unit
+# tmpfs allocates in, so the disk is full to the last page when it says so.
 FILL_CHUNK_BYTES = 4096
 
 
