@@ -77,11 +77,12 @@ def fork_worker(
     In the child, `forget_parent` closes what belongs to the supervisor (rule 2).
     """
     read_end, write_end = os.pipe()
+    supervisor_pid = os.getpid()  # before the fork: the child checks it is still its parent
     mask = set(signal.pthread_sigmask(signal.SIG_BLOCK, SUPERVISOR_SIGNALS))  # rule 1
     pid = os.fork()
     if pid == 0:
         os.close(read_end)
-        _run_child(config, mounts, sockets, write_end, mask, forget_parent)
+        _run_child(config, mounts, sockets, (write_end, supervisor_pid), mask, forget_parent)
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     os.close(write_end)
     os.set_blocking(read_end, False)
@@ -94,7 +95,7 @@ def _run_child(
     config: Config,
     mounts: list[worker.LoadedMount] | None,
     sockets: Sequence[socket.socket],
-    pipe: int,
+    link: tuple[int, int],  # the message pipe's write end, and the supervisor's pid
     mask: set[int],
     forget_parent: Callable[[], None],
 ) -> NoReturn:
@@ -108,7 +109,8 @@ def _run_child(
         worker.set_worker_signals()
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         forget_parent()
-        status = worker.run_supervised(config, sockets, mounts, worker.SupervisorLink(pipe))
+        supervisor = worker.SupervisorLink(*link)
+        status = worker.run_supervised(config, sockets, mounts, supervisor)
     except GatewayError as exc:
         log.error("worker %d: %s", os.getpid(), exc)
         status = exc.exit_status

@@ -161,6 +161,8 @@ class HTTPConnection(asyncio.Protocol):
             self._proxy = trust if trust.trusts_peer(self._client, unix) else None
         self._state.connections.add(self)
         self._idle_since = self._loop.time()
+        if self._state.draining:  # made after the drain asked the others (state rule 4)
+            self.shutdown()
 
     def data_received(self, data: bytes) -> None:
         if self._websocket is not None:
@@ -407,7 +409,11 @@ class HTTPConnection(asyncio.Protocol):
         self._cycle = None
         if self.closed:
             return
-        if self._closing or not self._session.reusable:
+        # A response whose head went out before a graceful stop did not say
+        # `Connection: close`, so its client may be sending the next request already:
+        # closing now would reset it. It gets the idle grace instead (`shutdown`).
+        untold = self._state.draining and self._session.reusable
+        if (self._closing and not untold) or not self._session.reusable:
             if cycle.request_complete:
                 self.close()
             else:  # the client may still be sending the body we did not read (rule 9)
@@ -420,6 +426,8 @@ class HTTPConnection(asyncio.Protocol):
         if self._cycle is None:
             self._idle_since = self._loop.time()
             self._head_since = None
+            if untold:
+                self._loop.call_later(DRAIN_IDLE_GRACE_S, self._close_if_idle)
 
     # -- writing and flow control ----------------------------------------------------
 

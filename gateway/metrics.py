@@ -11,7 +11,9 @@ Exported, per mount (label `mount`: the mount's prefix, or its name when it has 
   `gateway_shadow_requests_total`, `gateway_shadow_dropped_total` and
   `gateway_shadow_mismatches_total`, counted by the routing code through
   `WorkerMetrics.count_*` (they stay at 0 until it calls them);
-- `gateway_worker_restarts_total{reason}`, counted by the supervisor (SupervisorMetrics).
+- `gateway_worker_restarts_total{reason}`, counted by the supervisor (SupervisorMetrics);
+- `gateway_metrics_dropped_writes_total`: the answering worker's metric writes that
+  found no room in the metrics directory (rule 7).
 
 Rules:
 1. Off costs nothing: with `metrics_path = ""` no middleware wraps a mount, no metric
@@ -33,6 +35,12 @@ Rules:
 5. A scrape is collected off the event loop, in a thread: in multiprocess mode it reads
    every worker's files.
 6. Only HTTP requests are counted: WebSocket sessions and lifespan pass through.
+7. A full or read-only metrics directory never takes the server down (a write to a
+   mapped file the disk cannot back is a SIGBUS): the directory is checked at start
+   (exit 1, one line), every value's room on disk is reserved before prometheus_client
+   maps it, and a value that gets none is kept in memory, its writes counted as dropped
+   (`gateway_metrics_dropped_writes_total`, the answering worker's). The how is
+   gateway/metric_files.py; prometheus_client's parts are handed to it from here.
 """
 
 from __future__ import annotations
@@ -43,7 +51,6 @@ import functools
 import importlib.util
 import os
 import shutil
-import tempfile
 import time
 import types
 from collections.abc import Iterator
@@ -51,6 +58,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Protocol
 
+from gateway import metric_files
 from gateway.asgi import ASGIApp, Message, Receive, Scope, Send
 from gateway.config import ServerConfig
 from gateway.errors import ClientDisconnected, GatewayError, HTTPError
@@ -69,23 +77,37 @@ INSTALLED = importlib.util.find_spec("prometheus_client") is not None
 def load() -> types.SimpleNamespace:
     """prometheus_client's parts, imported on first use (rule 2)."""
     import prometheus_client
-    from prometheus_client import exposition, multiprocess, parser, values
+    from prometheus_client import exposition, mmap_dict, multiprocess, parser, values
+    from prometheus_client.core import CounterMetricFamily
 
-    return types.SimpleNamespace(
+    parts = types.SimpleNamespace(
         CollectorRegistry=prometheus_client.CollectorRegistry,
         Counter=prometheus_client.Counter,
+        CounterMetricFamily=CounterMetricFamily,
         Gauge=prometheus_client.Gauge,
         Histogram=prometheus_client.Histogram,
         values=values,
+        mmap_key=mmap_dict.mmap_key,
+        INITIAL_FILE_BYTES=mmap_dict._INITIAL_MMAP_SIZE,
         CONTENT_TYPE_LATEST=exposition.CONTENT_TYPE_LATEST,
         generate_latest=exposition.generate_latest,
         add_files_collector=multiprocess.MultiProcessCollector,
         mark_process_dead=multiprocess.mark_process_dead,
         parse_text=parser.text_string_to_metric_families,
     )
+    if values.ValueClass._multiprocess:  # PROMETHEUS_MULTIPROC_DIR was set: rule 7
+        values.ValueClass = _reserving(parts, values.ValueClass)
+    return parts
 
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+def _reserving(parts: types.SimpleNamespace, file_values: type) -> metric_files.ReservingValues:
+    """`file_values` (prometheus_client's multiprocess value class), reserving its room."""
+    return metric_files.ReservingValues(
+        file_values, parts.values.MutexValue, parts.mmap_key, parts.INITIAL_FILE_BYTES
+    )
+
+
+MULTIPROC_ENV = metric_files.MULTIPROC_ENV
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "none")
 # Latency buckets, in seconds. From 1 ms (a small JSON answer from an ASGI app takes
 # less, so the first bucket tells "fast" apart) to 30 s (body_timeout and
@@ -292,6 +314,7 @@ class WorkerMetrics:
         self._registry = load().CollectorRegistry()
         if multiprocess():
             load().add_files_collector(self._registry, os.environ[MULTIPROC_ENV])
+            self._registry.register(DroppedWrites())  # rule 7
             self._families = Families(None)
         else:
             self._families = Families(self._registry)
@@ -378,6 +401,33 @@ class MetricsEndpoint:
         await send({"type": "http.response.body", "body": body})
 
 
+# -- room for the multiprocess files (rule 7, gateway/metric_files.py) --------------------
+
+
+def check_directory(directory: str) -> None:
+    metric_files.check_directory(directory, load().INITIAL_FILE_BYTES)
+
+
+def check_user_directory(server: ServerConfig) -> None:
+    """`workers = 1` with PROMETHEUS_MULTIPROC_DIR set by the user (prometheus_client
+    then writes files there too): check it at start, as the supervisor checks its own."""
+    directory = os.environ.get(MULTIPROC_ENV, "")
+    if server.metrics_path and directory:
+        check_directory(directory)
+
+
+class DroppedWrites:
+    """A collector for the worker's registry: the metric writes this worker dropped."""
+
+    def collect(self) -> Iterator[object]:
+        family = load().CounterMetricFamily(
+            "gateway_metrics_dropped_writes",
+            "metric writes this worker dropped: no room for them in the metrics directory",
+        )
+        family.add_metric([], metric_files.dropped_writes())
+        yield family
+
+
 # -- the supervisor's side ----------------------------------------------------------------
 
 
@@ -398,16 +448,18 @@ class SupervisorMetrics:
         require(server)
         self.directory = os.environ.get(MULTIPROC_ENV, "")
         if not self.directory:  # one set by the user is used as it is, and kept
-            self.directory = tempfile.mkdtemp(prefix="gateway-metrics-")
+            self.directory = metric_files.make_directory()
             self._owned = True
             os.environ[MULTIPROC_ENV] = self.directory
             # Also when the supervisor fails before its loop (a preloaded app that does
             # not import); never in a worker, which leaves through os._exit.
             atexit.register(self.close)
+        check_directory(self.directory)  # rule 7: before any file of ours is mapped
         if not multiprocess():
             # prometheus_client picks its value class when it is first imported (in
             # `values`), which here came before the variable was set: pick again.
-            load().values.ValueClass = load().values.get_value_class()
+            values = load().values
+            values.ValueClass = _reserving(load(), values.get_value_class())
         self._restarts = load().Counter(
             "gateway_worker_restarts", "workers replaced", ("reason",), registry=None
         )

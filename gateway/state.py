@@ -9,6 +9,11 @@ Rules:
    (gateway/connection.py rule 6).
 3. Whatever is parsed from the settings (the proxy trust list, the session class) is
    parsed once here, not per connection or per request.
+4. A graceful stop reaches every connection made before it: the drain sets `draining`
+   before it asks the connections it knows of, and a connection made after that (its
+   connection_made runs a loop turn after its accept) asks itself.
+5. `request_limit` (max_requests) is checked as each request is counted: the one that
+   reaches it calls `on_request_limit` (the worker's RETIRE) at once.
 """
 
 from __future__ import annotations
@@ -90,7 +95,14 @@ class ServerState:
         self.default_fields = DefaultFields()
         self.access_log = config.access_log
         self.on_connection_closed: Callable[[], object] | None = None  # set while draining
-        self.requests_served = 0  # for max_requests; read by the worker's heartbeat
+        # Set by the worker's drain before it asks the connections to finish: a connection
+        # whose connection_made comes later (accepted in the same loop turn as the stop,
+        # or a TLS handshake that completes during the drain) is asked at once (rule 4).
+        self.draining = False
+        # Rule 5: max_requests, checked as each request is counted; 0: no limit.
+        self.request_limit = 0
+        self.on_request_limit: Callable[[], object] | None = None
+        self._requests_served = 0
         # Rule 7: requests and WebSockets whose app runs; no limit is the largest int.
         self.in_flight = 0
         self.concurrency_limit = config.limit_concurrency or sys.maxsize
@@ -110,6 +122,19 @@ class ServerState:
             config.send_timeout,
         )
         self._sweep_interval_s = min(IDLE_SWEEP_INTERVAL_S, *(b / 2 for b in bounds))
+
+    @property
+    def requests_served(self) -> int:
+        """Requests and WebSockets served so far (the connections add one as each ends)."""
+        return self._requests_served
+
+    @requests_served.setter
+    def requests_served(self, count: int) -> None:
+        self._requests_served = count
+        # Rule 5: at the request that reaches the limit, not at the next heartbeat, which
+        # at a few thousand requests a second comes a thousand requests late.
+        if count == self.request_limit and self.on_request_limit is not None:
+            self.on_request_limit()
 
     def start_idle_sweep(self) -> None:
         """Hold every connection to rule 6's bounds (idle, head, body), now and then.

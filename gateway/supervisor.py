@@ -13,6 +13,9 @@ workers that inherit the sockets (DESIGN §4).
    has not beaten for `worker_timeout` (from its start, so imports count) is killed with
    SIGKILL and replaced; its pipe is read once more first, since beats may wait there
    unread while the supervisor was busy (importing the apps for a reload, `preload`).
+   The pipe also tells a worker when the supervisor is gone (killed with SIGKILL, so it
+   could stop nobody): its next beat finds the pipe broken, or a new parent pid, and it
+   stops gracefully, freeing the port for a restart (gateway/worker.py SupervisorLink).
 3. TERM and INT: a graceful stop. Workers get SIGTERM, finish in-flight requests within
    `graceful_timeout`, run lifespan shutdown and exit; after that bound (plus
    `shutdown_delay` and a margin for lifespan shutdown) the rest are killed. A second
@@ -85,6 +88,7 @@ def serve(config: Config, overrides: Mapping[str, object] | None = None) -> int:
     files = socket_files(sockets, config.server.bind)
     try:
         if config.server.workers == 1:
+            metrics.check_user_directory(config.server)  # the supervisor's own does it else
             return worker.run(config, sockets)
         return Supervisor(config, overrides or {}, sockets).run()
     finally:

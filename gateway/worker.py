@@ -11,7 +11,11 @@ Rules:
    responses finish within `graceful_timeout` while idle keep-alive connections close
    and open WebSockets get a 1012 Close (their apps are waited for too), drop the
    rest and cancel the WebSocket apps still running, then lifespan shutdown, then the
-   WSGI pools.
+   WSGI pools. Every connection made before the stop is asked to finish, also one whose
+   connection_made comes after the drain began (gateway/state.py rule 4).
+4. Under a supervisor, the worker stops gracefully when the supervisor is gone
+   (SupervisorLink), and asks for its replacement as the request that reaches
+   max_requests ends.
 """
 
 from __future__ import annotations
@@ -133,11 +137,14 @@ class Worker:
         # that does not load is a ConfigError at start (gateway/tls.py).
         self._tls = server_context(config)
         self._metrics = worker_metrics(config.server)  # None: off, and no cost at all
+        # max_requests and what to do on reaching it (`retire_after`); 0: no limit.
+        self._request_limit: tuple[int, Callable[[], object] | None] = (0, None)
         self.shadows = Shadows()  # the mounts' shadow copies and mismatch logs
 
     @property
-    def requests_served(self) -> int:
-        return self._state.requests_served if self._state is not None else 0
+    def stopping(self) -> bool:
+        """Asked to stop (gracefully or not)."""
+        return self._stopping
 
     @property
     def ready(self) -> bool:
@@ -164,6 +171,7 @@ class Worker:
         if self._owns_process:
             _freeze_startup_objects()
         state = ServerState(self._front(router), self.config.server, router.serves_websocket)
+        state.request_limit, state.on_request_limit = self._request_limit
         self._state = state
         state.start_idle_sweep()
         servers = await self._listen(state)
@@ -233,8 +241,13 @@ class Worker:
         return servers
 
     async def _drain(self, servers: list[asyncio.Server], state: ServerState) -> None:
+        state.draining = True  # from here on a new connection asks itself (state rule 4)
         for server in servers:
             server.close()
+        # A connection accepted before the close gets its connection_made a loop turn
+        # later: one turn, and it is counted in `connections`, so the wait below waits
+        # for it too instead of finding none and ending the worker under it.
+        await asyncio.sleep(0)
         for conn in list(state.connections):
             conn.abort() if self._fast_stop else conn.shutdown()
         deadline = asyncio.get_running_loop().time() + self.config.server.graceful_timeout
@@ -244,6 +257,11 @@ class Worker:
         for conn in list(state.connections):
             conn.abort()
         await _cancel_apps(state.websocket_tasks)
+
+    def retire_after(self, limit: int, retire: Callable[[], object]) -> None:
+        """Call `retire` as the request that makes `limit` ends (0: never); set before
+        `serve`."""
+        self._request_limit = (limit, retire)
 
     def request_stop(self, fast: bool = False) -> None:
         """Begin a graceful stop; called again (or with fast=True), stop at once."""
@@ -410,17 +428,32 @@ MAX_BEAT_INTERVAL_S = 1.0
 class SupervisorLink:
     """The worker's end of its pipe to the supervisor; written from the loop only, so a
     beat proves the loop runs (never from a side thread, which would beat on while the
-    loop is stuck)."""
+    loop is stuck).
 
-    def __init__(self, fd: int) -> None:
+    It is also how a worker learns that its supervisor is gone (killed with SIGKILL, so
+    it could stop nobody): the pipe's read end closed, so a write fails with EPIPE, or
+    the worker was re-parented (to init or a subreaper), so its parent pid changed. A
+    worker that outlived its supervisor would hold the port and keep serving a config
+    nobody supervises, and a restart could not bind.
+    """
+
+    def __init__(self, fd: int, supervisor_pid: int) -> None:
         self.fd = fd
+        self._supervisor_pid = supervisor_pid  # taken before the fork: no race with its death
+        self._pipe_broken = False
         os.set_blocking(fd, False)
 
     def send(self, message: bytes) -> None:
-        # A full pipe means the supervisor is behind, not that we are stuck: drop the
-        # message. A closed one means it is gone; our own stop follows from its signal.
-        with contextlib.suppress(BlockingIOError, BrokenPipeError):
+        try:
             os.write(self.fd, message)
+        except BlockingIOError:
+            pass  # a full pipe: the supervisor is behind, not gone; drop the message
+        except BrokenPipeError:
+            self._pipe_broken = True  # its read end closed: the supervisor is gone
+
+    @property
+    def supervisor_gone(self) -> bool:
+        return self._pipe_broken or os.getppid() != self._supervisor_pid
 
 
 # Ignored in a worker until its event loop runs. SIGINT, SIGHUP, SIGTTIN and SIGTTOU are
@@ -477,33 +510,40 @@ async def _serve_supervised(worker: Worker, link: SupervisorLink, max_requests: 
     loop.add_signal_handler(signal.SIGQUIT, worker.request_stop, True)
     loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)
     reopen_log_files()  # a SIGUSR1 may have come, and been ignored, during the imports
-    heartbeat = Heartbeat(worker, link, max_requests)
+    worker.retire_after(max_requests, lambda: _retire(link, max_requests))
+    heartbeat = Heartbeat(worker, link)
     try:
         await worker.serve(ready=lambda: link.send(MESSAGE_READY))
     finally:
         heartbeat.stop()
 
 
-class Heartbeat:
-    """A beat from the event loop every interval; a RETIRE once max_requests are served
-    (checked here, not per request, so the hot path only counts)."""
+def _retire(link: SupervisorLink, served: int) -> None:
+    """max_requests reached: the supervisor starts a replacement, then stops this worker
+    (gateway/supervisor.py rule 6), which serves on meanwhile."""
+    log.info("served %d requests (max_requests): asking for a replacement", served)
+    link.send(MESSAGE_RETIRE)
 
-    def __init__(self, worker: Worker, link: SupervisorLink, max_requests: int) -> None:
+
+class Heartbeat:
+    """A beat from the event loop every interval. A beat that finds the supervisor gone
+    begins a graceful stop: so an orphan stops within one interval."""
+
+    def __init__(self, worker: Worker, link: SupervisorLink) -> None:
         self._worker = worker
         self._link = link
-        self._max_requests = max_requests
-        self._retired = False
+        self._orphaned = False
         self._interval_s = min(MAX_BEAT_INTERVAL_S, worker.config.server.worker_timeout / 4)
         self._loop = asyncio.get_running_loop()
         self._timer = self._loop.call_soon(self._beat)
 
     def _beat(self) -> None:
         self._link.send(MESSAGE_BEAT)
-        limit = self._max_requests
-        if limit and not self._retired and self._worker.requests_served >= limit:
-            self._retired = True
-            log.info("served %d requests (max_requests): asking for a replacement", limit)
-            self._link.send(MESSAGE_RETIRE)
+        if not self._orphaned and self._link.supervisor_gone:
+            self._orphaned = True
+            log.warning("the supervisor is gone: stopping gracefully")
+            if not self._worker.stopping:  # a second request_stop would be a fast stop
+                self._worker.request_stop()
         self._timer = self._loop.call_later(self._interval_s, self._beat)
 
     def stop(self) -> None:

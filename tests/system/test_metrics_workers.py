@@ -10,6 +10,7 @@ both workers' requests, whoever answered the scrape.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -198,3 +199,99 @@ def test_a_reload_that_turns_metrics_on(tmp_path: Path, config: Path) -> None:
             assert requests(scrape(gateway), "2xx") == sent
     finally:
         gateway.stop()
+
+
+# -- a full or unusable metrics directory (issue 13, point 8) --------------------------
+
+# A tmpfs that holds the supervisor's and two workers' files, reserved (3 files of
+# prometheus_client's 64 KiB each per worker, one for the supervisor), with room to spare.
+SMALL_TMPFS = "1m"
+# Written to fill a disk, in pieces of this size until it says ENOSPC: a page, the unit
+# tmpfs allocates in, so the disk is full to the last page when it says so.
+FILL_CHUNK_BYTES = 4096
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs of SMALL_TMPFS mounted here; skipped where mounting is not permitted."""
+    directory = tmp_path / "small"
+    directory.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", f"size={SMALL_TMPFS}", "tmpfs", str(directory)]
+    result = subprocess.run(mount, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=False)
+
+
+def fill(directory: Path) -> None:
+    """Write a file until the disk is full."""
+    with open(directory / "filler", "ab", buffering=0) as filler:  # no buffer to flush
+        try:
+            while True:
+                filler.write(b"\0" * FILL_CHUNK_BYTES)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+
+
+def start_refused(config: Path, metrics_dir: Path) -> list[str]:
+    """`gateway serve` with PROMETHEUS_MULTIPROC_DIR=metrics_dir, expected to exit 1 at
+    start: what it wrote on stderr."""
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    gateway = GatewayProcess(config, "--workers", "2", env=env)
+    try:
+        status = gateway.proc.wait(DEADLINE_S)
+    finally:
+        gateway.stop()
+    lines = [line for line in gateway.all_lines() if line.strip()]
+    assert status == 1, "".join(lines)
+    return lines
+
+
+def test_a_metrics_directory_that_is_not_one_exits_1_with_one_line(
+    tmp_path: Path, config: Path
+) -> None:
+    not_a_directory = tmp_path / "a-file"
+    not_a_directory.write_text("")
+    lines = start_refused(config, not_a_directory)
+    assert len(lines) == 1, "".join(lines)
+    assert f"metrics directory {not_a_directory}" in lines[0]
+    assert "Not a directory" in lines[0]
+
+
+def test_a_full_metrics_directory_at_start_exits_1_with_one_line(
+    small_tmpfs: Path, config: Path
+) -> None:
+    fill(small_tmpfs)
+    lines = start_refused(config, small_tmpfs)
+    assert len(lines) == 1, "".join(lines)
+    assert f"metrics directory {small_tmpfs}" in lines[0]
+    assert "No space left on device" in lines[0]
+
+
+def test_a_metrics_directory_that_fills_while_serving_drops_metrics_not_workers(
+    small_tmpfs: Path, config: Path
+) -> None:
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(small_tmpfs)}
+    gateway = GatewayProcess(config, "--workers", "2", env=env)
+    try:
+        gateway.wait_for_line("2 workers ready")
+        serve_from_both_workers(gateway)
+        fill(small_tmpfs)
+        victims = child_pids(gateway.proc.pid)
+        for victim in victims:  # their replacements boot on a full disk
+            os.kill(victim, signal.SIGKILL)
+            gateway.wait_for_line(f"worker {victim} died unexpectedly")
+        wait_until(lambda: len(set(child_pids(gateway.proc.pid)) - set(victims)) == 2)
+        gateway.wait_for_line("2 workers ready")
+        serve_from_both_workers(gateway)  # both replacements serve
+        dropped = ("gateway_metrics_dropped_writes_total", frozenset())
+        wait_until(lambda: scrape(gateway).get(dropped, 0) > 0, DEADLINE_S)
+        assert gateway.proc.poll() is None
+    finally:
+        gateway.stop()
+    lines = gateway.all_lines()
+    assert sum("died unexpectedly" in line for line in lines) == len(victims), "".join(lines)
+    assert any("metric writes dropped and counted" in line for line in lines), "".join(lines)

@@ -111,7 +111,15 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # Layer 2, beside the worker that wraps each mount's app in its middleware: metrics
     # (prometheus_client's only importer). Its endpoint answers like the health one, the
     # supervisor keeps the shared directory with it, and `gateway status` parses with it.
-    "gateway.metrics": ("gateway.asgi", "gateway.config", "gateway.errors", "gateway.health"),
+    "gateway.metrics": (
+        "gateway.asgi",
+        "gateway.config",
+        "gateway.errors",
+        "gateway.health",
+        "gateway.metric_files",
+    ),
+    # Split out of metrics: room on disk for its multiprocess files (no prometheus_client).
+    "gateway.metric_files": ("gateway.errors",),
     # Layer 5 beside the CLI: `gateway status`, a client of a running server's metrics.
     "gateway.status": ("gateway.config", "gateway.errors", "gateway.metrics"),
     "gateway.sockets": ("gateway.config", "gateway.errors"),
