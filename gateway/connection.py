@@ -364,7 +364,7 @@ class HTTPConnection(asyncio.Protocol):
         while self._writing_paused and not self.closed:
             self._drain_waiter = self._loop.create_future()
             await self._drain_waiter
-        if self.closed:
+        if self.closed or self._write_failed():
             raise ClientDisconnected("client went away")
 
     def _wake_drain_waiter(self) -> None:
@@ -456,7 +456,14 @@ class HTTPConnection(asyncio.Protocol):
 
     @property
     def writing_paused(self) -> bool:
-        return self._writing_paused
+        # A transport that is closing takes no more bytes: `drain` then raises, so an app
+        # that streams without ever waiting learns the client is gone although
+        # connection_lost, which the loop calls later, has not run yet.
+        return self._writing_paused or self._write_failed()
+
+    def _write_failed(self) -> bool:
+        transport = self._transport
+        return transport is not None and transport.is_closing()
 
 
 def _address(info: object) -> tuple[str, int | None] | None:
