@@ -1,4 +1,4 @@
-"""One WebSocket's ASGI cycle on an HTTP connection (ASGI WebSocket spec 2.4).
+"""One WebSocket's ASGI cycle on an HTTP connection (ASGI WebSocket spec 2.5).
 
 The connection starts a cycle for an upgrade request that asks for WebSocket on a path
 the router gives to an ASGI mount; from then on the cycle owns the connection, whose
@@ -54,9 +54,10 @@ from gateway.http.ws_session import (
     WebSocketSession,
 )
 
-# 2.4: websocket.disconnect and websocket.close carry a reason; `send` raises an OSError
-# once the connection is closed.
-WEBSOCKET_SPEC_VERSION = "2.4"
+# The scope claims the version of the keys we send (django/asgiref specs/www.rst, "Spec
+# Versions"): 2.3 is `reason` on websocket.close, 2.4 `send` raising an OSError once the
+# connection is closed, and 2.5 `reason` on websocket.disconnect, which rule 3 sends.
+WEBSOCKET_SPEC_VERSION = "2.5"
 # Received messages the app has not taken yet, before reading pauses: as for an HTTP
 # body (BODY_HIGH_WATER_BYTES), a burst of small messages arrives without a pause, and
 # a peer that sends faster than its app reads costs this plus one read and one message.
