@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
-from gateway.asgi import ASGI_VERSION, ASGIApp, Message
+from gateway.asgi import ASGI_VERSION, ASGIApp, Message, mount_label
 from gateway.config import ServerConfig
 from gateway.errors import AppProtocolError, ClientDisconnected
 from gateway.http.events import RequestHead
@@ -451,5 +451,5 @@ class WebSocketCycle:
             self.status,
             self.bytes_sent,
             duration_ms,
-            self.scope.get("gateway.mount", "-"),
+            mount_label(self.scope),
         )
