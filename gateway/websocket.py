@@ -8,9 +8,13 @@ bytes it passes to a WebSocketSession (gateway/http/ws_session.py). Rules:
    response goes out (the `websocket.http.response` extension); OPEN; CLOSING from our
    Close frame until the peer's answer; CLOSED.
 2. Before accept, a websocket.close is answered 403 (ASGI spec) and an app that fails
-   or returns 500. After accept, a failure closes with 1011 and a return without a
-   close with 1000 (RFC 6455 §7.4.1). `send` after the end raises ClientDisconnected,
-   an OSError (ASGI 2.4); a websocket.close then is accepted and does nothing.
+   or returns 500. So is a denial (`websocket.http.response.start`) that fails, returns
+   or has an invalid status before its head went out; once the head is out, the client
+   has the denial's status and the connection closes (the head goes out even when the
+   body that came with it breaks its framing). After accept, a failure closes with 1011
+   and a return without a close with 1000 (RFC 6455 §7.4.1). `send` after the end
+   raises ClientDisconnected, an OSError (ASGI 2.4); a websocket.close then is accepted
+   and does nothing.
 3. `websocket.disconnect` comes once the WebSocket is over for the app: either side
    sent a Close, or the connection ended. Its code is that of the first Close (the
    peer's; or ours: the app's, 1012 on a stop, 1002/1007/1009 for bad input), else
@@ -199,7 +203,7 @@ class WebSocketCycle:
         if self._phase is Phase.HANDSHAKE:
             self._refuse(500)
         elif self._phase is Phase.DENYING:
-            self._hang_up()  # half a response: only closing tells the client it is cut
+            self._end_denial()
         elif self._phase is Phase.OPEN:
             self._start_closing(INTERNAL_ERROR, "")
 
@@ -208,9 +212,18 @@ class WebSocketCycle:
             error_log.error("app returned without accepting WebSocket %s", self.scope["path"])
             self._refuse(500)
         elif self._phase is Phase.DENYING:
-            self._hang_up()
+            error_log.error("app returned before its denial of WebSocket %s", self.scope["path"])
+            self._end_denial()
         elif self._phase is Phase.OPEN:
             self._start_closing(NORMAL_CLOSURE, "")
+
+    def _end_denial(self) -> None:
+        """Rule 2: a denial the app did not finish. Before its head went out the client
+        gets a 500; after, closing is what tells it the response is cut."""
+        if self._denial_headers is not None:
+            self._refuse(500)
+        else:
+            self._hang_up()
 
     # -- ASGI receive ----------------------------------------------------------------
 
@@ -300,21 +313,29 @@ class WebSocketCycle:
     def _start_denial(self, message: Message) -> None:
         if self._phase is not Phase.HANDSHAKE:
             raise AppProtocolError(f"websocket.http.response.start in phase {self._phase.value}")
+        status = message.get("status")
+        # A final status (RFC 9110 "Status Codes": 1xx are interim, and 101 would be the
+        # switch the app is refusing). Raised before anything changes: the handshake can
+        # still be answered 500.
+        if type(status) is not int or not 200 <= status <= 599:
+            raise AppProtocolError(f"invalid websocket.http.response.start status {status!r}")
         # The connection ends with the denial: it was asked for a protocol switch.
         headers = [*message.get("headers", ()), (b"connection", b"close")]
         self._denial_headers = headers
-        self._phase, self.status = Phase.DENYING, message["status"]
+        self._phase, self.status = Phase.DENYING, status
 
     async def _send_denial_body(self, message: Message) -> None:
         if self._phase is not Phase.DENYING:
             raise AppProtocolError("websocket.http.response.body before its start")
         body, more_body = message.get("body", b""), message.get("more_body", False)
-        headers, self._denial_headers = self._denial_headers, None
-        if headers is None:
-            data = self._conn.response_body(body, more_body)
-        else:
-            data = self._conn.response_start(self.status, headers, body, more_body)
-        self._conn.write(data)
+        data = b""
+        if self._denial_headers is not None:  # raises, for a bad field, before any byte
+            data = self._conn.response_start(self.status, self._denial_headers, b"", True)
+            self._denial_headers = None
+        try:
+            data += self._conn.response_body(body, more_body)
+        finally:
+            self._conn.write(data)  # rule 2: a head goes out even if its body breaks
         self.bytes_sent += len(body)
         if not more_body:
             self._hang_up()

@@ -174,6 +174,20 @@ async def deny(scope: Scope, receive: Any, send: Any) -> None:
     await send({"type": "websocket.http.response.body", "body": rest})
 
 
+async def deny_broken(scope: Scope, receive: Any, send: Any) -> None:
+    """A denial that goes wrong, as the query's `how` says: `raise` or `return` after its
+    start, a `status` that is not one, or a `short` body (under its Content-Length)."""
+    await expect_connect(receive)
+    how = params(scope).get("how", "")
+    status: Any = {"status": "abc", "status-101": 101}.get(how, 401)
+    headers = [(b"content-length", b"100")] if how == "short" else []
+    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+    if how == "raise":
+        raise RuntimeError("the denial broke")
+    if how == "short":
+        await send({"type": "websocket.http.response.body", "body": b"only ten.\n"})
+
+
 async def close(scope: Scope, receive: Any, send: Any) -> None:
     """Accepts, then closes with the `code` and `reason` of the query string."""
     await expect_connect(receive)
@@ -306,6 +320,7 @@ ROUTES = {
     "/subprotocol": subprotocol,
     "/reject": reject,
     "/deny": deny,
+    "/deny-broken": deny_broken,
     "/close": close,
     "/scope": scope_route,
     "/flood": flood_route,

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Server, wait_until
+from conftest import Server, read_until_closed, wait_until
 from ws_clients import (
     BINARY,
     CLOSE,
@@ -287,6 +287,29 @@ def test_denial_body_seen_raw(server: Server) -> None:
             if data.body_finished:
                 break
         assert body == app_state().DENIAL_BODY
+
+
+@pytest.mark.parametrize("how", ["raise", "return", "status", "status-101"])
+def test_a_denial_that_fails_before_its_head_is_a_500(server: Server, how: str) -> None:
+    """Issue 13, point 15: a denial that raises or returns after its start, or whose
+    status is not a final one, answers 500, not a closed socket and nothing."""
+    with server.connect() as sock:
+        sock.sendall(b"GET /ws/deny-broken?how=%s HTTP/1.1\r\n" % how.encode() + UPGRADE_FIELDS)
+        sock.sendall(b"\r\n")
+        data, closed = read_until_closed(sock, DEADLINE_S)
+    assert data.startswith(b"HTTP/1.1 500 "), data
+    assert closed
+
+
+def test_a_denial_whose_body_breaks_still_sends_its_head(server: Server) -> None:
+    """Body shorter than its Content-Length: the head (401) reaches the client, then the
+    connection closes, which tells it the body is cut."""
+    with server.connect() as sock:
+        sock.sendall(b"GET /ws/deny-broken?how=short HTTP/1.1\r\n" + UPGRADE_FIELDS + b"\r\n")
+        data, closed = read_until_closed(sock, DEADLINE_S)
+    assert data.startswith(b"HTTP/1.1 401 "), data
+    assert b"content-length: 100" in data.lower()
+    assert closed
 
 
 @pytest.mark.parametrize("prefix", ["/ws", "/deep/ws"])
