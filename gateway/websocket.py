@@ -30,8 +30,11 @@ bytes it passes to a WebSocketSession (gateway/http/ws_session.py). Rules:
    after failing the connection (RFC 6455 §7.1.1, §7.1.7). Closing is bounded: from our
    Close (or from closing the transport, which waits for our last bytes to go out)
    the peer has CLOSE_TIMEOUT_S, then the connection is dropped.
-7. A graceful stop closes an open WebSocket with 1012 (service restart), and one still
-   in its handshake as soon as the app accepts it.
+7. A graceful stop closes an open WebSocket with 1012 (service restart). One still in
+   its handshake is refused at once with 503, and its app told websocket.disconnect
+   1012: an app that waits in `receive` before it decides (or never decides) would
+   otherwise hold the stop until `graceful_timeout`. Its late accept raises
+   ClientDisconnected, as any `send` after the end (rule 2).
 """
 
 from __future__ import annotations
@@ -180,7 +183,6 @@ class WebSocketCycle:
         self._ping_timer: asyncio.TimerHandle | None = None
         self._pong_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
-        self._stopping = False
         self.finished = False  # the app has returned
         self.status = 0  # the handshake's HTTP status, for the access log
         self.bytes_sent = 0
@@ -257,7 +259,7 @@ class WebSocketCycle:
             await self._send_message(message)
         elif kind == "websocket.close":
             self._close(message)
-        elif self._conn.closed:
+        elif self._conn.closed or self._phase is Phase.CLOSED:
             raise ClientDisconnected("client went away")
         elif kind == "websocket.accept":
             self._accept(message)
@@ -283,8 +285,6 @@ class WebSocketCycle:
         self.data_received(self._conn.take_upgraded() + early)
         if self._phase is Phase.OPEN:
             self._schedule_ping()
-            if self._stopping:
-                self.shutdown()
 
     async def _send_message(self, message: Message) -> None:
         if self._phase is Phase.HANDSHAKE or self._phase is Phase.DENYING:
@@ -423,9 +423,11 @@ class WebSocketCycle:
 
     def shutdown(self) -> None:
         """Graceful stop (rule 7)."""
-        self._stopping = True
         if self._phase is Phase.OPEN:
             self._start_closing(SERVICE_RESTART, "server restarting")
+        elif self._phase is Phase.HANDSHAKE:
+            self._tell_disconnect(SERVICE_RESTART, "server restarting")
+            self._refuse(503)
 
     # -- keepalive -------------------------------------------------------------------
 

@@ -67,6 +67,8 @@ flood = FloodProgress()
 finished: set[str] = set()
 # /ignore: ids whose app was cancelled (it saw CancelledError) once the stop gave up.
 cancelled: set[str] = set()
+# /undecided: ids whose app has taken websocket.connect and waits, still in the handshake.
+undecided_ids: set[str] = set()
 # /slow-exit's work after the disconnect, standing in for an app that flushes state to a
 # store: long enough that a stop that does not wait returns well before it is done.
 SLOW_EXIT_WORK_S = 0.5
@@ -286,6 +288,14 @@ async def gated_count(scope: Scope, receive: Any, send: Any) -> None:
             received += len(message.get("bytes") or b"")
 
 
+async def undecided(scope: Scope, receive: Any, send: Any) -> None:
+    """Neither accepts nor denies: it notes its id in `undecided_ids`, then waits in
+    `receive` (as an app awaiting an auth check might) and notes what ends the wait."""
+    await expect_connect(receive)
+    undecided_ids.add(params(scope).get("id", ""))
+    note_disconnect(scope, await receive())
+
+
 async def slow_exit(scope: Scope, receive: Any, send: Any) -> None:
     """Accepts; once told websocket.disconnect, works SLOW_EXIT_WORK_S more (it awaits,
     as an app writing to a store would), then notes its id in `finished`."""
@@ -332,4 +342,5 @@ ROUTES = {
     "/gated-count": gated_count,
     "/ignore": ignore,
     "/slow-exit": slow_exit,
+    "/undecided": undecided,
 }

@@ -626,6 +626,22 @@ def test_graceful_stop_waits_for_the_app_to_finish(serve: Serve) -> None:
     assert recorded_disconnect(key)["code"] == 1012
 
 
+def test_graceful_stop_ends_a_handshake_the_app_has_not_answered(serve: Serve) -> None:
+    """Issue 13, point 15: the app is told websocket.disconnect (1012) at once, not
+    cancelled at graceful_timeout, and the client gets a 503 and a closed connection."""
+    server = serve(mounts(graceful_timeout_s=60))
+    key = new_id()
+    with server.connect() as sock:
+        sock.sendall(b"GET /ws/undecided?id=%s HTTP/1.1\r\n" % key.encode() + UPGRADE_FIELDS)
+        sock.sendall(b"\r\n")
+        wait_until(lambda: key in app_state().undecided_ids, DEADLINE_S)
+        server.stop(timeout_s=DEADLINE_S)
+        data, closed = read_until_closed(sock, DEADLINE_S)
+    assert recorded_disconnect(key)["code"] == 1012
+    assert data.startswith(b"HTTP/1.1 503 "), data
+    assert closed
+
+
 def test_graceful_stop_does_not_wait_forever_for_a_silent_client(serve: Serve) -> None:
     """A client that never answers the 1012 Close is dropped within graceful_timeout."""
     server = serve(mounts(graceful_timeout_s=2))
