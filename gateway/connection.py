@@ -168,6 +168,8 @@ class HTTPConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._writing_paused = False
         self._wake_drain_waiter()
+        if self._websocket is not None:
+            self._websocket.writing_resumed()  # it paused reading for its replies
 
     # -- events from the session -----------------------------------------------------
 

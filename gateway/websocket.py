@@ -20,9 +20,14 @@ bytes it passes to a WebSocketSession (gateway/http/ws_session.py). Rules:
    peer's; or ours: the app's, 1012 on a stop, 1002/1007/1009 for bad input), else
    1006, as RFC 6455 §7.1.5 says for a connection that ended without one. Messages
    received before the end are delivered before it.
-4. Flow control both ways: `send` waits on the connection's drain while the transport's
+4. Flow control both ways, so that what one WebSocket holds is bounded per connection,
+   not only per message: `send` waits on the connection's drain while the transport's
    buffer is over its high-water mark; reading pauses while more than
-   INBOX_HIGH_WATER_BYTES of received messages wait for the app.
+   INBOX_HIGH_WATER_BYTES of received messages wait for the app (each counted with
+   MESSAGE_OVERHEAD_BYTES, so empty messages add up too), and while our own replies
+   (pongs, a Close) wait in the transport's buffer for a peer that does not read them.
+   A connection then holds at most the inbox's mark, one message of
+   `ws_max_message_bytes` completing it and one being reassembled, and one read.
 5. Keepalive: a ping every `ws_ping_interval`; a peer that has not answered within
    `ws_ping_timeout` is gone: the connection is dropped and the app told 1006. While
    reading is paused for the app no ping is sent (its pong could not be read).
@@ -69,6 +74,11 @@ WEBSOCKET_SPEC_VERSION = "2.5"
 # body (BODY_HIGH_WATER_BYTES), a burst of small messages arrives without a pause, and
 # a peer that sends faster than its app reads costs this plus one read and one message.
 INBOX_HIGH_WATER_BYTES = 64 * 1024
+# What a waiting message costs beyond its data: the message dict, the inbox's tuple and
+# the str or bytes object's header come to about 300 bytes in CPython. Counting it makes
+# a flood of empty messages reach the mark too (some 200 of them), where counting the
+# data alone let one connection hold millions.
+MESSAGE_OVERHEAD_BYTES = 300
 # After our Close, how long the peer has to answer with its own (RFC 6455 §7.1.1), and
 # to read our last bytes once we close. A live peer does either within a round trip;
 # five seconds covers a slow mobile link, and a dead peer holds a stop no longer.
@@ -173,7 +183,9 @@ class WebSocketCycle:
         self._session: WebSocketSession | None = None  # from accept on
         self._inbox: deque[tuple[Message, int]] = deque([({"type": "websocket.connect"}, 0)])
         self._inbox_bytes = 0
-        self._reading_paused = False
+        self._reading_paused = False  # we asked the connection to stop reading: one of
+        self._inbox_full = False  # ... the app has not taken what waits (rule 4)
+        self._backlogged = False  # ... the peer has not read our replies (rule 4)
         self._disconnect: Message | None = None  # set once the WebSocket is over (rule 3)
         self._waiter: asyncio.Future[None] | None = None
         # Bytes that arrive before accept: reading is paused after the head, so one read
@@ -241,9 +253,9 @@ class WebSocketCycle:
     def _take(self) -> Message:
         message, size = self._inbox.popleft()
         self._inbox_bytes -= size
-        if self._reading_paused and self._inbox_bytes <= INBOX_HIGH_WATER_BYTES // 2:
-            self._reading_paused = False
-            self._conn.resume_reading()
+        if self._inbox_full and self._inbox_bytes <= INBOX_HIGH_WATER_BYTES // 2:
+            self._inbox_full = False
+            self._hold_reading()
         return message
 
     def _wake(self) -> None:
@@ -399,17 +411,38 @@ class WebSocketCycle:
         if ended:  # rule 6: the server closes the TCP connection
             self._conn.close()
             self._bound_closing()
+        elif self._conn.writing_paused and not self._backlogged:
+            self._backlogged = True  # rule 4: until writing_resumed
+            self._hold_reading()
+
+    def writing_resumed(self) -> None:
+        """The transport's buffer is below its low-water mark again: read on (rule 4)."""
+        if self._backlogged:
+            self._backlogged = False
+            self._hold_reading()
 
     def _deliver(self, data: str | bytes) -> None:
         key = "text" if isinstance(data, str) else "bytes"
-        self._inbox.append(({"type": "websocket.receive", key: data}, len(data)))
-        self._inbox_bytes += len(data)
-        if self._inbox_bytes > INBOX_HIGH_WATER_BYTES and not self._reading_paused:
+        size = len(data) + MESSAGE_OVERHEAD_BYTES
+        self._inbox.append(({"type": "websocket.receive", key: data}, size))
+        self._inbox_bytes += size
+        if self._inbox_bytes > INBOX_HIGH_WATER_BYTES and not self._inbox_full:
+            self._inbox_full = True
+            self._hold_reading()
+        self._wake()
+
+    def _hold_reading(self) -> None:
+        """Pause reading while the inbox is full or our replies are backlogged, else read
+        on (rule 4)."""
+        hold = self._inbox_full or self._backlogged
+        if hold and not self._reading_paused:
             self._reading_paused = True
             self._conn.pause_reading()
             self._cancel(self._pong_timer)  # rule 5: the pong may wait behind the data
             self._pong_timer = None
-        self._wake()
+        elif not hold and self._reading_paused:
+            self._reading_paused = False
+            self._conn.resume_reading()
 
     def _session_closed(self, event: SessionClosed) -> None:
         self._phase = Phase.CLOSED

@@ -296,6 +296,14 @@ async def undecided(scope: Scope, receive: Any, send: Any) -> None:
     note_disconnect(scope, await receive())
 
 
+async def deaf(scope: Scope, receive: Any, send: Any) -> None:
+    """Accepts, then never calls `receive` again: whatever the client sends waits in the
+    server, which must bound it per connection."""
+    await expect_connect(receive)
+    await send({"type": "websocket.accept"})
+    await asyncio.Event().wait()
+
+
 async def slow_exit(scope: Scope, receive: Any, send: Any) -> None:
     """Accepts; once told websocket.disconnect, works SLOW_EXIT_WORK_S more (it awaits,
     as an app writing to a store would), then notes its id in `finished`."""
@@ -343,4 +351,5 @@ ROUTES = {
     "/ignore": ignore,
     "/slow-exit": slow_exit,
     "/undecided": undecided,
+    "/deaf": deaf,
 }
