@@ -6,7 +6,9 @@ Rules:
    the session (PAUSED) until the cycle before them has finished (RFC 9112 §9.3.2).
 2. Flow control both ways. Reading pauses while a cycle holds more than
    BODY_HIGH_WATER_BYTES of unread body, or while a pipelined request waits. An app's
-   `send` waits while the transport's write buffer is over its high-water mark.
+   `send` waits while the transport's write buffer is over its high-water mark, and
+   raises once the transport is closing (an app that streams without ever waiting
+   would otherwise never let connection_lost run).
 3. Errors carry their reply: a ProtocolError from the session is answered with its
    status and the connection closes. An app failure before the response starts is a
    500 (or the status of the ProtocolError it let through, e.g. 413); during the
