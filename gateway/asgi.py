@@ -20,3 +20,31 @@ ASGI_VERSION = "3.0"
 # 2.4: `send` raises an OSError subclass once the client has gone (gateway.errors).
 HTTP_SPEC_VERSION = "2.4"
 LIFESPAN_SPEC_VERSION = "2.0"
+
+# The key of the gateway's own additions to a scope. The ASGI spec ("Extensions") keeps a
+# server's additions under scope["extensions"], beside the TLS extension and
+# `websocket.http.response`: apps and test suites that compare scopes with the spec's
+# keys see nothing else at the top level.
+GATEWAY_EXTENSION = "gateway"
+NO_MOUNT = "-"  # the access log's mount for a request no mount served (a 404)
+
+
+def set_mount_label(scope: Scope, label: str) -> None:
+    """Name the mount (or route, "/api>fallback:legacy") serving `scope`, for the access
+    log and metrics, as scope["extensions"]["gateway"]["mount"].
+
+    Copy on write: a fallback or shadow copy of a scope is shallow and shares the
+    original's `extensions`, so its own route must not change what the original logs.
+    """
+    extensions = scope.get("extensions")
+    ours = {"mount": label}
+    if extensions is None:
+        scope["extensions"] = {GATEWAY_EXTENSION: ours}
+    else:
+        scope["extensions"] = {**extensions, GATEWAY_EXTENSION: ours}
+
+
+def mount_label(scope: Scope) -> str:
+    """The label `set_mount_label` gave `scope`, or NO_MOUNT."""
+    ours = (scope.get("extensions") or {}).get(GATEWAY_EXTENSION)
+    return NO_MOUNT if ours is None else str(ours.get("mount", NO_MOUNT))

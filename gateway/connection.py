@@ -6,10 +6,12 @@ Rules:
    the session (PAUSED) until the cycle before them has finished (RFC 9112 §9.3.2).
 2. Flow control both ways. Reading pauses while a cycle holds more than
    BODY_HIGH_WATER_BYTES of unread body, or while a pipelined request waits. An app's
-   `send` waits while the transport's write buffer is over its high-water mark, and the
-   next pipelined request does not start until the buffer is under it again, whatever
-   wrote the last response (an app, a WSGI or static body, an error reply): a client
-   that never reads costs one response plus the high-water mark, not one per request.
+   `send` waits while the transport's write buffer is over its high-water mark, and
+   raises once the transport is closing (an app that streams without ever waiting
+   would otherwise never let connection_lost run). The next pipelined request does not
+   start until the buffer is under the mark again, whatever wrote the last response (an
+   app, a WSGI or static body, an error reply): a client that never reads costs one
+   response plus the high-water mark, not one per request.
 3. Errors carry their reply: a ProtocolError from the session is answered with its
    status and the connection closes. An app failure before the response starts is a
    500 (or the status of the ProtocolError it let through, e.g. 413); during the
@@ -220,6 +222,8 @@ class HTTPConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._writing_paused = False
         self._wake_drain_waiter()
+        if self._websocket is not None:
+            self._websocket.writing_resumed()  # it paused reading for its replies
 
     # -- events from the session -----------------------------------------------------
 
@@ -443,7 +447,7 @@ class HTTPConnection(asyncio.Protocol):
         while self._writing_paused and not self.closed:
             self._drain_waiter = self._loop.create_future()
             await self._drain_waiter
-        if self.closed:
+        if self.closed or self._write_failed():
             raise ClientDisconnected("client went away")
 
     def _wake_drain_waiter(self) -> None:
@@ -590,7 +594,14 @@ class HTTPConnection(asyncio.Protocol):
 
     @property
     def writing_paused(self) -> bool:
-        return self._writing_paused
+        # A transport that is closing takes no more bytes: `drain` then raises, so an app
+        # that streams without ever waiting learns the client is gone although
+        # connection_lost, which the loop calls later, has not run yet.
+        return self._writing_paused or self._write_failed()
+
+    def _write_failed(self) -> bool:
+        transport = self._transport
+        return transport is not None and transport.is_closing()
 
 
 def _bytes_not_taken(transport: asyncio.Transport) -> int:

@@ -24,7 +24,7 @@ import logging
 import time
 from typing import Any, Protocol
 
-from gateway.asgi import Message
+from gateway.asgi import Message, mount_label
 from gateway.errors import AppProtocolError, ClientDisconnected
 
 access_log = logging.getLogger("gateway.access")
@@ -201,7 +201,7 @@ class RequestCycle:
         query = self.scope["query_string"]
         target = f"{self.path}?{query.decode('latin-1')}" if query else self.path
         peer = f"{client[0]}:{client[1]}" if client else "-"
-        mount = self.scope.get("gateway.mount", "-")
+        mount = mount_label(self.scope)
         access_log.info(
             '%s "%s %s HTTP/%s" %d %dB %.1fms mount=%s',
             peer,

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from http import HTTPStatus
 
-from gateway.asgi import ASGIApp, Receive, Scope, Send
+from gateway.asgi import ASGIApp, Receive, Scope, Send, set_mount_label
 
 PROBE_METHODS = frozenset({"GET", "HEAD"})
 ALLOW = b"GET, HEAD"
@@ -43,7 +43,7 @@ class HealthCheck:
         if status is None:
             await self.app(scope, receive, send)
             return
-        scope["gateway.mount"] = HEALTH_MOUNT
+        set_mount_label(scope, HEALTH_MOUNT)
         if scope["method"] not in PROBE_METHODS:
             await send_status(send, HTTPStatus.METHOD_NOT_ALLOWED, [(b"allow", ALLOW)])
         else:

@@ -15,6 +15,11 @@ Rules (the ASGI lifespan spec, django/asgiref specs/lifespan.rst):
    behalf without being called.
 4. Each mount's `state` dict goes into its lifespan scope; the router hands a shallow
    copy of it to every request that mount serves.
+5. `send` raises AppProtocolError on a message that is not one of the four lifespan
+   messages (the ASGI spec, "Error Handling": a server raises out of `send` on an
+   invalid message). An app that ignores the scope type and runs its HTTP code at
+   startup therefore fails at its first `send`, which is rule 2's "does not support
+   lifespan", instead of streaming into a `send` that never pushes back.
 """
 
 from __future__ import annotations
@@ -26,9 +31,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.asgi import ASGI_VERSION, LIFESPAN_SPEC_VERSION, ASGIApp, Message
-from gateway.errors import LifespanError
+from gateway.errors import AppProtocolError, LifespanError
 
 log = logging.getLogger("gateway.error")
+# The messages a lifespan app may send (the ASGI lifespan spec); anything else raises.
+LIFESPAN_MESSAGES = frozenset(
+    {
+        "lifespan.startup.complete",
+        "lifespan.startup.failed",
+        "lifespan.shutdown.complete",
+        "lifespan.shutdown.failed",
+    }
+)
 
 
 @dataclass
@@ -95,7 +109,9 @@ class MountLifespan:
             self._app_stopped(None)
 
     async def _app_sent(self, message: Message) -> None:
-        kind = message["type"]
+        kind = message.get("type")
+        if kind not in LIFESPAN_MESSAGES:  # rule 5
+            raise AppProtocolError(f"{kind!r} is not a lifespan message")
         if kind.startswith("lifespan.startup.") and self._startup_answer is not None:
             _settle(self._startup_answer, message)
         elif kind.startswith("lifespan.shutdown.") and self._shutdown_answer is not None:

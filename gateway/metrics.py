@@ -59,7 +59,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Protocol
 
 from gateway import metric_files
-from gateway.asgi import ASGIApp, Message, Receive, Scope, Send
+from gateway.asgi import ASGIApp, Message, Receive, Scope, Send, set_mount_label
 from gateway.config import ServerConfig
 from gateway.errors import ClientDisconnected, GatewayError, HTTPError
 from gateway.health import send_status
@@ -386,7 +386,7 @@ class MetricsEndpoint:
         if scope["type"] != "http" or scope["path"] != self.metrics.path:
             await self.app(scope, receive, send)
             return
-        scope["gateway.mount"] = METRICS_MOUNT
+        set_mount_label(scope, METRICS_MOUNT)
         if scope["method"] not in ("GET", "HEAD"):
             await send_status(send, HTTPStatus.METHOD_NOT_ALLOWED, [(b"allow", b"GET, HEAD")])
             return

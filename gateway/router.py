@@ -9,11 +9,13 @@ Rules:
 3. Path semantics follow the ASGI spec: `root_path` grows by the prefix and `path` stays
    whole; the WSGI bridge derives SCRIPT_NAME and PATH_INFO from the two.
 4. Each request gets a shallow copy of its mount's lifespan state (ASGI lifespan spec:
-   "state"), and `gateway.mount` names the mount for the access log.
+   "state"), and scope["extensions"]["gateway"]["mount"] names the mount for the access
+   log and metrics (gateway/asgi.py `set_mount_label`: a server's additions live under
+   "extensions", never as top-level scope keys).
 5. A mount's body limit is enforced here: a declared Content-Length over it is answered
    413 before the app runs; a chunked body that grows past it makes `receive` raise
    RequestBodyTooLarge, whose status the connection layer sends.
-6. WebSocket scopes are routed the same way (root_path, state, gateway.mount). Only an
+6. WebSocket scopes are routed the same way (root_path, state, mount label). Only an
    ASGI mount speaks WebSocket: the connection layer asks `serves_websocket` first and
    serves any other upgrade request as plain HTTP, so a WSGI app never sees one.
 7. Mounts reach each other by name. A mount's `rules` (fallback, canary: see
@@ -22,7 +24,7 @@ Rules:
    put around it later does), so a request is served by `mount.handler` with no
    per-request branching, and a mount without rules is served by its app directly. A
    mount without a prefix is reachable only that way. A `Target` enters a mount with
-   the routing mount's root_path, its own state, and the route in `gateway.mount`
+   the routing mount's root_path, its own state, and the route as its mount label
    ("/api>fallback:legacy").
 """
 
@@ -32,7 +34,7 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any, Protocol
 
-from gateway.asgi import ASGIApp, Message, Receive, Scope, Send
+from gateway.asgi import ASGIApp, Message, Receive, Scope, Send, mount_label, set_mount_label
 from gateway.errors import RequestBodyTooLarge
 
 
@@ -79,7 +81,7 @@ class Mount:
         self.interface = interface
         self.state: dict[str, Any] = {}  # filled by the mount's lifespan startup
         self.name = name
-        self.label = prefix or name  # gateway.mount, lifespan and error messages
+        self.label = prefix or name  # the mount label, lifespan and error messages
         self.rules = tuple(rules)
         self._targets: tuple[Target, ...] = ()  # the rules' targets, once linked
         self._app = app
@@ -120,7 +122,7 @@ class Target:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["state"] = self.mount.state.copy()
-        scope["gateway.mount"] += self.route
+        set_mount_label(scope, mount_label(scope) + self.route)
         await self.mount.handler(scope, receive, send)
 
 
@@ -174,7 +176,7 @@ class Router:
             return
         scope["root_path"] = root_path + mount.root
         scope["state"] = mount.state.copy()
-        scope["gateway.mount"] = mount.label
+        set_mount_label(scope, mount.label)
         limit = body_limit(scope["headers"], mount.max_body_bytes)
         if limit is _TOO_LARGE:
             await send_plain(send, HTTPStatus.REQUEST_ENTITY_TOO_LARGE)

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import ClassVar, Protocol
 
-from gateway.asgi import ASGIApp, Message, Receive, Scope, Send
+from gateway.asgi import ASGIApp, Message, Receive, Scope, Send, mount_label, set_mount_label
 from gateway.errors import ClientDisconnected
 from gateway.router import Target, declares_over
 
@@ -129,7 +129,7 @@ class Fallback:
             try:
                 await self._target(pristine, tape.replay(receive), send)
             finally:
-                scope["gateway.mount"] = pristine["gateway.mount"]  # what the log reads
+                set_mount_label(scope, mount_label(pristine))  # what the log reads
 
 
 class Decision(Enum):

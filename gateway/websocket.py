@@ -1,4 +1,4 @@
-"""One WebSocket's ASGI cycle on an HTTP connection (ASGI WebSocket spec 2.4).
+"""One WebSocket's ASGI cycle on an HTTP connection (ASGI WebSocket spec 2.5).
 
 The connection starts a cycle for an upgrade request that asks for WebSocket on a path
 the router gives to an ASGI mount; from then on the cycle owns the connection, whose
@@ -8,17 +8,26 @@ bytes it passes to a WebSocketSession (gateway/http/ws_session.py). Rules:
    response goes out (the `websocket.http.response` extension); OPEN; CLOSING from our
    Close frame until the peer's answer; CLOSED.
 2. Before accept, a websocket.close is answered 403 (ASGI spec) and an app that fails
-   or returns 500. After accept, a failure closes with 1011 and a return without a
-   close with 1000 (RFC 6455 §7.4.1). `send` after the end raises ClientDisconnected,
-   an OSError (ASGI 2.4); a websocket.close then is accepted and does nothing.
+   or returns 500. So is a denial (`websocket.http.response.start`) that fails, returns
+   or has an invalid status before its head went out; once the head is out, the client
+   has the denial's status and the connection closes (the head goes out even when the
+   body that came with it breaks its framing). After accept, a failure closes with 1011
+   and a return without a close with 1000 (RFC 6455 §7.4.1). `send` after the end
+   raises ClientDisconnected, an OSError (ASGI 2.4); a websocket.close then is accepted
+   and does nothing.
 3. `websocket.disconnect` comes once the WebSocket is over for the app: either side
    sent a Close, or the connection ended. Its code is that of the first Close (the
    peer's; or ours: the app's, 1012 on a stop, 1002/1007/1009 for bad input), else
    1006, as RFC 6455 §7.1.5 says for a connection that ended without one. Messages
    received before the end are delivered before it.
-4. Flow control both ways: `send` waits on the connection's drain while the transport's
+4. Flow control both ways, so that what one WebSocket holds is bounded per connection,
+   not only per message: `send` waits on the connection's drain while the transport's
    buffer is over its high-water mark; reading pauses while more than
-   INBOX_HIGH_WATER_BYTES of received messages wait for the app.
+   INBOX_HIGH_WATER_BYTES of received messages wait for the app (each counted with
+   MESSAGE_OVERHEAD_BYTES, so empty messages add up too), and while our own replies
+   (pongs, a Close) wait in the transport's buffer for a peer that does not read them.
+   A connection then holds at most the inbox's mark, one message of
+   `ws_max_message_bytes` completing it and one being reassembled, and one read.
 5. Keepalive: a ping every `ws_ping_interval`; a peer that has not answered within
    `ws_ping_timeout` is gone: the connection is dropped and the app told 1006. While
    reading is paused for the app no ping is sent (its pong could not be read).
@@ -26,8 +35,11 @@ bytes it passes to a WebSocketSession (gateway/http/ws_session.py). Rules:
    after failing the connection (RFC 6455 §7.1.1, §7.1.7). Closing is bounded: from our
    Close (or from closing the transport, which waits for our last bytes to go out)
    the peer has CLOSE_TIMEOUT_S, then the connection is dropped.
-7. A graceful stop closes an open WebSocket with 1012 (service restart), and one still
-   in its handshake as soon as the app accepts it.
+7. A graceful stop closes an open WebSocket with 1012 (service restart). One still in
+   its handshake is refused at once with 503, and its app told websocket.disconnect
+   1012: an app that waits in `receive` before it decides (or never decides) would
+   otherwise hold the stop until `graceful_timeout`. Its late accept raises
+   ClientDisconnected, as any `send` after the end (rule 2).
 """
 
 from __future__ import annotations
@@ -40,7 +52,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
-from gateway.asgi import ASGI_VERSION, ASGIApp, Message
+from gateway.asgi import ASGI_VERSION, ASGIApp, Message, mount_label
 from gateway.config import ServerConfig
 from gateway.errors import AppProtocolError, ClientDisconnected
 from gateway.http.events import RequestHead
@@ -54,13 +66,19 @@ from gateway.http.ws_session import (
     WebSocketSession,
 )
 
-# 2.4: websocket.disconnect and websocket.close carry a reason; `send` raises an OSError
-# once the connection is closed.
-WEBSOCKET_SPEC_VERSION = "2.4"
+# The scope claims the version of the keys we send (django/asgiref specs/www.rst, "Spec
+# Versions"): 2.3 is `reason` on websocket.close, 2.4 `send` raising an OSError once the
+# connection is closed, and 2.5 `reason` on websocket.disconnect, which rule 3 sends.
+WEBSOCKET_SPEC_VERSION = "2.5"
 # Received messages the app has not taken yet, before reading pauses: as for an HTTP
 # body (BODY_HIGH_WATER_BYTES), a burst of small messages arrives without a pause, and
 # a peer that sends faster than its app reads costs this plus one read and one message.
 INBOX_HIGH_WATER_BYTES = 64 * 1024
+# What a waiting message costs beyond its data: the message dict, the inbox's tuple and
+# the str or bytes object's header come to about 300 bytes in CPython. Counting it makes
+# a flood of empty messages reach the mark too (some 200 of them), where counting the
+# data alone let one connection hold millions.
+MESSAGE_OVERHEAD_BYTES = 300
 # After our Close, how long the peer has to answer with its own (RFC 6455 §7.1.1), and
 # to read our last bytes once we close. A live peer does either within a round trip;
 # five seconds covers a slow mobile link, and a dead peer holds a stop no longer.
@@ -165,7 +183,9 @@ class WebSocketCycle:
         self._session: WebSocketSession | None = None  # from accept on
         self._inbox: deque[tuple[Message, int]] = deque([({"type": "websocket.connect"}, 0)])
         self._inbox_bytes = 0
-        self._reading_paused = False
+        self._reading_paused = False  # we asked the connection to stop reading: one of
+        self._inbox_full = False  # ... the app has not taken what waits (rule 4)
+        self._backlogged = False  # ... the peer has not read our replies (rule 4)
         self._disconnect: Message | None = None  # set once the WebSocket is over (rule 3)
         self._waiter: asyncio.Future[None] | None = None
         # Bytes that arrive before accept: reading is paused after the head, so one read
@@ -175,7 +195,6 @@ class WebSocketCycle:
         self._ping_timer: asyncio.TimerHandle | None = None
         self._pong_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
-        self._stopping = False
         self.finished = False  # the app has returned
         self.status = 0  # the handshake's HTTP status, for the access log
         self.bytes_sent = 0
@@ -198,7 +217,7 @@ class WebSocketCycle:
         if self._phase is Phase.HANDSHAKE:
             self._refuse(500)
         elif self._phase is Phase.DENYING:
-            self._hang_up()  # half a response: only closing tells the client it is cut
+            self._end_denial()
         elif self._phase is Phase.OPEN:
             self._start_closing(INTERNAL_ERROR, "")
 
@@ -207,9 +226,18 @@ class WebSocketCycle:
             error_log.error("app returned without accepting WebSocket %s", self.scope["path"])
             self._refuse(500)
         elif self._phase is Phase.DENYING:
-            self._hang_up()
+            error_log.error("app returned before its denial of WebSocket %s", self.scope["path"])
+            self._end_denial()
         elif self._phase is Phase.OPEN:
             self._start_closing(NORMAL_CLOSURE, "")
+
+    def _end_denial(self) -> None:
+        """Rule 2: a denial the app did not finish. Before its head went out the client
+        gets a 500; after, closing is what tells it the response is cut."""
+        if self._denial_headers is not None:
+            self._refuse(500)
+        else:
+            self._hang_up()
 
     # -- ASGI receive ----------------------------------------------------------------
 
@@ -225,9 +253,9 @@ class WebSocketCycle:
     def _take(self) -> Message:
         message, size = self._inbox.popleft()
         self._inbox_bytes -= size
-        if self._reading_paused and self._inbox_bytes <= INBOX_HIGH_WATER_BYTES // 2:
-            self._reading_paused = False
-            self._conn.resume_reading()
+        if self._inbox_full and self._inbox_bytes <= INBOX_HIGH_WATER_BYTES // 2:
+            self._inbox_full = False
+            self._hold_reading()
         return message
 
     def _wake(self) -> None:
@@ -243,7 +271,7 @@ class WebSocketCycle:
             await self._send_message(message)
         elif kind == "websocket.close":
             self._close(message)
-        elif self._conn.closed:
+        elif self._conn.closed or self._phase is Phase.CLOSED:
             raise ClientDisconnected("client went away")
         elif kind == "websocket.accept":
             self._accept(message)
@@ -269,8 +297,6 @@ class WebSocketCycle:
         self.data_received(self._conn.take_upgraded() + early)
         if self._phase is Phase.OPEN:
             self._schedule_ping()
-            if self._stopping:
-                self.shutdown()
 
     async def _send_message(self, message: Message) -> None:
         if self._phase is Phase.HANDSHAKE or self._phase is Phase.DENYING:
@@ -299,21 +325,29 @@ class WebSocketCycle:
     def _start_denial(self, message: Message) -> None:
         if self._phase is not Phase.HANDSHAKE:
             raise AppProtocolError(f"websocket.http.response.start in phase {self._phase.value}")
+        status = message.get("status")
+        # A final status (RFC 9110 "Status Codes": 1xx are interim, and 101 would be the
+        # switch the app is refusing). Raised before anything changes: the handshake can
+        # still be answered 500.
+        if type(status) is not int or not 200 <= status <= 599:
+            raise AppProtocolError(f"invalid websocket.http.response.start status {status!r}")
         # The connection ends with the denial: it was asked for a protocol switch.
         headers = [*message.get("headers", ()), (b"connection", b"close")]
         self._denial_headers = headers
-        self._phase, self.status = Phase.DENYING, message["status"]
+        self._phase, self.status = Phase.DENYING, status
 
     async def _send_denial_body(self, message: Message) -> None:
         if self._phase is not Phase.DENYING:
             raise AppProtocolError("websocket.http.response.body before its start")
         body, more_body = message.get("body", b""), message.get("more_body", False)
-        headers, self._denial_headers = self._denial_headers, None
-        if headers is None:
-            data = self._conn.response_body(body, more_body)
-        else:
-            data = self._conn.response_start(self.status, headers, body, more_body)
-        self._conn.write(data)
+        data = b""
+        if self._denial_headers is not None:  # raises, for a bad field, before any byte
+            data = self._conn.response_start(self.status, self._denial_headers, b"", True)
+            self._denial_headers = None
+        try:
+            data += self._conn.response_body(body, more_body)
+        finally:
+            self._conn.write(data)  # rule 2: a head goes out even if its body breaks
         self.bytes_sent += len(body)
         if not more_body:
             self._hang_up()
@@ -377,17 +411,38 @@ class WebSocketCycle:
         if ended:  # rule 6: the server closes the TCP connection
             self._conn.close()
             self._bound_closing()
+        elif self._conn.writing_paused and not self._backlogged:
+            self._backlogged = True  # rule 4: until writing_resumed
+            self._hold_reading()
+
+    def writing_resumed(self) -> None:
+        """The transport's buffer is below its low-water mark again: read on (rule 4)."""
+        if self._backlogged:
+            self._backlogged = False
+            self._hold_reading()
 
     def _deliver(self, data: str | bytes) -> None:
         key = "text" if isinstance(data, str) else "bytes"
-        self._inbox.append(({"type": "websocket.receive", key: data}, len(data)))
-        self._inbox_bytes += len(data)
-        if self._inbox_bytes > INBOX_HIGH_WATER_BYTES and not self._reading_paused:
+        size = len(data) + MESSAGE_OVERHEAD_BYTES
+        self._inbox.append(({"type": "websocket.receive", key: data}, size))
+        self._inbox_bytes += size
+        if self._inbox_bytes > INBOX_HIGH_WATER_BYTES and not self._inbox_full:
+            self._inbox_full = True
+            self._hold_reading()
+        self._wake()
+
+    def _hold_reading(self) -> None:
+        """Pause reading while the inbox is full or our replies are backlogged, else read
+        on (rule 4)."""
+        hold = self._inbox_full or self._backlogged
+        if hold and not self._reading_paused:
             self._reading_paused = True
             self._conn.pause_reading()
             self._cancel(self._pong_timer)  # rule 5: the pong may wait behind the data
             self._pong_timer = None
-        self._wake()
+        elif not hold and self._reading_paused:
+            self._reading_paused = False
+            self._conn.resume_reading()
 
     def _session_closed(self, event: SessionClosed) -> None:
         self._phase = Phase.CLOSED
@@ -401,9 +456,11 @@ class WebSocketCycle:
 
     def shutdown(self) -> None:
         """Graceful stop (rule 7)."""
-        self._stopping = True
         if self._phase is Phase.OPEN:
             self._start_closing(SERVICE_RESTART, "server restarting")
+        elif self._phase is Phase.HANDSHAKE:
+            self._tell_disconnect(SERVICE_RESTART, "server restarting")
+            self._refuse(503)
 
     # -- keepalive -------------------------------------------------------------------
 
@@ -450,5 +507,5 @@ class WebSocketCycle:
             self.status,
             self.bytes_sent,
             duration_ms,
-            self.scope.get("gateway.mount", "-"),
+            mount_label(self.scope),
         )

@@ -18,6 +18,12 @@ its RequestHead, so the request is never serialised and parsed a second time. Ru
    1009 for a message over `max_message_bytes`, counted after inflation. The Close
    frame with that code is the last thing sent, and nothing more is read.
 5. wsproto's types and exceptions stay in this module; what leaves it is gateway's.
+6. What a session holds is bounded by its input, not by the number of frames: a
+   fragmented message is reassembled in one byte buffer (text as UTF-8), never as a
+   list of pieces, whose per-object overhead would let 2-byte fragments cost some
+   thirty times their size. wsproto's own buffer holds at most the last read: every
+   read is parsed to its end before the next, and data frames are passed on piece by
+   piece, not held until they are whole.
 """
 
 from __future__ import annotations
@@ -240,8 +246,8 @@ class WebSocketSession:
         self._max_message_bytes = limits.max_message_bytes
         self.state = SessionState.OPEN
         self._out = bytearray()  # pongs and Close replies, until `outgoing` takes them
-        self._text: list[str] = []  # the message being reassembled, if it is text
-        self._binary = bytearray()  # ... or binary
+        # The fragments of the message being reassembled, as bytes (rule 6).
+        self._fragments = bytearray()
         self._message_bytes = 0
         self._close_code = CloseReason.ABNORMAL_CLOSURE.value  # what we sent, once we do
         self._close_reason = ""
@@ -287,15 +293,16 @@ class WebSocketSession:
         if self._message_bytes > self._max_message_bytes:
             limit = self._max_message_bytes
             return self._fail(CloseReason.MESSAGE_TOO_BIG, f"message over {limit} bytes")
-        if isinstance(data, str):
-            self._text.append(data)
-        else:
-            self._binary += data
+        if finished and not self._fragments:  # a message in one piece: no copy
+            self._message_bytes = 0
+            return MessageReceived(data)
+        self._fragments += data.encode("utf-8") if isinstance(data, str) else data
         if not finished:
             return None
-        whole: str | bytes = "".join(self._text) if isinstance(data, str) else bytes(self._binary)
-        self._text, self._binary, self._message_bytes = [], bytearray(), 0
-        return MessageReceived(whole)
+        whole = bytes(self._fragments)
+        self._fragments, self._message_bytes = bytearray(), 0
+        # wsproto has checked the text as UTF-8 already (RFC 6455 §8.1), piece by piece.
+        return MessageReceived(whole.decode("utf-8") if isinstance(data, str) else whole)
 
     def _close_received(self, event: CloseConnection) -> SessionClosed:
         state = self._ws.state

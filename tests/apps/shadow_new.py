@@ -55,7 +55,7 @@ async def echo(id: str, request: Request) -> dict[str, object]:
         "path": request.scope["path"],
         "root_path": request.scope["root_path"],
         "body": body.decode(),
-        "mount": request.scope["gateway.mount"],
+        "mount": request.scope["extensions"]["gateway"]["mount"],
     }
     return {"length": len(body)}
 

@@ -67,6 +67,8 @@ flood = FloodProgress()
 finished: set[str] = set()
 # /ignore: ids whose app was cancelled (it saw CancelledError) once the stop gave up.
 cancelled: set[str] = set()
+# /undecided: ids whose app has taken websocket.connect and waits, still in the handshake.
+undecided_ids: set[str] = set()
 # /slow-exit's work after the disconnect, standing in for an app that flushes state to a
 # store: long enough that a stop that does not wait returns well before it is done.
 SLOW_EXIT_WORK_S = 0.5
@@ -174,6 +176,20 @@ async def deny(scope: Scope, receive: Any, send: Any) -> None:
     await send({"type": "websocket.http.response.body", "body": rest})
 
 
+async def deny_broken(scope: Scope, receive: Any, send: Any) -> None:
+    """A denial that goes wrong, as the query's `how` says: `raise` or `return` after its
+    start, a `status` that is not one, or a `short` body (under its Content-Length)."""
+    await expect_connect(receive)
+    how = params(scope).get("how", "")
+    status: Any = {"status": "abc", "status-101": 101}.get(how, 401)
+    headers = [(b"content-length", b"100")] if how == "short" else []
+    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+    if how == "raise":
+        raise RuntimeError("the denial broke")
+    if how == "short":
+        await send({"type": "websocket.http.response.body", "body": b"only ten.\n"})
+
+
 async def close(scope: Scope, receive: Any, send: Any) -> None:
     """Accepts, then closes with the `code` and `reason` of the query string."""
     await expect_connect(receive)
@@ -272,6 +288,22 @@ async def gated_count(scope: Scope, receive: Any, send: Any) -> None:
             received += len(message.get("bytes") or b"")
 
 
+async def undecided(scope: Scope, receive: Any, send: Any) -> None:
+    """Neither accepts nor denies: it notes its id in `undecided_ids`, then waits in
+    `receive` (as an app awaiting an auth check might) and notes what ends the wait."""
+    await expect_connect(receive)
+    undecided_ids.add(params(scope).get("id", ""))
+    note_disconnect(scope, await receive())
+
+
+async def deaf(scope: Scope, receive: Any, send: Any) -> None:
+    """Accepts, then never calls `receive` again: whatever the client sends waits in the
+    server, which must bound it per connection."""
+    await expect_connect(receive)
+    await send({"type": "websocket.accept"})
+    await asyncio.Event().wait()
+
+
 async def slow_exit(scope: Scope, receive: Any, send: Any) -> None:
     """Accepts; once told websocket.disconnect, works SLOW_EXIT_WORK_S more (it awaits,
     as an app writing to a store would), then notes its id in `finished`."""
@@ -306,6 +338,7 @@ ROUTES = {
     "/subprotocol": subprotocol,
     "/reject": reject,
     "/deny": deny,
+    "/deny-broken": deny_broken,
     "/close": close,
     "/scope": scope_route,
     "/flood": flood_route,
@@ -317,4 +350,6 @@ ROUTES = {
     "/gated-count": gated_count,
     "/ignore": ignore,
     "/slow-exit": slow_exit,
+    "/undecided": undecided,
+    "/deaf": deaf,
 }

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Server, wait_until
+from conftest import Server, read_until_closed, wait_until
 from ws_clients import (
     BINARY,
     CLOSE,
@@ -289,6 +289,29 @@ def test_denial_body_seen_raw(server: Server) -> None:
         assert body == app_state().DENIAL_BODY
 
 
+@pytest.mark.parametrize("how", ["raise", "return", "status", "status-101"])
+def test_a_denial_that_fails_before_its_head_is_a_500(server: Server, how: str) -> None:
+    """Issue 13, point 15: a denial that raises or returns after its start, or whose
+    status is not a final one, answers 500, not a closed socket and nothing."""
+    with server.connect() as sock:
+        sock.sendall(b"GET /ws/deny-broken?how=%s HTTP/1.1\r\n" % how.encode() + UPGRADE_FIELDS)
+        sock.sendall(b"\r\n")
+        data, closed = read_until_closed(sock, DEADLINE_S)
+    assert data.startswith(b"HTTP/1.1 500 "), data
+    assert closed
+
+
+def test_a_denial_whose_body_breaks_still_sends_its_head(server: Server) -> None:
+    """Body shorter than its Content-Length: the head (401) reaches the client, then the
+    connection closes, which tells it the body is cut."""
+    with server.connect() as sock:
+        sock.sendall(b"GET /ws/deny-broken?how=short HTTP/1.1\r\n" + UPGRADE_FIELDS + b"\r\n")
+        data, closed = read_until_closed(sock, DEADLINE_S)
+    assert data.startswith(b"HTTP/1.1 401 "), data
+    assert b"content-length: 100" in data.lower()
+    assert closed
+
+
 @pytest.mark.parametrize("prefix", ["/ws", "/deep/ws"])
 def test_scope_under_a_prefix(server: Server, prefix: str) -> None:
     """ASGI path semantics as for HTTP: root_path is the mount, path stays whole."""
@@ -296,7 +319,8 @@ def test_scope_under_a_prefix(server: Server, prefix: str) -> None:
     with ws_connect(server, target, subprotocols=["chat.v1", "x"]) as ws:
         scope = json.loads(ws.recv(timeout=DEADLINE_S))
     assert scope["type"] == "websocket"
-    assert scope["asgi"]["version"] == "3.0"
+    # 2.5 (django/asgiref specs/www.rst): websocket.disconnect carries `reason`, as ours do.
+    assert scope["asgi"] == {"version": "3.0", "spec_version": "2.5"}
     assert scope["root_path"] == prefix
     assert scope["path"] == f"{prefix}/scope/a b"
     assert scope["raw_path"] == f"{prefix}/scope/a%20b"
@@ -600,6 +624,22 @@ def test_graceful_stop_waits_for_the_app_to_finish(serve: Serve) -> None:
     assert close is not None
     assert close.code == 1012
     assert recorded_disconnect(key)["code"] == 1012
+
+
+def test_graceful_stop_ends_a_handshake_the_app_has_not_answered(serve: Serve) -> None:
+    """Issue 13, point 15: the app is told websocket.disconnect (1012) at once, not
+    cancelled at graceful_timeout, and the client gets a 503 and a closed connection."""
+    server = serve(mounts(graceful_timeout_s=60))
+    key = new_id()
+    with server.connect() as sock:
+        sock.sendall(b"GET /ws/undecided?id=%s HTTP/1.1\r\n" % key.encode() + UPGRADE_FIELDS)
+        sock.sendall(b"\r\n")
+        wait_until(lambda: key in app_state().undecided_ids, DEADLINE_S)
+        server.stop(timeout_s=DEADLINE_S)
+        data, closed = read_until_closed(sock, DEADLINE_S)
+    assert recorded_disconnect(key)["code"] == 1012
+    assert data.startswith(b"HTTP/1.1 503 "), data
+    assert closed
 
 
 def test_graceful_stop_does_not_wait_forever_for_a_silent_client(serve: Serve) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gateway.asgi import Receive, Scope, Send
-from gateway.errors import LifespanError
+from gateway.errors import AppProtocolError, LifespanError
 from gateway.lifespan import LifespanFanout, LifespanTarget
 
 
@@ -121,3 +121,41 @@ def test_shutdown_that_hangs_is_bounded() -> None:
         return loop.time() - started
 
     assert asyncio.run(cycle()) < 2
+
+
+# At most this many body parts: enough that a `send` that accepts them all is seen to
+# (the app then gives up and returns), few enough that such a run ends in well under a
+# second instead of spinning on the loop for ever.
+BLIND_STREAM_CAP = 10_000
+
+
+class ScopeBlindApp:
+    """Issue 13, point 15: the 10-line app that ignores the scope type and streams until
+    `send` raises, as a test of a server's lifespan. It records what its `send` did."""
+
+    def __init__(self) -> None:
+        self.parts_sent = 0
+        self.raised: Exception | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            for _ in range(BLIND_STREAM_CAP):
+                await send({"type": "http.response.body", "body": b"x", "more_body": True})
+                self.parts_sent += 1
+        except Exception as exc:
+            self.raised = exc
+            raise
+
+
+def test_a_message_that_is_not_lifespan_raises_and_auto_serves_the_app() -> None:
+    blind, journal = ScopeBlindApp(), []
+    run_cycle([target(blind, "auto"), target(LifespanApp("b", journal))])
+    assert isinstance(blind.raised, AppProtocolError), "send took http.response.start"
+    assert blind.parts_sent == 0
+    assert journal == ["b startup", "b shutdown"]
+
+
+def test_on_makes_a_scope_blind_app_a_startup_failure() -> None:
+    with pytest.raises(LifespanError, match="not a lifespan message"):
+        run_cycle([target(ScopeBlindApp(), "on")])

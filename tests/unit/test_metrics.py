@@ -17,7 +17,7 @@ from test_adapters import Receive, Send, body, http_scope
 
 from gateway import metrics
 from gateway.adapters import WSGIAdapter
-from gateway.asgi import ASGIApp, Scope
+from gateway.asgi import ASGIApp, Scope, mount_label
 from gateway.config import ServerConfig, parse_config
 from gateway.errors import ClientDisconnected, ConfigError, RequestBodyTooLarge, ServiceUnavailable
 from gateway.metrics import WorkerMetrics
@@ -274,7 +274,7 @@ def test_the_endpoint_answers_the_text_format_uncached(worker_metrics: WorkerMet
     assert headers[b"content-type"].startswith(b"text/plain; version=")  # the text format
     assert headers[b"cache-control"] == b"no-store"
     assert int(headers[b"content-length"]) == len(send.body)
-    assert scope["gateway.mount"] == metrics.METRICS_MOUNT
+    assert mount_label(scope) == metrics.METRICS_MOUNT
 
 
 @pytest.mark.parametrize("path", ["/", "/_gateway", f"{PATH}/x", f"{PATH}x"])

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.asgi import Message, Receive, Scope, Send
+from gateway.asgi import Message, Receive, Scope, Send, mount_label
 from gateway.errors import RequestBodyTooLarge
 from gateway.router import Mount, Router
 
@@ -105,7 +105,7 @@ def test_each_request_gets_a_copy_of_its_mounts_state() -> None:
     first = apps["/a"].scopes[0]["state"]
     assert first == {"db": "A"} and first is not router.mounts[0].state
     assert apps["/b"].scopes[0]["state"] == {}
-    assert apps["/a"].scopes[0]["gateway.mount"] == "/a"
+    assert mount_label(apps["/a"].scopes[0]) == "/a"
 
 
 def test_declared_length_over_limit_is_413_before_the_app() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway.asgi import Message, Receive, Scope, Send
+from gateway.asgi import Message, Receive, Scope, Send, mount_label
 from gateway.errors import ClientDisconnected
 from gateway.router import Mount, Router
 from gateway.targets import BUCKETS, CanaryRule, FallbackRule, bucket
@@ -119,7 +119,7 @@ def test_fallback_replays_to_the_named_mount(status: int) -> None:
     # The routing mount's path semantics; the target's own state.
     assert (replayed["root_path"], replayed["path"]) == ("/api", "/api/users/7")
     assert replayed["state"] == {"db": "legacy-db"}
-    assert scope["gateway.mount"] == "/api>fallback:legacy"
+    assert mount_label(scope) == "/api>fallback:legacy"
     # The discarded app was told its client had gone.
     assert new.after_answer == [{"type": "http.disconnect"}]
 
@@ -131,7 +131,7 @@ def test_other_statuses_are_the_answer(status: int) -> None:
     scope = serve(fallback_router(new, legacy), http_scope("/api/x"), client)
     assert statuses(client) == [status]
     assert not legacy.scopes
-    assert scope["gateway.mount"] == "/api"
+    assert mount_label(scope) == "/api"
 
 
 def test_fallback_on_is_the_mounts_own_list() -> None:
@@ -169,7 +169,7 @@ def test_declared_length_over_the_cap_keeps_the_first_answer() -> None:
     scope = serve(fallback_router(new, legacy), http_scope("/api/x", headers), client)
     assert statuses(client) == [404]
     assert client.sent[1]["body"] == b"new 404"
-    assert not legacy.scopes and scope["gateway.mount"] == "/api"
+    assert not legacy.scopes and mount_label(scope) == "/api"
 
 
 def test_chunked_body_read_past_the_cap_keeps_the_first_answer() -> None:
@@ -284,7 +284,7 @@ def test_fallback_chains_and_the_log_names_every_hop() -> None:
     )
     client = Client(body(b"payload"))
     scope = serve(router, http_scope("/api/x"), client)
-    assert scope["gateway.mount"] == "/api>fallback:b>fallback:c"
+    assert mount_label(scope) == "/api>fallback:b>fallback:c"
     assert last.bodies == [b"payload"] and last.scopes[0]["root_path"] == "/api"
 
 
@@ -345,7 +345,7 @@ def test_websocket_denied_with_404_falls_back_with_a_fresh_connect() -> None:
     assert client.sent[1]["text"] == "legacy"
     assert legacy.received[0] == {"type": "websocket.connect"}
     assert new.received[1] == {"type": "websocket.disconnect", "code": 1006}
-    assert scope["gateway.mount"] == "/api>fallback:legacy"
+    assert mount_label(scope) == "/api>fallback:legacy"
 
 
 def test_websocket_closed_before_accept_is_a_403_and_falls_back_only_on_403() -> None:
@@ -405,7 +405,7 @@ def run_requests(router: Router, scopes: list[dict[str, Any]]) -> list[str]:
         for scope in scopes:
             client = Client(body(b""), websocket=scope["type"] == "websocket")
             await router(scope, client.receive, client.send)
-            sides.append(scope["gateway.mount"])
+            sides.append(mount_label(scope))
         return sides
 
     return asyncio.run(run())
@@ -518,7 +518,7 @@ def test_canary_and_fallback_compose() -> None:
     )
     client = Client(body(b""))
     scope = serve(router, http_scope("/shop/x"), client)
-    assert scope["gateway.mount"] == "/shop>canary:newapi>fallback:legacy"
+    assert mount_label(scope) == "/shop>canary:newapi>fallback:legacy"
     assert client.sent[1]["body"] == b"legacy"
     assert legacy.scopes[0]["root_path"] == "/shop"
 
