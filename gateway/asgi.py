@@ -31,13 +31,23 @@ NO_MOUNT = "-"  # the access log's mount for a request no mount served (a 404)
 
 def set_mount_label(scope: Scope, label: str) -> None:
     """Name the mount (or route, "/api>fallback:legacy") serving `scope`, for the access
-    log and metrics, as scope["extensions"]["gateway"]["mount"].
+    log and metrics, as scope["extensions"]["gateway"]["mount"]."""
+    set_gateway_extension(scope, gateway_extension(label))
+
+
+def gateway_extension(label: str) -> dict[str, str]:
+    """The gateway's extension naming `label`; a mount builds its own once and shares it
+    with every request it serves, read-only (the router's hot path)."""
+    return {"mount": label}
+
+
+def set_gateway_extension(scope: Scope, ours: dict[str, str]) -> None:
+    """Put `ours` in scope["extensions"]["gateway"].
 
     Copy on write: a fallback or shadow copy of a scope is shallow and shares the
     original's `extensions`, so its own route must not change what the original logs.
     """
     extensions = scope.get("extensions")
-    ours = {"mount": label}
     if extensions is None:
         scope["extensions"] = {GATEWAY_EXTENSION: ours}
     else:

@@ -326,7 +326,7 @@ class HTTPConnection(asyncio.Protocol):
             await cycle.run(self._state.app)
         finally:
             self._state.in_flight -= 1
-        self._state.requests_served += 1
+        self._state.count_request()
         if self._state.access_log:
             cycle.log_access()
         if self.closed:
@@ -407,7 +407,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def _cycle_finished(self, cycle: RequestCycle) -> None:
         self._state.in_flight -= 1
-        self._state.requests_served += 1
+        self._state.count_request()
         if self._state.access_log:
             cycle.log_access()
         self._cycle = None

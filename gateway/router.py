@@ -34,7 +34,17 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any, Protocol
 
-from gateway.asgi import ASGIApp, Message, Receive, Scope, Send, mount_label, set_mount_label
+from gateway.asgi import (
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    gateway_extension,
+    mount_label,
+    set_gateway_extension,
+    set_mount_label,
+)
 from gateway.errors import RequestBodyTooLarge
 
 
@@ -54,6 +64,7 @@ class Mount:
     __slots__ = (
         "_app",
         "_targets",
+        "extension",
         "handler",
         "interface",
         "label",
@@ -82,6 +93,7 @@ class Mount:
         self.state: dict[str, Any] = {}  # filled by the mount's lifespan startup
         self.name = name
         self.label = prefix or name  # the mount label, lifespan and error messages
+        self.extension = gateway_extension(self.label)  # built once, shared read-only
         self.rules = tuple(rules)
         self._targets: tuple[Target, ...] = ()  # the rules' targets, once linked
         self._app = app
@@ -176,7 +188,7 @@ class Router:
             return
         scope["root_path"] = root_path + mount.root
         scope["state"] = mount.state.copy()
-        set_mount_label(scope, mount.label)
+        set_gateway_extension(scope, mount.extension)
         limit = body_limit(scope["headers"], mount.max_body_bytes)
         if limit is _TOO_LARGE:
             await send_plain(send, HTTPStatus.REQUEST_ENTITY_TOO_LARGE)

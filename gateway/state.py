@@ -102,7 +102,7 @@ class ServerState:
         # Rule 5: max_requests, checked as each request is counted; 0: no limit.
         self.request_limit = 0
         self.on_request_limit: Callable[[], object] | None = None
-        self._requests_served = 0
+        self.requests_served = 0  # requests and WebSockets served so far (count_request)
         # Rule 7: requests and WebSockets whose app runs; no limit is the largest int.
         self.in_flight = 0
         self.concurrency_limit = config.limit_concurrency or sys.maxsize
@@ -123,17 +123,12 @@ class ServerState:
         )
         self._sweep_interval_s = min(IDLE_SWEEP_INTERVAL_S, *(b / 2 for b in bounds))
 
-    @property
-    def requests_served(self) -> int:
-        """Requests and WebSockets served so far (the connections add one as each ends)."""
-        return self._requests_served
-
-    @requests_served.setter
-    def requests_served(self, count: int) -> None:
-        self._requests_served = count
+    def count_request(self) -> None:
+        """One more request or WebSocket served (the connections call it as each ends)."""
+        self.requests_served += 1
         # Rule 5: at the request that reaches the limit, not at the next heartbeat, which
         # at a few thousand requests a second comes a thousand requests late.
-        if count == self.request_limit and self.on_request_limit is not None:
+        if self.requests_served == self.request_limit and self.on_request_limit is not None:
             self.on_request_limit()
 
     def start_idle_sweep(self) -> None:
