@@ -12,7 +12,8 @@ Rules:
 3. The atoms are gunicorn's (its "access_log_format" setting), meaning what they mean
    there, so an operator's existing format keeps working; ours are `mount` (the prefix
    or name of the mount that served the request) and `route` (what the request went
-   through beyond it: "fallback:legacy", "canary:new"; "-" for none).
+   through beyond it: "fallback:legacy", "canary:new", "shadow:next" for a request
+   copied to a shadow; "-" for none).
 4. Layer 1: stdlib, gateway.asgi and gateway.checks only; no event loop.
 """
 

@@ -29,7 +29,8 @@ HANDSHAKE = (
 
 
 def mounts(path: Path, server: str = "") -> Path:
-    """A mount file: probe apps, a WebSocket app, and a fallback route (/api)."""
+    """A mount file: probe apps, a WebSocket app, and a route of each kind: a fallback
+    (/api), a canary that takes every request (/shop), a shadow (/search)."""
     path.write_text(f"""
 [server]
 pythonpath = [{str(APPS_DIR)!r}]
@@ -57,6 +58,26 @@ name = "legacy"
 app = "migration_legacy:app"
 interface = "wsgi"
 threads = 2
+
+[[mount]]
+prefix = "/shop"
+app = "probe_wsgi:app"
+interface = "wsgi"
+threads = 2
+canary = "next"
+canary_percent = 100
+
+[[mount]]
+prefix = "/search"
+app = "shadow_legacy:app"
+interface = "wsgi"
+threads = 2
+shadow = "next"
+
+[[mount]]
+name = "next"
+app = "shadow_new:app"
+interface = "asgi"
 
 [[mount]]
 prefix = "/"
@@ -300,14 +321,19 @@ def test_access_log_format_names_the_route(tmp_path: Path) -> None:
     )
     process = started(config)
     try:
-        for path in ("/api/orders/1", "/api/users/1", "/nowhere"):
+        paths = ("/api/orders/1", "/api/users/1", "/shop/x", "/search/items/1", "/nowhere")
+        for path in paths:
             httpx.get(process.url + path, timeout=DEADLINE_S)
-        wait_until(lambda: any("/nowhere" in x for x in process.stdout), DEADLINE_S)
+        wait_until(lambda: len(process.stdout) >= len(paths), DEADLINE_S)
     finally:
         stopped(process)
     lines = [line.rstrip("\n") for line in process.stdout]
     assert "/api/orders/1 200 /api fallback:legacy" in lines  # the new app's 404 fell back
     assert "/api/users/1 200 /api -" in lines
+    assert any(
+        line.startswith("/shop/x ") and line.endswith(" /shop canary:next") for line in lines
+    )
+    assert "/search/items/1 200 /search shadow:next" in lines
     assert "/nowhere 404 / -" in lines
 
 
