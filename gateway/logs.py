@@ -49,9 +49,9 @@ def configure_logging(config: Config) -> None:
     else:
         _configure_handlers(config)
     access = logging.getLogger(ACCESS_LOGGER)
-    access.filters[:] = [
-        f for f in access.filters if not isinstance(f, AccessLines)
-    ]  # configured twice (tests, a reload child): one filter
+    # Configured more than once in one process (a test, say): one filter, the last.
+    for old in [f for f in access.filters if isinstance(f, AccessLines)]:
+        access.removeFilter(old)
     access.addFilter(AccessLines(compile_format(server.access_log_format)))
 
 
