@@ -65,9 +65,8 @@ class AccessEntry:
 def default_line(entry: AccessEntry) -> str:
     """The line of `access_log_format = ""`: the gateway's own, as it has always been."""
     scope = entry.scope
-    request = f"{entry.method} {_target(scope)} HTTP/{scope['http_version']}"
     line = (
-        f'{_peer(scope)} "{request}" {entry.status:d} {entry.bytes_sent:d}B '
+        f'{_peer(scope)} "{_request_line(entry)}" {entry.status:d} {entry.bytes_sent:d}B '
         f"{entry.duration_s * 1000:.1f}ms mount={mount_label(scope)}"
     )
     return line + " websocket" if entry.websocket else line
@@ -82,6 +81,12 @@ def _target(scope: Scope) -> str:
     query: bytes = scope["query_string"]
     path: str = scope["path"]
     return f"{path}?{query.decode('latin-1')}" if query else path
+
+
+def _request_line(entry: AccessEntry) -> str:
+    """gunicorn's `r`, and the default line's request: "GET /x?y=1 HTTP/1.1"."""
+    scope = entry.scope
+    return f"{entry.method} {_target(scope)} HTTP/{scope['http_version']}"
 
 
 def split_label(scope: Scope) -> tuple[str, str]:
@@ -140,11 +145,6 @@ def _request_time(entry: AccessEntry) -> str:
     """gunicorn's `t`: when the request began, in the Common Log Format's brackets."""
     started = time.localtime(time.time() - entry.duration_s)
     return time.strftime("[%d/%b/%Y:%H:%M:%S %z]", started)
-
-
-def _request_line(entry: AccessEntry) -> str:
-    scope = entry.scope
-    return f"{entry.method} {_target(scope)} HTTP/{scope['http_version']}"
 
 
 ATOMS: dict[str, Getter] = {
