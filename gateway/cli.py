@@ -15,20 +15,17 @@ Rules:
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TextIO
 
 from gateway import __version__, metrics, reload, status
 from gateway.config import CliOption, Config, MountConfig, cli_options, load_config
-from gateway.errors import ConfigError, GatewayError, StartupError
+from gateway.errors import GatewayError, StartupError
+from gateway.logs import configure_logging
 from gateway.supervisor import serve
 from gateway.tls import server_context
 from gateway.worker import load_mounts
-
-LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,35 +120,6 @@ def _add_option(parser: argparse.ArgumentParser, option: CliOption) -> None:
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
     values = {option.setting: getattr(args, option.setting) for option in cli_options()}
     return {name: value for name, value in values.items() if value is not None}
-
-
-def configure_logging(config: Config) -> None:
-    """The error log to stderr (or `log_file`), the access log to stdout (or
-    `access_log_file`); files are appended to and reopened on SIGUSR1."""
-    server = config.server
-    level = server.log_level.upper()
-    errors = _log_handler(config, "log_file", sys.stderr)
-    errors.setFormatter(logging.Formatter(LOG_FORMAT))
-    error_logger = logging.getLogger("gateway")
-    error_logger.handlers[:] = [errors]
-    error_logger.setLevel(level)
-    access = logging.getLogger("gateway.access")
-    access_handler = _log_handler(config, "access_log_file", sys.stdout)
-    access_handler.setFormatter(logging.Formatter("%(message)s"))
-    access.handlers[:] = [access_handler]
-    access.propagate = False
-    access.setLevel(logging.INFO if config.server.access_log else logging.CRITICAL + 1)
-
-
-def _log_handler(config: Config, setting: str, stream: TextIO) -> logging.Handler:
-    path: str = getattr(config.server, setting)
-    if not path:
-        return logging.StreamHandler(stream)
-    try:
-        return logging.FileHandler(path, encoding="utf-8")
-    except OSError as exc:
-        reason = f"cannot open {path!r}: {exc.strerror or exc}"
-        raise ConfigError(config.path, "server", setting, reason) from exc
 
 
 def _describe_links(mounts: Sequence[MountConfig]) -> list[str]:

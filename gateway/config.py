@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from typing import Any, TypeVar
 
-from gateway import checks, links
+from gateway import access_format, checks, links
 
 # Bind and parse_bind are part of the config's vocabulary: re-exported explicitly.
 from gateway.bind import Bind as Bind
@@ -32,6 +32,7 @@ from gateway.errors import ConfigError
 T = TypeVar("T")
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")
 INTERFACES = ("asgi", "wsgi", "auto")
 LIFESPAN_MODES = ("auto", "on", "off")
 HTTP_PARSERS = ("auto", "h11", "httptools")
@@ -245,6 +246,40 @@ class ServerConfig:
     )
     access_log_file: str = _setting(
         "", checks.path_or_empty, 'access log file (SIGUSR1 reopens it); "": stdout'
+    )
+    # "": the gateway's own handlers (the two settings above). A file replaces them, as
+    # uvicorn's --log-config does, for sites that already ship one logging setup.
+    log_config: str = _setting(
+        "",
+        checks.path_or_empty,
+        "logging.config file (relative to the working directory) that replaces the "
+        "gateway's own log setup: dictConfig as .json, or .yaml/.yml (needs PyYAML), "
+        'otherwise fileConfig (INI); "": none',
+        _Flag("--log-config", "str"),
+    )
+    # "": the line the access log has always had (README: Logging), so that existing
+    # parsers and dashboards keep working; gunicorn's atoms are there for those who ask.
+    access_log_format: str = _setting(
+        "",
+        access_format.check,
+        "access log line in gunicorn's atoms (%(h)s %(r)s %(s)s %(b)s %(D)s ...) plus "
+        '%(mount)s and %(route)s; "": the default line',
+        _Flag("--access-log-format", "str"),
+    )
+    # Text by default: what a person reads in a terminal; "json" is for log shippers.
+    log_format: str = _setting(
+        "text",
+        checks.choice(LOG_FORMATS),
+        "text, or json: one JSON object per access and error line",
+        _Flag("--log-format", "choice", choices=LOG_FORMATS),
+    )
+    # On, as in uvicorn and gunicorn; off hides which server answers (RFC 9110 "Server"
+    # warns that the field can help an attacker find known holes).
+    server_header: bool = _setting(
+        True,
+        checks.boolean,
+        'send a "server: gateway" field with every response unless the app sent one',
+        _Flag("--no-server-header", "bool-off", 'send no "server" field'),
     )
     keep_alive_timeout: float = _setting(
         KEEP_ALIVE_TIMEOUT_S,

@@ -24,7 +24,8 @@ import logging
 import time
 from typing import Any, Protocol
 
-from gateway.asgi import Message, mount_label
+from gateway.access_format import AccessEntry
+from gateway.asgi import Message
 from gateway.errors import AppProtocolError, ClientDisconnected
 
 access_log = logging.getLogger("gateway.access")
@@ -53,6 +54,7 @@ class RequestCycle:
         "_conn",
         "_expects_continue",
         "_peer_closed",
+        "_response_headers",
         "_start",
         "_waiter",
         "_waiting_since",
@@ -82,6 +84,7 @@ class RequestCycle:
         self._waiter: asyncio.Future[None] | None = None
         self._waiting_since = 0.0  # loop time `receive` began to wait (body_timeout)
         self._start: Message | None = None  # the start message, until the first body
+        self._response_headers: Any = None  # the app's, for the access log's {name}o
         self.response_started = False
         self.response_complete = False
         self.disconnected = False
@@ -183,6 +186,7 @@ class RequestCycle:
             data = self._conn.response_body(body, more_body)
         else:
             headers = start.get("headers", [])
+            self._response_headers = headers
             data = self._conn.response_start(self.status, headers, body, more_body)
             # Only now: a body that broke the head's framing raised above, before
             # anything was written, and the head is still to come.
@@ -196,20 +200,11 @@ class RequestCycle:
             await self._conn.drain()
 
     def log_access(self) -> None:
-        duration_ms = (time.perf_counter() - self.started_at) * 1000
-        client = self.scope["client"]
-        query = self.scope["query_string"]
-        target = f"{self.path}?{query.decode('latin-1')}" if query else self.path
-        peer = f"{client[0]}:{client[1]}" if client else "-"
-        mount = mount_label(self.scope)
-        access_log.info(
-            '%s "%s %s HTTP/%s" %d %dB %.1fms mount=%s',
-            peer,
-            self.method,
-            target,
-            self.scope["http_version"],
-            self.status,
-            self.bytes_sent,
-            duration_ms,
-            mount,
+        """One access line: the entry is rendered by the access logger's filter
+        (gateway/logs.py), in the format parsed once at start."""
+        duration_s = time.perf_counter() - self.started_at
+        headers = () if self._response_headers is None else self._response_headers
+        entry = AccessEntry(
+            self.scope, self.method, self.status, self.bytes_sent, duration_s, headers
         )
+        access_log.info(entry)

@@ -41,6 +41,9 @@ Rules:
 7. Counted when metrics are on: each copy started (count_shadow), each dropped
    (count_shadow_dropped), each mismatch (count_shadow_mismatch), under the routing
    mount's label.
+8. A copy that starts adds its route (">shadow:NAME") to the primary's mount label once
+   the primary has answered, so the access line's route says the request was copied;
+   the label of the copy's own scope is never the primary's.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from datetime import UTC, datetime
 from logging.handlers import WatchedFileHandler
 from typing import Any, ClassVar
 
-from gateway.asgi import ASGIApp, Message, Receive, Scope, Send
+from gateway.asgi import ASGIApp, Message, Receive, Scope, Send, mount_label, set_mount_label
 from gateway.compare import Answer, Mismatch, compare
 from gateway.config import (
     FALLBACK_BODY_BYTES,
@@ -217,7 +220,10 @@ class Shadow:
         watch = Watch(send)
         await self._inner(scope, receive if tape is None else tape, watch)
         if watch.answer.complete:
-            self._start_copy(pristine, b"" if tape is None else tape.recorded(), watch.answer)
+            body = b"" if tape is None else tape.recorded()
+            if self._start_copy(pristine, body, watch.answer):
+                # The access log's route (README: Logging): this request was copied.
+                set_mount_label(scope, mount_label(scope) + self._target.route)
 
     def _wanted(self, scope: Scope) -> bool:
         rule = self._rule
@@ -227,16 +233,19 @@ class Shadow:
             and (rule.percent >= 100 or random.random() * 100 < rule.percent)
         )
 
-    def _start_copy(self, scope: Scope, body: bytes | None, primary: Answer) -> None:
+    def _start_copy(self, scope: Scope, body: bytes | None, primary: Answer) -> bool:
+        """Start the copy, or count it dropped; whether it started."""
         rule = self._rule
         if body is None:  # over the cap, or not read whole by the primary (rule 2)
             rule.dropped()
-            return
+            return False
         copy = ShadowCopy(self._target, scope, body, primary, rule)
         if not rule.pool.spawn(copy.run):
             rule.dropped()
-        elif rule.metrics is not None:
+            return False
+        if rule.metrics is not None:
             rule.metrics.count_shadow(rule.label)
+        return True
 
 
 def _bodiless(headers: list[tuple[bytes, bytes]]) -> bool:

@@ -57,19 +57,22 @@ SERVER_FIELD = (b"server", b"gateway")
 
 
 class DefaultFields:
-    """The fields every response gets unless its app sent them: `server`, and `date`
-    (RFC 9110 §6.6.1), formatted at most once a second."""
+    """The fields every response gets unless its app sent them: `server` (unless
+    `server_header` is off), and `date` (RFC 9110 §6.6.1), formatted at most once a
+    second. Every reply goes through here: the apps', our error replies, WebSocket
+    denials."""
 
-    def __init__(self) -> None:
+    def __init__(self, server_header: bool = True) -> None:
         self._second = 0
-        self._fields = (SERVER_FIELD, (b"date", b""))
+        self._server: tuple[tuple[bytes, bytes], ...] = (SERVER_FIELD,) if server_header else ()
+        self._fields = (*self._server, (b"date", b""))
 
     def fields(self) -> tuple[tuple[bytes, bytes], ...]:
         now = int(time.time())
         if now != self._second:
             self._second = now
             date = formatdate(now, usegmt=True).encode("ascii")
-            self._fields = (SERVER_FIELD, (b"date", date))
+            self._fields = (*self._server, (b"date", date))
         return self._fields
 
 
@@ -92,7 +95,7 @@ class ServerState:
         # Running WebSocket apps: what a stop cancels once graceful_timeout has passed
         # (gateway/worker.py), and a strong reference (the loop keeps only weak ones).
         self.websocket_tasks: set[asyncio.Task[None]] = set()
-        self.default_fields = DefaultFields()
+        self.default_fields = DefaultFields(config.server_header)
         self.access_log = config.access_log
         self.on_connection_closed: Callable[[], object] | None = None  # set while draining
         # Set by the worker's drain before it asks the connections to finish: a connection

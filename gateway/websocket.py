@@ -52,7 +52,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
-from gateway.asgi import ASGI_VERSION, ASGIApp, Message, mount_label
+from gateway.access_format import AccessEntry
+from gateway.asgi import ASGI_VERSION, ASGIApp, Message
 from gateway.config import ServerConfig
 from gateway.errors import AppProtocolError, ClientDisconnected
 from gateway.http.events import RequestHead
@@ -495,17 +496,7 @@ class WebSocketCycle:
             timer.cancel()
 
     def log_access(self) -> None:
-        duration_ms = (time.perf_counter() - self.started_at) * 1000
-        client = self.scope["client"]
-        query = self.scope["query_string"]
-        path = self.scope["path"]
-        target = f"{path}?{query.decode('latin-1')}" if query else path
-        access_log.info(
-            '%s "GET %s HTTP/1.1" %d %dB %.1fms mount=%s websocket',
-            f"{client[0]}:{client[1]}" if client else "-",
-            target,
-            self.status,
-            self.bytes_sent,
-            duration_ms,
-            mount_label(self.scope),
-        )
+        """One access line, as for HTTP (gateway/cycle.py): the handshake's method, its
+        status (101, or a denial's), the bytes of the messages sent."""
+        duration_s = time.perf_counter() - self.started_at
+        access_log.info(AccessEntry(self.scope, "GET", self.status, self.bytes_sent, duration_s))

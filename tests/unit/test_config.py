@@ -550,10 +550,15 @@ def test_cli_options_are_derived_from_the_fields() -> None:
         "--workers",
         "--log-level",
         "--no-access-log",
+        "--log-config",
+        "--access-log-format",
+        "--log-format",
+        "--no-server-header",
         "--http",
         "--reload",
     ]
-    kinds = ["list", "int", "choice", "bool-off", "choice", "bool-on"]
+    kinds = ["list", "int", "choice", "bool-off", "str", "str", "choice", "bool-off"]
+    kinds += ["choice", "bool-on"]
     assert [o.kind for o in options.values()] == kinds
     assert options["log_level"].choices == ("debug", "info", "warning", "error", "critical")
     assert options["http"].choices == ("auto", "h11", "httptools")

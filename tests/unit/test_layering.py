@@ -44,7 +44,16 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "gateway.errors": (),
     "gateway.asgi": (),
     "gateway.bind": (),
-    "gateway.config": ("gateway.bind", "gateway.checks", "gateway.errors", "gateway.links"),
+    "gateway.config": (
+        "gateway.access_format",
+        "gateway.bind",
+        "gateway.checks",
+        "gateway.errors",
+        "gateway.links",
+    ),
+    # Layer 1, beside config, which checks access_log_format with it: the access log's
+    # entry and the format that renders it; the cycles log entries.
+    "gateway.access_format": ("gateway.asgi", "gateway.checks"),
     # Layer 1, split out of config: the links between mounts (names, loops), as data.
     "gateway.links": ("gateway.errors",),
     # Layer 1, split out of config: the validators of the mount file's values.
@@ -82,7 +91,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
     # Layer 2 beside connection, split out of it: one HTTP request's ASGI cycle, which
     # reaches the transport only through its connection.
-    "gateway.cycle": ("gateway.asgi", "gateway.errors"),
+    "gateway.cycle": ("gateway.access_format", "gateway.asgi", "gateway.errors"),
     # Layer 2 beside connection: what a worker's connections share, and the sweep.
     "gateway.state": (
         "gateway.http.*",
@@ -92,7 +101,13 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "gateway.websocket",
     ),
     # Layer 2 beside connection: one WebSocket's ASGI cycle on a connection it took over.
-    "gateway.websocket": ("gateway.http.*", "gateway.asgi", "gateway.errors", "gateway.config"),
+    "gateway.websocket": (
+        "gateway.http.*",
+        "gateway.access_format",
+        "gateway.asgi",
+        "gateway.errors",
+        "gateway.config",
+    ),
     "gateway.worker": (
         "gateway.targets",
         "gateway.shadow",
@@ -148,6 +163,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "gateway.health": ("gateway.asgi", "gateway.errors", "gateway.router"),
     "gateway.cli": (
         "gateway",
+        "gateway.logs",
         "gateway.config",
         "gateway.reload",
         "gateway.supervisor",
@@ -157,6 +173,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "gateway.metrics",
         "gateway.status",
     ),
+    # Beside the CLI, split out of it: the process's logging setup (handlers, JSON lines,
+    # --log-config), made once before serving.
+    "gateway.logs": ("gateway.access_format", "gateway.config", "gateway.errors"),
     "gateway.__main__": ("gateway.cli",),
 }
 
@@ -174,6 +193,7 @@ EVENT_LOOP_FREE: dict[str, frozenset[str]] = {
     "gateway.asgi": frozenset(),
     "gateway.config": frozenset(),
     "gateway.checks": frozenset(),
+    "gateway.access_format": frozenset(),
     "gateway.bind": frozenset(),
     "gateway.proxy": frozenset(),
     "gateway.router": frozenset(),
@@ -194,6 +214,7 @@ THIRD_PARTY_OWNERS: dict[str, str] = {
     "uvloop": "gateway.worker",
     "watchfiles": "gateway.reload",
     "prometheus_client": "gateway.metrics",
+    "yaml": "gateway.logs",  # optional: a --log-config file in YAML
 }
 
 
