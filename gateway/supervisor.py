@@ -84,7 +84,6 @@ def serve(config: Config, overrides: Mapping[str, object] | None = None) -> int:
     """
     server_context(config)  # a certificate that does not load: exit 1 before binding
     metrics.require(config.server)  # metrics_path without prometheus_client: exit 1 too
-    worker.event_loop_factory()  # its warning (no uvloop) here, once, not in every worker
     sockets = listening_sockets(config.server)
     files = socket_files(sockets, config.server.bind)
     try:
@@ -133,6 +132,7 @@ class Supervisor:
     # -- the loop --------------------------------------------------------------------
 
     def run(self) -> int:
+        worker.event_loop_factory()  # its warning (no uvloop) here, once, not in every worker
         self._install_signals()
         try:
             self._fill()

@@ -372,13 +372,14 @@ def _describe(sock: socket.socket, scheme: str) -> str:
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     """uvloop's event loop, or asyncio's own where uvloop cannot be imported (rule 5).
 
-    Cached, so the warning is one line per server: the supervisor asks first, and the
-    workers it forks inherit the answer.
+    Asked once the apps are loaded, so an error that stops the start stays the one line
+    it is; cached, so the warning is one line per server: the supervisor asks before it
+    forks, and its workers inherit the answer.
     """
     try:
         import uvloop
     except ImportError:
-        log.warning("uvloop cannot be imported here: serving on asyncio's own event loop")
+        log.warning("uvloop cannot be imported here: running on asyncio's own event loop")
         return asyncio.new_event_loop
     return uvloop.new_event_loop
 

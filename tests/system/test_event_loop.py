@@ -8,12 +8,14 @@ a `uvloop.py` that raises ImportError, as a missing or broken uvloop would.
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import CLIENT_TIMEOUT_S, GatewayProcess, mount_file
+from conftest import CLIENT_TIMEOUT_S, GATEWAY, START_DEADLINE_S, GatewayProcess, mount_file
 
 WARNING = "uvloop cannot be imported here"
 
@@ -61,6 +63,7 @@ def test_without_uvloop_it_serves_on_asyncio_and_warns_once(
     warnings = [line for line in process.all_lines() if WARNING in line]
     assert len(warnings) == 1, process.all_lines()
     assert " WARNING " in warnings[0]
+    assert "serving on" not in warnings[0]  # the readiness line, which users and tests await
 
 
 def test_with_uvloop_it_serves_on_uvloop_without_a_warning(
@@ -70,3 +73,22 @@ def test_with_uvloop_it_serves_on_uvloop_without_a_warning(
     assert loop_class(process) == "uvloop.Loop"
     assert process.stop() == 0
     assert not [line for line in process.all_lines() if WARNING in line]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_without_uvloop_an_app_that_fails_to_load_is_still_one_line(
+    tmp_path: Path, without_uvloop: dict[str, str], workers: int
+) -> None:
+    """The warning comes once the apps are loaded: an error that stops the start stays
+    the one line the user has to read (gateway/cli.py rule 3)."""
+    server = f"workers = {workers}\npreload = true"
+    config = mount_file(tmp_path / "gateway.toml", server, app="broken_import:app")
+    result = subprocess.run(
+        [*GATEWAY, "serve", str(config), "--bind", "127.0.0.1:0"],
+        capture_output=True,
+        text=True,
+        timeout=START_DEADLINE_S,
+        env={**os.environ, **without_uvloop},
+    )
+    assert result.returncode == 3
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("gateway: ")
