@@ -132,6 +132,7 @@ class Supervisor:
     # -- the loop --------------------------------------------------------------------
 
     def run(self) -> int:
+        worker.event_loop_factory()  # its warning (no uvloop) here, once, not in every worker
         self._install_signals()
         try:
             self._fill()

@@ -16,12 +16,16 @@ Rules:
 4. Under a supervisor, the worker stops gracefully when the supervisor is gone
    (SupervisorLink), and asks for its replacement as the request that reaches
    max_requests ends.
+5. The event loop is uvloop's where it can be imported, and asyncio's own elsewhere
+   (pyproject.toml installs uvloop only on CPython outside Windows): slower, but the
+   same server, with one warning line at start rather than a failed install.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -32,8 +36,6 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import uvloop
 
 from gateway.adapters import InterfaceMismatch, LoadedApp, WSGIAdapter, load_app, load_static
 from gateway.asgi import ASGIApp
@@ -366,6 +368,22 @@ def _describe(sock: socket.socket, scheme: str) -> str:
     return f"unix:{address}" + (" (TLS)" if scheme == "https" else "")
 
 
+@functools.cache
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop's event loop, or asyncio's own where uvloop cannot be imported (rule 5).
+
+    Asked once the apps are loaded, so an error that stops the start stays the one line
+    it is; cached, so the warning is one line per server: the supervisor asks before it
+    forks, and its workers inherit the answer.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        log.warning("uvloop cannot be imported here: running on asyncio's own event loop")
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
 def run(config: Config, sockets: Sequence[socket.socket]) -> int:
     """Serve in this process until SIGTERM/SIGINT; return the exit status.
 
@@ -376,7 +394,7 @@ def run(config: Config, sockets: Sequence[socket.socket]) -> int:
     if config.server.max_requests:
         log.warning("max_requests applies with workers > 1 only; ignored")
     worker = Worker(config, sockets, load_mounts(config), owns_process=True)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         runner.run(_serve_with_signals(worker))
     return 0
 
@@ -489,7 +507,7 @@ def run_supervised(
     """
     loaded = mounts if mounts is not None else load_mounts(config)
     worker = Worker(config, sockets, loaded, owns_process=True)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         runner.run(_serve_supervised(worker, link, request_limit(config)))
     return 0
 
