@@ -24,7 +24,7 @@ from gateway.metrics import WorkerMetrics
 
 PATH = "/_gateway/metrics"
 # An app that goes on working after its last body message (a background task).
-LINGER_S = 0.3
+LINGER_S = 2.5
 # An app that takes this long before its answer.
 SLOW_S = 0.05
 DEADLINE_S = 10.0
@@ -99,10 +99,12 @@ def test_latency_ends_at_the_last_body_message(worker_metrics: WorkerMetrics) ->
     call(worker_metrics.wrap(answer(200, after_s=SLOW_S, linger_s=LINGER_S), "/api"))
     samples = scrape(worker_metrics)
     total = value(samples, "gateway_request_duration_seconds_sum", mount="/api")
+    # Ended at the body, not when the app returned LINGER_S later; the bounds leave a
+    # busy machine room to run the app's sleep late (a bucket per bound, not a clock).
     assert SLOW_S <= total < LINGER_S
     bucket = "gateway_request_duration_seconds_bucket"
     assert value(samples, bucket, mount="/api", le="0.025") == 0
-    assert value(samples, bucket, mount="/api", le="0.1") == 1
+    assert value(samples, bucket, mount="/api", le="1.0") == 1
 
 
 @pytest.mark.parametrize(
