@@ -45,6 +45,14 @@ LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 log = logging.getLogger("gateway.cli")
+# What an environment variable of each kind of flag must hold, for its error message.
+ENV_KINDS = {
+    "int": "an integer",
+    "port": "an integer",
+    "float": "a number",
+    "bool-on": "1, true, yes, on, 0, false, no or off",
+    "bool-off": "1, true, yes, on, 0, false, no or off",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,14 +73,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             return _until_the_reader_leaves(lambda: check(config))
         configure_logging(config)
-        for setting, source in sources.items():
-            log.debug("%s = %r (from %s)", setting, overrides[setting], source)
+        _log_sources(config, overrides, sources)
         if config.server.reload:
             return reload.run(config, overrides)
         return serve(config, overrides)
     except GatewayError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return exc.exit_status
+
+
+def _log_sources(config: Config, overrides: Mapping[str, object], sources: dict[str, str]) -> None:
+    """At debug level, each setting the command line or the environment gave, as the
+    server holds it, and where it came from (rule 1)."""
+    for setting, source in sources.items():
+        value = getattr(config.server, setting, overrides[setting])
+        shown = [str(item) for item in value] if isinstance(value, tuple) else value
+        log.debug("%s = %r (from %s)", setting, shown, source)
 
 
 def _until_the_reader_leaves(command: Callable[[], int]) -> int:
@@ -198,9 +214,9 @@ def _from_env(option: CliOption, text: str) -> object:
         if option.kind == "float":
             return float(text)
     except ValueError:
-        raise ConfigError(
-            option.env, "environment", None, f"not a {option.kind}: {text!r}"
-        ) from None
+        wanted = ENV_KINDS.get(option.kind, option.kind)
+        reason = f"expected {wanted}, got {text!r}"
+        raise ConfigError(option.env, "environment", None, reason) from None
     return text
 
 
