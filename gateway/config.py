@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import os
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from typing import Any, TypeVar
 
@@ -709,6 +709,16 @@ def parse_config(text: str, path: str, overrides: Mapping[str, object] | None = 
             reason = f"{option.flag} applies to one app served without a mount file"
             raise _Where(path + COMMAND_LINE, "server").fail(option.setting, reason)
     return _from_data(data, path, overrides or {})
+
+
+def mapping_config(
+    mounts: Sequence[Mapping[str, object]], name: str, overrides: Mapping[str, object]
+) -> Config:
+    """The config of [[mount]] tables given as mappings (`gateway.run(mounts=[...])`),
+    with [server] settings as overrides: the mount file's validation, `name` in errors."""
+    if not isinstance(mounts, list | tuple) or not all(isinstance(m, Mapping) for m in mounts):
+        raise _Where(name, "top level").fail("mount", "must be a list of mappings, one per mount")
+    return _from_data({"mount": [dict(mount) for mount in mounts]}, name, overrides)
 
 
 def _from_data(data: dict[str, Any], path: str, overrides: Mapping[str, object]) -> Config:

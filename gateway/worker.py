@@ -366,6 +366,12 @@ def _describe(sock: socket.socket, scheme: str) -> str:
     return f"unix:{address}" + (" (TLS)" if scheme == "https" else "")
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The loop a worker serves on, for code that runs one elsewhere (gateway/api.py's
+    TestServer): uvloop stays this module's own import."""
+    return uvloop.new_event_loop()
+
+
 def run(config: Config, sockets: Sequence[socket.socket]) -> int:
     """Serve in this process until SIGTERM/SIGINT; return the exit status.
 
