@@ -216,6 +216,7 @@ def two_mounts(tmp_path: Path) -> Path:
     path.write_text(f"""
 [server]
 pythonpath = [{str(APPS_DIR)!r}]
+health_path = "/_gateway"
 keep_alive_timeout = 300
 graceful_timeout = 10
 
@@ -382,3 +383,19 @@ def test_a_bad_env_file_exits_1_with_one_line(
     assert result.returncode == 1
     assert message in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_health_and_metrics_paths_are_below_the_root_path(two_mounts: Path) -> None:
+    """Behind a proxy that strips /app, the probe paths are still /_gateway/...: they
+    are matched below the root path, as the mounts are."""
+    text = two_mounts.read_text()
+    two_mounts.write_text(text.replace("[server]", '[server]\nmetrics_path = "/_m"', 1))
+    process = GatewayProcess(two_mounts, "--root-path", "/app")
+    try:
+        process.wait_for_line("serving on")
+        live = httpx.get(process.url + "/_gateway/live", timeout=CLIENT_TIMEOUT_S)
+        assert live.status_code == 200
+        metrics = httpx.get(process.url + "/_m", timeout=CLIENT_TIMEOUT_S)
+        assert metrics.status_code == 200 and "gateway_" in metrics.text
+    finally:
+        assert process.stop() == 0
