@@ -4,13 +4,18 @@ Rules:
 1. Config is inert data. Loading it imports no app and binds nothing; an app reference is
    checked for its shape only ("module:attribute"), never resolved.
 2. Each setting is declared once: the dataclass field carries its default, its help text,
-   its validator and (for the few the command line may override) its flag. The CLI
-   (`cli_options`) and the reference docs (`describe_settings`) are derived from it.
+   its validator and (for those the command line may override) its flag, with
+   uvicorn's and gunicorn's names as aliases. The CLI (`cli_options`), each flag's
+   environment variable (`CliOption.env`) and the reference docs (`describe_settings`)
+   are derived from it.
 3. Nothing is swallowed. An unknown key, a wrong type or a bad value raises `ConfigError`
    naming the file, the table ("server", "mount #N" 1-based, or "top level") and the key.
    A TOML bool is never accepted where a number is expected.
 4. Command-line overrides pass through the same validators as the file.
 5. Layer 1: stdlib and `gateway.errors` only; no asyncio, socket, threading or signal.
+6. One app without a mount file (`gateway serve main:app`, `app_config`) and mounts
+   given as mappings (`gateway.run(mounts=...)`, `mapping_config`) become the mapping a
+   mount file would hold and pass the same validation: one code path.
 """
 
 from __future__ import annotations

@@ -7,13 +7,14 @@ server's working directory, as `main.py` is for a uvicorn user.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import APPS_DIR, CLIENT_TIMEOUT_S, GATEWAY, GatewayProcess
+from conftest import APPS_DIR, CLIENT_TIMEOUT_S, GATEWAY, GatewayProcess, wait_until
 
 MAIN_PY = """
 async def app(scope, receive, send):
@@ -149,3 +150,14 @@ def test_app_flags_with_a_mount_file_are_a_usage_error(site: Path) -> None:
     result = gateway(site, "check", "gateway.toml", "--interface", "asgi")
     assert result.returncode == 1
     assert "--interface applies to one app served without a mount file" in result.stderr
+
+
+def test_hup_reloads_the_app_as_it_reloads_a_mount_file(serve: Serve, site: Path) -> None:
+    """The supervisor re-reads its target on SIGHUP: for one app, the app's new code."""
+    process = serve("main:app", "-w", "2")
+    assert get(process, "/a") == "asgi '' /a"
+    (site / "main.py").write_text(MAIN_PY.replace('f"asgi ', 'f"new '))
+    process.proc.send_signal(signal.SIGHUP)
+    process.wait_for_line("generation 2 ready")
+    # An old worker may still take a connection while it learns to stop.
+    wait_until(lambda: get(process, "/a") == "new '' /a")
