@@ -19,6 +19,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import socket
@@ -193,8 +194,10 @@ class TestServer:
     def stop(self) -> None:
         """Stop as SIGTERM does: in-flight requests finish, then lifespan shutdown."""
         thread, loop, worker = self._thread, self._loop, self._worker
-        if thread is not None and thread.is_alive() and loop is not None and worker is not None:
-            loop.call_soon_threadsafe(worker.request_stop)
+        if thread is not None and loop is not None and worker is not None:
+            # A loop already closed has stopped serving (a failed startup): nothing to ask.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(worker.request_stop)
             # The worker's drain is bounded by graceful_timeout; lifespan shutdown follows.
             thread.join()
         self._thread = None

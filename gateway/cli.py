@@ -113,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gateway {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve_cmd = commands.add_parser("serve", help="serve the apps in a mount file")
+    serve_cmd = commands.add_parser(
+        "serve", help="serve the apps in a mount file, or one app (module:attribute)"
+    )
     check_cmd = commands.add_parser(
         "check", help="validate a mount file, import every app, print the routing table"
     )
