@@ -168,6 +168,15 @@ def prefix(value: object) -> str:
     return value.rstrip("/") or "/"
 
 
+def root_path(value: object) -> str:
+    """A prefix a proxy strips before forwarding, or "" (none); "/" is none too."""
+    text = expect(value, str, "a string")
+    if text == "":
+        return text
+    stripped = prefix(text)
+    return "" if stripped == "/" else stripped
+
+
 def app_reference(value: object) -> str:
     value = expect(value, str, "a string")
     module, sep, attribute = value.partition(":")

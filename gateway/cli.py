@@ -1,9 +1,13 @@
 """The command line: `gateway serve CONFIG`, `gateway check CONFIG`,
-`gateway status CONFIG`, `--version`.
+`gateway status CONFIG`, `--version`. CONFIG is a mount file, or one app as
+"module:attribute" served at "/" (gateway/config.py `app_config`).
 
 Rules:
 1. The flags that override the mount file are derived from the settings' declarations in
-   gateway/config.py (`cli_options`), never written out here a second time.
+   gateway/config.py (`cli_options`), never written out here a second time; so is each
+   flag's environment variable (GATEWAY_ and the flag in upper snake case).
+   Precedence: a flag, then the environment, then `--env-file`, then the mount file,
+   then the default. A value from the environment passes the same validators.
 2. Exit status (DESIGN §1): 0 clean stop, 1 configuration or usage error, 3 an app that
    failed to load or whose lifespan startup failed.
 3. User-facing messages are one line on stderr, prefixed `gateway: `; no tracebacks for
@@ -15,17 +19,39 @@ Rules:
 from __future__ import annotations
 
 import argparse
+import difflib
+import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from gateway import __version__, metrics, reload, status
-from gateway.config import CliOption, Config, MountConfig, cli_options, load_config
-from gateway.errors import GatewayError, StartupError
+from gateway.config import (
+    ENV_PREFIX,
+    CliOption,
+    Config,
+    MountConfig,
+    bind_from_host_port,
+    cli_options,
+    load_config,
+)
+from gateway.errors import ConfigError, GatewayError, StartupError
 from gateway.logs import configure_logging
 from gateway.supervisor import serve
 from gateway.tls import server_context
 from gateway.worker import load_mounts
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+log = logging.getLogger("gateway.cli")
+# What an environment variable of each kind of flag must hold, for its error message.
+ENV_KINDS = {
+    "int": "an integer",
+    "port": "an integer",
+    "float": "a number",
+    "bool-on": "1, true, yes, on, 0, false, no or off",
+    "bool-off": "1, true, yes, on, 0, false, no or off",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,20 +61,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits 2 on a usage error; DESIGN §1 says 1
         return 0 if exc.code in (0, None) else 1
     try:
-        if args.command == "check":
-            return _until_the_reader_leaves(lambda: check(load_config(args.config)))
         if args.command == "status":
             config = load_config(args.config)
             return _until_the_reader_leaves(lambda: status.run(config, args.url, args.json))
-        overrides = _overrides(args)
+        if args.env_file:
+            load_env_file(args.env_file)
+        sources: dict[str, str] = {}
+        overrides = _overrides(args, os.environ, sources)
         config = load_config(args.config, overrides=overrides)
+        if args.command == "check":
+            return _until_the_reader_leaves(lambda: check(config))
         configure_logging(config)
+        _log_sources(config, overrides, sources)
         if config.server.reload:
             return reload.run(config, overrides)
         return serve(config, overrides)
     except GatewayError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return exc.exit_status
+
+
+def _log_sources(config: Config, overrides: Mapping[str, object], sources: dict[str, str]) -> None:
+    """At debug level, each setting the command line or the environment gave, as the
+    server holds it, and where it came from (rule 1)."""
+    for setting, source in sources.items():
+        value = getattr(config.server, setting, overrides[setting])
+        shown = [str(item) for item in value] if isinstance(value, tuple) else value
+        log.debug("%s = %r (from %s)", setting, shown, source)
 
 
 def _until_the_reader_leaves(command: Callable[[], int]) -> int:
@@ -73,16 +112,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gateway {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve_cmd = commands.add_parser("serve", help="serve the apps in a mount file")
-    serve_cmd.add_argument("config", help="the mount file (TOML)")
-    for option in cli_options():
-        _add_option(serve_cmd, option)
+    serve_cmd = commands.add_parser(
+        "serve", help="serve the apps in a mount file, or one app (module:attribute)"
+    )
     check_cmd = commands.add_parser(
         "check", help="validate a mount file, import every app, print the routing table"
     )
-    check_cmd.add_argument("config", help="the mount file (TOML)")
+    for command in (serve_cmd, check_cmd):
+        command.add_argument("config", help=TARGET_HELP)
+        command.add_argument(
+            "--env-file",
+            help="read KEY=VALUE lines into the environment first (GATEWAY_* set the flags; "
+            "variables already set win)",
+        )
+        for option in cli_options():
+            _add_option(command, option)
     _add_status_command(commands)
     return parser
+
+
+TARGET_HELP = 'the mount file (TOML), or one app served at "/": module:attribute'
 
 
 def _add_status_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -98,28 +147,124 @@ def _add_status_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def _add_option(parser: argparse.ArgumentParser, option: CliOption) -> None:
-    dest = option.setting
-    if option.kind == "bool-off":
-        parser.add_argument(
-            option.flag, dest=dest, action="store_false", default=None, help=option.help
-        )
-    elif option.kind == "bool-on":
-        parser.add_argument(
-            option.flag, dest=dest, action="store_true", default=None, help=option.help
-        )
+    flags = (option.flag, *option.aliases)
+    help_text = f"{option.help} [env: {option.env}]"
+    dest = option.name
+    if option.kind in ("bool-off", "bool-on"):
+        action = "store_false" if option.kind == "bool-off" else "store_true"
+        parser.add_argument(*flags, dest=dest, action=action, default=None, help=help_text)
     elif option.kind == "list":
-        parser.add_argument(option.flag, dest=dest, action="append", help=option.help)
-    elif option.kind == "int":
-        parser.add_argument(option.flag, dest=dest, type=int, help=option.help)
+        parser.add_argument(*flags, dest=dest, action="append", help=help_text)
+    elif option.kind in ("int", "port", "float"):
+        convert = float if option.kind == "float" else int
+        parser.add_argument(*flags, dest=dest, type=convert, help=help_text)
     else:
-        parser.add_argument(
-            option.flag, dest=dest, choices=option.choices or None, help=option.help
-        )
+        choices = option.choices or None
+        parser.add_argument(*flags, dest=dest, choices=choices, help=help_text)
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, object]:
-    values = {option.setting: getattr(args, option.setting) for option in cli_options()}
-    return {name: value for name, value in values.items() if value is not None}
+def _overrides(
+    args: argparse.Namespace, environ: Mapping[str, str], sources: dict[str, str]
+) -> dict[str, object]:
+    """The settings the command line and the environment give, by setting name (rule 1);
+    `sources` learns where each came from, for the debug log."""
+    values: dict[str, object] = {}
+    # --host/--port and --bind name one thing: one of them typed beats all three in the
+    # environment, or a GATEWAY_BIND would clash with a --port typed over it.
+    typed_bind = any(
+        getattr(args, o.name) is not None for o in cli_options() if o.setting == "bind"
+    )
+    for option in cli_options():
+        value = getattr(args, option.name)
+        source = option.flag
+        from_env = not (typed_bind and option.setting == "bind")
+        if value is None and from_env and option.env in environ:
+            value, source = _from_env(option, environ[option.env]), option.env
+        if value is not None and option.kind == "list" and option.split_commas:
+            value = [item for entry in value for item in _split_commas(entry)]
+        if value is not None:
+            values[option.name] = value
+            sources[option.setting if option.table != "bind" else option.name] = source
+    return _settings(values, args.config, sources)
+
+
+def _settings(values: dict[str, object], target: str, sources: dict[str, str]) -> dict[str, object]:
+    """Flag names to setting names; --host/--port become one bind."""
+    settings: dict[str, object] = {}
+    for option in cli_options():
+        if option.table != "bind" and option.name in values:
+            settings[option.setting] = values[option.name]
+    bind = bind_from_host_port(values.get("host"), values.get("port"), settings.get("bind"), target)
+    if bind is not None:
+        settings["bind"] = bind
+    for part in ("host", "port"):
+        if part in sources:
+            sources.setdefault("bind", sources.pop(part))
+    return settings
+
+
+def _from_env(option: CliOption, text: str) -> object:
+    """An environment variable's text as the flag's value would be."""
+    try:
+        if option.kind in ("bool-on", "bool-off"):
+            return _env_bool(text) == (option.kind == "bool-on")
+        if option.kind == "list":
+            return _split_commas(text)
+        if option.kind in ("int", "port"):
+            return int(text)
+        if option.kind == "float":
+            return float(text)
+    except ValueError:
+        wanted = ENV_KINDS.get(option.kind, option.kind)
+        reason = f"expected {wanted}, got {text!r}"
+        raise ConfigError(option.env, "environment", None, reason) from None
+    return text
+
+
+def _env_bool(text: str) -> bool:
+    if text.strip().lower() in TRUE_WORDS:
+        return True
+    if text.strip().lower() in FALSE_WORDS:
+        return False
+    raise ValueError(text)
+
+
+def _split_commas(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def load_env_file(path: str) -> None:
+    """Put a file's KEY=VALUE lines into the environment, under variables already set
+    (rule 1). A GATEWAY_ name that no flag declares is a typo worth naming."""
+    known = tuple(option.env for option in cli_options())
+    try:
+        with open(path, encoding="utf-8") as file:
+            lines = file.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, "env file", None, f"cannot read it: {exc}") from exc
+    for number, line in enumerate(lines, 1):
+        key, value = _env_line(line, path, number)
+        if key.startswith(ENV_PREFIX) and key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(path, "env file", key, f"line {number}: no such setting{hint}")
+        if key:
+            os.environ.setdefault(key, value)
+
+
+def _env_line(line: str, path: str, number: int) -> tuple[str, str]:
+    """("", "") for a blank line or a comment; `export K=V` and quoted values as a
+    shell (and docker's --env-file) would read them."""
+    text = line.strip()
+    if not text or text.startswith("#"):
+        return "", ""
+    key, sep, value = text.removeprefix("export ").partition("=")
+    key, value = key.strip(), value.strip()
+    if not sep or not key.isidentifier():
+        raise ConfigError(path, "env file", None, f"line {number}: expected KEY=VALUE")
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        value = value[1:-1]
+    return key, value
 
 
 def _describe_links(mounts: Sequence[MountConfig]) -> list[str]:

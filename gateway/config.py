@@ -4,13 +4,18 @@ Rules:
 1. Config is inert data. Loading it imports no app and binds nothing; an app reference is
    checked for its shape only ("module:attribute"), never resolved.
 2. Each setting is declared once: the dataclass field carries its default, its help text,
-   its validator and (for the few the command line may override) its flag. The CLI
-   (`cli_options`) and the reference docs (`describe_settings`) are derived from it.
+   its validator and (for those the command line may override) its flag, with
+   uvicorn's and gunicorn's names as aliases. The CLI (`cli_options`), each flag's
+   environment variable (`CliOption.env`) and the reference docs (`describe_settings`)
+   are derived from it.
 3. Nothing is swallowed. An unknown key, a wrong type or a bad value raises `ConfigError`
    naming the file, the table ("server", "mount #N" 1-based, or "top level") and the key.
    A TOML bool is never accepted where a number is expected.
 4. Command-line overrides pass through the same validators as the file.
 5. Layer 1: stdlib and `gateway.errors` only; no asyncio, socket, threading or signal.
+6. One app without a mount file (`gateway serve main:app`, `app_config`) and mounts
+   given as mappings (`gateway.run(mounts=...)`, `mapping_config`) become the mapping a
+   mount file would hold and pass the same validation: one code path.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import difflib
 import os
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from typing import Any, TypeVar
 
@@ -167,15 +172,36 @@ COMMAND_LINE = " (command line)"
 """Appended to the file name in errors about command-line overrides."""
 
 
+ENV_PREFIX = "GATEWAY_"
+"""Every flag's environment variable is this prefix and the flag in upper snake case."""
+
+
 @dataclass(frozen=True)
 class CliOption:
     """A command-line flag derived from a setting's declaration."""
 
-    setting: str  # field name in ServerConfig, e.g. "bind"
+    setting: str  # field name in ServerConfig, e.g. "bind"; or an APP_OPTIONS name
     flag: str  # "--bind"
     help: str
-    kind: str  # "list" (repeatable), "int", "str", "choice", "bool-off"/"bool-on" (sets it)
+    # "list" (repeatable), "int", "float", "str", "choice", "bool-off"/"bool-on" (sets
+    # it); "host"/"port": half of one bind address (BIND_PARTS)
+    kind: str
     choices: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()  # the same flag under uvicorn's or gunicorn's name
+    split_commas: bool = False  # a list flag that also takes "a,b", as gunicorn's do
+    # "server": a ServerConfig field; "app": one-app mode's mount (APP_OPTIONS);
+    # "bind": --host/--port, which make one bind address
+    table: str = "server"
+
+    @property
+    def name(self) -> str:
+        """The flag as an identifier: "--no-access-log" is "no_access_log"."""
+        return self.flag.lstrip("-").replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        """Its environment variable: "--port" is GATEWAY_PORT."""
+        return ENV_PREFIX + self.name.upper()
 
 
 @dataclass(frozen=True)
@@ -197,6 +223,8 @@ class _Flag:
     kind: str
     help: str = ""
     choices: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    split_commas: bool = False
 
 
 def _setting(
@@ -221,13 +249,18 @@ class ServerConfig:
         (Bind("tcp", host="127.0.0.1", port=8000),),
         checks.binds,
         "addresses to listen on: host:port, [ipv6]:port, unix:/path or fd://N",
-        _Flag("--bind", "list", "address to listen on (repeatable; replaces the file's list)"),
+        _Flag(
+            "--bind",
+            "list",
+            "address to listen on (repeatable; replaces the file's list)",
+            aliases=("-b",),
+        ),
     )
     workers: int = _setting(
         1,
         checks.int_at_least(1),
         "worker processes; 1 serves in this process",
-        _Flag("--workers", "int"),
+        _Flag("--workers", "int", aliases=("-w",)),
     )
     log_level: str = _setting(
         "info",
@@ -285,6 +318,7 @@ class ServerConfig:
         KEEP_ALIVE_TIMEOUT_S,
         checks.seconds(positive=True),
         "seconds an idle keep-alive connection stays open",
+        _Flag("--keep-alive-timeout", "float", aliases=("--timeout-keep-alive", "--keep-alive")),
     )
     header_timeout: float = _setting(
         HEADER_TIMEOUT_S,
@@ -305,16 +339,19 @@ class ServerConfig:
         0,
         checks.int_at_least(0),
         "requests and WebSockets a worker serves at once; past it: 503 at once; 0: no limit",
+        _Flag("--limit-concurrency", "int"),
     )
     backlog: int = _setting(
         LISTEN_BACKLOG,
         checks.int_at_least(1),
         "connections the kernel queues per socket before accept (capped by somaxconn)",
+        _Flag("--backlog", "int"),
     )
     graceful_timeout: float = _setting(
         GRACEFUL_TIMEOUT_S,
         checks.seconds(positive=False),
         "seconds requests get to finish on shutdown",
+        _Flag("--graceful-timeout", "float", aliases=("--timeout-graceful-shutdown",)),
     )
     max_header_bytes: int = _setting(
         MAX_HEADER_BYTES,
@@ -327,7 +364,17 @@ class ServerConfig:
         "longest request target; beyond it: 414",
     )
     pythonpath: tuple[str, ...] = _setting(
-        (".",), checks.string_list, "directories put first on sys.path, relative to this file"
+        (".",),
+        checks.string_list,
+        "directories put first on sys.path, relative to this file",
+        _Flag(
+            "--pythonpath",
+            "list",
+            "directory put first on sys.path (repeatable, or a,b; relative to the current "
+            "directory; replaces the file's list)",
+            aliases=("--app-dir",),
+            split_commas=True,
+        ),
     )
     http: str = _setting(
         "auto",
@@ -363,16 +410,19 @@ class ServerConfig:
         WORKER_TIMEOUT_S,
         checks.seconds(positive=True),
         "seconds a worker's event loop may go without checking in; then it is replaced",
+        _Flag("--worker-timeout", "float", aliases=("--timeout", "-t")),
     )
     max_requests: int = _setting(
         0,
         checks.int_at_least(0),
         "requests a worker serves before it is replaced gracefully; 0: never",
+        _Flag("--max-requests", "int", aliases=("--limit-max-requests",)),
     )
     max_requests_jitter: int = _setting(
         0,
         checks.int_at_least(0),
         "up to this many more requests, at random per worker, so workers recycle apart",
+        _Flag("--max-requests-jitter", "int"),
     )
     unix_socket_mode: int | None = _setting(
         None,
@@ -401,12 +451,30 @@ class ServerConfig:
         checks.boolean,
         "take client address, scheme and host from X-Forwarded-* or Forwarded fields "
         "sent by a peer in forwarded_allow_ips",
+        _Flag("--proxy-headers", "bool-on"),
     )
     forwarded_allow_ips: tuple[str, ...] = _setting(
         FORWARDED_ALLOW_IPS,
         checks.trust_list,
         'proxies trusted with proxy_headers: IP addresses, networks (CIDR), "*" (any), '
         '"unix" (unix-socket peers)',
+        _Flag(
+            "--forwarded-allow-ips",
+            "list",
+            "proxy trusted with --proxy-headers (repeatable, or a,b; replaces the file's list)",
+            split_commas=True,
+        ),
+    )
+    # uvicorn's --root-path: a proxy that strips a prefix ("/app") forwards the client's
+    # /app/x as /x. The scope's root_path starts with it and path gets it back (the ASGI
+    # spec keeps root_path inside path), so the apps build their URLs with the prefix;
+    # the router matches mounts below it. "": no such proxy.
+    root_path: str = _setting(
+        "",
+        checks.root_path,
+        'prefix a proxy strips before forwarding, e.g. "/app"; the apps see it as root_path '
+        '(SCRIPT_NAME) and build their URLs with it; "": none',
+        _Flag("--root-path", "str"),
     )
     # Off: nginx, and most proxies, pass a client's own X-Forwarded-Host through
     # unchanged, so trusting it lets any client choose the Host an app builds absolute
@@ -422,9 +490,23 @@ class ServerConfig:
         "",
         checks.path_or_empty,
         'serve TLS with this PEM certificate (chain), relative to this file; "": plain HTTP',
+        _Flag(
+            "--ssl-certfile",
+            "str",
+            "serve TLS with this PEM certificate (chain), relative to the current directory",
+            aliases=("--certfile",),
+        ),
     )
     keyfile: str = _setting(
-        "", checks.path_or_empty, 'PEM private key of certfile; "": the key is in certfile'
+        "",
+        checks.path_or_empty,
+        'PEM private key of certfile; "": the key is in certfile',
+        _Flag(
+            "--ssl-keyfile",
+            "str",
+            "PEM private key of --ssl-certfile, relative to the current directory",
+            aliases=("--keyfile",),
+        ),
     )
     keyfile_password: str = _setting("", checks.path_or_empty, "password of an encrypted keyfile")
     ca_certs: str = _setting(
@@ -592,17 +674,67 @@ class _Where:
 def load_config(
     path: str | os.PathLike[str], overrides: Mapping[str, object] | None = None
 ) -> Config:
-    """Read and validate a mount file. Every failure is a ConfigError."""
+    """Read and validate a mount file, or make the one-mount config of an app reference
+    ("main:app": see `is_app_reference`). Every failure is a ConfigError."""
     name = os.fspath(path)
+    if is_app_reference(name):
+        return app_config(name, overrides)
     top = _Where(name, "top level")
     try:
         with open(name, encoding="utf-8") as file:
             text = file.read()
     except OSError as exc:
-        raise top.fail(None, f"cannot read the mount file: {exc.strerror or exc}") from exc
+        raise top.fail(None, _unreadable(name, exc)) from exc
     except UnicodeDecodeError as exc:
         raise top.fail(None, f"not UTF-8 text: {exc.reason}") from exc
     return parse_config(text, name, overrides)
+
+
+def is_app_reference(target: str) -> bool:
+    """`gateway serve TARGET` serves one app when TARGET is not a file and looks like
+    "module:attribute" (or "module:factory()"); a name ending in .toml is always a file."""
+    if target.endswith(".toml") or os.path.isfile(target):
+        return False
+    try:
+        checks.app_reference(target)
+    except checks.Invalid:
+        return False
+    return True
+
+
+def _unreadable(name: str, exc: OSError) -> str:
+    """Why a target could not be read; one that is not a file may have meant an app."""
+    reason = exc.strerror or str(exc)
+    if isinstance(exc, FileNotFoundError) and not name.endswith(".toml"):
+        return (
+            f"expected a mount file (a readable TOML file) or an app as module:attribute "
+            f"(e.g. main:app); this is neither: {reason}"
+        )
+    return f"cannot read the mount file: {reason}"
+
+
+def app_config(reference: str, overrides: Mapping[str, object] | None = None) -> Config:
+    """The config of one app served at "/" with no mount file (`gateway serve main:app`):
+    the mapping a one-mount file would hold, through the same validation. Its options
+    (APP_OPTIONS: --interface, --factory) come with the command-line overrides; relative
+    paths are anchored at the current directory, where the file would have been."""
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    options = {option.setting for option in APP_OPTIONS}
+    where = _Where(reference + COMMAND_LINE, "mount #1")
+    mount: dict[str, object] = {"prefix": "/", "app": reference}
+    if "interface" in given:
+        mount["interface"] = given["interface"]
+    if "factory" in given and _check_factory(given["factory"], where):
+        mount["app"] = reference if reference.endswith("()") else reference + "()"
+    server = {key: value for key, value in given.items() if key not in options}
+    return _from_data({"mount": [mount]}, reference, server)
+
+
+def _check_factory(value: object, where: _Where) -> bool:
+    try:
+        return checks.boolean(value)
+    except checks.Invalid as exc:
+        raise where.fail("factory", str(exc)) from None
 
 
 def parse_config(text: str, path: str, overrides: Mapping[str, object] | None = None) -> Config:
@@ -612,8 +744,28 @@ def parse_config(text: str, path: str, overrides: Mapping[str, object] | None = 
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise top.fail(None, f"not valid TOML: {exc}") from exc
+    for option in APP_OPTIONS:
+        if (overrides or {}).get(option.setting) is not None:
+            reason = f"{option.flag} applies to one app served without a mount file"
+            raise _Where(path + COMMAND_LINE, "server").fail(option.setting, reason)
+    return _from_data(data, path, overrides or {})
+
+
+def mapping_config(
+    mounts: Sequence[Mapping[str, object]], name: str, overrides: Mapping[str, object]
+) -> Config:
+    """The config of [[mount]] tables given as mappings (`gateway.run(mounts=[...])`),
+    with [server] settings as overrides: the mount file's validation, `name` in errors."""
+    if not isinstance(mounts, list | tuple) or not all(isinstance(m, Mapping) for m in mounts):
+        raise _Where(name, "top level").fail("mount", "must be a list of mappings, one per mount")
+    return _from_data({"mount": [dict(mount) for mount in mounts]}, name, overrides)
+
+
+def _from_data(data: dict[str, Any], path: str, overrides: Mapping[str, object]) -> Config:
+    """A Config from parsed TOML (or the mapping `app_config` makes)."""
+    top = _Where(path, "top level")
     _reject_unknown_top_level(data, top)
-    server = _load_server(data.get("server", {}), path, overrides or {})
+    server = _load_server(data.get("server", {}), path, overrides)
     return Config(path=path, server=server, mounts=_load_mounts(data, top))
 
 
@@ -651,11 +803,17 @@ def _apply_overrides(
 ) -> ServerConfig:
     # A None value means "flag not given", so the CLI can pass its namespace as it is.
     given = {key: value for key, value in overrides.items() if value is not None}
-    settable = tuple(option.setting for option in cli_options())
+    settable = tuple(option.setting for option in cli_options() if option.table == "server")
     _reject_unknown(given, settable, where, "command-line setting")
     checked = {
         f.name: _check(f, given[f.name], where) for f in fields(ServerConfig) if f.name in given
     }
+    # A path typed on the command line is relative to the shell's directory, not the file's.
+    for key in ("pythonpath", *TLS_FILES):
+        if key in checked and isinstance(checked[key], tuple):
+            checked[key] = tuple(os.path.abspath(entry) for entry in checked[key])
+        elif checked.get(key):
+            checked[key] = os.path.abspath(checked[key])
     return replace(server, **checked)
 
 
@@ -771,15 +929,72 @@ def _reject_unknown(
             raise where.fail(key, f"unknown {what}{hint}")
 
 
+# --host and --port (uvicorn's) make one bind address together; with --bind they are a
+# usage error (`bind_from_host_port`). uvicorn's defaults for the half not given.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+BIND_PARTS = (
+    CliOption(
+        "bind", "--host", f"host to listen on (default {DEFAULT_HOST})", "host", table="bind"
+    ),
+    CliOption(
+        "bind", "--port", f"port to listen on (default {DEFAULT_PORT})", "port", table="bind"
+    ),
+)
+# One app served without a mount file (`gateway serve main:app`, `app_config`): the
+# settings of its one mount that a [[mount]] table would hold, validated as that table's.
+APP_OPTIONS = (
+    CliOption(
+        "interface",
+        "--interface",
+        "one app: asgi, wsgi or auto (detect)",
+        "choice",
+        INTERFACES,
+        table="app",
+    ),
+    CliOption(
+        "factory",
+        "--factory",
+        "one app: the attribute is a factory; serve what calling it returns",
+        "bool-on",
+        table="app",
+    ),
+)
+
+
+def bind_from_host_port(host: object, port: object, bind: object, file: str) -> object:
+    """The bind that --host/--port make (None when neither is given); with --bind too,
+    a ConfigError: the two ways of naming the address would contradict each other."""
+    if host is None and port is None:
+        return bind
+    if bind is not None:
+        reason = "--host/--port and --bind both name the address to listen on; use one"
+        raise ConfigError(file + COMMAND_LINE, "server", "bind", reason)
+    host = DEFAULT_HOST if host is None else host
+    port = DEFAULT_PORT if port is None else port
+    shown = f"[{host}]" if isinstance(host, str) and ":" in host else str(host)
+    return [f"{shown}:{port}"]
+
+
 def cli_options() -> tuple[CliOption, ...]:
-    """The command-line flags, derived from the settings that declare one."""
+    """The command-line flags, derived from the settings that declare one, then the
+    halves of a bind (BIND_PARTS) and one-app mode's options (APP_OPTIONS)."""
     options = []
     for f in fields(ServerConfig):
         flag: _Flag | None = f.metadata["cli"]
         if flag is not None:
             help_text = flag.help or f.metadata["help"]
-            options.append(CliOption(f.name, flag.flag, help_text, flag.kind, flag.choices))
-    return tuple(options)
+            option = CliOption(
+                f.name,
+                flag.flag,
+                help_text,
+                flag.kind,
+                flag.choices,
+                flag.aliases,
+                flag.split_commas,
+            )
+            options.append(option)
+    return (*options, *BIND_PARTS, *APP_OPTIONS)
 
 
 def describe_settings() -> Iterator[SettingDoc]:

@@ -52,6 +52,9 @@ Rules:
    LINGER_MAX_BYTES at most; then the connection closes. Closing at once would make
    the kernel reset the connection over unread bytes, and the client lose the reply.
    A connection closed after a complete exchange closes at once.
+10. `root_path` (uvicorn's --root-path), for a proxy that strips a prefix: every scope
+   starts with it as its root_path, and its path and raw_path get it back in front
+   (the ASGI spec keeps root_path inside path); the router matches below it.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ import struct
 import sys
 import termios
 from typing import Any, cast
+from urllib.parse import quote
 
 from gateway.asgi import ASGI_VERSION, HTTP_SPEC_VERSION
 from gateway.cycle import RequestCycle
@@ -287,6 +291,8 @@ class HTTPConnection(asyncio.Protocol):
             scope["extensions"] = {"tls": self._tls}
         if self._proxy is not None:
             apply_forwarded(scope, self._proxy)
+        if state.config.root_path:
+            apply_root_path(scope, state.config.root_path)
         cycle = RequestCycle(self, scope, head.expects_continue, state.access_log)
         self._cycle = cycle
         state.in_flight += 1  # until _cycle_finished
@@ -312,6 +318,8 @@ class HTTPConnection(asyncio.Protocol):
             scope["extensions"]["tls"] = self._tls
         if self._proxy is not None:
             apply_forwarded(scope, self._proxy)
+        if state.config.root_path:
+            apply_root_path(scope, state.config.root_path)
         cycle = WebSocketCycle(self, scope, handshake, self._state.websocket)
         self._websocket = cycle
         if self._closing:
@@ -635,3 +643,12 @@ def _address(info: object) -> tuple[str, int | None] | None:
     if isinstance(info, str) and info:
         return (info, None)
     return None
+
+
+def apply_root_path(scope: dict[str, Any], root_path: str) -> None:
+    """Rule 10: the proxy took `root_path` off the front of the path; put it back, and
+    say so in root_path, so that the apps build their URLs with it (ASGI spec, "HTTP"
+    connection scope: root_path, and path including it)."""
+    scope["root_path"] = root_path
+    scope["path"] = root_path + scope["path"]
+    scope["raw_path"] = quote(root_path).encode("ascii") + scope["raw_path"]

@@ -53,7 +53,7 @@ class HealthCheck:
         """The probe's answer for this request, or None when it is not a probe."""
         if scope["type"] != "http":
             return None
-        path = scope["path"]
+        path = scope["path"][len(scope["root_path"]) :]  # below --root-path, if any
         if path == self.live_path:
             return HTTPStatus.OK
         if path == self.ready_path:

@@ -383,7 +383,8 @@ class MetricsEndpoint:
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != self.metrics.path:
+        path = scope["path"][len(scope["root_path"]) :]  # below --root-path, if any
+        if scope["type"] != "http" or path != self.metrics.path:
             await self.app(scope, receive, send)
             return
         set_mount_label(scope, METRICS_MOUNT)

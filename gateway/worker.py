@@ -384,6 +384,12 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     return uvloop.new_event_loop
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The loop a worker serves on, for code that runs one elsewhere (gateway/api.py's
+    TestServer): the choice of loop stays this module's own (rule 5)."""
+    return event_loop_factory()()
+
+
 def run(config: Config, sockets: Sequence[socket.socket]) -> int:
     """Serve in this process until SIGTERM/SIGINT; return the exit status.
 

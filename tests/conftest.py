@@ -202,13 +202,15 @@ class GatewayProcess:
 
     def __init__(
         self,
-        config: Path,
+        config: Path | str,
         *args: str,
         env: dict[str, str] | None = None,
         new_session: bool = False,
+        cwd: Path | None = None,
     ) -> None:
         """`new_session`: the server leads a process group of its own, which a test can
-        signal as a whole (os.killpg), as a terminal's Ctrl-C does."""
+        signal as a whole (os.killpg), as a terminal's Ctrl-C does. `config` may be an
+        app reference ("main:app"), which `cwd` may hold."""
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(128)
@@ -223,6 +225,7 @@ class GatewayProcess:
             text=True,
             env={**os.environ, **(env or {})},
             start_new_session=new_session,
+            cwd=cwd,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []

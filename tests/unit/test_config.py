@@ -524,7 +524,8 @@ def test_none_overrides_mean_not_given(tmp_path: Path) -> None:
         ("bind", ["localhost"], "missing port"),
         ("log_level", "loud", "one of"),
         ("access_log", "no", "true or false"),
-        ("keep_alive_timeout", 1.0, "unknown command-line setting"),
+        ("header_timeout", 1.0, "unknown command-line setting"),
+        ("interface", "asgi", "applies to one app served without a mount file"),
         ("bogus", 1, "unknown command-line setting"),
     ],
 )
@@ -544,27 +545,86 @@ def test_a_bad_file_value_is_reported_even_when_overridden(tmp_path: Path) -> No
 
 
 def test_cli_options_are_derived_from_the_fields() -> None:
-    options = {option.setting: option for option in cli_options()}
-    assert [o.flag for o in options.values()] == [
-        "--bind",
-        "--workers",
-        "--log-level",
-        "--no-access-log",
-        "--log-config",
-        "--access-log-format",
-        "--log-format",
-        "--no-server-header",
-        "--http",
-        "--reload",
-    ]
-    kinds = ["list", "int", "choice", "bool-off", "str", "str", "choice", "bool-off"]
-    kinds += ["choice", "bool-on"]
-    assert [o.kind for o in options.values()] == kinds
-    assert options["log_level"].choices == ("debug", "info", "warning", "error", "critical")
-    assert options["http"].choices == ("auto", "h11", "httptools")
+    options = {option.flag: option for option in cli_options()}
+    server = {o.flag: o for o in options.values() if o.table == "server"}
+    assert list(server)[:4] == ["--bind", "--workers", "--log-level", "--no-access-log"]
+    assert options["--bind"].aliases == ("-b",) and options["--workers"].aliases == ("-w",)
+    assert options["--pythonpath"].aliases == ("--app-dir",)
+    assert options["--keep-alive-timeout"].kind == "float"
+    assert options["--log-level"].choices == ("debug", "info", "warning", "error", "critical")
+    assert options["--http"].choices == ("auto", "h11", "httptools")
     server_fields = {f.name for f in dataclasses.fields(ServerConfig)}
-    assert set(options) <= server_fields
+    assert {o.setting for o in server.values()} <= server_fields
+    assert [(o.flag, o.setting) for o in options.values() if o.table == "bind"] == [
+        ("--host", "bind"),
+        ("--port", "bind"),
+    ]
+    assert [o.flag for o in options.values() if o.table == "app"] == ["--interface", "--factory"]
     assert all(option.help for option in options.values())
+
+
+def test_each_flag_has_an_environment_variable_derived_from_it() -> None:
+    envs = {option.flag: option.env for option in cli_options()}
+    assert envs["--port"] == "GATEWAY_PORT"
+    assert envs["--workers"] == "GATEWAY_WORKERS"
+    assert envs["--no-access-log"] == "GATEWAY_NO_ACCESS_LOG"
+    assert envs["--max-requests-jitter"] == "GATEWAY_MAX_REQUESTS_JITTER"
+    assert len(set(envs.values())) == len(envs)
+
+
+def test_one_app_is_the_config_of_a_one_mount_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`gateway serve main:app` goes through the mount file's own validation (point 1)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "one.toml").write_text(
+        '[server]\nworkers = 2\n\n[[mount]]\nprefix = "/"\napp = "main:make()"\n'
+        'interface = "wsgi"\n'
+    )
+    from_file = load_config(tmp_path / "one.toml")
+    overrides = {"workers": 2, "interface": "wsgi", "factory": True}
+    one_app = load_config("main:make", overrides)
+    assert one_app.path == "main:make"
+    assert one_app.mounts == from_file.mounts
+    assert one_app.server == from_file.server
+
+
+def test_one_app_options_are_validated_as_a_mount_table() -> None:
+    with pytest.raises(ConfigError, match=r"\[mount #1\] interface: must be one of asgi, wsgi"):
+        load_config("main:app", {"interface": "rsgi"})
+
+
+def test_a_target_that_is_neither_a_file_nor_an_app_names_both(tmp_path: Path) -> None:
+    error = load_error_of(str(tmp_path / "main.app"))
+    assert "expected a mount file (a readable TOML file) or an app as module:attribute" in error
+
+
+def load_error_of(target: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(target)
+    return str(info.value)
+
+
+def test_command_line_paths_are_relative_to_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "etc").mkdir()
+    path = tmp_path / "etc" / "gateway.toml"
+    path.write_text(MOUNT)
+    monkeypatch.chdir(tmp_path)
+    config = load_config(path, {"pythonpath": ["src"], "certfile": "cert.pem"})
+    assert config.server.pythonpath == (str(tmp_path / "src"),)
+    assert config.server.certfile == str(tmp_path / "cert.pem")
+
+
+@pytest.mark.parametrize(("given", "stored"), [("", ""), ("/", ""), ("/app/", "/app")])
+def test_root_path(tmp_path: Path, given: str, stored: str) -> None:
+    assert load_config(write(tmp_path, MOUNT), {"root_path": given}).server.root_path == stored
+
+
+def test_a_root_path_must_be_a_path(tmp_path: Path) -> None:
+    error = load_error(tmp_path, MOUNT, {"root_path": "app"})
+    assert_names(error, "server", "root_path")
 
 
 def test_describe_settings_covers_every_field() -> None:

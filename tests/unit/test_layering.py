@@ -40,7 +40,8 @@ SOURCE_FOLDERS = {"gateway": "gateway", "adapters": "gateway.adapters"}
 # under it; a plain name means that module only ("gateway" is the package __init__, for
 # __version__, and grants nothing beneath it).
 LAYERS: dict[str, tuple[str, ...]] = {
-    "gateway": (),
+    # The package exposes gateway.run and gateway.TestServer, imported on first use.
+    "gateway": ("gateway.api",),
     "gateway.errors": (),
     "gateway.asgi": (),
     "gateway.bind": (),
@@ -177,6 +178,16 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # --log-config), made once before serving.
     "gateway.logs": ("gateway.access_format", "gateway.config", "gateway.errors"),
     "gateway.__main__": ("gateway.cli",),
+    # Layer 4 with the CLI: gateway.run() and TestServer, serving from Python.
+    "gateway.api": (
+        "gateway",
+        "gateway.config",
+        "gateway.logs",
+        "gateway.errors",
+        "gateway.reload",
+        "gateway.supervisor",
+        "gateway.worker",
+    ),
 }
 
 # Concurrency and I/O modules; `concurrent`, `_thread`, `selectors` and `multiprocessing`
