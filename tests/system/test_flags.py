@@ -51,11 +51,16 @@ VALUES: dict[str, tuple[str, str]] = {
     "--forwarded-allow-ips": ("10.0.0.1,10.0.0.2", "['10.0.0.1', '10.0.0.2']"),
     "--root-path": ("/app", "'/app'"),
     "--interface": ("asgi", "'asgi'"),
+    "--access-log-format": ("%(h)s %(s)s", "'%(h)s %(s)s'"),
+    "--log-format": ("json", "'json'"),
+    "--no-server-header": ("", "False"),
 }
 # Given another way in these tests, or by their own tests below: bind and its halves
 # (--host/--port), TLS (needs certificates), --reload (a second process tree),
-# --factory (tests/system/test_one_app.py).
+# --factory (tests/system/test_one_app.py), --log-config (needs a file of its own:
+# tests/system/test_logging.py).
 ELSEWHERE = {
+    "--log-config",
     "--bind",
     "--host",
     "--port",
