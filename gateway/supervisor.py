@@ -38,6 +38,10 @@ workers that inherit the sockets (DESIGN §4).
    TTIN and TTOU add and remove a worker (the newest goes first; never below one),
    until a reload starts the file's `workers` again. USR1 reopens the log files here
    and in every worker (one still importing its apps reopens them once its loop runs).
+7. Hooks (gateway/hooks.py): the module is imported here, before anything binds, then
+   on_starting runs; when_ready runs once, when the first generation's workers are all
+   ready; on_reload on a HUP whose file validated, before the new workers start (with
+   the new settings). post_fork and worker_exit run in each worker (children.py).
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ from gateway import metrics, worker
 from gateway.children import SUPERVISOR_SIGNALS, WorkerProcess, fork_worker
 from gateway.config import Config, load_config
 from gateway.errors import GatewayError, StartupError
+from gateway.hooks import Hooks, ServerInfo, WorkerInfo
 from gateway.sockets import close_sockets, listening_sockets, socket_files
 from gateway.tls import server_context
 from gateway.wakeup import SignalPipe, describe_exit, read_ready
@@ -84,15 +89,28 @@ def serve(config: Config, overrides: Mapping[str, object] | None = None) -> int:
     """
     server_context(config)  # a certificate that does not load: exit 1 before binding
     metrics.require(config.server)  # metrics_path without prometheus_client: exit 1 too
+    worker.use_pythonpath(config)
+    hooks = Hooks.load(config)  # rule 7
+    hooks.run_before_serving("on_starting", ServerInfo(config, os.getpid()))
     sockets = listening_sockets(config.server)
     files = socket_files(sockets, config.server.bind)
     try:
         if config.server.workers == 1:
             metrics.check_user_directory(config.server)  # the supervisor's own does it else
-            return worker.run(config, sockets)
-        return Supervisor(config, overrides or {}, sockets).run()
+            return _serve_alone(config, sockets, hooks)
+        return Supervisor(config, overrides or {}, sockets, hooks).run()
     finally:
         close_sockets(sockets, files)
+
+
+def _serve_alone(config: Config, sockets: Sequence[socket.socket], hooks: Hooks) -> int:
+    """`workers = 1`: this process is the worker, so when_ready and worker_exit run here,
+    and nothing is forked for post_fork (gateway/hooks.py rule 2)."""
+    pid = os.getpid()
+    try:
+        return worker.run(config, sockets, lambda: hooks.run("when_ready", ServerInfo(config, pid)))
+    finally:
+        hooks.run("worker_exit", WorkerInfo(config, pid, generation=1, preloaded=False))
 
 
 @dataclass
@@ -110,10 +128,16 @@ class Supervisor:
     """Starts, watches, replaces and stops worker processes (module rules)."""
 
     def __init__(
-        self, config: Config, overrides: Mapping[str, object], sockets: Sequence[socket.socket]
+        self,
+        config: Config,
+        overrides: Mapping[str, object],
+        sockets: Sequence[socket.socket],
+        hooks: Hooks,
     ) -> None:
         self.overrides = dict(overrides)
         self.sockets = list(sockets)
+        self.hooks = hooks
+        self.announced_ready = False  # when_ready runs once, for the first generation
         # Before any app is imported (preload) or worker forked (gateway/metrics.py rule 3).
         self.metrics = metrics.SupervisorMetrics()
         self.metrics.enable(config.server)
@@ -209,7 +233,9 @@ class Supervisor:
 
     def _spawn(self, generation: Generation) -> None:
         number, config, mounts = generation.number, generation.config, generation.mounts
-        process = fork_worker(number, config, mounts, self.sockets, self._forget_in_child)
+        process = fork_worker(
+            number, config, mounts, self.sockets, self._forget_in_child, self.hooks
+        )
         generation.workers.append(process)
         self._selector.register(process.pipe, selectors.EVENT_READ, process)
         log.info("started worker %d (generation %d)", process.pid, number)
@@ -247,6 +273,9 @@ class Supervisor:
         serving = [w for w in self._all_workers() if not w.stopping]
         if all(w.ready for w in serving):
             log.info("%d workers ready", len(serving))
+            if not self.announced_ready:
+                self.announced_ready = True
+                self.hooks.run("when_ready", ServerInfo(self.current.config, os.getpid()))
 
     def _generation_ready(self, generation: Generation) -> bool:
         active = [w for w in generation.workers if not w.stopping]
@@ -378,6 +407,7 @@ class Supervisor:
         if config.server.bind != self.current.config.server.bind:
             log.warning("bind changed in the mount file; that needs a restart")
         log.info("reloading %s", config.path)
+        self.hooks.run("on_reload", ServerInfo(config, os.getpid()))  # rule 7
         if self.previous is None:
             self.previous = self.current
         else:  # rule 4: superseded before it was ready

@@ -551,9 +551,14 @@ def test_cli_options_are_derived_from_the_fields() -> None:
         "--log-level",
         "--no-access-log",
         "--http",
+        "--hooks",
+        "--pid",
+        "--chdir",
+        "--user",
+        "--group",
         "--reload",
     ]
-    kinds = ["list", "int", "choice", "bool-off", "choice", "bool-on"]
+    kinds = ["list", "int", "choice", "bool-off", "choice", *["str"] * 5, "bool-on"]
     assert [o.kind for o in options.values()] == kinds
     assert options["log_level"].choices == ("debug", "info", "warning", "error", "critical")
     assert options["http"].choices == ("auto", "h11", "httptools")

@@ -129,6 +129,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "gateway.tls": ("gateway.config", "gateway.errors"),
     "gateway.supervisor": (
         "gateway.children",
+        "gateway.hooks",
         "gateway.wakeup",
         "gateway.config",
         "gateway.errors",
@@ -138,7 +139,10 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "gateway.metrics",
     ),
     # Layer 4 with the supervisor, split out of it: forking a worker and its record.
-    "gateway.children": ("gateway.config", "gateway.errors", "gateway.worker"),
+    "gateway.children": ("gateway.config", "gateway.errors", "gateway.hooks", "gateway.worker"),
+    # Layer 4 with the supervisor: the site's hooks module, imported by reference, and
+    # what its functions are told (gateway/hooks.py).
+    "gateway.hooks": ("gateway.config", "gateway.errors"),
     # The development reloader is a parent process like the supervisor: it binds once and
     # runs the server as a child it restarts (the child imports the apps, never it).
     "gateway.reload": ("gateway.config", "gateway.errors", "gateway.sockets", "gateway.wakeup"),
