@@ -348,7 +348,7 @@ class ServerConfig:
         "",
         checks.path_or_empty,
         "change to this directory after reading the mount file, before the hooks and apps "
-        "load (relative to this file; on the command line, to the working directory)",
+        'load (relative to this file; on the command line, to the working directory); "": stay',
         _Flag("--chdir", "str"),
     )
     # "": keep the identity the server started with; a root server drops it only when told.

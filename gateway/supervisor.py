@@ -38,7 +38,10 @@ workers that inherit the sockets (DESIGN §4).
    TTIN and TTOU add and remove a worker (the newest goes first; never below one),
    until a reload starts the file's `workers` again. USR1 reopens the log files here
    and in every worker (one still importing its apps reopens them once its loop runs).
-7. Hooks (gateway/hooks.py): the module is imported here, before anything binds, then
+7. Before serving, in this order: look up `user` and `group`, change to `chdir`, import
+   the hooks and run on_starting, bind, write the pid file, drop privileges; only then
+   are apps imported (here with `preload`, else in the workers) or workers forked.
+8. Hooks (gateway/hooks.py): the module is imported here, before anything binds, then
    on_starting runs; when_ready runs once, when the first generation's workers are all
    ready; on_reload on a HUP whose file validated, before the new workers start (with
    the new settings). post_fork and worker_exit run in each worker (children.py).
@@ -56,13 +59,15 @@ import signal
 import socket
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from gateway import metrics, worker
 from gateway.children import SUPERVISOR_SIGNALS, WorkerProcess, fork_worker
-from gateway.config import Config, load_config
-from gateway.errors import GatewayError, StartupError
+from gateway.config import PROCESS_PATHS, Config, load_config
+from gateway.errors import ConfigError, GatewayError, StartupError
 from gateway.hooks import Hooks, ServerInfo, WorkerInfo
+from gateway.pidfile import PidFile
+from gateway.privileges import drop_privileges, resolve_identity
 from gateway.sockets import close_sockets, listening_sockets, socket_files
 from gateway.tls import server_context
 from gateway.wakeup import SignalPipe, describe_exit, read_ready
@@ -89,18 +94,46 @@ def serve(config: Config, overrides: Mapping[str, object] | None = None) -> int:
     """
     server_context(config)  # a certificate that does not load: exit 1 before binding
     metrics.require(config.server)  # metrics_path without prometheus_client: exit 1 too
+    identity = resolve_identity(config)  # an unknown user: exit 1 before binding too
+    config, overrides = change_directory(config, overrides or {})
     worker.use_pythonpath(config)
-    hooks = Hooks.load(config)  # rule 7
+    hooks = Hooks.load(config)  # rule 8
     hooks.run_before_serving("on_starting", ServerInfo(config, os.getpid()))
     sockets = listening_sockets(config.server)
     files = socket_files(sockets, config.server.bind)
+    pid_file = PidFile(config.server.pid)
     try:
+        pid_file.write()
+        drop_privileges(identity)  # before any app is imported or worker forked
         if config.server.workers == 1:
             metrics.check_user_directory(config.server)  # the supervisor's own does it else
             return _serve_alone(config, sockets, hooks)
-        return Supervisor(config, overrides or {}, sockets, hooks).run()
+        return Supervisor(config, overrides, sockets, hooks).run()
     finally:
         close_sockets(sockets, files)
+        pid_file.remove()
+
+
+def change_directory(
+    config: Config, overrides: Mapping[str, object]
+) -> tuple[Config, Mapping[str, object]]:
+    """`chdir`: the working directory the hooks and apps see (and relative unix: socket
+    paths, bound after it). The mount file's own paths were made absolute when it was
+    read; the file itself, and the command line's paths, are made so here, so that a
+    HUP re-reads the same file with the same settings."""
+    directory = config.server.chdir
+    if not directory:
+        return config, overrides
+    config = replace(config, path=os.path.abspath(config.path))
+    typed = {key: getattr(config.server, key) for key in PROCESS_PATHS if key in overrides}
+    overrides = {**overrides, **typed}
+    try:
+        os.chdir(directory)
+    except OSError as exc:
+        reason = f"cannot change to {directory!r}: {exc.strerror or exc}"
+        raise ConfigError(config.path, "server", "chdir", reason) from exc
+    log.info("working directory: %s", directory)
+    return config, overrides
 
 
 def _serve_alone(config: Config, sockets: Sequence[socket.socket], hooks: Hooks) -> int:
@@ -407,7 +440,7 @@ class Supervisor:
         if config.server.bind != self.current.config.server.bind:
             log.warning("bind changed in the mount file; that needs a restart")
         log.info("reloading %s", config.path)
-        self.hooks.run("on_reload", ServerInfo(config, os.getpid()))  # rule 7
+        self.hooks.run("on_reload", ServerInfo(config, os.getpid()))  # rule 8
         if self.previous is None:
             self.previous = self.current
         else:  # rule 4: superseded before it was ready
