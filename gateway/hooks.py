@@ -15,7 +15,7 @@ Rules:
    that fails to load. A hook that fails while the server serves (when_ready,
    on_reload, worker_exit) is logged with its traceback, and the server goes on: a
    broken notification must not take the site down.
-4. Layer 3 with the supervisor; stdlib, config and errors only.
+4. Beside the supervisor (tests/unit/test_layering.py); stdlib, config and errors only.
 """
 
 from __future__ import annotations
