@@ -185,6 +185,28 @@ def app_reference(value: object) -> str:
     return value
 
 
+def module_or_empty(value: object) -> str:
+    """A module by its dotted name ("mysite.gateway_hooks"), or "" for none."""
+    text = expect(value, str, "a string")
+    if text and not is_dotted_name(text):
+        raise Invalid(f'must be a module\'s dotted name, e.g. "mysite.gateway_hooks", got {text!r}')
+    return text
+
+
+# A user or group as the system's databases know it: a name (POSIX's portable filename
+# characters, as useradd accepts them) or a numeric id.
+_ACCOUNT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\$?")
+
+
+def account_or_empty(value: object) -> str:
+    """A user or group name, or a numeric id, or "" for none. Whether it exists is
+    looked up when the server starts (gateway/privileges.py), not here (config rule 1)."""
+    text = expect(value, str, "a string")
+    if text and not _ACCOUNT.fullmatch(text):
+        raise Invalid(f"must be a user or group name, or a numeric id, got {text!r}")
+    return text
+
+
 def is_dotted_name(text: str) -> bool:
     return all(part.isidentifier() and not keyword.iskeyword(part) for part in text.split("."))
 

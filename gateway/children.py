@@ -13,6 +13,11 @@ Rules:
 3. A worker's pid is signalled only while the supervisor holds its record, that is until
    it is reaped, so the pid cannot belong to another process yet; a worker that already
    exited (a zombie) is not an error.
+4. Hooks (gateway/hooks.py): post_fork runs in the child once it has dropped the
+   supervisor's state, before its apps load (after, with `preload`: they came with the
+   fork); a post_fork that raises fails the worker's start (exit status 3). worker_exit
+   runs as the worker leaves, whether it served or failed to start; a worker killed by
+   a signal runs neither.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import NoReturn
 from gateway import worker
 from gateway.config import Config
 from gateway.errors import GatewayError
+from gateway.hooks import Hooks, WorkerInfo
 
 log = logging.getLogger("gateway.supervisor")
 
@@ -71,10 +77,12 @@ def fork_worker(
     mounts: list[worker.LoadedMount] | None,
     sockets: Sequence[socket.socket],
     forget_parent: Callable[[], None],
+    hooks: Hooks,
 ) -> WorkerProcess:
     """Fork a worker that serves `config` on `sockets` (with `mounts` if preloaded).
 
-    In the child, `forget_parent` closes what belongs to the supervisor (rule 2).
+    In the child, `forget_parent` closes what belongs to the supervisor (rule 2), and
+    `hooks` post_fork and worker_exit run (rule 4).
     """
     read_end, write_end = os.pipe()
     supervisor_pid = os.getpid()  # before the fork: the child checks it is still its parent
@@ -82,7 +90,9 @@ def fork_worker(
     pid = os.fork()
     if pid == 0:
         os.close(read_end)
-        _run_child(config, mounts, sockets, (write_end, supervisor_pid), mask, forget_parent)
+        info = WorkerInfo(config, os.getpid(), generation, preloaded=mounts is not None)
+        link = (write_end, supervisor_pid)
+        _run_child(info, mounts, sockets, link, mask, forget_parent, hooks)
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     os.close(write_end)
     os.set_blocking(read_end, False)
@@ -92,15 +102,16 @@ def fork_worker(
 
 
 def _run_child(
-    config: Config,
+    info: WorkerInfo,
     mounts: list[worker.LoadedMount] | None,
     sockets: Sequence[socket.socket],
     link: tuple[int, int],  # the message pipe's write end, and the supervisor's pid
     mask: set[int],
     forget_parent: Callable[[], None],
+    hooks: Hooks,
 ) -> NoReturn:
-    """In the forked child: take the worker's signals, drop the parent's state, serve,
-    exit (rule 2)."""
+    """In the forked child: take the worker's signals, drop the parent's state, run
+    post_fork, serve, run worker_exit, exit (rules 2 and 4)."""
     status = 1
     try:
         signal.set_wakeup_fd(-1)
@@ -110,7 +121,7 @@ def _run_child(
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         forget_parent()
         supervisor = worker.SupervisorLink(*link)
-        status = worker.run_supervised(config, sockets, mounts, supervisor)
+        status = _serve_with_hooks(info, mounts, sockets, supervisor, hooks)
     except GatewayError as exc:
         log.error("worker %d: %s", os.getpid(), exc)
         status = exc.exit_status
@@ -119,3 +130,19 @@ def _run_child(
     finally:
         logging.shutdown()  # flush the handlers: os._exit skips that
         os._exit(status)
+
+
+def _serve_with_hooks(
+    info: WorkerInfo,
+    mounts: list[worker.LoadedMount] | None,
+    sockets: Sequence[socket.socket],
+    supervisor: worker.SupervisorLink,
+    hooks: Hooks,
+) -> int:
+    """post_fork (its failure is the worker's failed start: exit status 3), serve, and
+    worker_exit however serving ended (rule 4)."""
+    hooks.run_before_serving("post_fork", info)
+    try:
+        return worker.run_supervised(info.config, sockets, mounts, supervisor)
+    finally:
+        hooks.run("worker_exit", info)

@@ -43,6 +43,9 @@ LIFESPAN_MODES = ("auto", "on", "off")
 HTTP_PARSERS = ("auto", "h11", "httptools")
 CLIENT_CERT_MODES = ("none", "optional", "required")
 TLS_FILES = ("certfile", "keyfile", "ca_certs")  # relative to the mount file, like pythonpath
+# Paths of the server process's own files: relative to the mount file when written there,
+# to the working directory when typed on the command line (where a shell user looks).
+PROCESS_PATHS = ("pid", "chdir")
 # Mount keys that configure app code (how to call it, its pool, its lifespan); a static
 # mount runs none, so one of them there is a mistake worth naming.
 APP_ONLY_KEYS = ("interface", "threads", "max_queue", "body_buffer_bytes", "lifespan")
@@ -405,6 +408,45 @@ class ServerConfig:
         checks.boolean,
         "import the apps once, before the workers start, to share their memory "
         "(a code change then needs a restart, not a HUP)",
+    )
+    # Off by default: a server without hooks imports nothing beyond the apps.
+    hooks: str = _setting(
+        "",
+        checks.module_or_empty,
+        "module whose functions on_starting, when_ready, post_fork, worker_exit and "
+        'on_reload are called at those moments (README: Server hooks), e.g. "mysite.hooks"',
+        _Flag("--hooks", "str"),
+    )
+    # Off by default, as in gunicorn: a pid file is for the init scripts that ask for one.
+    pid: str = _setting(
+        "",
+        checks.path_or_empty,
+        "write the server's pid to this file once it has bound, remove it at a clean exit "
+        '(relative to this file; on the command line, to the working directory); "": none',
+        _Flag("--pid", "str"),
+    )
+    # "": stay where started, as every server does unless told otherwise.
+    chdir: str = _setting(
+        "",
+        checks.path_or_empty,
+        "change to this directory after reading the mount file, before the hooks and apps "
+        'load (relative to this file; on the command line, to the working directory); "": stay',
+        _Flag("--chdir", "str"),
+    )
+    # "": keep the identity the server started with; a root server drops it only when told.
+    user: str = _setting(
+        "",
+        checks.account_or_empty,
+        "after binding, before any app loads, run as this user (name or uid; needs root); "
+        '"": stay who started it',
+        _Flag("--user", "str"),
+    )
+    group: str = _setting(
+        "",
+        checks.account_or_empty,
+        'with or without user, run as this group (name or gid; needs root); "": the '
+        "user's primary group",
+        _Flag("--group", "str"),
     )
     worker_timeout: float = _setting(
         WORKER_TIMEOUT_S,
@@ -773,14 +815,25 @@ def _load_server(table: object, path: str, overrides: Mapping[str, object]) -> S
     where = _Where(path, "server")
     if not isinstance(table, dict):
         raise _Where(path, "top level").fail("server", "must be a table: write [server]")
-    server = _build(ServerConfig, table, where)
-    server = _apply_overrides(server, overrides, _Where(path + COMMAND_LINE, "server"))
-    _check_tls(server, where)
     base = os.path.dirname(os.path.abspath(path))
+    server = _anchor(_build(ServerConfig, table, where), base)
+    server = _apply_overrides(server, overrides, _Where(path + COMMAND_LINE, "server"))
+    server = _anchor(server, os.getcwd())  # a path typed on the command line: the shell's
+    _check_tls(server, where)
     resolved = tuple(os.path.normpath(os.path.join(base, p)) for p in server.pythonpath)
     files = {key: getattr(server, key) for key in TLS_FILES if getattr(server, key)}
     files = {key: os.path.normpath(os.path.join(base, name)) for key, name in files.items()}
     return replace(server, pythonpath=resolved, **files)
+
+
+def _anchor(server: ServerConfig, base: str) -> ServerConfig:
+    """PROCESS_PATHS made absolute against `base`: so they mean the same after `chdir`,
+    and an absolute one (the file's, already anchored) is left as it is."""
+    paths = {key: getattr(server, key) for key in PROCESS_PATHS if getattr(server, key)}
+    anchored: dict[str, Any] = {
+        key: os.path.normpath(os.path.join(base, value)) for key, value in paths.items()
+    }
+    return replace(server, **anchored)
 
 
 def _check_tls(server: ServerConfig, where: _Where) -> None:

@@ -38,6 +38,13 @@ workers that inherit the sockets (DESIGN §4).
    TTIN and TTOU add and remove a worker (the newest goes first; never below one),
    until a reload starts the file's `workers` again. USR1 reopens the log files here
    and in every worker (one still importing its apps reopens them once its loop runs).
+7. Before serving, in this order: look up `user` and `group`, change to `chdir`, import
+   the hooks and run on_starting, bind, write the pid file, drop privileges; only then
+   are apps imported (here with `preload`, else in the workers) or workers forked.
+8. Hooks (gateway/hooks.py): the module is imported here, before anything binds, then
+   on_starting runs; when_ready runs once, when the first generation's workers are all
+   ready; on_reload on a HUP whose file validated, before the new workers start (with
+   the new settings). post_fork and worker_exit run in each worker (children.py).
 """
 
 from __future__ import annotations
@@ -52,12 +59,15 @@ import signal
 import socket
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from gateway import metrics, worker
 from gateway.children import SUPERVISOR_SIGNALS, WorkerProcess, fork_worker
-from gateway.config import Config, load_config
-from gateway.errors import GatewayError, StartupError
+from gateway.config import PROCESS_PATHS, Config, load_config
+from gateway.errors import ConfigError, GatewayError, StartupError
+from gateway.hooks import Hooks, ServerInfo, WorkerInfo
+from gateway.pidfile import PidFile
+from gateway.privileges import drop_privileges, resolve_identity
 from gateway.sockets import close_sockets, listening_sockets, socket_files
 from gateway.tls import server_context
 from gateway.wakeup import SignalPipe, describe_exit, read_ready
@@ -84,15 +94,56 @@ def serve(config: Config, overrides: Mapping[str, object] | None = None) -> int:
     """
     server_context(config)  # a certificate that does not load: exit 1 before binding
     metrics.require(config.server)  # metrics_path without prometheus_client: exit 1 too
+    identity = resolve_identity(config)  # an unknown user: exit 1 before binding too
+    config, overrides = change_directory(config, overrides or {})
+    worker.use_pythonpath(config)
+    hooks = Hooks.load(config)  # rule 8
+    hooks.run_before_serving("on_starting", ServerInfo(config, os.getpid()))
     sockets = listening_sockets(config.server)
     files = socket_files(sockets, config.server.bind)
+    pid_file = PidFile(config.server.pid)
     try:
+        pid_file.write()
+        drop_privileges(identity)  # before any app is imported or worker forked
         if config.server.workers == 1:
             metrics.check_user_directory(config.server)  # the supervisor's own does it else
-            return worker.run(config, sockets)
-        return Supervisor(config, overrides or {}, sockets).run()
+            return _serve_alone(config, sockets, hooks)
+        return Supervisor(config, overrides, sockets, hooks).run()
     finally:
         close_sockets(sockets, files)
+        pid_file.remove()
+
+
+def change_directory(
+    config: Config, overrides: Mapping[str, object]
+) -> tuple[Config, Mapping[str, object]]:
+    """`chdir`: the working directory the hooks and apps see (and relative unix: socket
+    paths, bound after it). The mount file's own paths were made absolute when it was
+    read; the file itself, and the command line's paths, are made so here, so that a
+    HUP re-reads the same file with the same settings."""
+    directory = config.server.chdir
+    if not directory:
+        return config, overrides
+    config = replace(config, path=os.path.abspath(config.path))
+    typed = {key: getattr(config.server, key) for key in PROCESS_PATHS if key in overrides}
+    overrides = {**overrides, **typed}
+    try:
+        os.chdir(directory)
+    except OSError as exc:
+        reason = f"cannot change to {directory!r}: {exc.strerror or exc}"
+        raise ConfigError(config.path, "server", "chdir", reason) from exc
+    log.info("working directory: %s", directory)
+    return config, overrides
+
+
+def _serve_alone(config: Config, sockets: Sequence[socket.socket], hooks: Hooks) -> int:
+    """`workers = 1`: this process is the worker, so when_ready and worker_exit run here,
+    and nothing is forked for post_fork (gateway/hooks.py rule 2)."""
+    pid = os.getpid()
+    try:
+        return worker.run(config, sockets, lambda: hooks.run("when_ready", ServerInfo(config, pid)))
+    finally:
+        hooks.run("worker_exit", WorkerInfo(config, pid, generation=1, preloaded=False))
 
 
 @dataclass
@@ -110,10 +161,16 @@ class Supervisor:
     """Starts, watches, replaces and stops worker processes (module rules)."""
 
     def __init__(
-        self, config: Config, overrides: Mapping[str, object], sockets: Sequence[socket.socket]
+        self,
+        config: Config,
+        overrides: Mapping[str, object],
+        sockets: Sequence[socket.socket],
+        hooks: Hooks,
     ) -> None:
         self.overrides = dict(overrides)
         self.sockets = list(sockets)
+        self.hooks = hooks
+        self.announced_ready = False  # when_ready runs once, for the first generation
         # Before any app is imported (preload) or worker forked (gateway/metrics.py rule 3).
         self.metrics = metrics.SupervisorMetrics()
         self.metrics.enable(config.server)
@@ -210,7 +267,9 @@ class Supervisor:
 
     def _spawn(self, generation: Generation) -> None:
         number, config, mounts = generation.number, generation.config, generation.mounts
-        process = fork_worker(number, config, mounts, self.sockets, self._forget_in_child)
+        process = fork_worker(
+            number, config, mounts, self.sockets, self._forget_in_child, self.hooks
+        )
         generation.workers.append(process)
         self._selector.register(process.pipe, selectors.EVENT_READ, process)
         log.info("started worker %d (generation %d)", process.pid, number)
@@ -248,6 +307,9 @@ class Supervisor:
         serving = [w for w in self._all_workers() if not w.stopping]
         if all(w.ready for w in serving):
             log.info("%d workers ready", len(serving))
+            if not self.announced_ready:
+                self.announced_ready = True
+                self.hooks.run("when_ready", ServerInfo(self.current.config, os.getpid()))
 
     def _generation_ready(self, generation: Generation) -> bool:
         active = [w for w in generation.workers if not w.stopping]
@@ -379,6 +441,7 @@ class Supervisor:
         if config.server.bind != self.current.config.server.bind:
             log.warning("bind changed in the mount file; that needs a restart")
         log.info("reloading %s", config.path)
+        self.hooks.run("on_reload", ServerInfo(config, os.getpid()))  # rule 8
         if self.previous is None:
             self.previous = self.current
         else:  # rule 4: superseded before it was ready

@@ -68,12 +68,17 @@ class LoadedMount:
     loaded: LoadedApp
 
 
-def load_mounts(config: Config) -> list[LoadedMount]:
-    """Import every app in the mount file (after putting `pythonpath` on sys.path); a
-    static mount whose directory is missing fails like an app that does not import."""
+def use_pythonpath(config: Config) -> None:
+    """Put `pythonpath` first on sys.path, where the apps and the hooks are looked for."""
     for entry in reversed(config.server.pythonpath):
         if entry not in sys.path:
             sys.path.insert(0, entry)
+
+
+def load_mounts(config: Config) -> list[LoadedMount]:
+    """Import every app in the mount file (after putting `pythonpath` on sys.path); a
+    static mount whose directory is missing fails like an app that does not import."""
+    use_pythonpath(config)
     mounts = []
     for number, mount in enumerate(config.mounts, 1):
         try:
@@ -390,8 +395,11 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return event_loop_factory()()
 
 
-def run(config: Config, sockets: Sequence[socket.socket]) -> int:
-    """Serve in this process until SIGTERM/SIGINT; return the exit status.
+def run(
+    config: Config, sockets: Sequence[socket.socket], ready: Callable[[], None] | None = None
+) -> int:
+    """Serve in this process until SIGTERM/SIGINT; return the exit status. `ready` is
+    called once the apps have started and the sockets listen.
 
     This is `workers = 1` (container mode): no supervisor, so nothing would start a
     replacement for a worker that retires; max_requests is not applied.
@@ -401,17 +409,17 @@ def run(config: Config, sockets: Sequence[socket.socket]) -> int:
         log.warning("max_requests applies with workers > 1 only; ignored")
     worker = Worker(config, sockets, load_mounts(config), owns_process=True)
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        runner.run(_serve_with_signals(worker))
+        runner.run(_serve_with_signals(worker, ready))
     return 0
 
 
-async def _serve_with_signals(worker: Worker) -> None:
+async def _serve_with_signals(worker: Worker, ready: Callable[[], None] | None) -> None:
     loop = asyncio.get_running_loop()
     stop_signals = StopSignals(worker)
     loop.add_signal_handler(signal.SIGTERM, stop_signals, signal.SIGTERM)
     loop.add_signal_handler(signal.SIGINT, stop_signals, signal.SIGINT)
     loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)
-    await worker.serve()
+    await worker.serve(ready)
 
 
 class StopSignals:

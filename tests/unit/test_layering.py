@@ -145,6 +145,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "gateway.tls": ("gateway.config", "gateway.errors"),
     "gateway.supervisor": (
         "gateway.children",
+        "gateway.hooks",
+        "gateway.pidfile",
+        "gateway.privileges",
         "gateway.wakeup",
         "gateway.config",
         "gateway.errors",
@@ -154,7 +157,13 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "gateway.metrics",
     ),
     # Layer 4 with the supervisor, split out of it: forking a worker and its record.
-    "gateway.children": ("gateway.config", "gateway.errors", "gateway.worker"),
+    "gateway.children": ("gateway.config", "gateway.errors", "gateway.hooks", "gateway.worker"),
+    # Layer 4 with the supervisor: the site's hooks module, imported by reference, and
+    # what its functions are told (gateway/hooks.py).
+    "gateway.hooks": ("gateway.config", "gateway.errors"),
+    # Layer 4 with the supervisor: the pid file, and dropping root after binding.
+    "gateway.pidfile": ("gateway.errors",),
+    "gateway.privileges": ("gateway.config", "gateway.errors"),
     # The development reloader is a parent process like the supervisor: it binds once and
     # runs the server as a child it restarts (the child imports the apps, never it).
     "gateway.reload": ("gateway.config", "gateway.errors", "gateway.sockets", "gateway.wakeup"),
