@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,6 +32,9 @@ from conftest import (
 from tls_certs import make_certs
 
 from gateway.config import cli_options
+
+# Absolute, so the debug log shows it as typed; removed by the server at its clean exit.
+PID_FILE = str(Path(tempfile.gettempdir()) / f"gateway-flags-test-{os.getpid()}.pid")
 
 # Every option with a value that is not its default, so that the debug log shows it
 # was applied; (text on the command line / in the environment, as the log shows it).
@@ -54,13 +58,19 @@ VALUES: dict[str, tuple[str, str]] = {
     "--access-log-format": ("%(h)s %(s)s", "'%(h)s %(s)s'"),
     "--log-format": ("json", "'json'"),
     "--no-server-header": ("", "False"),
+    "--hooks": ("quiet_hooks", "'quiet_hooks'"),
+    "--pid": (PID_FILE, repr(PID_FILE)),
+    "--chdir": (str(APPS_DIR), repr(str(APPS_DIR))),
 }
 # Given another way in these tests, or by their own tests below: bind and its halves
 # (--host/--port), TLS (needs certificates), --reload (a second process tree),
 # --factory (tests/system/test_one_app.py), --log-config (needs a file of its own:
-# tests/system/test_logging.py).
+# tests/system/test_logging.py), --user/--group (need root and a user to become:
+# tests/system/test_process_files.py).
 ELSEWHERE = {
     "--log-config",
+    "--user",
+    "--group",
     "--bind",
     "--host",
     "--port",
