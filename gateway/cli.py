@@ -148,7 +148,8 @@ def _add_status_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
 
 def _add_option(parser: argparse.ArgumentParser, option: CliOption) -> None:
     flags = (option.flag, *option.aliases)
-    help_text = f"{option.help} [env: {option.env}]"
+    # argparse %-formats help texts: a setting's own % (access_log_format's atoms) is text.
+    help_text = f"{option.help} [env: {option.env}]".replace("%", "%%")
     dest = option.name
     if option.kind in ("bool-off", "bool-on"):
         action = "store_false" if option.kind == "bool-off" else "store_true"

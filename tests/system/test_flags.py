@@ -414,3 +414,16 @@ def test_health_and_metrics_paths_are_below_the_root_path(two_mounts: Path) -> N
         assert metrics.status_code == 200 and "gateway_" in metrics.text
     finally:
         assert process.stop() == 0
+
+
+@pytest.mark.parametrize("command", ["serve", "check"])
+def test_help_lists_every_flag_with_its_environment_variable(command: str) -> None:
+    """--help renders every declared help text (argparse %-formats them: a setting whose
+    help quotes %(h)s must not break it)."""
+    result = subprocess.run(
+        [*GATEWAY, command, "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    for option in cli_options():
+        assert option.flag in result.stdout and option.env in result.stdout
+    assert "%(h)s" in result.stdout
