@@ -197,10 +197,16 @@ def write_log_config(tmp_path: Path, kind: str, log: Path) -> Path:
         pytest.param("yaml", marks=pytest.mark.skipif(not HAS_YAML, reason="needs PyYAML")),
     ],
 )
-def test_log_config_file_replaces_our_handlers(config: Path, tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_log_config_file_replaces_our_handlers(
+    config: Path, tmp_path: Path, kind: str, how: str
+) -> None:
     log = tmp_path / "ops.log"
     log_config = write_log_config(tmp_path, kind, log)
-    process = GatewayProcess(config, "--log-config", str(log_config))
+    if how == "flag":
+        process = GatewayProcess(config, "--log-config", str(log_config))
+    else:
+        process = GatewayProcess(config, env={"GATEWAY_LOG_CONFIG": str(log_config)})
     try:
         wait_until(lambda: "serving on" in file_text(log), DEADLINE_S)
         assert httpx.get(process.url + "/asgi/echo", timeout=DEADLINE_S).status_code == 200

@@ -185,16 +185,22 @@ needs_root = pytest.mark.skipif(
 
 
 @needs_root
-def test_user_and_group_are_dropped_after_binding(site: Path) -> None:
-    """As root, `--user nobody`: the supervisor and every worker serve as nobody (and
-    its primary group), and the pid file written before the drop is still removed."""
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_user_and_group_are_dropped_after_binding(site: Path, how: str) -> None:
+    """As root, `--user nobody` (or GATEWAY_USER): the supervisor and every worker serve
+    as nobody (and its primary group), and the pid file written before the drop is
+    still removed."""
     nobody = pwd.getpwnam("nobody")
     run = site / "run"
     run.mkdir(mode=0o777)  # nobody may remove the pid file there
     run.chmod(0o777)
     pid_file = run / "gateway.pid"
     config = write_config(site, "workers = 2")
-    gateway = GatewayProcess(config, "--user", "nobody", "--pid", str(pid_file))
+    if how == "flag":
+        gateway = GatewayProcess(config, "--user", "nobody", "--pid", str(pid_file))
+    else:
+        env = {"GATEWAY_USER": "nobody", "GATEWAY_PID": str(pid_file)}
+        gateway = GatewayProcess(config, env=env)
     try:
         gateway.wait_for_line("2 workers ready")
         uid, gid, _, worker = answer(gateway)
@@ -220,8 +226,12 @@ def supplementary_groups(pid: int) -> set[int]:
 
 
 @needs_root
-def test_a_group_alone_changes_the_group(site: Path) -> None:
-    gateway = GatewayProcess(write_config(site), "--group", "nogroup")
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_a_group_alone_changes_the_group(site: Path, how: str) -> None:
+    if how == "flag":
+        gateway = GatewayProcess(write_config(site), "--group", "nogroup")
+    else:
+        gateway = GatewayProcess(write_config(site), env={"GATEWAY_GROUP": "nogroup"})
     try:
         gateway.wait_for_line("serving on")
         uid, gid, _, _ = answer(gateway)
