@@ -18,10 +18,14 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from gateway.config import Config
 from gateway.errors import ConfigError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -55,31 +59,32 @@ def resolve_identity(config: Config) -> Identity | None:
 
 
 def _user(value: str, config: Config) -> pwd.struct_passwd:
-    """The account named `value`, or whose uid it is when no account has that name."""
-    try:
-        return pwd.getpwnam(value)
-    except KeyError:
-        pass
-    try:
-        if value.isdigit():
-            return pwd.getpwuid(int(value))
-    except KeyError:
-        pass
-    raise ConfigError(config.path, "server", "user", f"no user {value!r} on this system")
+    return _account(value, pwd.getpwnam, pwd.getpwuid, "user", config)
 
 
 def _group(value: str, config: Config) -> grp.struct_group:
-    """The group named `value`, or whose gid it is when no group has that name."""
+    return _account(value, grp.getgrnam, grp.getgrgid, "group", config)
+
+
+def _account(
+    value: str,
+    by_name: Callable[[str], T],
+    by_id: Callable[[int], T],
+    key: str,
+    config: Config,
+) -> T:
+    """The account (user or group) named `value`, or whose id it is when no account has
+    that name."""
     try:
-        return grp.getgrnam(value)
+        return by_name(value)
     except KeyError:
         pass
     try:
         if value.isdigit():
-            return grp.getgrgid(int(value))
+            return by_id(int(value))
     except KeyError:
         pass
-    raise ConfigError(config.path, "server", "group", f"no group {value!r} on this system")
+    raise ConfigError(config.path, "server", key, f"no {key} {value!r} on this system")
 
 
 def drop_privileges(identity: Identity | None) -> None:
