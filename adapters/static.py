@@ -1,6 +1,6 @@
 """Static files as an ASGI 3 app: one directory served read-only, over GET and HEAD.
 
-A `static = "DIR"` mount serves this app (gateway/worker.py); it needs nothing from the
+A `static = "DIR"` mount serves this app (gateway/process/worker.py); it needs nothing from the
 gateway but the ASGI spec, so it is importable and testable on its own. Rules:
 1. No escape from the directory. The part of the path below the mount's `root_path` is
    split into segments, and before the disk is touched the request is 404 when its raw
@@ -400,7 +400,7 @@ async def send_file(
 
 async def send_status(send: Send, status: HTTPStatus, headers: Sequence[Field] = ()) -> None:
     """A short plain-text answer (404, 405, 412, 416): the reason phrase as the body, as
-    the gateway's own answers have (gateway/router.py send_plain, which this layer may
+    the gateway's own answers have (gateway/routing/router.py send_plain, which this layer may
     not import)."""
     body = status.phrase.encode("ascii") + b"\n"
     fields = [

@@ -30,10 +30,10 @@ import uvloop
 
 from gateway.adapters.wsgi import WSGIAdapter
 from gateway.asgi import ASGIApp
-from gateway.config import ServerConfig
-from gateway.connection import HTTPConnection
-from gateway.router import Mount, Router
-from gateway.state import ServerState
+from gateway.config.loader import ServerConfig
+from gateway.routing.router import Mount, Router
+from gateway.server.connection import HTTPConnection
+from gateway.server.shared import ServerState
 
 sys.path.insert(0, str(Path(__file__).parent / "apps"))  # the cases' apps, imported below
 

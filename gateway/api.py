@@ -2,7 +2,7 @@
 serves in a background thread for a user's own tests (issue 14, point 4).
 
 Rules:
-1. One path: every form ends in a Config made by gateway/config.py (a mount file, one
+1. One path: every form ends in a Config made by gateway/config/loader.py (a mount file, one
    app, or [[mount]] mappings) with the keyword settings as command-line overrides, so
    the validation and the errors (ConfigError, StartupError) are the CLI's. Nothing is
    printed; errors are raised.
@@ -29,8 +29,7 @@ import types
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gateway import reload
-from gateway.config import (
+from gateway.config.loader import (
     Config,
     app_config,
     bind_from_host_port,
@@ -39,8 +38,9 @@ from gateway.config import (
 )
 from gateway.errors import ConfigError
 from gateway.logs import configure_logging
-from gateway.supervisor import serve
-from gateway.worker import Worker, load_mounts, new_event_loop
+from gateway.process import reload
+from gateway.process.supervisor import serve
+from gateway.process.worker import Worker, load_mounts, new_event_loop
 
 APPS_MODULE = "gateway_run_apps"
 """Where app objects given to `run` and `TestServer` are registered (rule 2)."""

@@ -1,10 +1,10 @@
 """The command line: `gateway serve CONFIG`, `gateway check CONFIG`,
 `gateway status CONFIG`, `--version`. CONFIG is a mount file, or one app as
-"module:attribute" served at "/" (gateway/config.py `app_config`).
+"module:attribute" served at "/" (gateway/config/loader.py `app_config`).
 
 Rules:
 1. The flags that override the mount file are derived from the settings' declarations in
-   gateway/config.py (`cli_options`), never written out here a second time; so is each
+   gateway/config/loader.py (`cli_options`), never written out here a second time; so is each
    flag's environment variable (GATEWAY_ and the flag in upper snake case).
    Precedence: a flag, then the environment, then `--env-file`, then the mount file,
    then the default. A value from the environment passes the same validators.
@@ -25,8 +25,8 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
-from gateway import __version__, metrics, reload, status
-from gateway.config import (
+from gateway import __version__, status
+from gateway.config.loader import (
     ENV_PREFIX,
     CliOption,
     Config,
@@ -37,9 +37,11 @@ from gateway.config import (
 )
 from gateway.errors import ConfigError, GatewayError, StartupError
 from gateway.logs import configure_logging
-from gateway.supervisor import serve
-from gateway.tls import server_context
-from gateway.worker import load_mounts
+from gateway.process import reload
+from gateway.process.supervisor import serve
+from gateway.process.worker import load_mounts
+from gateway.server import metrics
+from gateway.server.tls import server_context
 
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")

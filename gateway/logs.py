@@ -7,10 +7,10 @@ Rules:
    `gateway.access` for the access log. A --log-config file configures those names.
 2. Without a --log-config file, the error log goes to stderr (or `log_file`), the access
    log to stdout (or `access_log_file`); files are appended to and reopened on SIGUSR1
-   (gateway/worker.py). With one, it replaces these handlers, as uvicorn's does.
+   (gateway/process/worker.py). With one, it replaces these handlers, as uvicorn's does.
 3. Access lines are rendered by AccessLines, a filter on the `gateway.access` logger
    itself, so `access_log_format` applies whichever handlers and formatters a --log-config
-   file gives it. The format is parsed once, here (gateway/access_format.py rule 2).
+   file gives it. The format is parsed once, here (gateway/config/access_format.py rule 2).
 4. `log_format = "json"`: each line is one JSON object (JSONLines) with `time`, `level`,
    `logger` and `message`, and an access line's fields beside them; a traceback is a
    field, so a line never spans two.
@@ -28,8 +28,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from gateway.access_format import AccessEntry, AccessFormat, compile_format, fields
-from gateway.config import Config
+from gateway.config.access_format import AccessEntry, AccessFormat, compile_format, fields
+from gateway.config.loader import Config
 from gateway.errors import ConfigError
 
 TEXT_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"

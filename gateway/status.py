@@ -1,7 +1,7 @@
 """`gateway status CONFIG`: the migration report, read from a running server's metrics.
 
 Rules:
-1. Read only: one GET of the metrics endpoint (`metrics_path`, gateway/metrics.py) at the
+1. Read only: one GET of the metrics endpoint (`metrics_path`, gateway/server/metrics.py) at the
    mount file's first bind address, or at `--url`. A server that cannot be reached, that
    answers anything but 200, or a mount file with metrics off is a StatusUnavailable
    (exit status 1) saying which.
@@ -11,7 +11,7 @@ Rules:
    its requests) and its shadow mismatch rate (mismatches over copies sent).
 3. p50 and p99 are estimated from the latency histogram as Prometheus'
    histogram_quantile does: linear within the bucket the quantile falls in, so they are
-   as precise as the buckets (gateway/metrics.py LATENCY_BUCKETS_S); past the last
+   as precise as the buckets (gateway/server/metrics.py LATENCY_BUCKETS_S); past the last
    finite bucket, its bound is the answer.
 4. Mounts come in the mount file's order, then any the server reports that the file no
    longer has (it was edited since the server started).
@@ -29,9 +29,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
-from gateway.config import Bind, Config
+from gateway.config.loader import Bind, Config
 from gateway.errors import GatewayError
-from gateway.metrics import ROUTING_COUNTERS, Sample, mount_label, parse_exposition
+from gateway.server.metrics import ROUTING_COUNTERS, Sample, mount_label, parse_exposition
 
 # How long to wait for the server's answer. Collecting takes milliseconds even with many
 # workers; a worker too busy to answer within 5 s is news the user should get, rather

@@ -28,8 +28,8 @@ import httpx
 import pytest
 import uvloop
 
-from gateway.config import Config, load_config
-from gateway.worker import Worker, load_mounts
+from gateway.config.loader import Config, load_config
+from gateway.process.worker import Worker, load_mounts
 
 APPS_DIR = Path(__file__).parent / "apps"
 # What a test client waits for one answer: far above any response here, so only a hung

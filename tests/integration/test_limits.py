@@ -24,8 +24,8 @@ import pytest
 from conftest import Server, read_response, wait_until
 from ws_clients import rejection, ws_connect
 
-from gateway.config import Bind
-from gateway.sockets import bind_socket
+from gateway.config.loader import Bind
+from gateway.process.sockets import bind_socket
 
 Serve = Callable[[str], Server]
 

@@ -16,7 +16,7 @@ import pytest
 from conftest import Server, wait_until
 
 from gateway import cli
-from gateway.metrics import parse_exposition
+from gateway.server.metrics import parse_exposition
 
 Serve = Callable[[str], Server]
 PATH = "/_gateway/metrics"

@@ -14,8 +14,8 @@ import pytest
 from conftest import Server, wait_until
 from ws_clients import DEADLINE_S
 
-from gateway import metrics
 from gateway.errors import ConfigError
+from gateway.server import metrics
 
 MOUNTS = """
 [server]

@@ -18,7 +18,7 @@ from cryptography import x509
 from tls_certs import Certs, make_certs
 from websockets.sync.client import connect
 
-import gateway.worker
+import gateway.process.worker
 
 Serve = Callable[[str], Server]
 DEADLINE_S = 10.0
@@ -196,7 +196,7 @@ def test_failed_handshakes_log_no_error_and_the_worker_serves_on(
 def test_a_silent_client_is_dropped_after_the_handshake_timeout(
     serve: Serve, certs: Certs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(gateway.worker, "TLS_HANDSHAKE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(gateway.process.worker, "TLS_HANDSHAKE_TIMEOUT_S", 0.5)
     server = serve(tls_mount_file(certs))
     with server.connect() as raw:
         raw.settimeout(5.0)  # half the real bound: only the patched one closes it in time

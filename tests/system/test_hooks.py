@@ -1,4 +1,4 @@
-"""Server hooks (gateway/hooks.py) through a real `gateway serve` subprocess.
+"""Server hooks (gateway/process/hooks.py) through a real `gateway serve` subprocess.
 
 The hooks module is written for each test: each hook appends a line "NAME PID ..." to
 the file named by $HOOK_LOG, so the test sees which hooks ran, in which process, in

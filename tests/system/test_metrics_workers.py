@@ -24,7 +24,7 @@ import httpx
 import pytest
 from conftest import GATEWAY, GatewayProcess, child_pids, mount_file, wait_until
 
-from gateway.metrics import parse_exposition
+from gateway.server.metrics import parse_exposition
 
 PATH = "/_gateway/metrics"
 DEADLINE_S = 30.0

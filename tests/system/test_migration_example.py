@@ -19,7 +19,7 @@ import httpx
 import pytest
 from conftest import EXAMPLES_DIR, GATEWAY, GatewayProcess, wait_until
 
-from gateway.metrics import parse_exposition
+from gateway.server.metrics import parse_exposition
 from gateway.status import COLUMNS
 
 EXAMPLE_DIR = EXAMPLES_DIR / "migration"

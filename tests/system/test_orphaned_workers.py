@@ -56,7 +56,7 @@ def test_workers_stop_gracefully_and_free_the_port_when_the_supervisor_is_killed
     config = mount_file(tmp_path / "gateway.toml")
     env = {"WORKER_PROBE_LOG": str(probe_log)}
     gateway = GatewayProcess(config, "--workers", "2", env=env, new_session=True)
-    # As the gateway's own binds do (gateway/sockets.py): the connections it closes first
+    # As the gateway's own binds do (gateway/process/sockets.py): the connections it closes first
     # linger in TIME_WAIT, which must not keep a restart from binding.
     gateway.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     gateway.sock.close()  # passed on already: from now on only the gateway holds the port

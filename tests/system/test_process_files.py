@@ -19,9 +19,9 @@ import httpx
 import pytest
 from conftest import CLIENT_TIMEOUT_S, GATEWAY, GatewayProcess, child_pids
 
-from gateway.config import load_config
+from gateway.config.loader import load_config
 from gateway.errors import ConfigError
-from gateway.privileges import resolve_identity
+from gateway.process.privileges import resolve_identity
 
 DEADLINE_S = 30.0
 

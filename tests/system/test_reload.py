@@ -21,7 +21,7 @@ import httpx
 import pytest
 from conftest import APPS_DIR, GATEWAY, GatewayProcess, wait_until
 
-from gateway.reload import server_command
+from gateway.process.reload import server_command
 
 DEADLINE_S = 30.0
 APP_MODULE = "hello"

@@ -1,4 +1,4 @@
-"""`gateway serve --workers N` as a subprocess: the supervisor (gateway/supervisor.py).
+"""`gateway serve --workers N` as a subprocess: the supervisor (gateway/process/supervisor.py).
 
 Each test runs the supervisor and its workers for real, on a socket bound here and passed
 with `--bind fd://N`, and drives it with signals and real HTTP clients. Readiness is the
@@ -394,7 +394,7 @@ def line_index(lines: list[str], *parts: str) -> int:
 
 def assert_replaced_before_stopped(lines: list[str], retiring: int) -> None:
     """Between `retiring` asking for its replacement and its being told to stop, a new
-    worker started and became ready (rule 6 of gateway/supervisor.py)."""
+    worker started and became ready (rule 6 of gateway/process/supervisor.py)."""
     asked = line_index(lines, f"[{retiring}]", "asking for a replacement")
     stopped = line_index(lines, f"[{retiring}]", "finishing in-flight requests")
     between = lines[asked:stopped]

@@ -1,4 +1,4 @@
-"""The access log's format, parsed once and rendered per entry (gateway/access_format.py),
+"""The access log's format, parsed once and rendered per entry (gateway/config/access_format.py),
 and its validation as a setting (issue 14, point 3)."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from gateway.access_format import AccessEntry, compile_format, default_line, fields
 from gateway.asgi import set_mount_label
-from gateway.config import load_config
+from gateway.config.access_format import AccessEntry, compile_format, default_line, fields
+from gateway.config.loader import load_config
 from gateway.errors import ConfigError
 
 

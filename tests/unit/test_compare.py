@@ -1,4 +1,4 @@
-"""Comparing two answers (gateway/compare.py): plain data in, a Mismatch or None out."""
+"""Comparing two answers (gateway/migration/compare.py): plain data in, a Mismatch or None out."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gateway.compare import (
+from gateway.migration.compare import (
     MAX_PATHS,
     MAX_VALUE_CHARS,
     SCAN_BLOCK_BYTES,

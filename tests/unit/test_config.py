@@ -1,4 +1,4 @@
-"""gateway.config: the mount file in, frozen dataclasses out, every mistake named."""
+"""gateway.config.loader: the mount file in, frozen dataclasses out, every mistake named."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import (
+from gateway.config.loader import (
     DEFAULT_WSGI_MAX_QUEUE,
     DEFAULT_WSGI_THREADS,
     LISTEN_BACKLOG,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.config import FALLBACK_BODY_BYTES, MountConfig, load_config
+from gateway.config.loader import FALLBACK_BODY_BYTES, MountConfig, load_config
 from gateway.errors import ConfigError
 
 NEW = '[[mount]]\nprefix = "/api"\nname = "new"\napp = "new:app"\n'

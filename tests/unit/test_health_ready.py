@@ -13,8 +13,8 @@ from typing import Any
 
 from conftest import write_config
 
-from gateway.health import HealthCheck
-from gateway.worker import Worker, load_mounts
+from gateway.process.worker import Worker, load_mounts
+from gateway.routing.health import HealthCheck
 
 MOUNTS = """
 [server]

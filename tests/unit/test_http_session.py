@@ -270,7 +270,7 @@ def test_invalid_app_head_still_allows_a_500(session: HTTPSession) -> None:
 
 def test_http_auto_is_the_httptools_session() -> None:
     """`[server] http = "auto"` (the default) takes the C parser (issue 3)."""
-    from gateway.state import SESSIONS as BY_SETTING
+    from gateway.server.shared import SESSIONS as BY_SETTING
 
     assert BY_SETTING["auto"] is HttptoolsSession and BY_SETTING["h11"] is H11Session
 

@@ -12,7 +12,7 @@ import re
 import pytest
 from conftest import EXAMPLES_DIR
 
-from gateway.config import Config, load_config
+from gateway.config.loader import Config, load_config
 
 KUBERNETES_DIR = EXAMPLES_DIR / "kubernetes"
 # Seconds the grace period keeps beyond shutdown_delay + graceful_timeout, at least: the

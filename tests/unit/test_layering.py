@@ -3,8 +3,9 @@
 Every module under gateway/ and adapters/ is parsed with `ast` (nothing is imported) and
 each import is held against three tables:
 
-1. LAYERS: which gateway/adapters modules a module may import. A module with no row
-   fails, so a new module cannot slip in without a decision about its place.
+1. LAYERS: which gateway/adapters packages a module may import. The rows are the
+   folders of DESIGN §3, one per layer's job; a module outside every row fails, so a new
+   folder cannot slip in without a decision about its place.
 2. EVENT_LOOP_FREE: layers 0 and 1 import no event loop, sockets, threads or signals, so
    their logic is tested with bytes in, bytes out. adapters/ hosts the WSGI thread pool
    and may use asyncio and threads (never sockets or signals).
@@ -12,13 +13,14 @@ each import is held against three tables:
    exceptions are translated. An unlisted third-party import fails.
 
 Imports under `if TYPE_CHECKING:` count too: a type-only dependency is still a dependency.
-Departure from the DESIGN table, decided by the lead: `gateway/lifespan.py` sits at
-layer 2 (asyncio tasks for the lifespan fan-out) so that `router` stays free of asyncio.
-Modules the table does not name: `gateway/cycle.py` and `gateway/state.py` (layer 2,
-split out of connection: one request's ASGI cycle, and what a worker's connections
-share), `gateway/proxy.py` (layer 1: proxy headers are data, so
-config can check the trust list with it) and `gateway/tls.py` (layer 2: the SSLContext
-is I/O setup, built from config, used by the worker and the connection).
+
+Departures from the DESIGN table, decided by the lead:
+- config may import gateway.http.forwarded: `forwarded_allow_ips` is checked by the
+  same parser that applies it, so the trust list has one parser.
+- the shadow rule (gateway.migration.shadow) may use asyncio: its copy of a request is a
+  task of its own, off the primary's critical path.
+- the access log's format (gateway.config.access_format) is configuration: the loader
+  checks `access_log_format` with it; the server's cycles render their entries with it.
 """
 
 from __future__ import annotations
@@ -36,167 +38,40 @@ PACKAGES = ("gateway",)
 # generic lands in site-packages); gateway/adapters is a link to it.
 SOURCE_FOLDERS = {"gateway": "gateway", "adapters": "gateway.adapters"}
 
-# module pattern -> gateway/adapters modules it may import. "x.*" means x and everything
-# under it; a plain name means that module only ("gateway" is the package __init__, for
-# __version__, and grants nothing beneath it).
+LAYER_0 = ("gateway.errors", "gateway.asgi")
+LAYER_1 = (
+    "gateway.config.*",
+    "gateway.http.*",
+    "gateway.routing.*",
+    "gateway.migration.*",
+    "gateway.adapters.*",
+)
+# The command line, the status report, logging set-up and the Python API (layer 4).
+FRONT_DOOR = ("gateway.cli", "gateway.status", "gateway.logs", "gateway.api")
+EVERYTHING = ("gateway", *LAYER_0, *LAYER_1, "gateway.server.*", "gateway.process.*", *FRONT_DOOR)
+
+# module pattern -> gateway packages it may import. "x.*" means x and everything under
+# it; a plain name means that module only ("gateway" is the package __init__, for
+# __version__, and grants nothing beneath it). A package may import itself.
 LAYERS: dict[str, tuple[str, ...]] = {
     # The package exposes gateway.run and gateway.TestServer, imported on first use.
     "gateway": ("gateway.api",),
     "gateway.errors": (),
     "gateway.asgi": (),
-    "gateway.bind": (),
-    "gateway.config": (
-        "gateway.access_format",
-        "gateway.bind",
-        "gateway.checks",
-        "gateway.errors",
-        "gateway.links",
+    "gateway.config.*": (*LAYER_0, "gateway.config.*", "gateway.http.forwarded"),
+    "gateway.http.*": (*LAYER_0, "gateway.http.*"),
+    "gateway.routing.*": (*LAYER_0, "gateway.config.*", "gateway.routing.*"),
+    "gateway.migration.*": (
+        *LAYER_0,
+        "gateway.config.*",
+        "gateway.routing.*",
+        "gateway.migration.*",
     ),
-    # Layer 1, beside config, which checks access_log_format with it: the access log's
-    # entry and the format that renders it; the cycles log entries.
-    "gateway.access_format": ("gateway.asgi", "gateway.checks"),
-    # Layer 1, split out of config: the links between mounts (names, loops), as data.
-    "gateway.links": ("gateway.errors",),
-    # Layer 1, split out of config: the validators of the mount file's values.
-    "gateway.checks": ("gateway.bind", "gateway.proxy"),
-    # Layer 1: proxy headers read as data (the trust list, the fields); config checks
-    # forwarded_allow_ips with it, the connection applies it to the scope.
-    "gateway.proxy": (),
-    "gateway.router": ("gateway.asgi", "gateway.errors"),
-    # Layer 1 beside the router: fallback and canary wrap a mount's app in its rules.
-    "gateway.targets": ("gateway.asgi", "gateway.errors", "gateway.router"),
-    # Layer 1: comparing a shadow's answer with the primary's, as plain data.
-    "gateway.compare": ("gateway.asgi",),
-    # Layer 2: the shadow rule, whose copies are tasks of their own (hence not layer 1
-    # with the other rules), with its pool and mismatch log; the worker builds it.
-    "gateway.shadow": (
-        "gateway.asgi",
-        "gateway.compare",
-        "gateway.config",
-        "gateway.errors",
-        "gateway.router",
-        "gateway.targets",
-    ),
-    "gateway.http.*": ("gateway.asgi", "gateway.errors", "gateway.http.*"),
-    "gateway.adapters.*": ("gateway.asgi", "gateway.errors", "gateway.adapters.*"),
-    "gateway.lifespan": ("gateway.asgi", "gateway.errors"),
-    "gateway.connection": (
-        "gateway.http.*",
-        "gateway.cycle",
-        "gateway.state",
-        "gateway.websocket",
-        "gateway.asgi",
-        "gateway.errors",
-        "gateway.proxy",
-        "gateway.tls",
-    ),
-    # Layer 2 beside connection, split out of it: one HTTP request's ASGI cycle, which
-    # reaches the transport only through its connection.
-    "gateway.cycle": ("gateway.access_format", "gateway.asgi", "gateway.errors"),
-    # Layer 2 beside connection: what a worker's connections share, and the sweep.
-    "gateway.state": (
-        "gateway.http.*",
-        "gateway.asgi",
-        "gateway.config",
-        "gateway.proxy",
-        "gateway.websocket",
-    ),
-    # Layer 2 beside connection: one WebSocket's ASGI cycle on a connection it took over.
-    "gateway.websocket": (
-        "gateway.http.*",
-        "gateway.access_format",
-        "gateway.asgi",
-        "gateway.errors",
-        "gateway.config",
-    ),
-    "gateway.worker": (
-        "gateway.targets",
-        "gateway.shadow",
-        "gateway.health",
-        "gateway.connection",
-        "gateway.state",
-        "gateway.router",
-        "gateway.config",
-        "gateway.adapters.*",
-        "gateway.lifespan",
-        "gateway.asgi",
-        "gateway.errors",
-        "gateway.tls",
-        "gateway.metrics",
-    ),
-    # Layer 2, beside the worker that wraps each mount's app in its middleware: metrics
-    # (prometheus_client's only importer). Its endpoint answers like the health one, the
-    # supervisor keeps the shared directory with it, and `gateway status` parses with it.
-    "gateway.metrics": (
-        "gateway.asgi",
-        "gateway.config",
-        "gateway.errors",
-        "gateway.health",
-        "gateway.metric_files",
-    ),
-    # Split out of metrics: room on disk for its multiprocess files (no prometheus_client).
-    "gateway.metric_files": ("gateway.errors",),
-    # Layer 5 beside the CLI: `gateway status`, a client of a running server's metrics.
-    "gateway.status": ("gateway.config", "gateway.errors", "gateway.metrics"),
-    "gateway.sockets": ("gateway.config", "gateway.errors"),
-    # Layer 2 beside connection: the worker's SSLContext, read from the TLS settings (the
-    # supervisor and `gateway check` build one too, to fail before serving), and the
-    # ASGI TLS extension the connection puts in each scope.
-    "gateway.tls": ("gateway.config", "gateway.errors"),
-    "gateway.supervisor": (
-        "gateway.children",
-        "gateway.hooks",
-        "gateway.pidfile",
-        "gateway.privileges",
-        "gateway.wakeup",
-        "gateway.config",
-        "gateway.errors",
-        "gateway.sockets",
-        "gateway.tls",
-        "gateway.worker",
-        "gateway.metrics",
-    ),
-    # Layer 4 with the supervisor, split out of it: forking a worker and its record.
-    "gateway.children": ("gateway.config", "gateway.errors", "gateway.hooks", "gateway.worker"),
-    # Layer 4 with the supervisor: the site's hooks module, imported by reference, and
-    # what its functions are told (gateway/hooks.py).
-    "gateway.hooks": ("gateway.config", "gateway.errors"),
-    # Layer 4 with the supervisor: the pid file, and dropping root after binding.
-    "gateway.pidfile": ("gateway.errors",),
-    "gateway.privileges": ("gateway.config", "gateway.errors"),
-    # The development reloader is a parent process like the supervisor: it binds once and
-    # runs the server as a child it restarts (the child imports the apps, never it).
-    "gateway.reload": ("gateway.config", "gateway.errors", "gateway.sockets", "gateway.wakeup"),
-    # Signals queued on a pipe, for the parent processes (supervisor, reloader).
-    "gateway.wakeup": (),
-    # Layer 1, like the router: an ASGI app answered before routing; no event loop.
-    "gateway.health": ("gateway.asgi", "gateway.errors", "gateway.router"),
-    "gateway.cli": (
-        "gateway",
-        "gateway.logs",
-        "gateway.config",
-        "gateway.reload",
-        "gateway.supervisor",
-        "gateway.tls",
-        "gateway.worker",
-        "gateway.errors",
-        "gateway.metrics",
-        "gateway.status",
-    ),
-    # Beside the CLI, split out of it: the process's logging setup (handlers, JSON lines,
-    # --log-config), made once before serving.
-    "gateway.logs": ("gateway.access_format", "gateway.config", "gateway.errors"),
+    "gateway.adapters.*": (*LAYER_0, "gateway.adapters.*"),
+    "gateway.server.*": (*LAYER_0, *LAYER_1, "gateway.server.*"),
+    "gateway.process.*": (*LAYER_0, *LAYER_1, "gateway.server.*", "gateway.process.*"),
+    **{module: EVERYTHING for module in FRONT_DOOR},
     "gateway.__main__": ("gateway.cli",),
-    # Layer 4 with the CLI: gateway.run() and TestServer, serving from Python.
-    "gateway.api": (
-        "gateway",
-        "gateway.config",
-        "gateway.logs",
-        "gateway.errors",
-        "gateway.reload",
-        "gateway.supervisor",
-        "gateway.worker",
-    ),
 }
 
 # Concurrency and I/O modules; `concurrent`, `_thread`, `selectors` and `multiprocessing`
@@ -211,17 +86,11 @@ EVENT_LOOP_FREE: dict[str, frozenset[str]] = {
     "gateway": frozenset(),  # imported by every module: it must be the lightest of all
     "gateway.errors": frozenset(),
     "gateway.asgi": frozenset(),
-    "gateway.config": frozenset(),
-    "gateway.checks": frozenset(),
-    "gateway.access_format": frozenset(),
-    "gateway.bind": frozenset(),
-    "gateway.proxy": frozenset(),
-    "gateway.router": frozenset(),
-    "gateway.targets": frozenset(),
-    "gateway.compare": frozenset(),
-    "gateway.links": frozenset(),
-    "gateway.health": frozenset(),
+    "gateway.config.*": frozenset(),
     "gateway.http.*": frozenset(),
+    "gateway.routing.*": frozenset(),
+    "gateway.migration.shadow": frozenset({"asyncio"}),  # its copy is a task of its own
+    "gateway.migration.*": frozenset(),
     "gateway.adapters.*": frozenset({"asyncio", "threading", "concurrent", "_thread"}),
 }
 
@@ -231,9 +100,9 @@ THIRD_PARTY_OWNERS: dict[str, str] = {
     "wsproto": "gateway.http.*",
     "a2wsgi": "gateway.adapters.*",
     "asgiref": "gateway.adapters.*",
-    "uvloop": "gateway.worker",
-    "watchfiles": "gateway.reload",
-    "prometheus_client": "gateway.metrics",
+    "uvloop": "gateway.process.worker",
+    "watchfiles": "gateway.process.reload",
+    "prometheus_client": "gateway.server.metrics",
     "yaml": "gateway.logs",  # optional: a --log-config file in YAML
 }
 
@@ -341,7 +210,15 @@ def test_every_row_names_modules_in_our_packages() -> None:
     patterns = [*LAYERS, *EVENT_LOOP_FREE, *THIRD_PARTY_OWNERS.values()]
     patterns += [p for allowed in LAYERS.values() for p in allowed]
     assert all(p.partition(".")[0] in PACKAGES for p in patterns)
-    assert set(EVENT_LOOP_FREE) <= set(LAYERS)
+    # Every event-loop rule sits inside a folder that has its row.
+    assert all(lookup(LAYERS, p.removesuffix(".*")) for p in EVENT_LOOP_FREE)
+
+
+def test_the_rows_are_the_folders() -> None:
+    """DESIGN §3 maps one to one onto folders: each subpackage of gateway/ has one row."""
+    folders = {p.name for p in (ROOT / "gateway").iterdir() if (p / "__init__.py").exists()}
+    assert {f"gateway.{folder}.*" for folder in folders} <= set(LAYERS)
+    assert len(LAYERS) <= 16
 
 
 # --- the checker itself: it must catch what it claims to catch -----------------------------
@@ -350,38 +227,42 @@ def test_every_row_names_modules_in_our_packages() -> None:
 @pytest.mark.parametrize(
     ("module", "source", "fragment"),
     [
-        ("gateway.config", "import asyncio", "free of event loops"),
-        ("gateway.router", "from threading import Lock", "free of event loops"),
+        ("gateway.config.loader", "import asyncio", "free of event loops"),
+        ("gateway.routing.router", "from threading import Lock", "free of event loops"),
+        ("gateway.migration.rules", "import asyncio", "free of event loops"),
+        ("gateway.migration.shadow", "import threading", "free of event loops"),
         ("gateway.http.session", "import concurrent.futures", "free of event loops"),
         ("gateway", "import signal", "free of event loops"),
         ("gateway.adapters.wsgi", "import socket", "free of event loops"),
-        ("gateway.router", "from gateway.config import MountConfig", "not allowed"),
-        ("gateway.router", "from gateway import config", "not allowed"),
-        ("gateway.config", "from . import router", "not allowed"),
-        ("gateway.http.session", "from ..connection import Connection", "not allowed"),
+        ("gateway.routing.router", "from gateway.server.connection import C", "not allowed"),
+        ("gateway.routing.router", "from gateway import server", "not allowed"),
+        ("gateway.config.loader", "from .. import routing", "not allowed"),
+        ("gateway.config.loader", "from gateway.migration.rules import Canary", "not allowed"),
+        ("gateway.config.checks", "from gateway.http.session import S", "not allowed"),
+        ("gateway.http.session", "from ..server.connection import C", "not allowed"),
+        ("gateway.http.session", "from gateway.config.loader import Config", "not allowed"),
         ("gateway.errors", "import gateway.asgi", "not allowed"),
-        ("gateway.connection", "from gateway import worker", "not allowed"),
-        ("gateway.connection", "import gateway.adapters.wsgi", "not allowed"),
-        ("gateway.adapters.wsgi", "from gateway.router import Router", "not allowed"),
-        ("gateway.lifespan", "from gateway.router import Router", "not allowed"),
-        ("gateway.cli", "from gateway.connection import Connection", "not allowed"),
-        ("gateway.cli", "from gateway.adapters.wsgi import WSGIApp", "not allowed"),
-        ("gateway.worker", "import adapters", "no owner"),
-        ("gateway.router", "import h11", "only gateway.http.* may import it"),
-        ("gateway.connection", "import wsproto.events", "only gateway.http.*"),
-        ("gateway.worker", "from a2wsgi import WSGIMiddleware", "only gateway.adapters.*"),
-        ("gateway.connection", "import uvloop", "only gateway.worker"),
-        ("gateway.router", "import starlette", "no owner"),
-        ("gateway.router", "if TYPE_CHECKING:\n    from gateway.config import X", "not allowed"),
-        ("gateway.router", "def f():\n    import gateway.worker", "not allowed"),
+        ("gateway.server.connection", "from gateway.process import worker", "not allowed"),
+        ("gateway.migration.rules", "from gateway.server.cycle import Cycle", "not allowed"),
+        ("gateway.adapters.wsgi", "from gateway.routing.router import Router", "not allowed"),
+        ("gateway.process.worker", "from gateway.cli import main", "not allowed"),
+        ("gateway.process.worker", "import adapters", "no owner"),
+        ("gateway.routing.router", "import h11", "only gateway.http.* may import it"),
+        ("gateway.server.connection", "import wsproto.events", "only gateway.http.*"),
+        ("gateway.process.worker", "from a2wsgi import WSGIMiddleware", "only gateway.adapters"),
+        ("gateway.server.connection", "import uvloop", "only gateway.process.worker"),
+        ("gateway.routing.router", "import starlette", "no owner"),
+        ("gateway.routing.router", "if TYPE_CHECKING:\n    from gateway.server import X", "not"),
+        ("gateway.routing.router", "def f():\n    import gateway.process.worker", "not allowed"),
     ],
 )
 def test_checker_catches(module: str, source: str, fragment: str) -> None:
     known = {
-        "gateway.config",
-        "gateway.router",
-        "gateway.worker",
-        "gateway.connection",
+        "gateway.config.loader",
+        "gateway.routing.router",
+        "gateway.process.worker",
+        "gateway.server.connection",
+        "gateway.server.cycle",
         "gateway.adapters.wsgi",
     }
     problems = violations(module, source, known=known)
@@ -398,20 +279,24 @@ def test_checker_rejects_a_module_without_a_row() -> None:
 @pytest.mark.parametrize(
     ("module", "source"),
     [
-        ("gateway.config", "import tomllib\nfrom gateway.errors import ConfigError"),
-        ("gateway.config", "from .errors import ConfigError"),
+        ("gateway.config.loader", "import tomllib\nfrom gateway.errors import ConfigError"),
+        ("gateway.config.loader", "from ..errors import ConfigError\nfrom . import checks"),
+        ("gateway.config.checks", "from gateway.http.forwarded import ProxyTrust"),
+        ("gateway.routing.router", "from gateway.config.loader import MountConfig"),
+        ("gateway.migration.shadow", "import asyncio\nfrom gateway.routing import router"),
         ("gateway.http.h11_session", "import h11\nfrom gateway.http.session import Session"),
         ("gateway.http.h11_session", "from . import session\nfrom .. import asgi"),
         ("gateway.adapters.wsgi", "import asyncio\nfrom concurrent.futures import Future"),
         ("gateway.adapters.wsgi", "import a2wsgi\nfrom asgiref.compatibility import guarantee"),
-        ("gateway.worker", "import uvloop\nimport asyncio\nimport gateway.adapters"),
-        ("gateway.lifespan", "import asyncio\nfrom gateway.asgi import Scope"),
-        ("gateway.cli", "from gateway import __version__\nfrom gateway import supervisor"),
+        ("gateway.process.worker", "import uvloop\nimport asyncio\nimport gateway.adapters"),
+        ("gateway.server.lifespan", "import asyncio\nfrom gateway.asgi import Scope"),
+        ("gateway.server.connection", "from gateway.http import session\nimport gateway.migration"),
+        ("gateway.cli", "from gateway import __version__\nfrom gateway.process import supervisor"),
         ("gateway.__main__", "from gateway.cli import main"),
     ],
 )
 def test_checker_allows(module: str, source: str) -> None:
-    known = {"gateway.http.session", "gateway.supervisor", "gateway.asgi"}
+    known = {"gateway.http.session", "gateway.process.supervisor", "gateway.asgi"}
     assert violations(module, source, known=known) == []
 
 

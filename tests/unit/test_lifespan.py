@@ -9,7 +9,7 @@ import pytest
 
 from gateway.asgi import Receive, Scope, Send
 from gateway.errors import AppProtocolError, LifespanError
-from gateway.lifespan import LifespanFanout, LifespanTarget
+from gateway.server.lifespan import LifespanFanout, LifespanTarget
 
 
 class LifespanApp:

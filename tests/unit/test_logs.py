@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.access_format import AccessEntry, compile_format
 from gateway.asgi import set_mount_label
+from gateway.config.access_format import AccessEntry, compile_format
 from gateway.logs import AccessLines, JSONLines
 
 

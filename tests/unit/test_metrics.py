@@ -1,4 +1,4 @@
-"""Per-mount metrics (gateway/metrics.py): the middleware and the endpoint, called as
+"""Per-mount metrics (gateway/server/metrics.py): the middleware and the endpoint, called as
 ASGI apps on a real event loop, read back through the endpoint's own exposition.
 
 These run prometheus_client in its single-process mode (no PROMETHEUS_MULTIPROC_DIR):
@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from test_adapters import Receive, Send, body, http_scope
 
-from gateway import metrics
 from gateway.adapters import WSGIAdapter
 from gateway.asgi import ASGIApp, Scope, mount_label
-from gateway.config import ServerConfig, parse_config
+from gateway.config.loader import ServerConfig, parse_config
 from gateway.errors import ClientDisconnected, ConfigError, RequestBodyTooLarge, ServiceUnavailable
-from gateway.metrics import WorkerMetrics
+from gateway.server import metrics
+from gateway.server.metrics import WorkerMetrics
 
 PATH = "/_gateway/metrics"
 # An app that goes on working after its last body message (a background task).

@@ -1,5 +1,5 @@
 """The settings of the server process itself (issue 14, point 5): hooks, pid, chdir,
-user and group, as the mount file and the command line give them (gateway/config.py)."""
+user and group, as the mount file and the command line give them (gateway/config/loader.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import load_config
+from gateway.config.loader import load_config
 from gateway.errors import ConfigError
 
 MOUNT = '[[mount]]\nprefix = "/"\napp = "site.wsgi:application"\n'

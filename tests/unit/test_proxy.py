@@ -1,4 +1,4 @@
-"""gateway.proxy: the client, scheme and host a trusted proxy reports, and nothing else.
+"""gateway.http.forwarded: the client, scheme and host a trusted proxy reports, and nothing else.
 
 The headers are lists of (name, value) bytes as the HTTP sessions hand them over: names
 lowercased, repeats kept.
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gateway.proxy import (
+from gateway.http.forwarded import (
     NOTHING,
     Origin,
     ProxyTrust,

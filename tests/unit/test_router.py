@@ -9,7 +9,7 @@ import pytest
 
 from gateway.asgi import Message, Receive, Scope, Send, mount_label
 from gateway.errors import RequestBodyTooLarge
-from gateway.router import Mount, Router
+from gateway.routing.router import Mount, Router
 
 
 class Recorder:

@@ -1,4 +1,4 @@
-"""Shadow compare (gateway/shadow.py) through the real Router with small real ASGI apps:
+"""Shadow compare (gateway/migration/shadow.py) through the real Router with small real ASGI apps:
 a scripted client supplies `receive` and records `send`; the copies run as real tasks on
 the test's loop, which waits for them with ShadowPool.join (a deadline, never a sleep)."""
 
@@ -16,15 +16,15 @@ import pytest
 from test_metrics import scrape, value
 from test_targets import App, Client, body, http_scope, ws_scope
 
-from gateway import shadow
 from gateway.asgi import ASGIApp, Message, Receive, Scope, Send, mount_label
-from gateway.config import MountConfig
+from gateway.config.loader import MountConfig
 from gateway.errors import ConfigError
-from gateway.metrics import WorkerMetrics
-from gateway.router import Mount, Router
-from gateway.shadow import BODY_BYTES, MismatchLog, ShadowPool, ShadowRule, Shadows
-from gateway.targets import CanaryRule, FallbackRule
-from gateway.worker import _rules
+from gateway.migration import shadow
+from gateway.migration.rules import CanaryRule, FallbackRule
+from gateway.migration.shadow import BODY_BYTES, MismatchLog, ShadowPool, ShadowRule, Shadows
+from gateway.process.worker import _rules
+from gateway.routing.router import Mount, Router
+from gateway.server.metrics import WorkerMetrics
 
 DEADLINE_S = 10.0
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import APP_ONLY_KEYS, load_config
+from gateway.config.loader import APP_ONLY_KEYS, load_config
 from gateway.errors import AppLoadError, ConfigError, StartupError
-from gateway.worker import load_mounts
+from gateway.process.worker import load_mounts
 
 
 def load(tmp_path: Path, mount: str) -> ConfigError | None:

@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from gateway.config import parse_config
+from gateway.config.loader import parse_config
 from gateway.status import (
     StatusUnavailable,
     build_report,

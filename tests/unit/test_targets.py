@@ -10,8 +10,8 @@ import pytest
 
 from gateway.asgi import Message, Receive, Scope, Send, mount_label
 from gateway.errors import ClientDisconnected
-from gateway.router import Mount, Router
-from gateway.targets import BUCKETS, CanaryRule, FallbackRule, bucket
+from gateway.migration.rules import BUCKETS, CanaryRule, FallbackRule, bucket
+from gateway.routing.router import Mount, Router
 
 CAP = 100  # fallback_body_bytes in these tests
 

@@ -1,4 +1,4 @@
-"""TLS settings: config checks that they go together (inert), gateway.tls reads the files.
+"""TLS settings: config checks that they go together (inert), gateway.server.tls reads the files.
 
 Every mistake is a ConfigError that names the key to fix, and `gateway serve` exits 1
 on it before it binds anything.
@@ -14,9 +14,9 @@ from cryptography import x509
 from tls_certs import KEY_PASSWORD, Certs, make_certs
 
 from gateway.cli import main
-from gateway.config import Config, load_config
+from gateway.config.loader import Config, load_config
 from gateway.errors import ConfigError
-from gateway.tls import ALPN_PROTOCOLS, distinguished_name, server_context
+from gateway.server.tls import ALPN_PROTOCOLS, distinguished_name, server_context
 
 MOUNT = '[[mount]]\nprefix = "/"\napp = "probe_asgi:app"\ninterface = "asgi"\n'
 
@@ -82,7 +82,7 @@ def test_forwarded_allow_ips_is_checked_when_loaded(tmp_path: Path) -> None:
     assert "'proxy.lan'" in str(caught.value)
 
 
-# --- gateway.tls: the files, read when serving starts ----------------------------------------
+# --- gateway.server.tls: the files, read when serving starts ---------------------------------
 
 
 def test_no_certfile_is_plain_http(tmp_path: Path) -> None:

@@ -2,20 +2,20 @@
 workers that inherit the sockets (DESIGN §4).
 
 `workers = 1` serves in this process: container mode, where the orchestrator replicates.
-`workers > 1` forks that many workers (gateway/children.py) and watches them. Rules:
+`workers > 1` forks that many workers (gateway/process/children.py) and watches them. Rules:
 1. Signal handlers only queue: the C-level handler writes the signal number to a wake-up
    pipe (signal.set_wakeup_fd) and the loop reads it. The loop waits on that pipe and on
    each worker's pipe, with a timeout set by the nearest deadline (a heartbeat, the end
    of a graceful stop): never a sleep-poll. SIGCHLD comes through the same pipe, and
    every wake-up reaps whatever exited (waitpid WNOHANG).
-2. A worker's messages (gateway/worker.py): READY once lifespan is done and it listens,
+2. A worker's messages (gateway/process/worker.py): READY once lifespan is done and it listens,
    BEAT from its event loop every second or so, RETIRE at max_requests. A worker that
    has not beaten for `worker_timeout` (from its start, so imports count) is killed with
    SIGKILL and replaced; its pipe is read once more first, since beats may wait there
    unread while the supervisor was busy (importing the apps for a reload, `preload`).
    The pipe also tells a worker when the supervisor is gone (killed with SIGKILL, so it
    could stop nobody): its next beat finds the pipe broken, or a new parent pid, and it
-   stops gracefully, freeing the port for a restart (gateway/worker.py SupervisorLink).
+   stops gracefully, freeing the port for a restart (gateway/process/worker.py SupervisorLink).
 3. TERM and INT: a graceful stop. Workers get SIGTERM, finish in-flight requests within
    `graceful_timeout`, run lifespan shutdown and exit; after that bound (plus
    `shutdown_delay` and a margin for lifespan shutdown) the rest are killed. A second
@@ -41,7 +41,7 @@ workers that inherit the sockets (DESIGN §4).
 7. Before serving, in this order: look up `user` and `group`, change to `chdir`, import
    the hooks and run on_starting, bind, write the pid file, drop privileges; only then
    are apps imported (here with `preload`, else in the workers) or workers forked.
-8. Hooks (gateway/hooks.py): the module is imported here, before anything binds, then
+8. Hooks (gateway/process/hooks.py): the module is imported here, before anything binds, then
    on_starting runs; when_ready runs once, when the first generation's workers are all
    ready; on_reload on a HUP whose file validated, before the new workers start (with
    the new settings). post_fork and worker_exit run in each worker (children.py).
@@ -61,16 +61,17 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from gateway import metrics, worker
-from gateway.children import SUPERVISOR_SIGNALS, WorkerProcess, fork_worker
-from gateway.config import PROCESS_PATHS, Config, load_config
+from gateway.config.loader import PROCESS_PATHS, Config, load_config
 from gateway.errors import ConfigError, GatewayError, StartupError
-from gateway.hooks import Hooks, ServerInfo, WorkerInfo
-from gateway.pidfile import PidFile
-from gateway.privileges import drop_privileges, resolve_identity
-from gateway.sockets import close_sockets, listening_sockets, socket_files
-from gateway.tls import server_context
-from gateway.wakeup import SignalPipe, describe_exit, read_ready
+from gateway.process import worker
+from gateway.process.children import SUPERVISOR_SIGNALS, WorkerProcess, fork_worker
+from gateway.process.hooks import Hooks, ServerInfo, WorkerInfo
+from gateway.process.pidfile import PidFile
+from gateway.process.privileges import drop_privileges, resolve_identity
+from gateway.process.sockets import close_sockets, listening_sockets, socket_files
+from gateway.process.wakeup import SignalPipe, describe_exit, read_ready
+from gateway.server import metrics
+from gateway.server.tls import server_context
 
 log = logging.getLogger("gateway.supervisor")
 
@@ -138,7 +139,7 @@ def change_directory(
 
 def _serve_alone(config: Config, sockets: Sequence[socket.socket], hooks: Hooks) -> int:
     """`workers = 1`: this process is the worker, so when_ready and worker_exit run here,
-    and nothing is forked for post_fork (gateway/hooks.py rule 2)."""
+    and nothing is forked for post_fork (gateway/process/hooks.py rule 2)."""
     pid = os.getpid()
     try:
         return worker.run(config, sockets, lambda: hooks.run("when_ready", ServerInfo(config, pid)))
@@ -171,7 +172,7 @@ class Supervisor:
         self.sockets = list(sockets)
         self.hooks = hooks
         self.announced_ready = False  # when_ready runs once, for the first generation
-        # Before any app is imported (preload) or worker forked (gateway/metrics.py rule 3).
+        # Before any app is imported (preload) or worker forked (gateway/server/metrics.py rule 3).
         self.metrics = metrics.SupervisorMetrics()
         self.metrics.enable(config.server)
         self.current = Generation(1, config, self._preload(config), config.server.workers)

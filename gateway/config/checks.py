@@ -1,4 +1,4 @@
-"""The validators of the mount file's values (gateway/config.py declares which setting
+"""The validators of the mount file's values (gateway/config/loader.py declares which setting
 uses which).
 
 Rules:
@@ -7,7 +7,7 @@ Rules:
 2. A TOML boolean is never accepted where a number is expected (bool is an int in
    Python, but `threads = true` is a mistake).
 3. Validators are pure: they open no file, import no app and bind nothing.
-4. Layer 1: stdlib, gateway.bind and gateway.proxy only.
+4. Layer 1: stdlib, gateway.config.bind and gateway.http.forwarded only.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from gateway.bind import Bind, parse_bind
-from gateway.proxy import ProxyTrust
+from gateway.config.bind import Bind, parse_bind
+from gateway.http.forwarded import ProxyTrust
 
 Check = Callable[[object], Any]
 """A validator: takes the raw TOML value, returns the stored value or raises Invalid."""
@@ -200,7 +200,7 @@ _ACCOUNT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\$?")
 
 def account_or_empty(value: object) -> str:
     """A user or group name, or a numeric id, or "" for none. Whether it exists is
-    looked up when the server starts (gateway/privileges.py), not here (config rule 1)."""
+    looked up when the server starts (gateway/process/privileges.py), not here (config rule 1)."""
     text = expect(value, str, "a string")
     if text and not _ACCOUNT.fullmatch(text):
         raise Invalid(f"must be a user or group name, or a numeric id, got {text!r}")

@@ -40,7 +40,7 @@ Rules:
    (exit 1, one line), every value's room on disk is reserved before prometheus_client
    maps it, and a value that gets none is kept in memory, its writes counted as dropped
    (`gateway_metrics_dropped_writes_total`, the answering worker's). The how is
-   gateway/metric_files.py; prometheus_client's parts are handed to it from here.
+   gateway/server/metric_files.py; prometheus_client's parts are handed to it from here.
 """
 
 from __future__ import annotations
@@ -58,11 +58,11 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Protocol
 
-from gateway import metric_files
 from gateway.asgi import ASGIApp, Message, Receive, Scope, Send, set_mount_label
-from gateway.config import ServerConfig
+from gateway.config.loader import ServerConfig
 from gateway.errors import ClientDisconnected, GatewayError, HTTPError
-from gateway.health import send_status
+from gateway.routing.health import send_status
+from gateway.server import metric_files
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -149,7 +149,7 @@ def require(server: ServerConfig) -> None:
 
 def mount_label(prefix: str, name: str = "") -> str:
     """The `mount` label: the prefix users know the mount by, or its name if it has none
-    (as gateway/router.py's Mount.label, for the mount file's mounts)."""
+    (as gateway/routing/router.py's Mount.label, for the mount file's mounts)."""
     return prefix or name
 
 
@@ -292,7 +292,7 @@ class RequestRecord:
 
     def failed(self, exc: BaseException) -> None:
         """The status the server answers in place of an app that raised before its
-        response started (gateway/connection.py `_app_failed`)."""
+        response started (gateway/server/connection.py `_app_failed`)."""
         if self.status == 0:
             if isinstance(exc, HTTPError):
                 self.status = exc.status
@@ -376,7 +376,7 @@ def worker_metrics(server: ServerConfig) -> WorkerMetrics | None:
 
 class MetricsEndpoint:
     """An ASGI app that answers GET and HEAD on the metrics path and passes the rest on,
-    like the health endpoints (gateway/health.py)."""
+    like the health endpoints (gateway/routing/health.py)."""
 
     def __init__(self, app: ASGIApp, metrics: WorkerMetrics) -> None:
         self.app = app
@@ -402,7 +402,7 @@ class MetricsEndpoint:
         await send({"type": "http.response.body", "body": body})
 
 
-# -- room for the multiprocess files (rule 7, gateway/metric_files.py) --------------------
+# -- room for the multiprocess files (rule 7, gateway/server/metric_files.py) --------------------
 
 
 def check_directory(directory: str) -> None:

@@ -52,9 +52,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
-from gateway.access_format import AccessEntry
 from gateway.asgi import ASGI_VERSION, ASGIApp, Message
-from gateway.config import ServerConfig
+from gateway.config.access_format import AccessEntry
+from gateway.config.loader import ServerConfig
 from gateway.errors import AppProtocolError, ClientDisconnected
 from gateway.http.events import RequestHead
 from gateway.http.session import RequestTarget
@@ -109,7 +109,7 @@ class WebSocketSettings:
 
 
 class Carrier(Protocol):
-    """What a cycle needs from the HTTP connection it took over (gateway/connection.py)."""
+    """What a cycle needs from the HTTP connection it took over (gateway/server/connection.py)."""
 
     closed: bool
 
@@ -496,7 +496,7 @@ class WebSocketCycle:
             timer.cancel()
 
     def log_access(self) -> None:
-        """One access line, as for HTTP (gateway/cycle.py): the handshake's method, its
+        """One access line, as for HTTP (gateway/server/cycle.py): the handshake's method, its
         status (101, or a denial's), the bytes of the messages sent."""
         duration_s = time.perf_counter() - self.started_at
         access_log.info(AccessEntry(self.scope, "GET", self.status, self.bytes_sent, duration_s))

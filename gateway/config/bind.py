@@ -3,10 +3,10 @@
 Rules:
 1. Four forms: "host:port" (IPv4 or a host name), "[v6]:port", "unix:/path", "fd://N".
    A bare IPv6 address without brackets is refused: its colons would be ambiguous.
-2. Every malformed address is a ValueError with the reason; gateway/config.py adds the
+2. Every malformed address is a ValueError with the reason; gateway/config/loader.py adds the
    file, table and key.
 3. `str(bind)` is the canonical form, and reads back to the same Bind.
-4. Layer 1: stdlib only; nothing is resolved or bound here (gateway/sockets.py binds).
+4. Layer 1: stdlib only; nothing is resolved or bound here (gateway/process/sockets.py binds).
 """
 
 from __future__ import annotations

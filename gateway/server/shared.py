@@ -6,7 +6,7 @@ Rules:
    from it and count themselves in and out (`connections`, `in_flight`).
 2. Time bounds are held by one periodic sweep per worker (`start_idle_sweep`), never a
    timer per request: each connection checks its own deadlines when swept
-   (gateway/connection.py rule 6).
+   (gateway/server/connection.py rule 6).
 3. Whatever is parsed from the settings (the proxy trust list, the session class) is
    parsed once here, not per connection or per request.
 4. A graceful stop reaches every connection made before it: the drain sets `draining`
@@ -26,12 +26,12 @@ from email.utils import formatdate
 from typing import Protocol
 
 from gateway.asgi import ASGIApp
-from gateway.config import ServerConfig
+from gateway.config.loader import ServerConfig
+from gateway.http.forwarded import ProxyTrust
 from gateway.http.h11_session import H11Session
 from gateway.http.httptools_session import HttptoolsSession
 from gateway.http.session import HTTPSession
-from gateway.proxy import ProxyTrust
-from gateway.websocket import WebSocketSettings
+from gateway.server.websocket import WebSocketSettings
 
 # The sweep's period, at most (rule 6): a connection lives at most this much past
 # keep_alive_timeout, header_timeout or body_timeout (and half the shortest of them when
@@ -93,7 +93,7 @@ class ServerState:
         self.websocket = WebSocketSettings.from_config(config)
         self.connections: set[Connection] = set()
         # Running WebSocket apps: what a stop cancels once graceful_timeout has passed
-        # (gateway/worker.py), and a strong reference (the loop keeps only weak ones).
+        # (gateway/process/worker.py), and a strong reference (the loop keeps only weak ones).
         self.websocket_tasks: set[asyncio.Task[None]] = set()
         self.default_fields = DefaultFields(config.server_header)
         self.access_log = config.access_log

@@ -12,7 +12,7 @@ Rules:
    and open WebSockets get a 1012 Close (their apps are waited for too), drop the
    rest and cancel the WebSocket apps still running, then lifespan shutdown, then the
    WSGI pools. Every connection made before the stop is asked to finish, also one whose
-   connection_made comes after the drain began (gateway/state.py rule 4).
+   connection_made comes after the drain began (gateway/server/shared.py rule 4).
 4. Under a supervisor, the worker stops gracefully when the supervisor is gone
    (SupervisorLink), and asks for its replacement as the request that reaches
    max_requests ends.
@@ -39,17 +39,17 @@ from typing import Any
 
 from gateway.adapters import InterfaceMismatch, LoadedApp, WSGIAdapter, load_app, load_static
 from gateway.asgi import ASGIApp
-from gateway.config import DEFAULT_WSGI_MAX_QUEUE, DEFAULT_WSGI_THREADS, Config, MountConfig
-from gateway.connection import HTTPConnection
+from gateway.config.loader import DEFAULT_WSGI_MAX_QUEUE, DEFAULT_WSGI_THREADS, Config, MountConfig
 from gateway.errors import AppLoadError
-from gateway.health import HealthCheck
-from gateway.lifespan import LifespanFanout, LifespanTarget
-from gateway.metrics import WorkerMetrics, worker_metrics
-from gateway.router import Mount, Router, Rule
-from gateway.shadow import Shadows
-from gateway.state import ServerState
-from gateway.targets import CanaryRule, FallbackRule, RoutingCounters
-from gateway.tls import TLS_HANDSHAKE_TIMEOUT_S, TLS_SHUTDOWN_TIMEOUT_S, server_context
+from gateway.migration.rules import CanaryRule, FallbackRule, RoutingCounters
+from gateway.migration.shadow import Shadows
+from gateway.routing.health import HealthCheck
+from gateway.routing.router import Mount, Router, Rule
+from gateway.server.connection import HTTPConnection
+from gateway.server.lifespan import LifespanFanout, LifespanTarget
+from gateway.server.metrics import WorkerMetrics, worker_metrics
+from gateway.server.shared import ServerState
+from gateway.server.tls import TLS_HANDSHAKE_TIMEOUT_S, TLS_SHUTDOWN_TIMEOUT_S, server_context
 
 log = logging.getLogger("gateway.server")
 
@@ -141,7 +141,7 @@ class Worker:
         # waits `shutdown_delay`. A worker stopped before it was ever ready has none.
         self._stopped_while_ready = False
         # TLS: one context for every socket, built before serving, so that a certificate
-        # that does not load is a ConfigError at start (gateway/tls.py).
+        # that does not load is a ConfigError at start (gateway/server/tls.py).
         self._tls = server_context(config)
         self._metrics = worker_metrics(config.server)  # None: off, and no cost at all
         # max_requests and what to do on reaching it (`retire_after`); 0: no limit.
@@ -209,7 +209,7 @@ class Worker:
 
     def _measure(self, metrics: WorkerMetrics, router: Router, front: ASGIApp) -> ASGIApp:
         """Every mount's app behind the metrics middleware, and the metrics endpoint in
-        front of everything (gateway/metrics.py)."""
+        front of everything (gateway/server/metrics.py)."""
         for mount, route in zip(self.mounts, router.mounts, strict=True):
             pool = mount.loaded.app if isinstance(mount.loaded.app, WSGIAdapter) else None
             route.app = metrics.wrap(route.app, route.label, pool)  # its rules wrap this
@@ -340,7 +340,7 @@ def _route(mount: LoadedMount, rules: list[Rule]) -> Mount:
 
 
 def _rules(config: MountConfig, metrics: RoutingCounters | None) -> list[Rule]:
-    """The mount's fallback and canary as the router's rules (gateway/targets.py),
+    """The mount's fallback and canary as the router's rules (gateway/migration/rules.py),
     counted under its label when metrics are on."""
     rules: list[Rule] = []
     label = config.prefix or config.name  # the metrics' mount label (metrics.mount_label)
@@ -448,7 +448,7 @@ class StopSignals:
 
 # -- a worker under the supervisor -------------------------------------------------------
 
-# One byte per message on the worker's pipe to the supervisor (gateway/supervisor.py).
+# One byte per message on the worker's pipe to the supervisor (gateway/process/supervisor.py).
 MESSAGE_READY = b"r"  # lifespan done in every mount, listening
 MESSAGE_BEAT = b"b"  # the loop is alive
 MESSAGE_RETIRE = b"m"  # max_requests reached: start my replacement, then stop me
@@ -552,7 +552,7 @@ async def _serve_supervised(worker: Worker, link: SupervisorLink, max_requests: 
 
 def _retire(link: SupervisorLink, served: int) -> None:
     """max_requests reached: the supervisor starts a replacement, then stops this worker
-    (gateway/supervisor.py rule 6), which serves on meanwhile."""
+    (gateway/process/supervisor.py rule 6), which serves on meanwhile."""
     log.info("served %d requests (max_requests): asking for a replacement", served)
     link.send(MESSAGE_RETIRE)
 

@@ -3,7 +3,7 @@
 A mount's rules (FallbackRule, CanaryRule) are data from its [[mount]] table. At startup
 the router resolves each rule's name to a Target and calls `rule.wrap`, which puts one of
 the small ASGI apps below around the mount's app; a mount without rules is served by
-its app directly and pays nothing for this module (gateway/router.py rule 7).
+its app directly and pays nothing for this module (gateway/routing/router.py rule 7).
 
 Rules:
 1. A target serves with the routing mount's path semantics: root_path (and so
@@ -49,7 +49,7 @@ from typing import ClassVar, Protocol
 
 from gateway.asgi import ASGIApp, Message, Receive, Scope, Send, mount_label, set_mount_label
 from gateway.errors import ClientDisconnected
-from gateway.router import Target, declares_over
+from gateway.routing.router import Target, declares_over
 
 log = logging.getLogger("gateway.error")
 
@@ -65,7 +65,7 @@ DISCARDED_CLOSE_CODE = 1006
 
 
 class RoutingCounters(Protocol):
-    """The routing events a rule counts (gateway/metrics.py WorkerMetrics), each under
+    """The routing events a rule counts (gateway/server/metrics.py WorkerMetrics), each under
     the label of the mount that routes (rule 7)."""
 
     def count_fallback(self, mount: str) -> None: ...
@@ -234,7 +234,7 @@ class Tape:
 
     def recorded(self) -> bytes | None:
         """The whole body, if the first app read all of it within the limit; else None
-        (the shadow copy's body, gateway/shadow.py)."""
+        (the shadow copy's body, gateway/migration/shadow.py)."""
         if self._size < 0 or not self._ended:
             return None
         return b"".join(self._chunks)

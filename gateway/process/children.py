@@ -1,9 +1,9 @@
 """The supervisor's worker processes: how one is forked, what the child does before it
-serves, and the record the supervisor keeps of each (gateway/supervisor.py decides when).
+serves, and the record the supervisor keeps of each (gateway/process/supervisor.py decides when).
 
 Rules:
 1. The supervisor's signals are blocked across fork(): until the child has put back the
-   default dispositions and the worker's own (gateway/worker.py `set_worker_signals`),
+   default dispositions and the worker's own (gateway/process/worker.py `set_worker_signals`),
    a signal sent to it would run the supervisor's handler and land in the supervisor's
    wake-up pipe, or kill a worker still importing its apps.
 2. The child drops what it inherited from the supervisor (the wake-up pipe, the
@@ -13,7 +13,7 @@ Rules:
 3. A worker's pid is signalled only while the supervisor holds its record, that is until
    it is reaped, so the pid cannot belong to another process yet; a worker that already
    exited (a zombie) is not an error.
-4. Hooks (gateway/hooks.py): post_fork runs in the child once it has dropped the
+4. Hooks (gateway/process/hooks.py): post_fork runs in the child once it has dropped the
    supervisor's state, before its apps load (after, with `preload`: they came with the
    fork); a post_fork that raises fails the worker's start (exit status 3). worker_exit
    runs as the worker leaves, whether it served or failed to start; a worker killed by
@@ -32,10 +32,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
-from gateway import worker
-from gateway.config import Config
+from gateway.config.loader import Config
 from gateway.errors import GatewayError
-from gateway.hooks import Hooks, WorkerInfo
+from gateway.process import worker
+from gateway.process.hooks import Hooks, WorkerInfo
 
 log = logging.getLogger("gateway.supervisor")
 

@@ -1,4 +1,4 @@
-"""Room on disk for prometheus_client's multiprocess files (gateway/metrics.py rule 7).
+"""Room on disk for prometheus_client's multiprocess files (gateway/server/metrics.py rule 7).
 
 prometheus_client maps each process's metric files into memory and writes values
 straight into the mapping. On a full disk (a small tmpfs, say) a write to a page the
@@ -12,7 +12,7 @@ worker started later. Rules:
    prometheus_client maps and writes it, growing the file the way it does.
 3. A value whose room cannot be reserved lives in memory, out of the totals: the
    worker serves on, logs once, and counts every write to it (`dropped_writes`).
-4. prometheus_client is not imported here (gateway/metrics.py owns it): its classes,
+4. prometheus_client is not imported here (gateway/server/metrics.py owns it): its classes,
    its key format and its files' initial size are handed in.
 """
 
@@ -80,7 +80,7 @@ class ReservingValues:
     """prometheus_client's value class for the multiprocess mode, with the room of each
     value reserved before it is made (rule 2), or the value kept in memory (rule 3)."""
 
-    _multiprocess = True  # what gateway/metrics.py `multiprocess()` asks
+    _multiprocess = True  # what gateway/server/metrics.py `multiprocess()` asks
 
     def __init__(
         self,

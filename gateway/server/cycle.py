@@ -2,7 +2,7 @@
 
 Rules:
 1. The cycle never touches the transport: it asks its connection (a Carrier,
-   gateway/connection.py) to frame, write and drain, and the connection feeds it the
+   gateway/server/connection.py) to frame, write and drain, and the connection feeds it the
    request body and tells it when the client has gone.
 2. `receive` gives the body as it arrived, then http.disconnect once the client has
    gone, the response is complete, or the client half-closed after its body. A 100
@@ -14,7 +14,7 @@ Rules:
 4. `send` waits while the transport's buffer is over its high-water mark, and raises
    ClientDisconnected once the client has gone.
 5. While `receive` waits for body, the cycle remembers since when, for the sweep's
-   body_timeout (gateway/connection.py rule 6); it arms no timer.
+   body_timeout (gateway/server/connection.py rule 6); it arms no timer.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import logging
 import time
 from typing import Any, Protocol
 
-from gateway.access_format import AccessEntry
 from gateway.asgi import Message
+from gateway.config.access_format import AccessEntry
 from gateway.errors import AppProtocolError, ClientDisconnected
 
 access_log = logging.getLogger("gateway.access")

@@ -1,4 +1,4 @@
-"""Comparing a shadow's answer with the primary's (gateway/shadow.py), as plain data.
+"""Comparing a shadow's answer with the primary's (gateway/migration/shadow.py), as plain data.
 
 Rules:
 1. Two answers match when their statuses, their content types and their bodies match;

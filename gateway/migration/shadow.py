@@ -1,7 +1,7 @@
 """Shadow compare: a copy of a mount's request goes to another mount, off the critical
 path, and the two answers are compared.
 
-A ShadowRule is a rule like those of gateway/targets.py (the router wraps the mount's
+A ShadowRule is a rule like those of gateway/migration/rules.py (the router wraps the mount's
 app in it, outermost, so the client's answer is the one compared, fallback and canary
 included); it lives here, beside the tasks and files it needs, because a copy runs as a
 task of its own, which the router's layer may not start.
@@ -29,7 +29,7 @@ Rules:
    mount's prefix, the state is the shadow mount's), and the whole body in one message.
    Once that is read, `receive` waits until the shadow's answer is complete, then
    reports a disconnect (so a streaming answer is not cut short). Its answer goes
-   nowhere but into the comparison (gateway/compare.py).
+   nowhere but into the comparison (gateway/migration/compare.py).
 5. The shadow's errors stay there: an exception, a timeout or an incomplete answer is
    recorded in the mismatch it makes (`error`), with the traceback at debug level only;
    nothing of it reaches the primary's request or the client.
@@ -60,16 +60,16 @@ from logging.handlers import WatchedFileHandler
 from typing import Any, ClassVar
 
 from gateway.asgi import ASGIApp, Message, Receive, Scope, Send, mount_label, set_mount_label
-from gateway.compare import Answer, Mismatch, compare
-from gateway.config import (
+from gateway.config.loader import (
     FALLBACK_BODY_BYTES,
     GRACEFUL_TIMEOUT_S,
     SHADOW_DROP_HEADERS,
     MountConfig,
 )
 from gateway.errors import ConfigError
-from gateway.router import Target, declares_over
-from gateway.targets import RoutingCounters, Tape
+from gateway.migration.compare import Answer, Mismatch, compare
+from gateway.migration.rules import RoutingCounters, Tape
+from gateway.routing.router import Target, declares_over
 
 log = logging.getLogger("gateway.shadow")
 
@@ -89,7 +89,7 @@ TIMEOUT_S = GRACEFUL_TIMEOUT_S
 # ones (a JSON parse of up to 1 MiB takes several ms) in a thread, so that the loop keeps
 # serving other requests meanwhile.
 INLINE_COMPARE_BYTES = 64 * 1024
-# How long the drain waits for cancelled copies to unwind (gateway/worker.py has the
+# How long the drain waits for cancelled copies to unwind (gateway/process/worker.py has the
 # same bound for cancelled WebSocket apps).
 CANCEL_GRACE_S = 1.0
 # A copy starts this long after its primary's answer (rule 1): requests that arrive

@@ -19,7 +19,7 @@ Rules:
    usable, so pooled clients are not reset.
 4. Tracebacks go to the error log, never to the client.
 5. An upgrade request (UpgradeRequest) that asks for WebSocket on a path the router
-   gives to an ASGI mount starts a WebSocketCycle (gateway/websocket.py), which then
+   gives to an ASGI mount starts a WebSocketCycle (gateway/server/websocket.py), which then
    owns the connection: bytes go to it, and the HTTP session hands it what followed the
    head (`take_upgraded`). Any other upgrade request is plain HTTP. Ordinary requests
    pay nothing for this: the session gives upgrade requests their own event type.
@@ -43,7 +43,7 @@ Rules:
 8. Scheme and proxies are settled per connection, at connection_made: a TLS transport
    makes the scope's scheme "https" ("wss") and gives it the ASGI TLS extension. With
    `proxy_headers`, a peer in `forwarded_allow_ips` gets its requests' `client`,
-   `scheme` and Host field from their proxy fields (gateway/proxy.py); requests from
+   `scheme` and Host field from their proxy fields (gateway/http/forwarded.py); requests from
    any other peer, and all of them with `proxy_headers` off, pay one `is None` check.
 9. Closing after an error reply while the client may still be sending (a rejected head,
    a 408, a body over its limit left unread) happens in stages (RFC 9112 "Tearing Down
@@ -70,7 +70,6 @@ from typing import Any, cast
 from urllib.parse import quote
 
 from gateway.asgi import ASGI_VERSION, HTTP_SPEC_VERSION
-from gateway.cycle import RequestCycle
 from gateway.errors import (
     AppProtocolError,
     ClientDisconnected,
@@ -87,12 +86,13 @@ from gateway.http.events import (
     RequestData,
     RequestHead,
 )
+from gateway.http.forwarded import ProxyTrust, apply_forwarded
 from gateway.http.session import RequestTarget, UpgradeRequest, parse_target
 from gateway.http.ws_session import is_websocket_request, read_handshake
-from gateway.proxy import ProxyTrust, apply_forwarded
-from gateway.state import ServerState
-from gateway.tls import tls_extension
-from gateway.websocket import WebSocketCycle, websocket_scope
+from gateway.server.cycle import RequestCycle
+from gateway.server.shared import ServerState
+from gateway.server.tls import tls_extension
+from gateway.server.websocket import WebSocketCycle, websocket_scope
 
 # Unread request body a cycle may hold before reading pauses: large enough that a typical
 # form or JSON body arrives in one go, small enough that a thousand slow uploads cost
@@ -541,7 +541,7 @@ class HTTPConnection(asyncio.Protocol):
             # TLS has no half-close (a close_notify ends both directions). The TLS
             # transport's close flushes the reply, sends close_notify and reads on,
             # discarding, until the peer's close_notify or TLS_SHUTDOWN_TIMEOUT_S
-            # (gateway/tls.py): a lingering close of its own.
+            # (gateway/server/tls.py): a lingering close of its own.
             transport.close()
             return
         self._lingering = True

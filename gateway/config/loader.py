@@ -27,11 +27,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from typing import Any, TypeVar
 
-from gateway import access_format, checks, links
+from gateway.config import access_format, checks, links
 
 # Bind and parse_bind are part of the config's vocabulary: re-exported explicitly.
-from gateway.bind import Bind as Bind
-from gateway.bind import parse_bind as parse_bind
+from gateway.config.bind import Bind as Bind
+from gateway.config.bind import parse_bind as parse_bind
 from gateway.errors import ConfigError
 
 T = TypeVar("T")
@@ -99,7 +99,7 @@ MAX_BODY_BYTES = 100 * 1024 * 1024
 # spare, uploads do not. It is held only until the first app's status is known, which
 # is usually at once; a larger body keeps the first answer (README: Migrating).
 FALLBACK_BODY_BYTES = 1024 * 1024
-# Keys whose value names another mount (gateway/links.py checks them), and the keys that
+# Keys whose value names another mount (gateway/config/links.py checks them), and the keys that
 # mean something only beside each of them.
 LINK_KEYS = ("fallback", "canary", "shadow")
 LINK_OPTIONS = {
@@ -119,7 +119,7 @@ LINK_OPTIONS = {
 # at 1,000 requests/s per worker and 10 ms each; 16 leaves room for a burst. A slower
 # shadow is neither waited for nor queued for: its copies are dropped and counted, so
 # its tasks and buffers (a copy holds at most 1 MiB of request body and 1 MiB of each
-# answer, gateway/shadow.py) stay bounded whatever the shadow does.
+# answer, gateway/migration/shadow.py) stay bounded whatever the shadow does.
 SHADOW_MAX_IN_FLIGHT = 16
 # Safe methods (RFC 9110 §9.2.1): a copy runs the request a second time, which only a
 # request without side effects can afford by default.
@@ -838,7 +838,7 @@ def _anchor(server: ServerConfig, base: str) -> ServerConfig:
 
 def _check_tls(server: ServerConfig, where: _Where) -> None:
     """TLS settings that make sense only together. The files are read when a worker
-    starts (gateway/tls.py), not here (rule 1)."""
+    starts (gateway/server/tls.py), not here (rule 1)."""
     if not server.certfile:
         for key in ("keyfile", "keyfile_password", "ca_certs"):
             if getattr(server, key):

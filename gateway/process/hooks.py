@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from gateway.config import Config
+from gateway.config.loader import Config
 from gateway.errors import StartupError
 
 log = logging.getLogger("gateway.hooks")

@@ -19,7 +19,7 @@ Rules:
    ASGI mount speaks WebSocket: the connection layer asks `serves_websocket` first and
    serves any other upgrade request as plain HTTP, so a WSGI app never sees one.
 7. Mounts reach each other by name. A mount's `rules` (fallback, canary: see
-   gateway/targets.py) are data; at startup each rule's name is resolved to its Mount and
+   gateway/migration/rules.py) are data; at startup each rule's name is resolved to its Mount and
    the rule wraps the mount's app (again when the app is replaced, as a middleware
    put around it later does), so a request is served by `mount.handler` with no
    per-request branching, and a mount without rules is served by its app directly. A
@@ -49,7 +49,7 @@ from gateway.errors import RequestBodyTooLarge
 
 
 class Rule(Protocol):
-    """Sends some of a mount's requests to the mount it names (gateway/targets.py)."""
+    """Sends some of a mount's requests to the mount it names (gateway/migration/rules.py)."""
 
     @property
     def target(self) -> str: ...  # the name of the mount it sends requests to
@@ -149,7 +149,7 @@ class Router:
     def _link(self) -> None:
         """Resolve each rule's name to its mount and wrap the mount's app (rule 7). A
         Target looks its mount's handler up when called, so the order does not matter;
-        the config has already refused unknown names and loops (gateway/links.py)."""
+        the config has already refused unknown names and loops (gateway/config/links.py)."""
         by_name = {mount.name: mount for mount in self.mounts if mount.name}
         for mount in self.mounts:
             targets = []

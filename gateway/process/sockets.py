@@ -24,7 +24,7 @@ import socket
 import stat
 from collections.abc import Sequence
 
-from gateway.config import LISTEN_BACKLOG, Bind, ServerConfig
+from gateway.config.loader import LISTEN_BACKLOG, Bind, ServerConfig
 from gateway.errors import GatewayError
 
 # sd_listen_fds(3): passed descriptors start at 3 (after stdin, stdout, stderr).
@@ -100,7 +100,7 @@ def bind_socket(
 ) -> socket.socket:
     """One listening, non-blocking socket for `bind`; BindError says why not. `backlog`
     is the kernel's accept queue (an fd:// socket keeps the one it was passed with until
-    a worker listens on it again, gateway/worker.py)."""
+    a worker listens on it again, gateway/process/worker.py)."""
     try:
         if bind.kind == "fd":
             sock = _adopt_fd(bind.fd)

@@ -14,7 +14,7 @@ Rules:
    or name of the mount that served the request) and `route` (what the request went
    through beyond it: "fallback:legacy", "canary:new", "shadow:next" for a request
    copied to a shadow; "-" for none).
-4. Layer 1: stdlib, gateway.asgi and gateway.checks only; no event loop.
+4. Layer 1: stdlib, gateway.asgi and gateway.config.checks only; no event loop.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from gateway.asgi import Scope, mount_label
-from gateway.checks import Invalid, expect
+from gateway.config.checks import Invalid, expect
 
 Headers = Iterable[tuple[bytes, bytes]]
 
@@ -246,7 +246,7 @@ def _atom(name: str) -> Getter:
 
 
 def check(value: object) -> str:
-    """The `access_log_format` validator (gateway/config.py)."""
+    """The `access_log_format` validator (gateway/config/loader.py)."""
     text = expect(value, str, "a string")
     try:
         compile_format(text)
