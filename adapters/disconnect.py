@@ -2,20 +2,23 @@
 
 A long view (a report, an export, a long poll) calls it now and then and stops early
 once it is true. Rules:
-1. It is true once the ASGI `receive` reports `http.disconnect` (the client closed the
-   connection, or its sending side once the request was sent), or once the response
-   could not be sent (the request's Channel was aborted). It never turns false again.
+1. Gone for good: it is true once the ASGI `receive` reports `http.disconnect` (the
+   client closed the connection, or its sending side once the request was sent), or once
+   the response could not be sent (the request's Channel was aborted). It never turns
+   false again.
 2. It costs nothing until a view calls it: the first call starts one task on the loop
    that awaits `receive()`, and waits (one hand-off) until that task has looked once, so
    a client already gone is seen on the first call. Later calls read a flag.
-3. `receive()` also carries the request body, so the watch starts only once the body has
-   come in whole (it always has for a body read before the call was handed to the pool;
-   a streamed one once wsgi.input reached its end). Before that the call reports only an
-   aborted response: a read of wsgi.input raises on a disconnect meanwhile.
+3. The watch starts after the body: `receive()` also carries the request body, so the
+   watch starts only once the body has come in whole (it always has for a body read
+   before the call was handed to the pool; a streamed one once wsgi.input reached its
+   end). Before that the call reports only an aborted response: a read of wsgi.input
+   raises on a disconnect meanwhile.
 4. The watch ends with the request: `close` (on the loop) cancels its task.
 5. Its value does not stop anything by itself: the view decides. Whatever it then
    returns goes out if the client can still take it, or is dropped; the result's
-   close() is called either way (adapters/wsgi.py rule 4).
+   close() is called either way (adapters/wsgi.py, rule "headers go out with the first
+   non-empty chunk").
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ class Aborted(Protocol):
 
     @property
     def aborted(self) -> bool:
-        """The response could not be sent on (rule 1)."""
+        """The response could not be sent on (rule "gone for good")."""
 
 
 class DisconnectWatch:
@@ -70,7 +73,8 @@ class DisconnectWatch:
         self._task: asyncio.Task[None] | None = None
 
     def __call__(self) -> bool:
-        """Thread side: has the client gone? (rules 1-3)"""
+        """Thread side: has the client gone? (rules "gone for good", "it costs nothing until
+        a view calls it" and "the watch starts after the body")"""
         if self._gone or self._channel.aborted:
             return True
         if self._task is None and not self._closed and (self._body is None or self._body.ended()):
@@ -100,12 +104,13 @@ class DisconnectWatch:
 
     async def _watch(self) -> None:
         message = await self._receive()
-        # Rule 3: the body is all in, so the next message is the disconnect. Anything
-        # else (a server that repeats an empty body) means nothing more can be learnt.
+        # The body is all in (rule "the watch starts after the body"), so the next
+        # message is the disconnect. Anything else (a server that repeats an empty body)
+        # means nothing more can be learnt.
         self._gone = message["type"] == "http.disconnect"
 
     def close(self) -> None:
-        """Loop side: the request ended (rule 4)."""
+        """Loop side: the request ended (rule "the watch ends with the request")."""
         self._closed = True
         if self._task is not None:
             self._task.cancel()

@@ -5,8 +5,9 @@ Rules:
    of path, both as native strings holding the URL's UTF-8 bytes as latin-1 code points
    (PEP 3333 "Unicode Issues"), so percent-encoded and non-ASCII paths round-trip.
    RAW_URI and REQUEST_URI keep the target as the client sent it.
-2. Request headers with "_" in their names are dropped: "X_User" and "X-User" both map
-   to HTTP_X_USER, so a client could spoof a header a proxy sets (nginx, gunicorn agree).
+2. No underscored header names: request headers with "_" in their names are dropped:
+   "X_User" and "X-User" both map to HTTP_X_USER, so a client could spoof a header a
+   proxy sets (nginx, gunicorn agree).
 3. wsgi.input_terminated is always true: wsgi.input returns EOF at the end of the body,
    chunked or not.
 4. `gateway.client_disconnected` (no arguments, returns a bool) turns true once the
@@ -31,7 +32,7 @@ error_log = logging.getLogger("gateway.error")
 # Request field names seen so far and their environ keys: clients send the same few
 # names on every request, and the mapping is pure. Bounded, since clients pick names.
 _KNOWN_FIELD_NAMES = 1024
-_DROPPED = ""  # the key of a name with "_" in it (rule 2)
+_DROPPED = ""  # the key of a name with "_" in it (rule "no underscored header names")
 _ENVIRON_KEYS: dict[bytes, str] = {}
 
 
@@ -139,7 +140,7 @@ def _add_headers(environ: dict[str, Any], headers: Iterable[tuple[bytes, bytes]]
         if key is None:
             key = _environ_key(raw_name)
         if not key:
-            continue  # rule 2: dropped
+            continue  # dropped (rule "no underscored header names")
         value = raw_value.decode("latin-1")
         old = environ.get(key)
         if old is None:

@@ -8,13 +8,13 @@ Rules:
    the original: the module is not found, importing it raised (an ImportError of its
    own included, told apart from "not found"), a SyntaxError in it, the attribute is
    missing, the factory raised.
-3. "auto" detects the interface from the callable (detect_interface) and refuses to
-   guess when the callable does not say. An explicit interface wins, unless the callable
-   certainly cannot be called that way (`interface_mismatch`: a coroutine function
-   declared "wsgi", a function of (environ, start_response) declared "asgi"): then the
-   load fails, naming the interface the app has and the fix, rather than every request
-   failing with a TypeError. When the callable's signature is unsure, the declared
-   interface is kept.
+3. Interface detection: "auto" detects the interface from the callable
+   (detect_interface) and refuses to guess when the callable does not say. An explicit
+   interface wins, unless the callable certainly cannot be called that way
+   (`interface_mismatch`: a coroutine function declared "wsgi", a function of (environ,
+   start_response) declared "asgi"): then the load fails, naming the interface the app
+   has and the fix, rather than every request failing with a TypeError. When the
+   callable's signature is unsure, the declared interface is kept.
 4. ASGI 2 (double-callable) apps are wrapped by asgiref into ASGI 3; WSGI apps get a
    WSGIAdapter with the mount's own thread pool. LoadedApp.app is always ASGI 3.
 5. A `static` mount loads no code: `load_static` checks its directory (a missing one is
@@ -52,7 +52,8 @@ _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_O
 
 
 class InterfaceMismatch(AppLoadError):
-    """The mount's declared interface is not the one the app certainly has (rule 3)."""
+    """The mount's declared interface is not the one the app certainly has
+    (rule "interface detection")."""
 
 
 @dataclass

@@ -42,24 +42,26 @@ class ThreadPool:
         self.name = name
         self._calls: queue.SimpleQueue[Call | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        # One token per finished call not yet matched by a submit (rule 2): the threads
-        # that are free, or about to be. While the pool can grow, every submit takes a
-        # token or starts a thread, so tokens never outnumber threads; once it is full,
-        # calls that queued took none, and their tokens may count a busy thread as free,
-        # which costs nothing: no thread could be started anyway.
+        # One token per finished call not yet matched by a submit (rule "a call that
+        # arrives takes an idle thread's place"): the threads that are free, or about to
+        # be. While the pool can grow, every submit takes a token or starts a thread, so
+        # tokens never outnumber threads; once it is full, calls that queued took none,
+        # and their tokens may count a busy thread as free, which costs nothing: no
+        # thread could be started anyway.
         self._idle: deque[None] = deque()
         self._closed = False
 
     @property
     def idle_threads(self) -> int:
-        """Threads free for the next call, as `submit` counts them (rule 2)."""
+        """Threads free for the next call, as `submit` counts them
+        (rule "a call that arrives takes an idle thread's place")."""
         return len(self._idle)
 
     def submit(self, call: Call) -> None:
         if self._closed:
             raise RuntimeError(f"the pool of {self.name} is closed")
         self._calls.put(call)
-        if self._idle:  # rule 2: this call takes an idle thread's place now
+        if self._idle:  # this call takes an idle thread's place now
             self._idle.pop()
         elif len(self._threads) < self.size:
             self._start_thread()
@@ -73,7 +75,8 @@ class ThreadPool:
 
     def _serve(self) -> None:
         # A new thread was started for the call that made it, so it leaves its first
-        # token only once that call is done (rule 2).
+        # token only once that call is done (rule "a call that arrives takes an idle
+        # thread's place").
         while True:
             call = self._calls.get()
             if call is None:

@@ -23,7 +23,7 @@ Rules:
    is re-raised on the loop, before or after the response started: the server answers
    500 (or the error's status) or closes the connection. ClientDisconnected ends the
    call quietly.
-6. `expect: 100-continue`: no pre-read, so the server sends 100 only when the app reads
+6. No pre-read on `expect: 100-continue`, so the server sends 100 only when the app reads
    (RFC 9110 "Expect": the app may refuse the body unread); such a body streams.
 7. The environ and its rules live in adapters/environ.py; its
    `gateway.client_disconnected` in adapters/disconnect.py.
@@ -86,7 +86,8 @@ class BodyStream(io.RawIOBase):
         return True
 
     def ended(self) -> bool:
-        """The last body message has come (adapters/disconnect.py rule 3)."""
+        """The last body message has come (adapters/disconnect.py, rule "the watch starts
+        after the body")."""
         return not self._more
 
     def readinto(self, buffer: Any, /) -> int:  # any writable buffer (typeshed's type)
@@ -349,10 +350,11 @@ def _as_bytes(data: object) -> bytes:
 
 class WSGIAdapter:
     """An ASGI 3 app that runs a WSGI app on its own pool of `threads` threads, with at
-    most `max_queue` requests waiting for one (rule 8; None: no bound, for embedding: the
-    mount file always sets one). A request body up to `body_buffer_bytes` is read on the
-    loop before the call takes a thread (rule 2; 0: only its first message, for
-    embedding: the mount file always sets one)."""
+    most `max_queue` requests waiting for one (rule "the pool's queue is bounded"; None: no
+    bound, for embedding: the mount file always sets one). A request body up to
+    `body_buffer_bytes` is read on the loop before the call takes a thread (rule "few
+    hand-offs"; 0: only its first message, for embedding: the mount file always sets
+    one)."""
 
     def __init__(
         self,
@@ -383,7 +385,7 @@ class WSGIAdapter:
         body = await _open_input(environ, receive, channel, self.body_buffer_bytes)
         if body is None:
             return  # the client left before its request began: nobody to answer
-        if self._active >= self._capacity:  # rule 8
+        if self._active >= self._capacity:  # rule "the pool's queue is bounded"
             raise ServiceUnavailable(
                 f"WSGI mount {self.name!r} is full: {self.threads} threads busy, "
                 f"{self.max_queue} requests queued"
@@ -407,8 +409,9 @@ class WSGIAdapter:
 
     @property
     def active(self) -> int:
-        """Requests handed to the pool whose response has not ended (rule 8): those on a
-        thread, then those waiting for one. Read by the metrics (pool busy and queued)."""
+        """Requests handed to the pool whose response has not ended (rule "the pool's queue
+        is bounded"): those on a thread, then those waiting for one. Read by the metrics
+        (pool busy and queued)."""
         return self._active
 
     def close(self) -> None:
@@ -420,7 +423,8 @@ async def _open_input(
     environ: dict[str, Any], receive: Receive, channel: Channel, buffer_bytes: int
 ) -> io.BytesIO | io.BufferedReader | None:
     """wsgi.input: the body read on the loop up to `buffer_bytes`, whole, or the start of
-    a stream the thread reads on (rule 2, rule 6); None if the client left first."""
+    a stream the thread reads on (rules "few hand-offs" and "no pre-read"); None if the
+    client left first."""
     if "HTTP_EXPECT" in environ and environ["HTTP_EXPECT"].lower() == "100-continue":
         return io.BufferedReader(BodyStream(partial(channel.fetch, receive), b""))
     # A declared length past the bound streams from its first message on: buffering

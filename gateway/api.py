@@ -6,10 +6,10 @@ Rules:
    app, or [[mount]] mappings) with the keyword settings as command-line overrides, so
    the validation and the errors (ConfigError, StartupError) are the CLI's. Nothing is
    printed; errors are raised.
-2. An app *object* (not a "module:attribute" string) is registered under a reference in
-   APPS_MODULE, an in-memory module, and loaded from there like any other: the loader
-   is unchanged, and forked workers inherit the module. `reload` re-executes the
-   program, which has no such module, so it needs references.
+2. Objects by reference: an app *object* (not a "module:attribute" string) is
+   registered under a reference in APPS_MODULE, an in-memory module, and loaded from
+   there like any other: the loader is unchanged, and forked workers inherit the module.
+   `reload` re-executes the program, which has no such module, so it needs references.
 3. TestServer binds 127.0.0.1:0 itself and serves it with the worker's own code on a
    worker's loop (uvloop) in a thread; `start` returns once the apps' lifespan startup is done,
    `stop` is the graceful stop SIGTERM makes, bounded by graceful_timeout.
@@ -43,7 +43,8 @@ from gateway.process.supervisor import serve
 from gateway.process.worker import Worker, load_mounts, new_event_loop
 
 APPS_MODULE = "gateway_run_apps"
-"""Where app objects given to `run` and `TestServer` are registered (rule 2)."""
+"""Where app objects given to `run` and `TestServer` are registered
+(rule "objects by reference")."""
 RUN = "gateway.run()"
 """How a config made from [[mount]] mappings is named in errors."""
 # How long `TestServer.start` waits for the apps to import and start: far above a real
@@ -87,7 +88,8 @@ def build_config(
     port: int | None,
     settings: Mapping[str, object],
 ) -> tuple[Config, dict[str, object]]:
-    """The Config of `run`'s arguments (rule 1), and the overrides it was made with."""
+    """The Config of `run`'s arguments (rule "one path"), and the overrides it was made
+    with."""
     name = RUN if target is None or not isinstance(target, str | os.PathLike) else os.fspath(target)
     overrides = {key: _as_toml(value) for key, value in settings.items() if value is not None}
     bind = bind_from_host_port(host, port, overrides.get("bind"), name)
@@ -115,7 +117,7 @@ def _with_reference(mount: Mapping[str, object]) -> dict[str, object]:
 
 
 def register(app: object) -> str:
-    """A "module:attribute" reference that loads `app` (rule 2)."""
+    """A "module:attribute" reference that loads `app` (rule "objects by reference")."""
     if not callable(app):
         raise TypeError(f"an app must be callable, got {type(app).__name__}")
     module = sys.modules.get(APPS_MODULE)
@@ -136,7 +138,8 @@ class TestServer:
         with gateway.TestServer("gateway.toml") as server:
             httpx.get(server.url + "/api/items")
 
-    Takes `run`'s arguments; bind, host and port are its own (rule 3).
+    Takes `run`'s arguments; bind, host and port are its own
+    (rule "TestServer binds 127.0.0.1:0 itself").
     """
 
     __test__ = False  # a pytest collecting a user's tests must not take it for a test class

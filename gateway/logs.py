@@ -10,10 +10,11 @@ Rules:
    (gateway/process/worker.py). With one, it replaces these handlers, as uvicorn's does.
 3. Access lines are rendered by AccessLines, a filter on the `gateway.access` logger
    itself, so `access_log_format` applies whichever handlers and formatters a --log-config
-   file gives it. The format is parsed once, here (gateway/config/access_format.py rule 2).
-4. `log_format = "json"`: each line is one JSON object (JSONLines) with `time`, `level`,
-   `logger` and `message`, and an access line's fields beside them; a traceback is a
-   field, so a line never spans two.
+   file gives it. The format is parsed once, here (gateway/config/access_format.py,
+   rule "a format is parsed once").
+4. JSON lines with `log_format = "json"`: each line is one JSON object (JSONLines) with
+   `time`, `level`, `logger` and `message`, and an access line's fields beside them; a
+   traceback is a field, so a line never spans two.
 5. A --log-config file that cannot be read or applied is a ConfigError naming the
    setting: one line, exit 1, before anything binds.
 """
@@ -42,7 +43,8 @@ CONFIG_ERRORS = (ValueError, TypeError, KeyError, AttributeError, ImportError)
 
 
 def configure_logging(config: Config) -> None:
-    """Rules 2-4: our own handlers, or the operator's file; access lines either way."""
+    """Our own handlers, or the operator's file; access lines either way (rules "without a
+    --log-config file", "access lines are rendered by AccessLines" and "JSON lines")."""
     server = config.server
     if server.log_config:
         apply_log_config(config)
@@ -83,7 +85,8 @@ def _log_handler(config: Config, setting: str, stream: TextIO) -> logging.Handle
 
 
 def apply_log_config(config: Config) -> None:
-    """Rule 5: a dictConfig file (.json, .yaml, .yml) or a fileConfig (INI) file."""
+    """A dictConfig file (.json, .yaml, .yml) or a fileConfig (INI) file
+    (rule "a --log-config file that cannot be read")."""
     path = config.server.log_config
     try:
         if path.endswith(".json"):
@@ -137,12 +140,14 @@ def _reason(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     if isinstance(exc, OSError) and exc.strerror:
         text = exc.strerror
-    return " ".join(text.split())  # one line (rule 5), whatever the library wrote
+    # One line, whatever the library wrote (rule "a --log-config file that cannot be read").
+    return " ".join(text.split())
 
 
 class AccessLines(logging.Filter):
-    """Rule 3: renders each access entry in the configured format as the record's message,
-    keeping the entry for a JSON formatter. Records that are not entries pass as they are."""
+    """Renders each access entry in the configured format as the record's message,
+    keeping the entry for a JSON formatter (rule "access lines are rendered by
+    AccessLines"). Records that are not entries pass as they are."""
 
     def __init__(self, access_format: AccessFormat) -> None:
         super().__init__()
@@ -158,7 +163,7 @@ class AccessLines(logging.Filter):
 
 
 class JSONLines(logging.Formatter):
-    """Rule 4: one JSON object per record. Usable from a --log-config file too
+    """One JSON object per record (rule "JSON lines"). Usable from a --log-config file too
     ("()": "gateway.logs.JSONLines")."""
 
     def format(self, record: logging.LogRecord) -> str:

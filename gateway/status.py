@@ -56,8 +56,8 @@ class Pool:
 
 @dataclass
 class MountStatus:
-    """One mount's line of the report (rule 2); rates are fractions, None when the
-    denominator is 0."""
+    """One mount's line of the report (rule "the figures are the server's"); rates are
+    fractions, None when the denominator is 0."""
 
     mount: str
     requests: int = 0
@@ -83,7 +83,7 @@ class Report:
 
 
 def metrics_url(config: Config) -> str:
-    """The metrics endpoint at the first bind address (rule 1)."""
+    """The metrics endpoint at the first bind address (rule "read only")."""
     path = config.server.metrics_path
     if not path:
         raise StatusUnavailable(
@@ -156,7 +156,8 @@ class UnixConnection(http.client.HTTPConnection):
 
 
 def build_report(url: str, text: str, order: Iterable[str] = ()) -> Report:
-    """The report from an exposition; `order` lists the mounts of the file (rule 4)."""
+    """The report from an exposition; `order` lists the mounts of the file
+    (rule "mounts come in the mount file's order")."""
     try:
         samples = list(parse_exposition(text))
     except ValueError as exc:
@@ -177,7 +178,7 @@ def build_report(url: str, text: str, order: Iterable[str] = ()) -> Report:
 
 
 def mount_status(label: str, samples: list[Sample]) -> MountStatus:
-    """One mount's figures from its samples (rule 2)."""
+    """One mount's figures from its samples (rule "the figures are the server's")."""
     total: dict[str, float] = defaultdict(float)
     buckets: list[tuple[float, float]] = []
     for sample in samples:
@@ -208,8 +209,8 @@ def _pool(total: dict[str, float]) -> Pool | None:
 
 
 def quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
-    """The q-quantile of a histogram's cumulative (upper bound, count) buckets (rule 3);
-    None when it counted nothing."""
+    """The q-quantile of a histogram's cumulative (upper bound, count) buckets
+    (rule "p50 and p99 are estimated"); None when it counted nothing."""
     ordered = sorted(buckets)
     if not ordered or ordered[-1][1] == 0:
         return None
@@ -276,7 +277,8 @@ def render_json(report: Report) -> str:
 
 
 def run(config: Config, url: str | None, as_json: bool) -> int:
-    """`gateway status`: print the report (exit 0), or raise StatusUnavailable (rule 1)."""
+    """`gateway status`: print the report (exit 0), or raise StatusUnavailable
+    (rule "read only")."""
     url = url or metrics_url(config)
     order = [mount_label(mount.prefix, mount.name) for mount in config.mounts]
     report = build_report(url, fetch(url), order)

@@ -31,8 +31,9 @@ the direct peer is trusted (`forwarded_allow_ips`). Rules:
    entry counts: the nearest proxy, which is trusted, wrote it. A proto other than
    http, https, ws or wss, or a host that is not `uri-host [":" port]` (RFC 9110 §7.2),
    is ignored.
-5. "unknown" and obfuscated identifiers (RFC 7239 §6.2, §6.3) are the client as the
-   proxy names it, and are never trusted. A hop without a port has port 0 in `client`.
+5. Unknown and obfuscated clients: "unknown" and obfuscated identifiers (RFC 7239 §6.2,
+   §6.3) are the client as the proxy names it, and are never trusted. A hop without a
+   port has port 0 in `client`.
 6. Malformed input is never an error: a field that cannot be read says nothing, and the
    request keeps what the connection knows.
 7. Layer 1: stdlib only; no asyncio, socket, threading or signal.
@@ -98,7 +99,8 @@ NOTHING = Origin()
 
 class ProxyTrust:
     """`forwarded_allow_ips`, parsed: IP addresses, networks, "*" and "unix"; and
-    whether a trusted proxy's host replaces the Host field (`forwarded_host`, rule 4)."""
+    whether a trusted proxy's host replaces the Host field (`forwarded_host`,
+    rule "scheme and host come from the hop")."""
 
     __slots__ = ("_any", "_networks", "_unix", "forwarded_host")
 
@@ -117,7 +119,8 @@ class ProxyTrust:
         self._networks: tuple[Network, ...] = tuple(networks)
 
     def trusts_peer(self, peer: tuple[str, int | None] | None, unix: bool) -> bool:
-        """Whether the direct peer may speak for the client (rule 1)."""
+        """Whether the direct peer may speak for the client
+        (rule "trust is decided once per connection")."""
         if unix:
             return self._unix or self._any
         return peer is not None and self.trusts(peer[0])
@@ -147,15 +150,17 @@ def _network(entry: str) -> Network:
 def forwarded_origin(headers: Headers, trust: ProxyTrust) -> Origin:
     """The client, scheme and host that the request's proxy fields report.
 
-    Call it only for a trusted direct peer (rule 1); the trust list then decides
-    which hops of the chain are our own proxies (rule 3).
+    Call it only for a trusted direct peer (rule "trust is decided once per
+    connection"); the trust list then decides which hops of the chain are our own
+    proxies (rule "the client is the right-most hop").
     """
     fields: list[list[str]] = [[], [], [], []]  # each field's lines, in order
     for name, value in headers:
         index = _FIELDS.get(name)
         if index is not None:
             fields[index].append(value.decode("latin-1"))
-    if fields[_FOR] or fields[_PROTO] or fields[_HOST_FIELD]:  # rule 2
+    # Rule "one family per request": any X-Forwarded-* field, and Forwarded is ignored.
+    if fields[_FOR] or fields[_PROTO] or fields[_HOST_FIELD]:
         return _x_forwarded(fields, trust)
     if fields[_FORWARDED]:
         return _forwarded(", ".join(fields[_FORWARDED]), trust)  # RFC 9110 §5.3
@@ -177,7 +182,8 @@ def _x_forwarded(fields: list[list[str]], trust: ProxyTrust) -> Origin:
 def _forwarded(value: str, trust: ProxyTrust) -> Origin:
     elements = _forwarded_elements(value)
     chosen = _walk([e.get("for") if e is not None else None for e in elements], trust)
-    # Rule 4: the element that named the client, else the nearest proxy's.
+    # The element that named the client, else the nearest proxy's (rule "scheme and host
+    # come from the hop").
     element = elements[chosen[0] if chosen is not None else -1]
     if element is None:
         return NOTHING
@@ -189,7 +195,8 @@ def _forwarded(value: str, trust: ProxyTrust) -> Origin:
 
 
 def _walk(hops: Sequence[str | None], trust: ProxyTrust) -> tuple[int, Node] | None:
-    """Rule 3: the hop that is the client and its index; None for the direct peer."""
+    """The hop that is the client and its index; None for the direct peer
+    (rule "the client is the right-most hop")."""
     chosen = None
     for index in range(len(hops) - 1, -1, -1):
         text = hops[index]
@@ -207,7 +214,8 @@ def _client(chosen: tuple[int, Node] | None) -> tuple[str, int] | None:
 
 
 def _aligned(values: list[str], chosen: int | None, hops: int) -> str | None:
-    """Rule 4: the entry that goes with the client's hop, else the nearest proxy's."""
+    """The entry that goes with the client's hop, else the nearest proxy's
+    (rule "scheme and host come from the hop")."""
     if not values:
         return None
     if chosen is not None and len(values) == hops:

@@ -46,7 +46,7 @@ class Answer:
     """One side's answer as far as the comparison goes; filled by `take` as the app
     sends its messages."""
 
-    keep: int  # bytes of body kept (rule 4)
+    keep: int  # bytes of body kept (rule "an Answer keeps only the first `keep` bytes")
     status: int | None = None  # None: no http.response.start came
     content_type: str = ""
     body: bytearray = field(default_factory=bytearray)
@@ -69,7 +69,7 @@ class Answer:
 
     @property
     def cut(self) -> bool:
-        """Longer than what was kept (rule 4)."""
+        """Longer than what was kept (rule "an Answer keeps only the first `keep` bytes")."""
         return self.length > len(self.body)
 
     def summary(self) -> dict[str, Any]:
@@ -94,14 +94,16 @@ def _content_type(headers: Any) -> str:
 @dataclass(frozen=True)
 class Mismatch:
     """How two answers differ: the parts ("status", "content-type", "body") and, for a
-    body, a bounded description (rule 5)."""
+    body, a bounded description (rule "a difference is described within bounds")."""
 
     parts: tuple[str, ...]
     diff: dict[str, Any]
 
 
 def compare(primary: Answer, shadow: Answer, ignored: frozenset[str]) -> Mismatch | None:
-    """None when the answers match (rules 1-4), else how they differ."""
+    """None when the answers match (rules "two answers match", "content types are
+    compared as media types", "bodies match" and "an Answer keeps only the first `keep`
+    bytes"), else how they differ."""
     parts = []
     if primary.status != shadow.status:
         parts.append("status")
@@ -114,14 +116,17 @@ def compare(primary: Answer, shadow: Answer, ignored: frozenset[str]) -> Mismatc
 
 
 def media_type(value: str) -> str:
-    """A content type in a form where equal ones are equal strings (rule 2)."""
+    """A content type in a form where equal ones are equal strings
+    (rule "content types are compared as media types")."""
     return ";".join(part.strip() for part in value.lower().split(";"))
 
 
 def body_difference(
     primary: Answer, shadow: Answer, ignored: frozenset[str]
 ) -> dict[str, Any] | None:
-    """None when the bodies match (rules 3-4), else a bounded description (rule 5)."""
+    """None when the bodies match (rules "bodies match" and "an Answer keeps only the
+    first `keep` bytes"), else a bounded description (rule "a difference is described
+    within bounds")."""
     if primary.cut or shadow.cut:
         if primary.length == shadow.length and primary.body == shadow.body:
             return None
@@ -172,7 +177,7 @@ _ABSENT = object()  # a key one side's object lacks, or an index past a list's e
 
 def json_differences(a: bytes, b: bytes, ignored: frozenset[str]) -> list[dict[str, str]] | None:
     """Up to MAX_PATHS places where two JSON documents differ, [] if they are equal once
-    `ignored` keys are left out (rule 3), or None when either is not JSON."""
+    `ignored` keys are left out (rule "bodies match"), or None when either is not JSON."""
     try:
         left, right = json.loads(a), json.loads(b)
     except (ValueError, RecursionError):  # not JSON, not UTF-8 text, or nested too deep
@@ -205,7 +210,7 @@ def _walk(left: Any, right: Any, ignored: frozenset[str]) -> Iterator[tuple[str,
 
 
 def _same(x: Any, y: Any) -> bool:
-    """Equal as JSON values that are not both objects or both arrays (rule 3)."""
+    """Equal as JSON values that are not both objects or both arrays (rule "bodies match")."""
     if isinstance(x, bool) or isinstance(y, bool):
         return x is y
     if isinstance(x, int | float) and isinstance(y, int | float):

@@ -34,8 +34,9 @@ Rules:
    recorded in the mismatch it makes (`error`), with the traceback at debug level only;
    nothing of it reaches the primary's request or the client.
 6. A mismatch is one JSON line (mismatch_record) appended to `shadow_log`, or written to
-   the error log at warning level. Lines are short (compare.py rule 5), written after
-   the primary has answered; the file is reopened when logrotate moves it. Bodies over
+   the error log at warning level. Lines are short (gateway/migration/compare.py,
+   rule "a difference is described within bounds"), written after the primary has
+   answered; the file is reopened when logrotate moves it. Bodies over
    INLINE_COMPARE_BYTES are compared in a thread, so a big JSON parse does not hold up
    the loop.
 7. Counted when metrics are on: each copy started (count_shadow), each dropped
@@ -92,9 +93,10 @@ INLINE_COMPARE_BYTES = 64 * 1024
 # How long the drain waits for cancelled copies to unwind (gateway/process/worker.py has the
 # same bound for cancelled WebSocket apps).
 CANCEL_GRACE_S = 1.0
-# A copy starts this long after its primary's answer (rule 1): requests that arrive
-# together, as a burst of clients does, are all answered before their copies take the
-# loop, so a copy delays no primary of its own burst.
+# A copy starts this long after its primary's answer (rule "the client gets the
+# primary's answer"): requests that arrive together, as a burst of clients does, are all
+# answered before their copies take the loop, so a copy delays no primary of its own
+# burst.
 COPY_DELAY_S = 0.01
 # The request target shown in a mismatch line is cut here; max_target_bytes (8 KiB)
 # bounds it already, but a line of the log should stay readable.
@@ -104,7 +106,7 @@ Copy = Callable[[], Coroutine[Any, Any, None]]
 
 
 class ShadowPool:
-    """A mount's copies in flight in one worker, at most `limit` (rule 3)."""
+    """A mount's copies in flight in one worker, at most `limit` (rule "bounded")."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -146,7 +148,8 @@ class ShadowPool:
 
 
 class MismatchLog:
-    """Where a mount's mismatches go: a JSON-lines file, or the error log (rule 6)."""
+    """Where a mount's mismatches go: a JSON-lines file, or the error log
+    (rule "a mismatch is one JSON line")."""
 
     def __init__(self, path: str) -> None:
         # WatchedFileHandler reopens the file when logrotate moves it away, and appends
@@ -180,7 +183,7 @@ class ShadowRule:
     log: MismatchLog = field(compare=False)
     label: str = ""  # the routing mount's: counters and mismatch lines
     metrics: RoutingCounters | None = field(default=None, compare=False, repr=False)
-    # Lower-cased field names, as ASGI gives them (rule 4).
+    # Lower-cased field names, as ASGI gives them (rule "the copy is the request").
     drop_headers: frozenset[bytes] = frozenset(name.encode() for name in SHADOW_DROP_HEADERS)
     kind: ClassVar[str] = "shadow"
 
@@ -193,7 +196,8 @@ class ShadowRule:
 
 
 class Shadow:
-    """Serves the primary and, once it has answered, starts the copy (rules 1-2)."""
+    """Serves the primary and, once it has answered, starts the copy
+    (rules "the client gets the primary's answer" and "which requests are copied")."""
 
     __slots__ = ("_inner", "_rule", "_target")
 
@@ -236,7 +240,8 @@ class Shadow:
     def _start_copy(self, scope: Scope, body: bytes | None, primary: Answer) -> bool:
         """Start the copy, or count it dropped; whether it started."""
         rule = self._rule
-        if body is None:  # over the cap, or not read whole by the primary (rule 2)
+        # Over the cap, or not read whole by the primary (rule "which requests are copied").
+        if body is None:
             rule.dropped()
             return False
         copy = ShadowCopy(self._target, scope, body, primary, rule)
@@ -259,7 +264,8 @@ def _bodiless(headers: list[tuple[bytes, bytes]]) -> bool:
 
 
 class Watch:
-    """The primary's `send`: passes each message on, then notes it (rule 1)."""
+    """The primary's `send`: passes each message on, then notes it
+    (rule "the client gets the primary's answer")."""
 
     __slots__ = ("_send", "answer")
 
@@ -273,7 +279,9 @@ class Watch:
 
 
 class ShadowCopy:
-    """One copy: the shadow's request and answer, then the comparison (rules 4-6)."""
+    """One copy: the shadow's request and answer, then the comparison
+    (rules "the copy is the request", "the shadow's errors stay there" and "a mismatch is
+    one JSON line")."""
 
     def __init__(
         self, target: Target, scope: Scope, body: bytes, primary: Answer, rule: ShadowRule
@@ -287,7 +295,8 @@ class ShadowCopy:
         self.done = asyncio.Event()  # the shadow's answer is complete
 
     async def run(self) -> None:
-        """The task's body: never raises but CancelledError (rule 5)."""
+        """The task's body: never raises but CancelledError
+        (rule "the shadow's errors stay there")."""
         await asyncio.sleep(COPY_DELAY_S)
         try:
             async with asyncio.timeout(TIMEOUT_S):

@@ -1,4 +1,5 @@
-"""Room on disk for prometheus_client's multiprocess files (gateway/server/metrics.py rule 7).
+"""Room on disk for prometheus_client's multiprocess files
+(gateway/server/metrics.py, rule "a full or read-only metrics directory").
 
 prometheus_client maps each process's metric files into memory and writes values
 straight into the mapping. On a full disk (a small tmpfs, say) a write to a page the
@@ -38,7 +39,9 @@ ENTRY_OVERHEAD_BYTES = 4 + 8 + 16
 # The header before a file's first entry: how many bytes are used (MmapedDict).
 HEADER_BYTES = 8
 
-_dropped_writes = 0  # this process's metric writes that went nowhere (rule 3)
+# This process's metric writes that went nowhere (rule "a value whose room cannot be
+# reserved").
+_dropped_writes = 0
 
 
 class MetricsDirectoryError(GatewayError):
@@ -58,7 +61,8 @@ def make_directory() -> str:
 
 
 def check_directory(directory: str, file_bytes: int) -> None:
-    """Rule 1: reserve, then remove, the room of one process's files of `file_bytes`."""
+    """Reserve, then remove, the room of one process's files of `file_bytes`
+    (rule "at start the directory is checked")."""
     probe = os.path.join(directory, f"gateway-check-{os.getpid()}.db")
     try:
         _reserve(probe, FILES_PER_PROCESS * file_bytes)
@@ -72,13 +76,15 @@ def check_directory(directory: str, file_bytes: int) -> None:
 
 
 def dropped_writes() -> int:
-    """This process's metric writes that found no room (rule 3)."""
+    """This process's metric writes that found no room
+    (rule "a value whose room cannot be reserved")."""
     return _dropped_writes
 
 
 class ReservingValues:
     """prometheus_client's value class for the multiprocess mode, with the room of each
-    value reserved before it is made (rule 2), or the value kept in memory (rule 3)."""
+    value reserved before it is made (rule "every value is made through ReservingValues"),
+    or the value kept in memory (rule "a value whose room cannot be reserved")."""
 
     _multiprocess = True  # what gateway/server/metrics.py `multiprocess()` asks
 

@@ -13,7 +13,7 @@ Exported, per mount (label `mount`: the mount's prefix, or its name when it has 
   `WorkerMetrics.count_*` (they stay at 0 until it calls them);
 - `gateway_worker_restarts_total{reason}`, counted by the supervisor (SupervisorMetrics);
 - `gateway_metrics_dropped_writes_total`: the answering worker's metric writes that
-  found no room in the metrics directory (rule 7).
+  found no room in the metrics directory (rule "a full or read-only metrics directory").
 
 Rules:
 1. Off costs nothing: with `metrics_path = ""` no middleware wraps a mount, no metric
@@ -67,15 +67,17 @@ from gateway.server import metric_files
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Counter, Gauge
 
-# Rule 2: importing prometheus_client registers its default collectors (one of them a GC
+# Importing prometheus_client registers its default collectors (one of them a GC
 # callback that runs on every collection) and costs ~4 MiB, so it is imported only by a
-# server with metrics on (`load`), never merely because it is installed.
+# server with metrics on (`load`), never merely because it is installed
+# (rule "prometheus_client is imported here").
 INSTALLED = importlib.util.find_spec("prometheus_client") is not None
 
 
 @functools.cache
 def load() -> types.SimpleNamespace:
-    """prometheus_client's parts, imported on first use (rule 2)."""
+    """prometheus_client's parts, imported on first use
+    (rule "prometheus_client is imported here")."""
     import prometheus_client
     from prometheus_client import exposition, mmap_dict, multiprocess, parser, values
     from prometheus_client.core import CounterMetricFamily
@@ -95,7 +97,8 @@ def load() -> types.SimpleNamespace:
         mark_process_dead=multiprocess.mark_process_dead,
         parse_text=parser.text_string_to_metric_families,
     )
-    if values.ValueClass._multiprocess:  # PROMETHEUS_MULTIPROC_DIR was set: rule 7
+    # PROMETHEUS_MULTIPROC_DIR was set (rule "a full or read-only metrics directory").
+    if values.ValueClass._multiprocess:
         values.ValueClass = _reserving(parts, values.ValueClass)
     return parts
 
@@ -140,7 +143,8 @@ class MetricsUnavailable(GatewayError):
 
 
 def require(server: ServerConfig) -> None:
-    """Raise MetricsUnavailable when metrics are on without prometheus_client (rule 2)."""
+    """Raise MetricsUnavailable when metrics are on without prometheus_client
+    (rule "prometheus_client is imported here")."""
     if server.metrics_path and not INSTALLED:
         raise MetricsUnavailable(
             "metrics_path needs prometheus_client: pip install 'gateway[metrics]'"
@@ -163,7 +167,7 @@ class Pool(Protocol):
 
 
 def multiprocess() -> bool:
-    """Values go to files in PROMETHEUS_MULTIPROC_DIR (rule 3)."""
+    """Values go to files in PROMETHEUS_MULTIPROC_DIR (rule "several workers sum")."""
     return bool(load().values.ValueClass._multiprocess)
 
 
@@ -172,7 +176,7 @@ def multiprocess() -> bool:
 
 class Families:
     """Every metric family of a worker, unlabelled; in one worker they live in
-    `registry`, with several they only write files (rule 3)."""
+    `registry`, with several they only write files (rule "several workers sum")."""
 
     def __init__(self, registry: CollectorRegistry | None) -> None:
         by_mount = ("mount",)
@@ -198,7 +202,7 @@ class Families:
 
 
 def _live_gauge(name: str, text: str, registry: CollectorRegistry | None) -> Gauge:
-    # livesum: summed over the live workers only (rule 3).
+    # livesum: summed over the live workers only (rule "several workers sum").
     gauge: Gauge = load().Gauge(
         name, text, ("mount",), registry=registry, multiprocess_mode="livesum"
     )
@@ -207,7 +211,7 @@ def _live_gauge(name: str, text: str, registry: CollectorRegistry | None) -> Gau
 
 class MountMetrics:
     """One mount's instruments, labelled once at startup: `labels()` takes a lock and a
-    lookup, which the per-request path does without (rule 4)."""
+    lookup, which the per-request path does without (rule "per request only what must be")."""
 
     def __init__(self, families: Families, label: str, pool: Pool | None) -> None:
         self.label = label
@@ -228,7 +232,8 @@ class MountMetrics:
         self._latency.observe(seconds)
 
     def publish(self) -> None:
-        """Write the gauges: in-flight, and the pool's busy and queued (rule 4)."""
+        """Write the gauges: in-flight, and the pool's busy and queued
+        (rule "per request only what must be")."""
         self._in_flight.set(self.in_flight)
         if self._pool is not None:
             active = self._pool.active
@@ -252,7 +257,7 @@ class MetricsMiddleware:
         self.mount = mount
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":  # rule 6
+        if scope["type"] != "http":  # rule "only HTTP requests are counted"
             await self.app(scope, receive, send)
             return
         request = RequestRecord(self.mount, send)
@@ -314,7 +319,7 @@ class WorkerMetrics:
         self._registry = load().CollectorRegistry()
         if multiprocess():
             load().add_files_collector(self._registry, os.environ[MULTIPROC_ENV])
-            self._registry.register(DroppedWrites())  # rule 7
+            self._registry.register(DroppedWrites())  # rule "a full or read-only metrics directory"
             self._families = Families(None)
         else:
             self._families = Families(self._registry)
@@ -330,7 +335,7 @@ class WorkerMetrics:
         return MetricsEndpoint(app, self)
 
     def publish(self) -> None:
-        """Write the gauges of every mount (rule 4)."""
+        """Write the gauges of every mount (rule "per request only what must be")."""
         for mount in self._mounts.values():
             mount.publish()
 
@@ -340,7 +345,8 @@ class WorkerMetrics:
         asyncio.get_running_loop().call_later(interval_s, self.publish_every, interval_s)
 
     def collect(self) -> bytes:
-        """The exposition (rule 3: summed over the workers' files in multiprocess mode)."""
+        """The exposition: summed over the workers' files in multiprocess mode
+        (rule "several workers sum")."""
         return bytes(load().generate_latest(self._registry))
 
     # The routing code's API: `mount` is the label (mount_label) of the mount the event
@@ -367,7 +373,7 @@ class WorkerMetrics:
 
 
 def worker_metrics(server: ServerConfig) -> WorkerMetrics | None:
-    """A worker's metrics, or None when they are off (rule 1)."""
+    """A worker's metrics, or None when they are off (rule "off costs nothing")."""
     if not server.metrics_path:
         return None
     require(server)
@@ -391,8 +397,10 @@ class MetricsEndpoint:
         if scope["method"] not in ("GET", "HEAD"):
             await send_status(send, HTTPStatus.METHOD_NOT_ALLOWED, [(b"allow", b"GET, HEAD")])
             return
-        self.metrics.publish()  # this worker's gauges as of now (rule 4)
-        body = await asyncio.to_thread(self.metrics.collect)  # rule 5
+        # This worker's gauges as of now (rule "per request only what must be"), then the
+        # scrape (rule "a scrape is collected off the event loop").
+        self.metrics.publish()
+        body = await asyncio.to_thread(self.metrics.collect)
         headers = [
             (b"content-type", str(load().CONTENT_TYPE_LATEST).encode("ascii")),
             (b"content-length", str(len(body)).encode("ascii")),
@@ -402,7 +410,8 @@ class MetricsEndpoint:
         await send({"type": "http.response.body", "body": body})
 
 
-# -- room for the multiprocess files (rule 7, gateway/server/metric_files.py) --------------------
+# -- room for the multiprocess files (gateway/server/metric_files.py) ----------------------
+# The rule "a full or read-only metrics directory", on the metrics side.
 
 
 def check_directory(directory: str) -> None:
@@ -433,8 +442,8 @@ class DroppedWrites:
 
 
 class SupervisorMetrics:
-    """The supervisor's part (rule 3): the shared directory, dead workers' gauges, and
-    the restarts counter. Inert while metrics are off."""
+    """The supervisor's part (rule "several workers sum"): the shared directory, dead workers'
+    gauges, and the restarts counter. Inert while metrics are off."""
 
     def __init__(self) -> None:
         self.directory = ""
@@ -455,7 +464,8 @@ class SupervisorMetrics:
             # Also when the supervisor fails before its loop (a preloaded app that does
             # not import); never in a worker, which leaves through os._exit.
             atexit.register(self.close)
-        check_directory(self.directory)  # rule 7: before any file of ours is mapped
+        # Before any file of ours is mapped (rule "a full or read-only metrics directory").
+        check_directory(self.directory)
         if not multiprocess():
             # prometheus_client picks its value class when it is first imported (in
             # `values`), which here came before the variable was set: pick again.

@@ -43,7 +43,7 @@ VERIFY_MODES = {
 # A real handshake takes one or two round trips and a few milliseconds of CPU: well
 # under a second, a few seconds on a lossy mobile link. Beyond 10 s (header_timeout's
 # figure; uvloop's default is 60 s) the peer is stalled or hostile, and holds a socket
-# and an SSL object until then (rule 5).
+# and an SSL object until then (rule "every TLS wait is bounded").
 TLS_HANDSHAKE_TIMEOUT_S = 10.0
 # From closing a TLS connection until the socket is gone: flushing the last buffered
 # bytes of a response (at most the transport's 64 KiB high-water mark, so a client
@@ -74,7 +74,8 @@ _NAME_SPECIALS = frozenset('"+,;<>\\')  # RFC 4514 §2.4: escaped with a backsla
 def server_context(config: Config) -> ssl.SSLContext | None:
     """The worker's SSLContext, or None when `certfile` is unset (plain HTTP).
 
-    Raises ConfigError, naming the setting to fix, when a file does not load (rule 1).
+    Raises ConfigError, naming the setting to fix, when a file does not load
+    (rule "config stays inert").
     """
     server = config.server
     if not server.certfile:
@@ -95,7 +96,8 @@ def _load_chain(context: ssl.SSLContext, config: Config) -> None:
     cert_text = _read(config, "certfile")
     key_text = _read(config, "keyfile") if server.keyfile else cert_text
     try:
-        # A callable, so OpenSSL never prompts for a password (rule 4).
+        # A callable, so OpenSSL never prompts for a password
+        # (rule "an encrypted key is never prompted for").
         context.load_cert_chain(
             server.certfile, server.keyfile or None, lambda: server.keyfile_password
         )
@@ -134,7 +136,8 @@ def _fail(config: Config, setting: str, reason: str) -> ConfigError:
 
 
 def tls_extension(ssl_object: ssl.SSLObject) -> dict[str, Any]:
-    """The ASGI TLS extension (version 0.2) for one connection (rule 6).
+    """The ASGI TLS extension (version 0.2) for one connection
+    (rule "each TLS connection's scope carries the ASGI TLS extension").
 
     `server_cert` is None: the ssl module does not hand back our own certificate, which
     the spec allows. A client certificate that did not verify failed the handshake, so
