@@ -46,7 +46,7 @@ from gateway.migration.shadow import Shadows
 from gateway.routing.health import HealthCheck
 from gateway.routing.router import Mount, Router, Rule
 from gateway.server.connection import HTTPConnection
-from gateway.server.lifespan import LifespanFanout, LifespanTarget
+from gateway.server.lifespan import LifespanFanout, LifespanMount
 from gateway.server.metrics import WorkerMetrics, worker_metrics
 from gateway.server.shared import WorkerShared
 from gateway.server.tls import TLS_HANDSHAKE_TIMEOUT_S, TLS_SHUTDOWN_TIMEOUT_S, server_context
@@ -171,7 +171,7 @@ class Worker:
     ) -> None:
         router = Router([self._route(m, n) for n, m in enumerate(mounts, 1)])
         fanout = LifespanFanout(
-            [_lifespan_target(m, r) for m, r in zip(mounts, router.mounts, strict=True)]
+            [_lifespan_mount(m, r) for m, r in zip(mounts, router.mounts, strict=True)]
         )
         timeout_s = self.config.server.graceful_timeout
         await fanout.startup(timeout_s)
@@ -354,8 +354,8 @@ def _rules(config: MountConfig, metrics: RoutingCounters | None) -> list[Rule]:
     return rules
 
 
-def _lifespan_target(mount: LoadedMount, route: Mount) -> LifespanTarget:
-    return LifespanTarget(
+def _lifespan_mount(mount: LoadedMount, route: Mount) -> LifespanMount:
+    return LifespanMount(
         label=f"mount {route.label} ({mount.config.app})",
         app=mount.loaded.app,
         policy=mount.config.lifespan,
