@@ -87,7 +87,7 @@ from gateway.http.events import (
     RequestHead,
 )
 from gateway.http.forwarded import ProxyTrust, apply_forwarded
-from gateway.http.session import RequestTarget, UpgradeRequest, parse_target
+from gateway.http.session import PathAndQuery, UpgradeRequest, parse_target
 from gateway.http.ws_session import is_websocket_request, read_handshake
 from gateway.server.cycle import RequestCycle
 from gateway.server.shared import WorkerShared
@@ -306,7 +306,7 @@ class HTTPConnection(asyncio.Protocol):
         else:
             self._start_cycle(head)
 
-    def _start_websocket(self, head: UpgradeRequest, target: RequestTarget) -> None:
+    def _start_websocket(self, head: UpgradeRequest, target: PathAndQuery) -> None:
         state = self._state
         if state.in_flight >= state.concurrency_limit:
             self._refuse_over_limit()
