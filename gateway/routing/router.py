@@ -23,7 +23,7 @@ Rules:
    the rule wraps the mount's app (again when the app is replaced, as a middleware
    put around it later does), so a request is served by `mount.handler` with no
    per-request branching, and a mount without rules is served by its app directly. A
-   mount without a prefix is reachable only that way. A `Target` enters a mount with
+   mount without a prefix is reachable only that way. A `MountLink` enters a mount with
    the routing mount's root_path, its own state, and the route as its mount label
    ("/api>fallback:legacy").
 """
@@ -52,10 +52,10 @@ class Rule(Protocol):
     """Sends some of a mount's requests to the mount it names (gateway/migration/rules.py)."""
 
     @property
-    def target(self) -> str: ...  # the name of the mount it sends requests to
+    def to_mount(self) -> str: ...  # the name of the mount it sends requests to
     @property
     def kind(self) -> str: ...  # "fallback", "canary": how the access log names the hop
-    def wrap(self, inner: ASGIApp, target: Target) -> ASGIApp: ...
+    def wrap(self, inner: ASGIApp, link: MountLink) -> ASGIApp: ...
 
 
 class Mount:
@@ -63,7 +63,7 @@ class Mount:
 
     __slots__ = (
         "_app",
-        "_targets",
+        "_links",
         "extension",
         "handler",
         "interface",
@@ -86,7 +86,7 @@ class Mount:
         name: str = "",
         rules: Sequence[Rule] = (),
     ) -> None:
-        self.prefix = prefix  # "": reachable only by name, as another mount's target
+        self.prefix = prefix  # "": reachable only by name, through another mount's rule
         self.root = "" if prefix in ("/", "") else prefix  # what root_path grows by
         self.max_body_bytes = max_body_bytes
         self.interface = interface
@@ -95,7 +95,7 @@ class Mount:
         self.label = prefix or name  # the mount label, lifespan and error messages
         self.extension = gateway_extension(self.label)  # built once, shared read-only
         self.rules = tuple(rules)
-        self._targets: tuple[Target, ...] = ()  # the rules' targets, once linked
+        self._links: tuple[MountLink, ...] = ()  # the rules' links, once resolved
         self._app = app
         self.handler = app  # what serves its requests: the app wrapped in its rules
 
@@ -110,19 +110,19 @@ class Mount:
         self._app = app
         self._wrap()
 
-    def link(self, targets: Sequence[Target]) -> None:
-        """Give each rule its resolved target (the Router does, at startup)."""
-        self._targets = tuple(targets)
+    def link(self, links: Sequence[MountLink]) -> None:
+        """Give each rule its link to the mount it names (the Router does, at startup)."""
+        self._links = tuple(links)
         self._wrap()
 
     def _wrap(self) -> None:
         handler = self._app
-        for rule, target in zip(self.rules, self._targets, strict=False):
-            handler = rule.wrap(handler, target)
+        for rule, link in zip(self.rules, self._links, strict=False):
+            handler = rule.wrap(handler, link)
         self.handler = handler
 
 
-class Target:
+class MountLink:
     """Enters a mount by name on behalf of another mount's rule (rule 7)."""
 
     __slots__ = ("mount", "route", "serves_websocket")
@@ -148,17 +148,17 @@ class Router:
 
     def _link(self) -> None:
         """Resolve each rule's name to its mount and wrap the mount's app (rule 7). A
-        Target looks its mount's handler up when called, so the order does not matter;
+        MountLink looks its mount's handler up when called, so the order does not matter;
         the config has already refused unknown names and loops (gateway/config/links.py)."""
         by_name = {mount.name: mount for mount in self.mounts if mount.name}
         for mount in self.mounts:
-            targets = []
+            links = []
             for rule in mount.rules:
-                target = by_name.get(rule.target)
-                if target is None:
-                    raise ValueError(f"mount {mount.label}: no mount is named {rule.target!r}")
-                targets.append(Target(target, rule.kind))
-            mount.link(targets)
+                other = by_name.get(rule.to_mount)
+                if other is None:
+                    raise ValueError(f"mount {mount.label}: no mount is named {rule.to_mount!r}")
+                links.append(MountLink(other, rule.kind))
+            mount.link(links)
 
     def match(self, path: str) -> Mount | None:
         """The mount for `path`: try the path, then each shorter segment boundary."""
