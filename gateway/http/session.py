@@ -257,23 +257,3 @@ def _check_other_target_form(head: RequestHead, has_host: bool) -> None:
         head.headers = [host if field[0] == b"host" else field for field in head.headers]
     else:
         head.headers = [*head.headers, host]  # HTTP/1.0 without Host: the target names it
-
-
-def plain_response(status: int, headers: Headers, body: bytes) -> bytes:
-    """A complete response, serialised by hand: only for the gateway's own error replies,
-    whose fields are known to be valid."""
-    lines = [b"HTTP/1.1 %d %s" % (status, REASONS.get(status, b""))]
-    lines.extend(name + b": " + value for name, value in headers)
-    return b"\r\n".join(lines) + b"\r\n\r\n" + body
-
-
-def error_reply(status: int, headers: Headers, head_request: bool) -> tuple[Headers, bytes]:
-    """The fields and body of the gateway's plain-text reply for `status`."""
-    body = b"" if head_request else REASONS.get(status, b"Error") + b"\n"
-    fields = [
-        *headers,
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", str(len(body)).encode("ascii")),
-        (b"connection", b"close"),
-    ]
-    return fields, body

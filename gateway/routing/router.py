@@ -42,6 +42,7 @@ from gateway.asgi import (
     Send,
     gateway_extension,
     mount_label,
+    send_plain,
     set_gateway_extension,
     set_mount_label,
 )
@@ -184,7 +185,7 @@ class Router:
             path = path[len(root_path) :]
         mount = self.match(path)
         if mount is None:
-            await send_plain(send, HTTPStatus.NOT_FOUND, scope["type"])
+            await send_plain(send, HTTPStatus.NOT_FOUND, scope_type=scope["type"])
             return
         scope["root_path"] = root_path + mount.root
         scope["state"] = mount.state.copy()
@@ -238,17 +239,3 @@ class LimitedReceive:
             if self._remaining < 0:
                 raise RequestBodyTooLarge("request body over the mount's max_body_bytes")
         return message
-
-
-async def send_plain(send: Send, status: HTTPStatus, scope_type: str = "http") -> None:
-    """A complete plain-text response, for answers the gateway gives itself; the body is
-    the reason phrase, as in the session's own error replies. A WebSocket scope gets it
-    through the `websocket.http.response` extension, which the gateway declares."""
-    body = status.phrase.encode("ascii") + b"\n"
-    headers = [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", str(len(body)).encode("ascii")),
-    ]
-    kind = "websocket.http.response" if scope_type == "websocket" else "http.response"
-    await send({"type": f"{kind}.start", "status": status, "headers": headers})
-    await send({"type": f"{kind}.body", "body": body})
