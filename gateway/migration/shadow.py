@@ -69,7 +69,7 @@ from gateway.config.loader import (
 from gateway.errors import ConfigError
 from gateway.migration.compare import Answer, Mismatch, compare
 from gateway.migration.rules import RoutingCounters, Tape
-from gateway.routing.router import MountLink, declares_over
+from gateway.routing.router import MountLink, declares_over, framing
 
 log = logging.getLogger("gateway.shadow")
 
@@ -216,7 +216,7 @@ class Shadow:
         pristine["headers"] = [
             (name, value) for name, value in scope["headers"] if name not in rule.drop_headers
         ]
-        tape = None if _bodiless(scope["headers"]) else Tape(receive, BODY_BYTES, False)
+        tape = None if framing(scope["headers"]) == 0 else Tape(receive, BODY_BYTES, False)
         watch = Watch(send)
         await self._inner(scope, receive if tape is None else tape, watch)
         if watch.answer.complete:
@@ -246,16 +246,6 @@ class Shadow:
         if rule.metrics is not None:
             rule.metrics.count_shadow(rule.label)
         return True
-
-
-def _bodiless(headers: list[tuple[bytes, bytes]]) -> bool:
-    """The request has no body, by its framing fields alone (RFC 9112 §6.3)."""
-    for name, value in headers:
-        if name == b"content-length":
-            return int(value) == 0
-        if name == b"transfer-encoding":
-            return False
-    return True
 
 
 class Watch:

@@ -190,37 +190,32 @@ class Router:
         scope["root_path"] = root_path + mount.root
         scope["state"] = mount.state.copy()
         set_gateway_extension(scope, mount.extension)
-        limit = body_limit(scope["headers"], mount.max_body_bytes)
-        if limit is _TOO_LARGE:
+        length = framing(scope["headers"])  # rule 5
+        if length is None:
+            receive = LimitedReceive(receive, mount.max_body_bytes)
+        elif length > mount.max_body_bytes:
             await send_plain(send, HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
             return
-        if limit is _LIMIT_STREAM:
-            receive = LimitedReceive(receive, mount.max_body_bytes)
         await mount.handler(scope, receive, send)
 
 
-_TOO_LARGE = object()
-_LIMIT_STREAM = object()
+def framing(headers: list[tuple[bytes, bytes]]) -> int | None:
+    """The request body's length by its framing fields (RFC 9112 §6.3): the declared
+    Content-Length; 0 when neither field was sent (such a request has no body); None
+    for chunked (RFC 9112 §7.1), whose length is known only once it has all arrived.
+    The session has already refused malformed or conflicting fields (check_request_head)."""
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value)
+        if name == b"transfer-encoding":
+            return None
+    return 0
 
 
 def declares_over(headers: list[tuple[bytes, bytes]], limit: int) -> bool:
     """The request declares a Content-Length over `limit` (a chunked one cannot)."""
-    return body_limit(headers, limit) is _TOO_LARGE
-
-
-def body_limit(headers: list[tuple[bytes, bytes]], max_body_bytes: int) -> object | None:
-    """How to hold a request to `max_body_bytes`, from its framing fields.
-
-    None: its declared Content-Length fits. _TOO_LARGE: the declared length is over.
-    _LIMIT_STREAM: chunked (RFC 9112 §7.1), so the length is known only as it arrives.
-    The session has already rejected malformed or conflicting framing fields.
-    """
-    for name, value in headers:
-        if name == b"content-length":
-            return _TOO_LARGE if int(value) > max_body_bytes else None
-        if name == b"transfer-encoding":
-            return _LIMIT_STREAM
-    return None
+    length = framing(headers)
+    return length is not None and length > limit
 
 
 class LimitedReceive:
