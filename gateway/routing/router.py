@@ -64,7 +64,7 @@ class Mount:
 
     __slots__ = (
         "_app",
-        "_links",
+        "_targets",
         "extension",
         "handler",
         "interface",
@@ -87,7 +87,7 @@ class Mount:
         name: str = "",
         rules: Sequence[Rule] = (),
     ) -> None:
-        self.prefix = prefix  # "": reachable only by name, through another mount's rule
+        self.prefix = prefix  # "": reachable only by name, as another mount's target
         self.root = "" if prefix in ("/", "") else prefix  # what root_path grows by
         self.max_body_bytes = max_body_bytes
         self.interface = interface
@@ -96,7 +96,7 @@ class Mount:
         self.label = prefix or name  # the mount label, lifespan and error messages
         self.extension = gateway_extension(self.label)  # built once, shared read-only
         self.rules = tuple(rules)
-        self._links: tuple[MountLink, ...] = ()  # the rules' links, once resolved
+        self._targets: tuple[MountLink, ...] = ()  # the rules' targets, once linked
         self._app = app
         self.handler = app  # what serves its requests: the app wrapped in its rules
 
@@ -111,15 +111,15 @@ class Mount:
         self._app = app
         self._wrap()
 
-    def link(self, links: Sequence[MountLink]) -> None:
-        """Give each rule its link to the mount it names (the Router does, at startup)."""
-        self._links = tuple(links)
+    def link(self, targets: Sequence[MountLink]) -> None:
+        """Give each rule its resolved target (the Router does, at startup)."""
+        self._targets = tuple(targets)
         self._wrap()
 
     def _wrap(self) -> None:
         handler = self._app
-        for rule, link in zip(self.rules, self._links, strict=False):
-            handler = rule.wrap(handler, link)
+        for rule, target in zip(self.rules, self._targets, strict=False):
+            handler = rule.wrap(handler, target)
         self.handler = handler
 
 
