@@ -50,13 +50,13 @@ import os
 import re
 import stat
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import formatdate, parsedate_to_datetime
 from http import HTTPStatus
 
-from gateway.asgi import Receive, Scope, Send
+from gateway.asgi import Receive, Scope, Send, send_plain
 from gateway.errors import AppLoadError
 
 Field = tuple[bytes, bytes]
@@ -305,11 +305,11 @@ class StaticFiles:
             # ASGI: an app raises for a scope type it does not serve (lifespan included).
             raise ValueError(f"static files serve http scopes only, not {scope['type']!r}")
         if scope["method"] not in ("GET", "HEAD"):
-            await send_status(send, HTTPStatus.METHOD_NOT_ALLOWED, [(b"allow", ALLOW)])
+            await send_plain(send, HTTPStatus.METHOD_NOT_ALLOWED, [(b"allow", ALLOW)])
             return
         opened = self.open(scope)
         if opened is None:
-            await send_status(send, HTTPStatus.NOT_FOUND)
+            await send_plain(send, HTTPStatus.NOT_FOUND)
             return
         file, meta = opened
         try:
@@ -347,14 +347,14 @@ async def respond(scope: Scope, send: Send, file: OpenFile, meta: FileMeta) -> N
         await send({"type": "http.response.body", "body": b""})
         return
     if status is not None:
-        await send_status(send, status)
+        await send_plain(send, status)
         return
     span = None
     if scope["method"] == "GET":  # §14.2: Range is defined for GET only
         span = chosen_range(request_fields(scope["headers"], _RANGE_FIELDS), meta)
         if span is not None and span[0] == span[1]:
             unsatisfiable = [(b"content-range", b"bytes */%d" % meta.size)]
-            await send_status(send, HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, unsatisfiable)
+            await send_plain(send, HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, unsatisfiable)
             return
     await send_file(scope, send, file, meta, span)
 
@@ -396,17 +396,3 @@ async def send_file(
         chunk = await file.read(min(CHUNK_BYTES, stop - offset), offset)
         offset += len(chunk)
         await send({"type": "http.response.body", "body": chunk, "more_body": offset < stop})
-
-
-async def send_status(send: Send, status: HTTPStatus, headers: Sequence[Field] = ()) -> None:
-    """A short plain-text answer (404, 405, 412, 416): the reason phrase as the body, as
-    the gateway's own answers have (gateway/routing/router.py send_plain, which this layer may
-    not import)."""
-    body = status.phrase.encode("ascii") + b"\n"
-    fields = [
-        *headers,
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", b"%d" % len(body)),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": fields})
-    await send({"type": "http.response.body", "body": body})

@@ -33,7 +33,7 @@ from gateway.asgi import ASGIApp
 from gateway.config.loader import ServerConfig
 from gateway.routing.router import Mount, Router
 from gateway.server.connection import HTTPConnection
-from gateway.server.shared import ServerState
+from gateway.server.shared import WorkerShared
 
 sys.path.insert(0, str(Path(__file__).parent / "apps"))  # the cases' apps, imported below
 
@@ -111,7 +111,7 @@ async def measure(case: str, http: str, reps: int, rounds: int) -> float:
     """The best repetition's time per request, in seconds."""
     mounts, path = load_case(case)
     router = Router(mounts)
-    state = ServerState(router, ServerConfig(access_log=False, http=http))
+    state = WorkerShared(router, ServerConfig(access_log=False, http=http))
     transports = []
     for _ in range(CONNECTIONS):
         transport = CountingTransport()

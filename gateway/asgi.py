@@ -1,13 +1,19 @@
-"""ASGI 3 type names used across the package (the ASGI spec, django/asgiref specs/).
+"""ASGI 3 type names used across the package (the ASGI spec, django/asgiref specs/), and
+the plain-text answer the gateway gives itself.
 
 Messages and scopes are plain dicts on the hot path: typed dicts would cost nothing at run
 time but make every producer spell out optional keys, so the names below stay loose and
 the spec is the reference for their keys.
+
+Every answer the gateway gives in place of an app (a path no mount serves, a body over
+its limit, a probe, a static file's 404, an error reply from the HTTP session) is built
+by `plain_reply`, here in layer 0 so that every layer that answers can reach it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from http import HTTPStatus
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -58,3 +64,36 @@ def mount_label(scope: Scope) -> str:
     """The label `set_mount_label` gave `scope`, or NO_MOUNT."""
     ours = (scope.get("extensions") or {}).get(GATEWAY_EXTENSION)
     return NO_MOUNT if ours is None else str(ours.get("mount", NO_MOUNT))
+
+
+Field = tuple[bytes, bytes]
+PLAIN_TEXT = b"text/plain; charset=utf-8"
+
+
+def plain_reply(
+    status: int, fields: Iterable[Field] = (), *, head_request: bool = False
+) -> tuple[list[Field], bytes]:
+    """The fields and body of an answer the gateway gives itself: the status's reason
+    phrase as plain text, after `fields`. An error reply to a HEAD request has no body
+    and says so (the HTTP session's; an ASGI answer leaves HEAD to the session)."""
+    body = b"" if head_request else _reason_phrase(status) + b"\n"
+    length = (b"content-length", b"%d" % len(body))
+    return [*fields, (b"content-type", PLAIN_TEXT), length], body
+
+
+async def send_plain(
+    send: Send, status: int, fields: Iterable[Field] = (), scope_type: str = "http"
+) -> None:
+    """`plain_reply` as ASGI messages. A WebSocket scope gets it through the
+    `websocket.http.response` extension, which the gateway declares."""
+    headers, body = plain_reply(status, fields)
+    kind = "websocket.http.response" if scope_type == "websocket" else "http.response"
+    await send({"type": f"{kind}.start", "status": status, "headers": headers})
+    await send({"type": f"{kind}.body", "body": body})
+
+
+def _reason_phrase(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:  # a status HTTPStatus does not name: still a body that says why
+        return b"Error"

@@ -53,7 +53,8 @@ class LifespanError(StartupError):
 
 class HTTPError(GatewayError):
     """A request the gateway answers itself, in place of the app's reply: `status` and
-    `headers` (besides the connection's own `date` and `server`) are that reply."""
+    `headers` (besides the connection's own `date` and `server`) are that reply, whose
+    body is the status's reason phrase (gateway/asgi.py `plain_reply`)."""
 
     status = 500
     headers: tuple[tuple[bytes, bytes], ...] = ()

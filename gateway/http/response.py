@@ -1,15 +1,19 @@
-"""The response side of an HTTP/1.1 session, shared by every parser.
+"""The response side of an HTTP/1.1 session, shared by every parser: the one serialiser
+of a response head, and the one check of a response field.
 
 Parsers differ in how they turn bytes into request events; the bytes of a response do
 not depend on the parser, so both sessions inherit this one serialiser. (h11's own
 `send` would cost a h11 session more than its parsing does: it re-validates and
-re-normalises every field on each call.) Rules:
+re-normalises every field on each call.) Every head the gateway writes goes through it:
+an app's, the gateway's own error replies (`error_response`), and a WebSocket
+handshake's 101 (`interim_head`). Rules:
 1. `_expect_response(head)` starts a cycle: the request's method, version and fields
    decide keep-alive (HTTP/1.0 gets one request per connection, as with h11;
    `Connection: close` is honoured, RFC 9112 §9.6) and whether 100 Continue is owed.
 2. Content-Length is held to; a body without one is chunked (HTTP/1.1) or delimited by
    closing (HTTP/1.0) (RFC 9112 §6.3). Bodies that must be empty (HEAD, 1xx, 204, 304:
    RFC 9110 §9.3.2, §15.3.5, §15.4.5) are dropped, so apps may send them harmlessly.
+   A 1xx head ends at its empty line (RFC 9110 §15.2): nothing is added to frame it.
    A head serialised with a first body that breaks its length was never written:
    `discard_response` forgets it, so the error reply can take its place.
 3. The app's field names and values must be bytes (ASGI) and are checked (RFC 9110
@@ -26,15 +30,10 @@ import functools
 import re
 from collections.abc import Iterable, Sequence
 
+from gateway.asgi import plain_reply
 from gateway.errors import AppProtocolError
 from gateway.http.events import RequestHead
-from gateway.http.session import (
-    NO_BODY_STATUSES,
-    REASONS,
-    Headers,
-    error_reply,
-    plain_response,
-)
+from gateway.http.session import NO_BODY_STATUSES, REASONS, Headers
 
 # RFC 9110 §5.1 field-name token. §5.5 field-value: no control character but HTAB, and
 # no whitespace at either end; searching for what is forbidden costs a quarter of
@@ -45,6 +44,11 @@ Field = tuple[bytes, bytes]
 # Apps send the same few fields over and over (content-type, server, a date that
 # changes once a second): remember this many valid ones rather than check them again.
 _KNOWN_FIELDS = 4096
+# Heads that no body follows, so nothing frames one: 204, 304 and every 1xx (rule 2).
+# One set, so that the common status pays one lookup.
+_UNFRAMED_STATUSES = frozenset({*NO_BODY_STATUSES, *range(100, 200)})
+# The gateway's own error replies end the connection (DESIGN §5).
+_CLOSE = (b"connection", b"close")
 
 
 class ResponseWriter:
@@ -117,7 +121,7 @@ class ResponseWriter:
         if connection is not None and b"close" in connection.lower():
             self._keep_alive = False
         added = [] if self._keep_alive or connection else [b"connection: close\r\n"]
-        if status in NO_BODY_STATUSES:
+        if status in _UNFRAMED_STATUSES:
             return added
         if length is not None:
             if not length.isdigit():
@@ -159,12 +163,20 @@ class ResponseWriter:
         self._reset_response()
 
     def error_response(self, status: int, headers: Headers) -> bytes:
+        """The gateway's plain-text reply for `status`, whole, if no head has gone out;
+        it says `Connection: close`, which ends keep-alive (rule 2's framing)."""
         if self._started:
             return b""
-        headers, body = error_reply(status, headers, self._method == b"HEAD")
-        self._started = self._finished = True
-        self._keep_alive = False
-        return plain_response(status, headers, body)
+        fields, body = plain_reply(status, headers, head_request=self._method == b"HEAD")
+        fields.append(_CLOSE)
+        head = self.response_head(status, fields)
+        return head + self.response_body(body) + self.response_end()
+
+
+def interim_head(status: int, headers: Iterable[Field], defaults: Sequence[Field]) -> bytes:
+    """The head of an interim response (1xx; a WebSocket handshake's 101), outside any
+    cycle: checked and serialised as every head is, with nothing to frame."""
+    return ResponseWriter().response_head(status, headers, defaults)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -99,8 +99,9 @@ class UpgradeRequest(RequestHead):
     nothing for the check in the connection layer (rule 4)."""
 
 
-class RequestTarget:
-    """A request target (RFC 9112 §3.2) split the way ASGI wants it."""
+class PathAndQuery:
+    """What a request target (RFC 9112 §3.2) gives the scope: `raw_path` as sent, the
+    `query_string` after its `?`, and `path`, percent-decoded (the ASGI HTTP scope)."""
 
     __slots__ = ("path", "query_string", "raw_path")
 
@@ -111,14 +112,14 @@ class RequestTarget:
 
 
 # Most requests go to a few targets: the split of this many short ones is remembered
-# (a RequestTarget is never changed once made). The bound on their length keeps the
+# (a PathAndQuery is never changed once made). The bound on their length keeps the
 # cache well under a megabyte whatever clients send.
 _KNOWN_TARGETS = 1024
 _KNOWN_TARGET_BYTES = 256
-_known_targets: dict[bytes, RequestTarget] = {}
+_known_targets: dict[bytes, PathAndQuery] = {}
 
 
-def parse_target(target: bytes) -> RequestTarget:
+def parse_target(target: bytes) -> PathAndQuery:
     """Split origin-form (`/a?b`) and asterisk-form (`*`) targets.
 
     The path is percent-decoded and read as UTF-8 (ASGI: "percent escapes decoded and
@@ -138,17 +139,17 @@ def parse_target(target: bytes) -> RequestTarget:
     return parsed
 
 
-def _split_target(target: bytes) -> RequestTarget:
+def _split_target(target: bytes) -> PathAndQuery:
     raw_path, _, query_string = target.partition(b"?")
     if raw_path == b"*":
-        return RequestTarget(raw_path, query_string, "*")
+        return PathAndQuery(raw_path, query_string, "*")
     if not raw_path.startswith(b"/"):
         raise BadRequest("request target must be origin-form, starting with '/'")
     if b"%" in raw_path:
         path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
     else:
         path = raw_path.decode("utf-8", "replace")
-    return RequestTarget(raw_path, query_string, path)
+    return PathAndQuery(raw_path, query_string, path)
 
 
 def field_tokens(value: bytes) -> list[bytes]:
@@ -256,23 +257,3 @@ def _check_other_target_form(head: RequestHead, has_host: bool) -> None:
         head.headers = [host if field[0] == b"host" else field for field in head.headers]
     else:
         head.headers = [*head.headers, host]  # HTTP/1.0 without Host: the target names it
-
-
-def plain_response(status: int, headers: Headers, body: bytes) -> bytes:
-    """A complete response, serialised by hand: only for the gateway's own error replies,
-    whose fields are known to be valid."""
-    lines = [b"HTTP/1.1 %d %s" % (status, REASONS.get(status, b""))]
-    lines.extend(name + b": " + value for name, value in headers)
-    return b"\r\n".join(lines) + b"\r\n\r\n" + body
-
-
-def error_reply(status: int, headers: Headers, head_request: bool) -> tuple[Headers, bytes]:
-    """The fields and body of the gateway's plain-text reply for `status`."""
-    body = b"" if head_request else REASONS.get(status, b"Error") + b"\n"
-    fields = [
-        *headers,
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", str(len(body)).encode("ascii")),
-        (b"connection", b"close"),
-    ]
-    return fields, body

@@ -34,7 +34,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-import h11
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
 from wsproto.extensions import Extension
@@ -43,6 +42,7 @@ from wsproto.utilities import LocalProtocolError, generate_accept_token
 
 from gateway.errors import AppProtocolError, ClientDisconnected, ProtocolError
 from gateway.http.events import RequestHead
+from gateway.http.response import interim_head
 from gateway.http.session import Headers, field_tokens
 from gateway.http.ws_deflate import negotiate_deflate
 
@@ -174,34 +174,19 @@ class Handshake:
             deflate = negotiate_deflate(self.extension_offers, limits.max_message_bytes)
         if deflate is not None:
             fields.append((b"sec-websocket-extensions", deflate[1]))
-        head = _switching_protocols(fields, _app_fields(headers), defaults)
+        head = interim_head(101, [*fields, *_app_fields(headers)], defaults)
         extensions: list[Extension] = [deflate[0]] if deflate is not None else []
         return head, WebSocketSession(Connection(ConnectionType.SERVER, extensions), limits)
 
 
 def _app_fields(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The app's extra fields for the 101, validated by h11 (RFC 9110 §5.1, §5.5)."""
+    """The app's extra fields for the 101, none of them one the handshake owns; the
+    serialiser checks them as it checks every response field (RFC 9110 §5.1, §5.5)."""
     fields = [(bytes(name).lower(), bytes(value)) for name, value in headers]
     taken = HANDSHAKE_FIELDS.intersection(name for name, _ in fields)
     if taken:
         raise AppProtocolError(f"websocket.accept may not set {sorted(taken)}")
-    try:
-        h11.InformationalResponse(status_code=101, headers=fields)
-    except h11.LocalProtocolError as exc:
-        raise AppProtocolError(f"invalid websocket.accept header: {exc}") from exc
     return fields
-
-
-def _switching_protocols(
-    fields: list[tuple[bytes, bytes]],
-    app_fields: list[tuple[bytes, bytes]],
-    defaults: Sequence[tuple[bytes, bytes]],
-) -> bytes:
-    names = {name for name, _ in app_fields}
-    extra = [(name, value) for name, value in defaults if name not in names]
-    lines = [b"HTTP/1.1 101 Switching Protocols"]
-    lines.extend(name + b": " + value for name, value in [*fields, *app_fields, *extra])
-    return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
 # -- frames -------------------------------------------------------------------------------

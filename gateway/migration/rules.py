@@ -1,12 +1,13 @@
 """Sending a mount's requests to another mount by name: fallback and canary.
 
 A mount's rules (FallbackRule, CanaryRule) are data from its [[mount]] table. At startup
-the router resolves each rule's name to a Target and calls `rule.wrap`, which puts one of
-the small ASGI apps below around the mount's app; a mount without rules is served by
-its app directly and pays nothing for this module (gateway/routing/router.py rule 7).
+the router resolves the mount each rule names (`to_mount`) to a MountLink and calls
+`rule.wrap`, which puts one of the small ASGI apps below around the mount's app; a
+mount without rules is served by its app directly and pays nothing for this module
+(gateway/routing/router.py rule 7).
 
 Rules:
-1. A target serves with the routing mount's path semantics: root_path (and so
+1. A linked mount serves with the routing mount's path semantics: root_path (and so
    SCRIPT_NAME) is the routing mount's prefix; its app, state, pool and lifespan are
    its own. The access log names the route taken: "/api>fallback:legacy".
 2. Fallback decides at the first message the app sends: an http.response.start (or,
@@ -18,7 +19,7 @@ Rules:
    departed client cuts it (`send` raises ClientDisconnected, ASGI spec 2.4), so the
    replay does not wait on it; `receive` reports a disconnect. Once the first app has
    returned (an error of its own is then of no consequence), the request is replayed to
-   the target with a copy of the scope taken before the first app could change it, and
+   the linked mount with a copy of the scope taken before the first app could change it, and
    a `receive` that gives back the body the first app read, then the rest as it
    arrives. A WebSocket replay begins with websocket.connect.
 4. The body the first app reads is kept up to `body_bytes`. A declared Content-Length
@@ -28,7 +29,7 @@ Rules:
    the same in every worker and after every restart; a request without the key, or with
    sticky "none", draws at random. Buckets below percent x 100 go to the canary, so
    raising the percent keeps the canary's users on it.
-6. WebSockets go to a target only if it is ASGI: otherwise a canary keeps them on the
+6. WebSockets go to a linked mount only if it is ASGI: otherwise a canary keeps them on the
    primary, and a fallback lets the first answer stand.
 7. Counted when metrics are on: a rule built with `metrics` (the worker's WorkerMetrics,
    seen through RoutingCounters) counts each replay and each request sent to the canary
@@ -49,7 +50,7 @@ from typing import ClassVar, Protocol
 
 from gateway.asgi import ASGIApp, Message, Receive, Scope, Send, mount_label, set_mount_label
 from gateway.errors import ClientDisconnected
-from gateway.routing.router import Target, declares_over
+from gateway.routing.router import MountLink, declares_over
 
 log = logging.getLogger("gateway.error")
 
@@ -82,33 +83,33 @@ class RoutingCounters(Protocol):
 class FallbackRule:
     """`fallback`, `fallback_on` and `fallback_body_bytes` of a [[mount]] table."""
 
-    target: str
+    to_mount: str  # the mount that answers instead
     statuses: frozenset[int]
     body_bytes: int
     label: str = ""  # the routing mount's, for the counter
     metrics: RoutingCounters | None = dataclasses.field(default=None, compare=False, repr=False)
     kind: ClassVar[str] = "fallback"
 
-    def wrap(self, inner: ASGIApp, target: Target) -> ASGIApp:
-        return Fallback(inner, target, self)
+    def wrap(self, inner: ASGIApp, link: MountLink) -> ASGIApp:
+        return Fallback(inner, link, self)
 
 
 class Fallback:
     """The strangler fig: the first app answers, unless its status sends the request
-    on to the target (rules 2-4)."""
+    on to the linked mount (rules 2-4)."""
 
-    __slots__ = ("_body_bytes", "_inner", "_rule", "_statuses", "_target")
+    __slots__ = ("_body_bytes", "_inner", "_link", "_rule", "_statuses")
 
-    def __init__(self, inner: ASGIApp, target: Target, rule: FallbackRule) -> None:
+    def __init__(self, inner: ASGIApp, link: MountLink, rule: FallbackRule) -> None:
         self._inner = inner
-        self._target = target
+        self._link = link
         self._statuses = rule.statuses
         self._body_bytes = rule.body_bytes
         self._rule = rule
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            replayable = self._target.serves_websocket
+            replayable = self._link.serves_websocket
         else:
             replayable = not declares_over(scope["headers"], self._body_bytes)
         if not replayable:
@@ -127,7 +128,7 @@ class Fallback:
             if self._rule.metrics is not None:
                 self._rule.metrics.count_fallback(self._rule.label)
             try:
-                await self._target(pristine, tape.replay(receive), send)
+                await self._link(pristine, tape.replay(receive), send)
             finally:
                 set_mount_label(scope, mount_label(pristine))  # what the log reads
 
@@ -137,7 +138,7 @@ class Decision(Enum):
 
     UNDECIDED = "undecided"  # the first app has sent nothing yet
     PASSING = "passing"  # its response goes to the client
-    DISCARDING = "discarding"  # its response is dropped; the target answers
+    DISCARDING = "discarding"  # its response is dropped; the linked mount answers
 
 
 class Gate:
@@ -240,7 +241,7 @@ class Tape:
         return b"".join(self._chunks)
 
     def replay(self, receive: Receive) -> Receive:
-        """The target's `receive`: what the first app took, then the live `receive`."""
+        """The linked mount's `receive`: what the first app took, then the live `receive`."""
         first: Message | None = None
         if self._websocket:
             if self._took_connect:
@@ -274,7 +275,7 @@ StickyKey = Callable[[Scope], bytes | None]
 class CanaryRule:
     """`canary`, `canary_percent`, `canary_sticky` and `canary_header` of a [[mount]]."""
 
-    target: str
+    to_mount: str  # the canary
     percent: float  # 0-100
     sticky: str = "none"  # "none" | "client" | "cookie:NAME" | "header:name" (validated)
     header: str = ""  # lower-case field name that forces a side; "": none
@@ -282,17 +283,17 @@ class CanaryRule:
     metrics: RoutingCounters | None = dataclasses.field(default=None, compare=False, repr=False)
     kind: ClassVar[str] = "canary"
 
-    def wrap(self, inner: ASGIApp, target: Target) -> ASGIApp:
-        return Canary(inner, target, self)
+    def wrap(self, inner: ASGIApp, link: MountLink) -> ASGIApp:
+        return Canary(inner, link, self)
 
 
 class Canary:
-    """Sends a share of a mount's requests to the target, the rest to its own app
+    """Sends a share of a mount's requests to the linked mount, the rest to its own app
     (rules 5-6)."""
 
     __slots__ = ("_canary", "_header", "_key", "_primary", "_rule", "_threshold")
 
-    def __init__(self, primary: ASGIApp, canary: Target, rule: CanaryRule) -> None:
+    def __init__(self, primary: ASGIApp, canary: MountLink, rule: CanaryRule) -> None:
         self._primary = primary
         self._canary = canary
         self._threshold = round(rule.percent * BUCKETS / 100)

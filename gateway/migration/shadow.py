@@ -25,7 +25,7 @@ Rules:
 4. The copy is the request as the primary got it, less the header fields in
    `shadow_drop_headers` (Cookie and Authorization by default: the user's credentials
    stay with the code that serves the user): a copy of the scope taken before the
-   primary could change it, entered through the Target (root_path is the routing
+   primary could change it, entered through the MountLink (root_path is the routing
    mount's prefix, the state is the shadow mount's), and the whole body in one message.
    Once that is read, `receive` waits until the shadow's answer is complete, then
    reports a disconnect (so a streaming answer is not cut short). Its answer goes
@@ -70,7 +70,7 @@ from gateway.config.loader import (
 from gateway.errors import ConfigError
 from gateway.migration.compare import Answer, Mismatch, compare
 from gateway.migration.rules import RoutingCounters, Tape
-from gateway.routing.router import Target, declares_over
+from gateway.routing.router import MountLink, declares_over, framing
 
 log = logging.getLogger("gateway.shadow")
 
@@ -175,7 +175,7 @@ class ShadowRule:
     """`shadow` and the shadow_* keys of a [[mount]] table, with the worker's pool and
     log for that mount."""
 
-    target: str
+    to_mount: str  # the shadow
     percent: float  # 0-100
     methods: frozenset[str]
     ignore_json_keys: frozenset[str]
@@ -187,8 +187,8 @@ class ShadowRule:
     drop_headers: frozenset[bytes] = frozenset(name.encode() for name in SHADOW_DROP_HEADERS)
     kind: ClassVar[str] = "shadow"
 
-    def wrap(self, inner: ASGIApp, target: Target) -> ASGIApp:
-        return Shadow(inner, target, self)
+    def wrap(self, inner: ASGIApp, link: MountLink) -> ASGIApp:
+        return Shadow(inner, link, self)
 
     def dropped(self) -> None:
         if self.metrics is not None:
@@ -199,11 +199,11 @@ class Shadow:
     """Serves the primary and, once it has answered, starts the copy
     (rules "the client gets the primary's answer" and "which requests are copied")."""
 
-    __slots__ = ("_inner", "_rule", "_target")
+    __slots__ = ("_inner", "_link", "_rule")
 
-    def __init__(self, inner: ASGIApp, target: Target, rule: ShadowRule) -> None:
+    def __init__(self, inner: ASGIApp, link: MountLink, rule: ShadowRule) -> None:
         self._inner = inner
-        self._target = target
+        self._link = link
         self._rule = rule
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -220,14 +220,14 @@ class Shadow:
         pristine["headers"] = [
             (name, value) for name, value in scope["headers"] if name not in rule.drop_headers
         ]
-        tape = None if _bodiless(scope["headers"]) else Tape(receive, BODY_BYTES, False)
+        tape = None if framing(scope["headers"]) == 0 else Tape(receive, BODY_BYTES, False)
         watch = Watch(send)
         await self._inner(scope, receive if tape is None else tape, watch)
         if watch.answer.complete:
             body = b"" if tape is None else tape.recorded()
             if self._start_copy(pristine, body, watch.answer):
                 # The access log's route (README: Logging): this request was copied.
-                set_mount_label(scope, mount_label(scope) + self._target.route)
+                set_mount_label(scope, mount_label(scope) + self._link.route)
 
     def _wanted(self, scope: Scope) -> bool:
         rule = self._rule
@@ -244,23 +244,13 @@ class Shadow:
         if body is None:
             rule.dropped()
             return False
-        copy = ShadowCopy(self._target, scope, body, primary, rule)
+        copy = ShadowCopy(self._link, scope, body, primary, rule)
         if not rule.pool.spawn(copy.run):
             rule.dropped()
             return False
         if rule.metrics is not None:
             rule.metrics.count_shadow(rule.label)
         return True
-
-
-def _bodiless(headers: list[tuple[bytes, bytes]]) -> bool:
-    """The request has no body, by its framing fields alone (RFC 9112 §6.3)."""
-    for name, value in headers:
-        if name == b"content-length":
-            return int(value) == 0
-        if name == b"transfer-encoding":
-            return False
-    return True
 
 
 class Watch:
@@ -284,9 +274,9 @@ class ShadowCopy:
     one JSON line")."""
 
     def __init__(
-        self, target: Target, scope: Scope, body: bytes, primary: Answer, rule: ShadowRule
+        self, link: MountLink, scope: Scope, body: bytes, primary: Answer, rule: ShadowRule
     ) -> None:
-        self.target = target
+        self.link = link
         self.scope = scope
         self.body: bytes | None = body
         self.primary = primary
@@ -300,7 +290,7 @@ class ShadowCopy:
         await asyncio.sleep(COPY_DELAY_S)
         try:
             async with asyncio.timeout(TIMEOUT_S):
-                await self.target(self.scope, self.receive, self.send)
+                await self.link(self.scope, self.receive, self.send)
         except TimeoutError:
             self.answer.error = f"no complete answer within {TIMEOUT_S:g} s"
         except Exception as exc:
@@ -345,7 +335,7 @@ def mismatch_record(
     return {
         "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "mount": rule.label,
-        "shadow_mount": rule.target,
+        "shadow_mount": rule.to_mount,
         "request": request_line(scope),
         "differs": list(mismatch.parts),
         "primary": primary.summary(),

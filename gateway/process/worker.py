@@ -46,9 +46,9 @@ from gateway.migration.shadow import Shadows
 from gateway.routing.health import HealthCheck
 from gateway.routing.router import Mount, Router, Rule
 from gateway.server.connection import HTTPConnection
-from gateway.server.lifespan import LifespanFanout, LifespanTarget
+from gateway.server.lifespan import LifespanFanout, LifespanMount
 from gateway.server.metrics import WorkerMetrics, worker_metrics
-from gateway.server.shared import ServerState
+from gateway.server.shared import WorkerShared
 from gateway.server.tls import TLS_HANDSHAKE_TIMEOUT_S, TLS_SHUTDOWN_TIMEOUT_S, server_context
 
 log = logging.getLogger("gateway.server")
@@ -134,7 +134,7 @@ class Worker:
         self._stop = asyncio.Event()  # binds to a loop only when first awaited
         self._fast_requested = asyncio.Event()  # cuts `shutdown_delay` short
         self._fast_stop = False
-        self._state: ServerState | None = None
+        self._state: WorkerShared | None = None
         self._started = False  # lifespan startup done in every mount, sockets listening
         self._stopping = False  # asked to stop: readiness answers 503 from now on
         # Ready when the stop came: a load balancer may be sending traffic, so the drain
@@ -171,13 +171,13 @@ class Worker:
     ) -> None:
         router = Router([self._route(m, n) for n, m in enumerate(mounts, 1)])
         fanout = LifespanFanout(
-            [_lifespan_target(m, r) for m, r in zip(mounts, router.mounts, strict=True)]
+            [_lifespan_mount(m, r) for m, r in zip(mounts, router.mounts, strict=True)]
         )
         timeout_s = self.config.server.graceful_timeout
         await fanout.startup(timeout_s)
         if self._owns_process:
             _freeze_startup_objects()
-        state = ServerState(self._front(router), self.config.server, router.serves_websocket)
+        state = WorkerShared(self._front(router), self.config.server, router.serves_websocket)
         state.request_limit, state.on_request_limit = self._request_limit
         self._state = state
         state.start_idle_sweep()
@@ -226,7 +226,7 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._fast_requested.wait(), delay)
 
-    async def _listen(self, state: ServerState) -> list[asyncio.Server]:
+    async def _listen(self, state: WorkerShared) -> list[asyncio.Server]:
         loop = asyncio.get_running_loop()
         servers = []
         backlog = self.config.server.backlog
@@ -247,7 +247,7 @@ class Worker:
             log.info("serving on %s", _describe(sock, "https" if tls else "http"))
         return servers
 
-    async def _drain(self, servers: list[asyncio.Server], state: ServerState) -> None:
+    async def _drain(self, servers: list[asyncio.Server], state: WorkerShared) -> None:
         state.draining = True  # from here on a new connection asks itself (state rule 4)
         for server in servers:
             server.close()
@@ -297,7 +297,7 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
-async def _wait_for_change(state: ServerState, deadline: float) -> bool:
+async def _wait_for_change(state: WorkerShared, deadline: float) -> bool:
     """Wait until a connection closes or the deadline passes; True once past it."""
     loop = asyncio.get_running_loop()
     remaining = deadline - loop.time()
@@ -354,8 +354,8 @@ def _rules(config: MountConfig, metrics: RoutingCounters | None) -> list[Rule]:
     return rules
 
 
-def _lifespan_target(mount: LoadedMount, route: Mount) -> LifespanTarget:
-    return LifespanTarget(
+def _lifespan_mount(mount: LoadedMount, route: Mount) -> LifespanMount:
+    return LifespanMount(
         label=f"mount {route.label} ({mount.config.app})",
         app=mount.loaded.app,
         policy=mount.config.lifespan,

@@ -21,10 +21,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from http import HTTPStatus
 
-from gateway.asgi import ASGIApp, Receive, Scope, Send, set_mount_label
+from gateway.asgi import ASGIApp, Receive, Scope, Send, send_plain, set_mount_label
 
 PROBE_METHODS = frozenset({"GET", "HEAD"})
 ALLOW = b"GET, HEAD"
+NO_STORE = (b"cache-control", b"no-store")  # rule 2
 # What the access log shows as the mount that answered a probe.
 HEALTH_MOUNT = "health"
 
@@ -45,9 +46,9 @@ class HealthCheck:
             return
         set_mount_label(scope, HEALTH_MOUNT)
         if scope["method"] not in PROBE_METHODS:
-            await send_status(send, HTTPStatus.METHOD_NOT_ALLOWED, [(b"allow", ALLOW)])
+            await send_plain(send, HTTPStatus.METHOD_NOT_ALLOWED, [NO_STORE, (b"allow", ALLOW)])
         else:
-            await send_status(send, status)
+            await send_plain(send, status, [NO_STORE])
 
     def _probe_status(self, scope: Scope) -> HTTPStatus | None:
         """The probe's answer for this request, or None when it is not a probe."""
@@ -59,18 +60,3 @@ class HealthCheck:
         if path == self.ready_path:
             return HTTPStatus.OK if self._is_ready() else HTTPStatus.SERVICE_UNAVAILABLE
         return None
-
-
-async def send_status(
-    send: Send, status: HTTPStatus, extra_headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    """A complete plain-text answer whose body is the reason phrase (rule 2: no-store)."""
-    body = status.phrase.encode("ascii") + b"\n"
-    headers = [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", str(len(body)).encode("ascii")),
-        (b"cache-control", b"no-store"),
-        *(extra_headers or []),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

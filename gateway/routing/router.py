@@ -23,7 +23,7 @@ Rules:
    the rule wraps the mount's app (again when the app is replaced, as a middleware
    put around it later does), so a request is served by `mount.handler` with no
    per-request branching, and a mount without rules is served by its app directly. A
-   mount without a prefix is reachable only that way. A `Target` enters a mount with
+   mount without a prefix is reachable only that way. A `MountLink` enters a mount with
    the routing mount's root_path, its own state, and the route as its mount label
    ("/api>fallback:legacy").
 """
@@ -42,6 +42,7 @@ from gateway.asgi import (
     Send,
     gateway_extension,
     mount_label,
+    send_plain,
     set_gateway_extension,
     set_mount_label,
 )
@@ -52,10 +53,10 @@ class Rule(Protocol):
     """Sends some of a mount's requests to the mount it names (gateway/migration/rules.py)."""
 
     @property
-    def target(self) -> str: ...  # the name of the mount it sends requests to
+    def to_mount(self) -> str: ...  # the name of the mount it sends requests to
     @property
     def kind(self) -> str: ...  # "fallback", "canary": how the access log names the hop
-    def wrap(self, inner: ASGIApp, target: Target) -> ASGIApp: ...
+    def wrap(self, inner: ASGIApp, link: MountLink) -> ASGIApp: ...
 
 
 class Mount:
@@ -95,7 +96,7 @@ class Mount:
         self.label = prefix or name  # the mount label, lifespan and error messages
         self.extension = gateway_extension(self.label)  # built once, shared read-only
         self.rules = tuple(rules)
-        self._targets: tuple[Target, ...] = ()  # the rules' targets, once linked
+        self._targets: tuple[MountLink, ...] = ()  # the rules' targets, once linked
         self._app = app
         self.handler = app  # what serves its requests: the app wrapped in its rules
 
@@ -110,7 +111,7 @@ class Mount:
         self._app = app
         self._wrap()
 
-    def link(self, targets: Sequence[Target]) -> None:
+    def link(self, targets: Sequence[MountLink]) -> None:
         """Give each rule its resolved target (the Router does, at startup)."""
         self._targets = tuple(targets)
         self._wrap()
@@ -122,7 +123,7 @@ class Mount:
         self.handler = handler
 
 
-class Target:
+class MountLink:
     """Enters a mount by name on behalf of another mount's rule (rule 7)."""
 
     __slots__ = ("mount", "route", "serves_websocket")
@@ -148,17 +149,17 @@ class Router:
 
     def _link(self) -> None:
         """Resolve each rule's name to its mount and wrap the mount's app (rule 7). A
-        Target looks its mount's handler up when called, so the order does not matter;
+        MountLink looks its mount's handler up when called, so the order does not matter;
         the config has already refused unknown names and loops (gateway/config/links.py)."""
         by_name = {mount.name: mount for mount in self.mounts if mount.name}
         for mount in self.mounts:
-            targets = []
+            links = []
             for rule in mount.rules:
-                target = by_name.get(rule.target)
-                if target is None:
-                    raise ValueError(f"mount {mount.label}: no mount is named {rule.target!r}")
-                targets.append(Target(target, rule.kind))
-            mount.link(targets)
+                other = by_name.get(rule.to_mount)
+                if other is None:
+                    raise ValueError(f"mount {mount.label}: no mount is named {rule.to_mount!r}")
+                links.append(MountLink(other, rule.kind))
+            mount.link(links)
 
     def match(self, path: str) -> Mount | None:
         """The mount for `path`: try the path, then each shorter segment boundary."""
@@ -184,42 +185,37 @@ class Router:
             path = path[len(root_path) :]
         mount = self.match(path)
         if mount is None:
-            await send_plain(send, HTTPStatus.NOT_FOUND, scope["type"])
+            await send_plain(send, HTTPStatus.NOT_FOUND, scope_type=scope["type"])
             return
         scope["root_path"] = root_path + mount.root
         scope["state"] = mount.state.copy()
         set_gateway_extension(scope, mount.extension)
-        limit = body_limit(scope["headers"], mount.max_body_bytes)
-        if limit is _TOO_LARGE:
+        length = framing(scope["headers"])  # rule 5
+        if length is None:
+            receive = LimitedReceive(receive, mount.max_body_bytes)
+        elif length > mount.max_body_bytes:
             await send_plain(send, HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
             return
-        if limit is _LIMIT_STREAM:
-            receive = LimitedReceive(receive, mount.max_body_bytes)
         await mount.handler(scope, receive, send)
 
 
-_TOO_LARGE = object()
-_LIMIT_STREAM = object()
+def framing(headers: list[tuple[bytes, bytes]]) -> int | None:
+    """The request body's length by its framing fields (RFC 9112 §6.3): the declared
+    Content-Length; 0 when neither field was sent (such a request has no body); None
+    for chunked (RFC 9112 §7.1), whose length is known only once it has all arrived.
+    The session has already refused malformed or conflicting fields (check_request_head)."""
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value)
+        if name == b"transfer-encoding":
+            return None
+    return 0
 
 
 def declares_over(headers: list[tuple[bytes, bytes]], limit: int) -> bool:
     """The request declares a Content-Length over `limit` (a chunked one cannot)."""
-    return body_limit(headers, limit) is _TOO_LARGE
-
-
-def body_limit(headers: list[tuple[bytes, bytes]], max_body_bytes: int) -> object | None:
-    """How to hold a request to `max_body_bytes`, from its framing fields.
-
-    None: its declared Content-Length fits. _TOO_LARGE: the declared length is over.
-    _LIMIT_STREAM: chunked (RFC 9112 §7.1), so the length is known only as it arrives.
-    The session has already rejected malformed or conflicting framing fields.
-    """
-    for name, value in headers:
-        if name == b"content-length":
-            return _TOO_LARGE if int(value) > max_body_bytes else None
-        if name == b"transfer-encoding":
-            return _LIMIT_STREAM
-    return None
+    length = framing(headers)
+    return length is not None and length > limit
 
 
 class LimitedReceive:
@@ -238,17 +234,3 @@ class LimitedReceive:
             if self._remaining < 0:
                 raise RequestBodyTooLarge("request body over the mount's max_body_bytes")
         return message
-
-
-async def send_plain(send: Send, status: HTTPStatus, scope_type: str = "http") -> None:
-    """A complete plain-text response, for answers the gateway gives itself; the body is
-    the reason phrase, as in the session's own error replies. A WebSocket scope gets it
-    through the `websocket.http.response` extension, which the gateway declares."""
-    body = status.phrase.encode("ascii") + b"\n"
-    headers = [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", str(len(body)).encode("ascii")),
-    ]
-    kind = "websocket.http.response" if scope_type == "websocket" else "http.response"
-    await send({"type": f"{kind}.start", "status": status, "headers": headers})
-    await send({"type": f"{kind}.body", "body": body})

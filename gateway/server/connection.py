@@ -25,7 +25,7 @@ Rules:
    pay nothing for this: the session gives upgrade requests their own event type.
    A WebSocket connection stays in `connections` until its app has returned too, so a
    graceful stop waits for the app (DESIGN §4).
-6. Slow clients are bounded by one periodic sweep per worker (ServerState), never a
+6. Slow clients are bounded by one periodic sweep per worker (WorkerShared), never a
    timer per request: a connection without a request closes silently after
    `keep_alive_timeout` (from its start or the end of its last response); a request head
    not complete `header_timeout` after its first byte gets a 408 and the connection
@@ -87,10 +87,10 @@ from gateway.http.events import (
     RequestHead,
 )
 from gateway.http.forwarded import ProxyTrust, apply_forwarded
-from gateway.http.session import RequestTarget, UpgradeRequest, parse_target
+from gateway.http.session import PathAndQuery, UpgradeRequest, parse_target
 from gateway.http.ws_session import is_websocket_request, read_handshake
 from gateway.server.cycle import RequestCycle
-from gateway.server.shared import ServerState
+from gateway.server.shared import WorkerShared
 from gateway.server.tls import tls_extension
 from gateway.server.websocket import WebSocketCycle, websocket_scope
 
@@ -125,7 +125,7 @@ access_log = logging.getLogger("gateway.access")
 class HTTPConnection(asyncio.Protocol):
     """asyncio protocol for one client connection."""
 
-    def __init__(self, state: ServerState) -> None:
+    def __init__(self, state: WorkerShared) -> None:
         self._state = state
         self._loop = asyncio.get_running_loop()
         self._session = state.new_session()
@@ -306,7 +306,7 @@ class HTTPConnection(asyncio.Protocol):
         else:
             self._start_cycle(head)
 
-    def _start_websocket(self, head: UpgradeRequest, target: RequestTarget) -> None:
+    def _start_websocket(self, head: UpgradeRequest, target: PathAndQuery) -> None:
         state = self._state
         if state.in_flight >= state.concurrency_limit:
             self._refuse_over_limit()

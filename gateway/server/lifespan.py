@@ -46,7 +46,7 @@ LIFESPAN_MESSAGES = frozenset(
 
 
 @dataclass
-class LifespanTarget:
+class LifespanMount:
     """What the fan-out needs to know of one mount."""
 
     label: str
@@ -59,8 +59,8 @@ class LifespanTarget:
 class MountLifespan:
     """One mount's lifespan conversation with its app."""
 
-    def __init__(self, target: LifespanTarget) -> None:
-        self.target = target
+    def __init__(self, mount: LifespanMount) -> None:
+        self.mount = mount
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
         self._startup_answer: asyncio.Future[Message] | None = None
         self._shutdown_answer: asyncio.Future[Message] | None = None
@@ -77,7 +77,7 @@ class MountLifespan:
         if answer["type"] == "lifespan.startup.complete":
             self.running = True
         elif answer["type"] == "lifespan.startup.failed":
-            raise LifespanError(f"{self.target.label}: {answer.get('message', '')}".strip())
+            raise LifespanError(f"{self.mount.label}: {answer.get('message', '')}".strip())
 
     async def shutdown(self, timeout_s: float) -> None:
         assert self._shutdown_answer is not None and self._task is not None
@@ -85,22 +85,22 @@ class MountLifespan:
         try:
             answer = await asyncio.wait_for(asyncio.shield(self._shutdown_answer), timeout_s)
         except TimeoutError:
-            log.error("lifespan shutdown of %s timed out", self.target.label)
+            log.error("lifespan shutdown of %s timed out", self.mount.label)
             self._task.cancel()
             return
         if answer["type"] == "lifespan.shutdown.failed":
             log.error(
-                "lifespan shutdown of %s failed: %s", self.target.label, answer.get("message", "")
+                "lifespan shutdown of %s failed: %s", self.mount.label, answer.get("message", "")
             )
 
     async def _run_app(self) -> None:
         scope = {
             "type": "lifespan",
             "asgi": {"version": ASGI_VERSION, "spec_version": LIFESPAN_SPEC_VERSION},
-            "state": self.target.state,
+            "state": self.mount.state,
         }
         try:
-            await self.target.app(scope, self._inbox.get, self._app_sent)
+            await self.mount.app(scope, self._inbox.get, self._app_sent)
         except BaseException as exc:
             self._app_stopped(exc)
             if not isinstance(exc, Exception):
@@ -123,14 +123,14 @@ class MountLifespan:
         if not self._startup_answer.done():
             self._startup_answer.set_result(self._unsupported(exc))
         elif exc is not None and self.running:
-            log.error("lifespan of %s failed", self.target.label, exc_info=exc)
+            log.error("lifespan of %s failed", self.mount.label, exc_info=exc)
         _settle(self._shutdown_answer, {"type": "lifespan.shutdown.complete"})
 
     def _unsupported(self, exc: BaseException | None) -> Message:
         reason = f"{type(exc).__name__}: {exc}" if exc is not None else "returned early"
-        if self.target.policy == "on":
+        if self.mount.policy == "on":
             return {"type": "lifespan.startup.failed", "message": reason}
-        log.info("%s does not support lifespan (%s); serving it without", self.target.label, reason)
+        log.info("%s does not support lifespan (%s); serving it without", self.mount.label, reason)
         return {"type": "lifespan.unsupported"}
 
 
@@ -142,8 +142,8 @@ def _settle(future: asyncio.Future[Message], message: Message) -> None:
 class LifespanFanout:
     """Starts and stops every mount's lifespan, in order (rule 1)."""
 
-    def __init__(self, targets: Sequence[LifespanTarget]) -> None:
-        self._lifespans = [MountLifespan(t) for t in targets if _takes_lifespan(t)]
+    def __init__(self, mounts: Sequence[LifespanMount]) -> None:
+        self._lifespans = [MountLifespan(m) for m in mounts if _takes_lifespan(m)]
         self._started: list[MountLifespan] = []
 
     async def startup(self, timeout_s: float) -> None:
@@ -160,11 +160,11 @@ class LifespanFanout:
             await self._started.pop().shutdown(timeout_s)
 
 
-def _takes_lifespan(target: LifespanTarget) -> bool:
-    if target.policy == "off":
+def _takes_lifespan(mount: LifespanMount) -> bool:
+    if mount.policy == "off":
         return False
-    if not target.supports_lifespan:
-        if target.policy == "on":
-            raise LifespanError(f'{target.label}: lifespan = "on" but the app is WSGI')
+    if not mount.supports_lifespan:
+        if mount.policy == "on":
+            raise LifespanError(f'{mount.label}: lifespan = "on" but the app is WSGI')
         return False
     return True

@@ -58,10 +58,10 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Protocol
 
-from gateway.asgi import ASGIApp, Message, Receive, Scope, Send, set_mount_label
+from gateway.asgi import ASGIApp, Message, Receive, Scope, Send, send_plain, set_mount_label
 from gateway.config.loader import ServerConfig
 from gateway.errors import ClientDisconnected, GatewayError, HTTPError
-from gateway.routing.health import send_status
+from gateway.routing.health import ALLOW, NO_STORE
 from gateway.server import metric_files
 
 if TYPE_CHECKING:
@@ -395,7 +395,7 @@ class MetricsEndpoint:
             return
         set_mount_label(scope, METRICS_MOUNT)
         if scope["method"] not in ("GET", "HEAD"):
-            await send_status(send, HTTPStatus.METHOD_NOT_ALLOWED, [(b"allow", b"GET, HEAD")])
+            await send_plain(send, HTTPStatus.METHOD_NOT_ALLOWED, [NO_STORE, (b"allow", ALLOW)])
             return
         # This worker's gauges as of now (rule "per request only what must be"), then the
         # scrape (rule "a scrape is collected off the event loop").

@@ -1,8 +1,8 @@
-"""What the connections of one worker share (ServerState), and the sweep that holds
+"""What the connections of one worker share (WorkerShared), and the sweep that holds
 them to their time bounds.
 
 Rules:
-1. One ServerState per worker, made on its running loop; connections read settings
+1. One WorkerShared per worker, made on its running loop; connections read settings
    from it and count themselves in and out (`connections`, `in_flight`).
 2. Time bounds are held by one periodic sweep per worker (`start_idle_sweep`), never a
    timer per request: each connection checks its own deadlines when swept
@@ -76,8 +76,9 @@ class DefaultFields:
         return self._fields
 
 
-class ServerState:
-    """What every connection of one worker shares: the app, settings, live connections."""
+class WorkerShared:
+    """What every connection of one worker shares: the app, settings, live connections.
+    (Not a mount's lifespan `state`, which the router copies into each request's scope.)"""
 
     def __init__(
         self,

@@ -57,7 +57,7 @@ from gateway.config.access_format import AccessEntry
 from gateway.config.loader import ServerConfig
 from gateway.errors import AppProtocolError, ClientDisconnected
 from gateway.http.events import RequestHead
-from gateway.http.session import RequestTarget
+from gateway.http.session import PathAndQuery
 from gateway.http.ws_session import (
     Handshake,
     MessageReceived,
@@ -130,7 +130,7 @@ class Carrier(Protocol):
 
 def websocket_scope(
     head: RequestHead,
-    target: RequestTarget,
+    target: PathAndQuery,
     handshake: Handshake,
     client: tuple[str, int | None] | None,
     server: tuple[str, int | None] | None,

@@ -17,6 +17,7 @@ from gateway.http.events import (
 )
 from gateway.http.h11_session import H11Session
 from gateway.http.httptools_session import HttptoolsSession
+from gateway.http.response import interim_head
 from gateway.http.session import HTTPSession, parse_target
 
 SESSIONS = [H11Session, HttptoolsSession]
@@ -108,6 +109,30 @@ def test_head_response_drops_the_body(session: HTTPSession) -> None:
     out += session.response_body(b"hello") + session.response_end()
     assert out == b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"
     assert session.reusable
+
+
+def test_an_interim_head_ends_at_its_empty_line() -> None:
+    """A 1xx has no content (RFC 9110 §15.2) and no Transfer-Encoding (RFC 9112 §6.1):
+    a WebSocket's 101 goes through the one serialiser without framing fields."""
+    head = interim_head(101, [(b"Upgrade", b"websocket")], [(b"date", b"today")])
+    assert head == b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\ndate: today\r\n\r\n"
+
+
+def test_an_interim_head_checks_its_fields_as_every_head_does() -> None:
+    with pytest.raises(AppProtocolError, match="illegal response header value"):
+        interim_head(101, [(b"x-a", b"split\r\nx-b: 1")], [])
+
+
+def test_head_request_error_reply_has_no_body(session: HTTPSession) -> None:
+    session.feed(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+    events_until_blocked(session)
+    reply = session.error_response(503, [(b"retry-after", b"1")])
+    assert reply == (
+        b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\n"
+        b"content-type: text/plain; charset=utf-8\r\ncontent-length: 0\r\n"
+        b"connection: close\r\n\r\n"
+    )
+    assert not session.reusable
 
 
 def test_http10_is_not_kept_alive(session: HTTPSession) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.asgi import Receive, Scope, Send
 from gateway.errors import AppProtocolError, LifespanError
-from gateway.server.lifespan import LifespanFanout, LifespanTarget
+from gateway.server.lifespan import LifespanFanout, LifespanMount
 
 
 class LifespanApp:
@@ -40,15 +40,15 @@ async def no_lifespan(scope: Scope, receive: Receive, send: Send) -> None:
         raise ValueError("only http here")
 
 
-def target(app: Any, policy: str = "auto", supports: bool = True) -> LifespanTarget:
-    return LifespanTarget(
+def mount(app: Any, policy: str = "auto", supports: bool = True) -> LifespanMount:
+    return LifespanMount(
         label=f"mount {policy}", app=app, policy=policy, supports_lifespan=supports
     )
 
 
-def run_cycle(targets: list[LifespanTarget]) -> None:
+def run_cycle(mounts: list[LifespanMount]) -> None:
     async def cycle() -> None:
-        fanout = LifespanFanout(targets)
+        fanout = LifespanFanout(mounts)
         await fanout.startup(5)
         await fanout.shutdown(5)
 
@@ -57,7 +57,7 @@ def run_cycle(targets: list[LifespanTarget]) -> None:
 
 def test_startup_in_order_shutdown_in_reverse_with_state_per_mount() -> None:
     journal: list[str] = []
-    first, second = target(LifespanApp("a", journal)), target(LifespanApp("b", journal))
+    first, second = mount(LifespanApp("a", journal)), mount(LifespanApp("b", journal))
     run_cycle([first, second])
     assert journal == ["a startup", "b startup", "b shutdown", "a shutdown"]
     assert first.state == {"owner": "a"} and second.state == {"owner": "b"}
@@ -65,18 +65,18 @@ def test_startup_in_order_shutdown_in_reverse_with_state_per_mount() -> None:
 
 def test_auto_serves_an_app_without_lifespan() -> None:
     journal: list[str] = []
-    run_cycle([target(no_lifespan, "auto"), target(LifespanApp("b", journal))])
+    run_cycle([mount(no_lifespan, "auto"), mount(LifespanApp("b", journal))])
     assert journal == ["b startup", "b shutdown"]
 
 
 def test_on_makes_missing_lifespan_a_startup_failure() -> None:
     with pytest.raises(LifespanError, match="only http here"):
-        run_cycle([target(no_lifespan, "on")])
+        run_cycle([mount(no_lifespan, "on")])
 
 
 def test_off_never_calls_the_app() -> None:
     journal: list[str] = []
-    run_cycle([target(LifespanApp("a", journal), "off")])
+    run_cycle([mount(LifespanApp("a", journal), "off")])
     assert journal == []
 
 
@@ -86,21 +86,21 @@ def test_wsgi_mounts_are_completed_on_their_behalf() -> None:
     async def recorder(scope: Scope, receive: Receive, send: Send) -> None:
         called.append(scope)
 
-    run_cycle([target(recorder, "auto", supports=False)])
+    run_cycle([mount(recorder, "auto", supports=False)])
     assert called == []
     with pytest.raises(LifespanError, match="WSGI"):
-        run_cycle([target(recorder, "on", supports=False)])
+        run_cycle([mount(recorder, "on", supports=False)])
 
 
 def test_startup_failure_stops_the_started_mounts_and_carries_the_message() -> None:
     journal: list[str] = []
-    targets = [
-        target(LifespanApp("a", journal)),
-        target(LifespanApp("b", journal, fail_startup="database unreachable")),
-        target(LifespanApp("c", journal)),
+    mounts = [
+        mount(LifespanApp("a", journal)),
+        mount(LifespanApp("b", journal, fail_startup="database unreachable")),
+        mount(LifespanApp("c", journal)),
     ]
     with pytest.raises(LifespanError, match="database unreachable") as caught:
-        run_cycle(targets)
+        run_cycle(mounts)
     assert caught.value.exit_status == 3
     assert journal == ["a startup", "a shutdown"]
 
@@ -113,7 +113,7 @@ def test_shutdown_that_hangs_is_bounded() -> None:
         await asyncio.Event().wait()
 
     async def cycle() -> float:
-        fanout = LifespanFanout([target(hangs_on_shutdown)])
+        fanout = LifespanFanout([mount(hangs_on_shutdown)])
         await fanout.startup(5)
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -150,7 +150,7 @@ class ScopeBlindApp:
 
 def test_a_message_that_is_not_lifespan_raises_and_auto_serves_the_app() -> None:
     blind, journal = ScopeBlindApp(), []
-    run_cycle([target(blind, "auto"), target(LifespanApp("b", journal))])
+    run_cycle([mount(blind, "auto"), mount(LifespanApp("b", journal))])
     assert isinstance(blind.raised, AppProtocolError), "send took http.response.start"
     assert blind.parts_sent == 0
     assert journal == ["b startup", "b shutdown"]
@@ -158,4 +158,4 @@ def test_a_message_that_is_not_lifespan_raises_and_auto_serves_the_app() -> None
 
 def test_on_makes_a_scope_blind_app_a_startup_failure() -> None:
     with pytest.raises(LifespanError, match="not a lifespan message"):
-        run_cycle([target(ScopeBlindApp(), "on")])
+        run_cycle([mount(ScopeBlindApp(), "on")])

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from gateway.asgi import Message, Receive, Scope, Send, mount_label
+from gateway.asgi import Message, Receive, Scope, Send, mount_label, plain_reply
 from gateway.errors import RequestBodyTooLarge
-from gateway.routing.router import Mount, Router
+from gateway.routing.router import Mount, Router, declares_over, framing
 
 
 class Recorder:
@@ -120,6 +120,37 @@ def test_chunked_body_over_limit_raises_413() -> None:
     with pytest.raises(RequestBodyTooLarge) as caught:
         call(router, "/", headers=[(b"transfer-encoding", b"chunked")], bodies=[b"x" * 6] * 2)
     assert caught.value.status == 413
+
+
+@pytest.mark.parametrize(
+    ("headers", "length"),
+    [
+        ([], 0),  # neither field: no body (RFC 9112 §6.3)
+        ([(b"host", b"x"), (b"content-length", b"12")], 12),
+        ([(b"content-length", b"0")], 0),
+        ([(b"transfer-encoding", b"chunked")], None),  # known only once it has arrived
+    ],
+)
+def test_framing_reads_the_body_length_from_the_fields(
+    headers: list[tuple[bytes, bytes]], length: int | None
+) -> None:
+    assert framing(headers) == length
+    assert declares_over(headers, 11) is (length is not None and length > 11)
+
+
+def test_the_gateway_answers_in_plain_text_with_its_reason_phrase() -> None:
+    router, _ = make_router("/api")
+    start, body = call(router, "/other")
+    assert (start["status"], body["body"]) == (404, b"Not Found\n")
+    assert start["headers"] == plain_reply(404)[0]
+    assert plain_reply(599, [(b"x-a", b"1")]) == (
+        [
+            (b"x-a", b"1"),
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", b"6"),
+        ],
+        b"Error\n",
+    )
 
 
 def test_body_within_limit_passes() -> None:

@@ -657,7 +657,7 @@ def test_shadows_builds_the_rule_from_the_mount_and_refuses_an_unopenable_log(
     shadows = Shadows()
     mount = MountConfig(prefix="/api", app="m:a", shadow="newapi", shadow_max_in_flight=3)
     rule = shadows.rule(mount, ("gateway.toml", "mount #1"), None)
-    assert (rule.target, rule.percent, rule.methods, rule.label) == (
+    assert (rule.to_mount, rule.percent, rule.methods, rule.label) == (
         "newapi",
         100.0,
         frozenset({"GET", "HEAD"}),
