@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from conftest import Server, read_response, wait_until
+from support.deadlines import read_response, wait_until
+from support.servers import Server
 
 MOUNTS = """
 [server]

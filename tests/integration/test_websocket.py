@@ -7,7 +7,7 @@ pings left unanswered, a connection dropped without a Close frame.
 
 The apps are tests/apps/ws_apps.py. The server runs in this process (the `serve`
 fixture), so a test reads the apps' module state (`disconnects`, `flood`, `gates`,
-`late_sends`, `finished`, `cancelled`) directly. The clients are in tests/ws_clients.py.
+`late_sends`, `finished`, `cancelled`) directly. The clients are in tests/support/ws_clients.py.
 Every wait is on a condition or a read with a deadline; none is a bare sleep.
 """
 
@@ -25,8 +25,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Server, read_until_closed, wait_until
-from ws_clients import (
+from support.deadlines import read_until_closed, wait_until
+from support.servers import Server
+from support.ws_clients import (
     BINARY,
     CLOSE,
     CONTINUATION,

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import GATEWAY, GatewayProcess, child_pids, mount_file, wait_until
+from support.deadlines import wait_until
+from support.processes import GATEWAY, GatewayProcess, child_pids, mount_file
 
 from gateway.server.metrics import parse_exposition
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import GatewayProcess, child_pids, mount_file, wait_until
+from support.deadlines import wait_until
+from support.processes import GatewayProcess, child_pids, mount_file
 
 DEADLINE_S = 30.0
 # Long enough for a request in flight to be caught by a signal, short enough for the run.

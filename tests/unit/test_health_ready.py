@@ -11,7 +11,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from conftest import write_config
+from support.servers import write_config
 
 from gateway.process.worker import Worker, load_mounts
 from gateway.routing.health import HealthCheck

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from tls_certs import KEY_PASSWORD, Certs, make_certs
+from support.tls_certs import KEY_PASSWORD, Certs, make_certs
 
 from gateway.cli import main
 from gateway.config.loader import Config, load_config

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import Server
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 from wsproto import ConnectionType, WSConnection
@@ -39,6 +38,8 @@ from wsproto.events import (
     TextMessage,
 )
 from wsproto.extensions import PerMessageDeflate
+
+from support.servers import Server
 
 # A read or a handshake that takes longer than this has failed (2 cores, other test runs
 # alongside: generous, but a test whose server never answers still ends in seconds).
