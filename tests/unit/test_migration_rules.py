@@ -377,6 +377,20 @@ def test_raising_the_percent_keeps_the_canarys_users_on_it() -> None:
     assert at_10 < at_20
 
 
+# Buckets computed once with BLAKE2b and written down (gateway/migration/rules.py, rule
+# "Canary"): a user's side must survive a restart, another worker and an upgrade, so a
+# change of hash (Python's salted hash(), another digest size) fails here instead of
+# moving every sticky user to the other side at once.
+PINNED_BUCKETS = {b"alice": 4729, b"10.0.0.7": 5156}
+
+
+def test_a_sticky_key_keeps_its_pinned_bucket_in_every_process_and_release() -> None:
+    assert {key: bucket(key) for key in PINNED_BUCKETS} == PINNED_BUCKETS
+    router, _, _ = canary_router(50, "header:x-user")  # buckets below 5,000: the canary
+    scopes = [http_scope("/shop", [(b"x-user", key)]) for key in PINNED_BUCKETS]
+    assert run_requests(router, scopes) == ["/shop>canary:newapi", "/shop"]
+
+
 @pytest.mark.parametrize(
     ("sticky", "headers", "client"),
     [
