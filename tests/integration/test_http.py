@@ -6,7 +6,7 @@ import email.utils
 import json
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -168,7 +168,7 @@ def test_connection_close_is_honoured(serve: Serve) -> None:
 
 
 def test_chunked_request_and_response_bodies(server: Server) -> None:
-    def chunks():
+    def chunks() -> Iterator[bytes]:
         for i in range(50):
             yield b"%04d" % i * 256
 

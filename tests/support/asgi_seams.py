@@ -96,7 +96,11 @@ def http_scope(path: str = "/", **overrides: Any) -> Message:
 def call(app: ASGIApp, scope: Scope | None = None) -> Send:
     """One request through `app`; an exception the app raised is the test's to see."""
     send = Send()
-    asyncio.run(app(scope or http_scope(), Receive(body(b"")), send))
+
+    async def request() -> None:
+        await app(scope or http_scope(), Receive(body(b"")), send)
+
+    asyncio.run(request())
     return send
 
 

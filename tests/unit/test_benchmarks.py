@@ -102,7 +102,7 @@ Requests/sec:  33688.00
 def test_wrk_output_gives_rate_latency_and_errors() -> None:
     result = parse_wrk(WRK_OUTPUT)
     assert (result.rps, result.requests) == (33688.0, 168440)
-    assert (result.p50_ms, result.p99_ms) == (pytest.approx(1.82), pytest.approx(0.35))
+    assert (result.p50_ms, result.p99_ms) == pytest.approx((1.82, 0.35))
     assert (result.non_2xx, result.socket_errors) == (7, 3)
 
 

@@ -161,7 +161,7 @@ def test_in_flight_is_published_at_a_scrape(worker_metrics: WorkerMetrics) -> No
     async def scenario() -> tuple[float, float]:
         app = worker_metrics.wrap(waiting, "/api")
         endpoint = worker_metrics.endpoint(answer(404))
-        request = asyncio.create_task(app(http_scope(), Receive(body(b"")), Send()))
+        request = asyncio.ensure_future(app(http_scope(), Receive(body(b"")), Send()))
         await entered.wait()
         during = await scrape_on_loop(endpoint)
         release.set()
