@@ -5,8 +5,8 @@ Rules:
    never from this file: pytest imports a conftest under a name of its own choosing
    (`--import-mode=importlib`), so `from conftest import ...` is not an interface.
 2. tests/ is on sys.path through pytest's `pythonpath` setting (pyproject.toml), so
-   `support` imports the same way under every import mode, and mypy finds it through
-   `mypy_path`.
+   `support` imports the same way under every import mode; mypy finds it the same way,
+   since tests/ has no __init__.py and so is a root of module names.
 """
 
 from __future__ import annotations
