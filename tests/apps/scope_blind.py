@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-# Longer than a test's start deadline (conftest START_DEADLINE_S, 30 s), so a server
+# Longer than a test's start deadline (support.deadlines START_DEADLINE_S, 30 s), so a server
 # stuck in this loop at startup is seen as one that never listens.
 STREAM_LIMIT_S = 60.0
 CHUNK = b"tick\n" * 200  # 1000 bytes: the client has a body to read at once

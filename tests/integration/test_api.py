@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import CLIENT_TIMEOUT_S, EXAMPLES_DIR
+from support.deadlines import CLIENT_TIMEOUT_S
+from support.paths import EXAMPLES_DIR
 
 import gateway
 from gateway.errors import ConfigError, StartupError

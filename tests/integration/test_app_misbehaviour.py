@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from conftest import Server, read_response
+from support.deadlines import read_response
+from support.servers import Server
 
 MOUNTS = """
 [server]

@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from conftest import CLIENT_TIMEOUT_S, Server
-from ws_clients import DEADLINE_S, ws_connect
+from support.deadlines import CLIENT_TIMEOUT_S
+from support.servers import Server
+from support.ws_clients import DEADLINE_S, ws_connect
 
 Serve = Callable[[str], Server]
 

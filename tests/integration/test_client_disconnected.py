@@ -13,7 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Server, wait_until
+from support.deadlines import wait_until
+from support.servers import Server
 
 MOUNTS = """
 [server]

@@ -16,8 +16,9 @@ import urllib.request
 from collections.abc import Callable
 
 import pytest
-from conftest import Server, read_until_closed
-from tls_certs import Certs, make_certs
+from support.deadlines import read_until_closed
+from support.servers import Server
+from support.tls_certs import Certs, make_certs
 
 import gateway.server.connection
 

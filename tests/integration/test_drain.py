@@ -21,8 +21,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, wait_until
-from tls_certs import Certs, make_certs
+from support.deadlines import wait_until
+from support.servers import Server
+from support.tls_certs import Certs, make_certs
 
 Serve = Callable[[str], Server]
 DEADLINE_S = 10.0

@@ -27,7 +27,9 @@ from urllib.parse import urljoin
 
 import httpx
 import pytest
-from conftest import APPS_DIR, EXAMPLES_DIR, HTTP_SESSIONS, GatewayProcess
+from support.paths import APPS_DIR, EXAMPLES_DIR
+from support.processes import GatewayProcess
+from support.servers import HTTP_SESSIONS
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 

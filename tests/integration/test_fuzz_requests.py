@@ -22,9 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from conftest import Server, read_until_closed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.deadlines import read_until_closed
+from support.servers import Server
 
 MOUNTS = """
 [server]

@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from conftest import Server, wait_until
+from support.deadlines import wait_until
+from support.servers import Server
 
 Serve = Callable[[str], Server]
 

@@ -6,11 +6,12 @@ import email.utils
 import json
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from conftest import Server, read_response, wait_until
+from support.deadlines import read_response, wait_until
+from support.servers import Server
 
 MOUNTS = """
 [server]
@@ -167,7 +168,7 @@ def test_connection_close_is_honoured(serve: Serve) -> None:
 
 
 def test_chunked_request_and_response_bodies(server: Server) -> None:
-    def chunks():
+    def chunks() -> Iterator[bytes]:
         for i in range(50):
             yield b"%04d" % i * 256
 

@@ -21,8 +21,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Server, read_response, wait_until
-from ws_clients import rejection, ws_connect
+from support.deadlines import read_response, wait_until
+from support.servers import Server
+from support.ws_clients import rejection, ws_connect
 
 from gateway.config.loader import Bind
 from gateway.process.sockets import bind_socket

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, wait_until
+from support.deadlines import wait_until
+from support.servers import Server
 
 from gateway import cli
 from gateway.server.metrics import parse_exposition

@@ -9,8 +9,9 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from conftest import Server, wait_until
-from ws_clients import DEADLINE_S, rejection, ws_connect
+from support.deadlines import wait_until
+from support.servers import Server
+from support.ws_clients import DEADLINE_S, rejection, ws_connect
 
 CAP = 1000  # the /api mount's fallback_body_bytes
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import HTTP_SESSIONS, Server, write_config
+from support.servers import HTTP_SESSIONS, Server, write_config
 from websockets.sync.client import connect
 
 Serve = Callable[[str], Server]

@@ -23,8 +23,9 @@ import threading
 from collections.abc import Callable
 
 import pytest
-from conftest import Server, read_until_closed
-from corpus import CORPUS_MAX_HEADER_BYTES, CORPUS_MAX_TARGET_BYTES, Case, load_corpus
+from support.corpus import CORPUS_MAX_HEADER_BYTES, CORPUS_MAX_TARGET_BYTES, Case, load_corpus
+from support.deadlines import read_until_closed
+from support.servers import Server
 
 CASES = load_corpus()
 MOUNTS = f"""

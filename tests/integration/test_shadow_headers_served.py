@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from conftest import Server, wait_until
-from ws_clients import DEADLINE_S
+from support.deadlines import wait_until
+from support.servers import Server
+from support.ws_clients import DEADLINE_S
 
 Serve = Callable[[str], Server]
 CREDENTIALS = {"Cookie": "sessionid=s3cret", "Authorization": "Bearer t0ken", "X-Trace": "t1"}

@@ -11,8 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Server, wait_until
-from ws_clients import DEADLINE_S
+from support.deadlines import wait_until
+from support.servers import Server
+from support.ws_clients import DEADLINE_S
 
 from gateway.errors import ConfigError
 from gateway.server import metrics

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, read_response
+from support.deadlines import read_response
+from support.servers import Server
 
 from gateway.adapters.static import CHUNK_BYTES
 

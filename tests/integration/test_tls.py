@@ -13,9 +13,10 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from conftest import Server, read_response
 from cryptography import x509
-from tls_certs import Certs, make_certs
+from support.deadlines import read_response
+from support.servers import Server
+from support.tls_certs import Certs, make_certs
 from websockets.sync.client import connect
 
 import gateway.process.worker

@@ -7,7 +7,7 @@ pings left unanswered, a connection dropped without a Close frame.
 
 The apps are tests/apps/ws_apps.py. The server runs in this process (the `serve`
 fixture), so a test reads the apps' module state (`disconnects`, `flood`, `gates`,
-`late_sends`, `finished`, `cancelled`) directly. The clients are in tests/ws_clients.py.
+`late_sends`, `finished`, `cancelled`) directly. The clients are in tests/support/ws_clients.py.
 Every wait is on a condition or a read with a deadline; none is a bare sleep.
 """
 
@@ -25,8 +25,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Server, read_until_closed, wait_until
-from ws_clients import (
+from support.deadlines import read_until_closed, wait_until
+from support.servers import Server
+from support.ws_clients import (
     BINARY,
     CLOSE,
     CONTINUATION,
@@ -46,6 +47,7 @@ from ws_clients import (
     rejection,
     send_until_stalled,
     small_buffer_socket,
+    upgrade_response,
     ws_connect,
 )
 from wsproto.events import (
@@ -246,14 +248,14 @@ def test_the_app_chooses_the_subprotocol(
     with ws_connect(server, "/ws/subprotocol", subprotocols=offered) as ws:
         assert json.loads(ws.recv(timeout=DEADLINE_S)) == {"chosen": chosen}
         assert ws.subprotocol == chosen
-        assert ws.response.headers.get("Sec-WebSocket-Protocol") == chosen
+        assert upgrade_response(ws).headers.get("Sec-WebSocket-Protocol") == chosen
 
 
 def test_accept_headers_reach_the_client(server: Server) -> None:
     with ws_connect(server, "/ws/subprotocol", subprotocols=["chat.v1"]) as ws:
-        assert ws.response.status_code == 101
-        assert ws.response.headers["X-Accepted-By"] == "ws_apps"
-        assert ws.response.headers["Set-Cookie"] == "ws-session=abc"
+        assert upgrade_response(ws).status_code == 101
+        assert upgrade_response(ws).headers["X-Accepted-By"] == "ws_apps"
+        assert upgrade_response(ws).headers["Set-Cookie"] == "ws-session=abc"
 
 
 def test_close_before_accept_is_403(server: Server) -> None:
@@ -734,7 +736,9 @@ def test_a_compressed_message_counts_at_its_inflated_size(serve: Serve) -> None:
     """1 MiB of zeros deflates to about 1 KiB: the limit must still hold (a zip bomb)."""
     server = serve(mounts(f"ws_max_message_bytes = {SMALL_LIMIT_BYTES}"))
     with ws_connect(server, "/ws/echo") as ws:
-        assert "permessage-deflate" in ws.response.headers.get("Sec-WebSocket-Extensions", "")
+        assert "permessage-deflate" in upgrade_response(ws).headers.get(
+            "Sec-WebSocket-Extensions", ""
+        )
         ws.send(bytes(MIB))
         close = closed_by_server(ws)
     assert close is not None
@@ -747,7 +751,7 @@ def test_a_compressed_message_counts_at_its_inflated_size(serve: Serve) -> None:
 def test_deflate_is_negotiated_when_offered(server: Server) -> None:
     text = "a compressible line of text\n" * 40_000
     with ws_connect(server, "/ws/echo", compression="deflate") as ws:
-        assert "permessage-deflate" in ws.response.headers["Sec-WebSocket-Extensions"]
+        assert "permessage-deflate" in upgrade_response(ws).headers["Sec-WebSocket-Extensions"]
         ws.send(text)
         assert ws.recv(timeout=DEADLINE_S) == text
         ws.send(b"\x00" * 1000)
@@ -787,7 +791,7 @@ def test_the_server_compresses_what_it_sends_only_with_deflate(serve: Serve, def
 def test_deflate_off_is_not_negotiated(serve: Serve) -> None:
     server = serve(mounts("ws_per_message_deflate = false"))
     with ws_connect(server, "/ws/echo", compression="deflate") as ws:
-        assert "Sec-WebSocket-Extensions" not in ws.response.headers
+        assert "Sec-WebSocket-Extensions" not in upgrade_response(ws).headers
         ws.send("plain")
         assert ws.recv(timeout=DEADLINE_S) == "plain"
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Server, read_response, read_until_closed, wait_until
+from support.deadlines import read_response, read_until_closed, wait_until
+from support.servers import Server
 
 Serve = Callable[[str], Server]
 

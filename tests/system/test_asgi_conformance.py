@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from conftest import GatewayProcess, mount_file
+from support.processes import GatewayProcess, mount_file
 
 # A client's wait for one answer: far above any answer here; only a hung server hits it.
 CLIENT_TIMEOUT_S = 10.0

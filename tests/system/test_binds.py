@@ -22,7 +22,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import APPS_DIR, GATEWAY, GatewayProcess, wait_until
+from support.deadlines import wait_until
+from support.paths import APPS_DIR
+from support.processes import GATEWAY, GatewayProcess
 
 DEADLINE_S = 30.0
 

@@ -16,7 +16,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from conftest import GATEWAY
+from support.processes import GATEWAY
 
 DEADLINE_S = 30.0
 # Enough of an exposition for the report: one mount's requests.

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import EXAMPLES_DIR, GatewayProcess
+from support.paths import EXAMPLES_DIR
+from support.processes import GatewayProcess
 
 # Generous: the first start migrates the example's SQLite database.
 START_DEADLINE_S = 60.0

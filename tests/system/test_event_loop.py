@@ -15,7 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import CLIENT_TIMEOUT_S, GATEWAY, START_DEADLINE_S, GatewayProcess, mount_file
+from support.deadlines import CLIENT_TIMEOUT_S, START_DEADLINE_S
+from support.processes import GATEWAY, GatewayProcess, mount_file
 
 WARNING = "uvloop cannot be imported here"
 

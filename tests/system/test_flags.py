@@ -1,7 +1,7 @@
 """The flags uvicorn and gunicorn users type, and their environment variables, through a
 real `gateway serve` subprocess (issue 14, point 2).
 
-Most tests hand the server a socket they bound (conftest GatewayProcess, `--bind fd://N`).
+Most tests hand the server a socket they bound (support.processes GatewayProcess, `--bind fd://N`).
 `--host/--port` need a port number instead: the test binds 127.0.0.1:0, reads the port,
 closes it and passes the number, retrying once if another process took it meanwhile.
 """
@@ -19,17 +19,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import (
-    APPS_DIR,
-    CLIENT_TIMEOUT_S,
-    GATEWAY,
-    START_DEADLINE_S,
-    GatewayProcess,
-    child_pids,
-    read_until_closed,
-    wait_until,
-)
-from tls_certs import make_certs
+from support.deadlines import CLIENT_TIMEOUT_S, START_DEADLINE_S, read_until_closed, wait_until
+from support.paths import APPS_DIR
+from support.processes import GATEWAY, GatewayProcess, child_pids
+from support.tls_certs import make_certs
 
 from gateway.config.loader import cli_options
 

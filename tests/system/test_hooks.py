@@ -14,7 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import APPS_DIR, CLIENT_TIMEOUT_S, GATEWAY, GatewayProcess, wait_until
+from support.deadlines import CLIENT_TIMEOUT_S, wait_until
+from support.paths import APPS_DIR
+from support.processes import GATEWAY, GatewayProcess
 
 DEADLINE_S = 30.0
 

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import APPS_DIR, GatewayProcess, wait_until
+from support.deadlines import wait_until
+from support.paths import APPS_DIR
+from support.processes import GatewayProcess
 
 DEADLINE_S = 30.0
 HAS_YAML = importlib.util.find_spec("yaml") is not None

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import GATEWAY, GatewayProcess, child_pids, mount_file, wait_until
+from support.deadlines import wait_until
+from support.processes import GATEWAY, GatewayProcess, child_pids, mount_file
 
 from gateway.server.metrics import parse_exposition
 
@@ -287,7 +288,10 @@ def test_a_metrics_directory_that_fills_while_serving_drops_metrics_not_workers(
         wait_until(lambda: len(set(child_pids(gateway.proc.pid)) - set(victims)) == 2)
         gateway.wait_for_line("2 workers ready")
         serve_from_both_workers(gateway)  # both replacements serve
-        dropped = ("gateway_metrics_dropped_writes_total", frozenset())
+        dropped: tuple[str, frozenset[tuple[str, str]]] = (
+            "gateway_metrics_dropped_writes_total",
+            frozenset(),
+        )
         wait_until(lambda: scrape(gateway).get(dropped, 0) > 0, DEADLINE_S)
         assert gateway.proc.poll() is None
     finally:

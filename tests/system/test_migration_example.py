@@ -17,7 +17,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import EXAMPLES_DIR, GATEWAY, GatewayProcess, wait_until
+from support.deadlines import wait_until
+from support.paths import EXAMPLES_DIR
+from support.processes import GATEWAY, GatewayProcess
 
 from gateway.server.metrics import parse_exposition
 from gateway.status import COLUMNS

@@ -1,6 +1,6 @@
 """`gateway serve module:app`: one app at "/" with no mount file (issue 14, point 1).
 
-The server runs as a subprocess on a socket the test bound (conftest GatewayProcess);
+The server runs as a subprocess on a socket the test bound (support.processes GatewayProcess);
 the apps are small modules written into the test's own directory, which is the
 server's working directory, as `main.py` is for a uvicorn user.
 """
@@ -14,7 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import APPS_DIR, CLIENT_TIMEOUT_S, GATEWAY, GatewayProcess, wait_until
+from support.deadlines import CLIENT_TIMEOUT_S, wait_until
+from support.paths import APPS_DIR
+from support.processes import GATEWAY, GatewayProcess
 
 MAIN_PY = """
 async def app(scope, receive, send):

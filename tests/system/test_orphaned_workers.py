@@ -16,7 +16,8 @@ import threading
 from pathlib import Path
 
 import httpx
-from conftest import GatewayProcess, child_pids, mount_file, wait_until
+from support.deadlines import wait_until
+from support.processes import GatewayProcess, child_pids, mount_file
 
 # The workers notice within a beat (a second) and then drain: no connection is open, so
 # the drain is short. Generous for a busy 2-core machine; the failure mode (before the

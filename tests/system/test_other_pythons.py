@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import EXAMPLES_DIR
+from support.paths import EXAMPLES_DIR
 
 SCRIPT = EXAMPLES_DIR.parent / ".ci" / "other-pythons"
 # A fake interpreter: runs `-c ''` (the script's probe) and makes a venv whose tools

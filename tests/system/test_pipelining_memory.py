@@ -15,7 +15,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import APPS_DIR, GatewayProcess, wait_until
+from support.deadlines import wait_until
+from support.paths import APPS_DIR
+from support.processes import GatewayProcess
 
 RESPONSE_BYTES = 64 * 1024
 # Requests the client pipelines: 6,000 responses of 64 KiB are 375 MiB, what the worker

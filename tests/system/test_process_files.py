@@ -17,7 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import CLIENT_TIMEOUT_S, GATEWAY, GatewayProcess, child_pids
+from support.deadlines import CLIENT_TIMEOUT_S
+from support.processes import GATEWAY, GatewayProcess, child_pids
 
 from gateway.config.loader import load_config
 from gateway.errors import ConfigError

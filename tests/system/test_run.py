@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import APPS_DIR, CLIENT_TIMEOUT_S, START_DEADLINE_S, wait_until
+from support.deadlines import CLIENT_TIMEOUT_S, START_DEADLINE_S, wait_until
+from support.paths import APPS_DIR
 
 PROGRAM = """
 import sys

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import APPS_DIR, GATEWAY, GatewayProcess, child_pids, wait_until
+from support.deadlines import wait_until
+from support.paths import APPS_DIR
+from support.processes import GATEWAY, GatewayProcess, child_pids
 
 DEADLINE_S = 30.0
 

@@ -8,7 +8,8 @@ import subprocess
 from pathlib import Path
 
 import httpx
-from conftest import APPS_DIR, GATEWAY, GatewayProcess
+from support.paths import APPS_DIR
+from support.processes import GATEWAY, GatewayProcess
 
 CONFIG = f"""
 [server]

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import GatewayProcess, child_pids, mount_file, wait_until
+from support.deadlines import wait_until
+from support.processes import GatewayProcess, child_pids, mount_file
 
 DEADLINE_S = 30.0
 # Long enough for a request in flight to be caught by a signal, short enough for the run.
@@ -222,8 +223,11 @@ def test_hups_under_load_swap_workers_without_a_failed_request(
             mount_file(tmp_path / "gateway.toml", extra_mounts=mount_at(f"/v{number}"))
             gateway.proc.send_signal(signal.SIGHUP)
             gateway.wait_for_line(f"generation {number} ready")
-            old = generations[-1]
-            wait_until(lambda old=old: not old & set(workers_of(gateway)))
+
+            def old_workers_gone(old: set[int] = generations[-1]) -> bool:
+                return not old & set(workers_of(gateway))
+
+            wait_until(old_workers_gone)
             generations.append(set(workers_of(gateway)))
             load.wait_for(LOAD_BETWEEN_RELOADS)
     assert load.failures == []
@@ -492,7 +496,11 @@ def test_ttin_and_ttou_add_and_remove_a_worker(start: StartGateway) -> None:
     gateway.wait_for_line("3 workers ready")
     for expected in (2, 1):
         gateway.proc.send_signal(signal.SIGTTOU)
-        wait_until(lambda expected=expected: len(workers_of(gateway)) == expected)
+
+        def workers_left(expected: int = expected) -> bool:
+            return len(workers_of(gateway)) == expected
+
+        wait_until(workers_left)
     gateway.proc.send_signal(signal.SIGTTOU)  # never below one worker
     gateway.wait_for_line("TTOU ignored")
     assert len(workers_of(gateway)) == 1
@@ -567,7 +575,12 @@ def test_preload_serves_from_every_worker(start: StartGateway, probe_log: Path) 
     assert gateway.proc.pid not in workers
     assert sorted(events(probe_log, "startup")) == workers
     seen: set[int] = set()
-    wait_until(lambda: seen.add(answering_pid(gateway)) or seen == set(workers))
+
+    def every_worker_answered() -> bool:
+        seen.add(answering_pid(gateway))
+        return seen == set(workers)
+
+    wait_until(every_worker_answered)
     assert gateway.stop() == 0
     assert sorted(events(probe_log, "shutdown")) == workers
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import APPS_DIR, GatewayProcess
-from tls_certs import Certs, make_certs
+from support.paths import APPS_DIR
+from support.processes import GatewayProcess
+from support.tls_certs import Certs, make_certs
 
 DEADLINE_S = 30.0
 

@@ -17,8 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import APPS_DIR, GatewayProcess
-from ws_clients import CONTINUATION, MIB, PING, TEXT, UPGRADE_FIELDS, client_frame
+from support.paths import APPS_DIR
+from support.processes import GatewayProcess
+from support.ws_clients import CONTINUATION, MIB, PING, TEXT, UPGRADE_FIELDS, client_frame
 
 # How much one flood writes at most, and for how long: enough that an unbounded server
 # grows by well over GROWTH_LIMIT_BYTES (pongs cost their size, an empty message some

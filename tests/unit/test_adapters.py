@@ -18,7 +18,8 @@ from typing import Any
 from wsgiref.validate import validator
 
 import pytest
-from conftest import wait_until
+from support.asgi_seams import Receive, Send, body, http_scope
+from support.deadlines import wait_until
 
 from gateway.adapters import (
     InterfaceMismatch,
@@ -41,74 +42,6 @@ WAIT_S = 5.0  # deadline for any cross-thread wait in these tests
 
 
 # ---------------------------------------------------------------------------- seams
-
-
-class Receive:
-    """receive(): hands out the given messages (or raises the given exceptions)."""
-
-    def __init__(self, *items: Message | BaseException) -> None:
-        self.items = list(items)
-        self.calls = 0
-
-    async def __call__(self) -> Message:
-        self.calls += 1
-        if not self.items:
-            return {"type": "http.disconnect"}
-        item = self.items.pop(0)
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-
-def body(data: bytes, more: bool = False) -> Message:
-    return {"type": "http.request", "body": data, "more_body": more}
-
-
-class Send:
-    """send(): records messages; optionally raises ClientDisconnected on a body."""
-
-    def __init__(self, disconnect_on_body: bool = False) -> None:
-        self.messages: list[Message] = []
-        self.disconnect_on_body = disconnect_on_body
-        self.on_body: Callable[[bytes], None] = lambda data: None
-
-    async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.body" and self.disconnect_on_body:
-            raise ClientDisconnected("gone")
-        self.messages.append(message)
-        if message["type"] == "http.response.body":
-            self.on_body(message["body"])
-
-    @property
-    def status(self) -> int:
-        return int(self.messages[0]["status"])
-
-    @property
-    def body(self) -> bytes:
-        return b"".join(m["body"] for m in self.messages[1:])
-
-    @property
-    def bodies(self) -> list[Message]:
-        return [m for m in self.messages if m["type"] == "http.response.body"]
-
-
-def http_scope(path: str = "/", **overrides: Any) -> Message:
-    scope: Message = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode("utf-8"),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"testserver")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
-    scope.update(overrides)
-    return scope
 
 
 @pytest.fixture

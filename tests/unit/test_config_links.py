@@ -5,29 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.mount_files import LEGACY, NEW, error, load
 
 from gateway.cli import main
-from gateway.config.loader import FALLBACK_BODY_BYTES, MountConfig, load_config
-from gateway.errors import ConfigError
-
-NEW = '[[mount]]\nprefix = "/api"\nname = "new"\napp = "new:app"\n'
-LEGACY = '[[mount]]\nname = "legacy"\napp = "old:app"\n'
-
-
-def load(tmp_path: Path, text: str) -> tuple[MountConfig, ...]:
-    path = tmp_path / "gateway.toml"
-    path.write_text(text, encoding="utf-8")
-    return load_config(path).mounts
-
-
-def error(tmp_path: Path, text: str, table: str, key: str) -> str:
-    """The reason of the ConfigError, once its file, table and key are checked."""
-    with pytest.raises(ConfigError) as caught:
-        load(tmp_path, text)
-    assert caught.value.file == str(tmp_path / "gateway.toml")
-    assert (caught.value.table, caught.value.key) == (table, key)
-    assert f"[{table}] {key}: " in str(caught.value)
-    return caught.value.reason
+from gateway.config.loader import FALLBACK_BODY_BYTES
 
 
 def test_defaults_and_values(tmp_path: Path) -> None:

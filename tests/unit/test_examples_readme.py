@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import tomllib
 
-from conftest import EXAMPLES_DIR
+from support.paths import EXAMPLES_DIR
 
 ROOT = EXAMPLES_DIR.parent
 README = (EXAMPLES_DIR / "README.md").read_text()

@@ -11,8 +11,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from conftest import write_config
+from support.servers import write_config
 
+from gateway.asgi import Message
 from gateway.process.worker import Worker, load_mounts
 from gateway.routing.health import HealthCheck
 
@@ -32,12 +33,12 @@ async def _unrouted(scope: Any, receive: Any, send: Any) -> None:
 
 
 def _probe(app: HealthCheck, path: str) -> int:
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "headers": []}

@@ -21,12 +21,13 @@ from gateway.http.response import interim_head
 from gateway.http.session import HTTPSession, parse_target
 
 SESSIONS = [H11Session, HttptoolsSession]
+SessionClass = type[H11Session | HttptoolsSession]
 
 
 @pytest.fixture(params=SESSIONS, ids=lambda cls: cls.__name__)
 def session(request: pytest.FixtureRequest) -> HTTPSession:
     """Every session test runs against both parsers: they must behave the same."""
-    session_class: type[HTTPSession] = request.param
+    session_class: SessionClass = request.param
     return session_class(max_header_bytes=16384, max_target_bytes=8192)
 
 

@@ -10,7 +10,7 @@ import math
 import re
 
 import pytest
-from conftest import EXAMPLES_DIR
+from support.paths import EXAMPLES_DIR
 
 from gateway.config.loader import Config, load_config
 

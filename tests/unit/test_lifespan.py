@@ -149,7 +149,8 @@ class ScopeBlindApp:
 
 
 def test_a_message_that_is_not_lifespan_raises_and_auto_serves_the_app() -> None:
-    blind, journal = ScopeBlindApp(), []
+    blind = ScopeBlindApp()
+    journal: list[str] = []
     run_cycle([mount(blind, "auto"), mount(LifespanApp("b", journal))])
     assert isinstance(blind.raised, AppProtocolError), "send took http.response.start"
     assert blind.parts_sent == 0

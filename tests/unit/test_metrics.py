@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from test_adapters import Receive, Send, body, http_scope
+from support.asgi_seams import App, Receive, Send, answer, body, call, http_scope
+from support.metric_samples import PATH, scrape, value
 
 from gateway.adapters import WSGIAdapter
 from gateway.asgi import ASGIApp, Scope, mount_label
@@ -22,24 +23,11 @@ from gateway.errors import ClientDisconnected, ConfigError, RequestBodyTooLarge,
 from gateway.server import metrics
 from gateway.server.metrics import WorkerMetrics
 
-PATH = "/_gateway/metrics"
 # An app that goes on working after its last body message (a background task).
 LINGER_S = 2.5
 # An app that takes this long before its answer.
 SLOW_S = 0.05
 DEADLINE_S = 10.0
-
-App = Callable[[Scope, Any, Any], Awaitable[None]]
-
-
-def answer(status: int = 200, after_s: float = 0.0, linger_s: float = 0.0) -> App:
-    async def app(scope: Scope, receive: Any, send: Any) -> None:
-        await asyncio.sleep(after_s)
-        await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": b"x"})
-        await asyncio.sleep(linger_s)
-
-    return app
 
 
 def raising(exc: BaseException, started: bool = False) -> App:
@@ -50,25 +38,6 @@ def raising(exc: BaseException, started: bool = False) -> App:
         raise exc
 
     return app
-
-
-def call(app: ASGIApp, scope: Scope | None = None) -> Send:
-    """One request through `app`; an exception the app raised is the test's to see."""
-    send = Send()
-    asyncio.run(app(scope or http_scope(), Receive(body(b"")), send))
-    return send
-
-
-def scrape(worker_metrics: WorkerMetrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """The endpoint's answer, as {(sample name, labels): value}."""
-    send = call(worker_metrics.endpoint(answer(404)), http_scope(PATH))
-    assert send.status == 200
-    text = send.body.decode()
-    return {(s.name, frozenset(s.labels.items())): s.value for s in metrics.parse_exposition(text)}
-
-
-def value(samples: dict[Any, float], name: str, **labels: str) -> float:
-    return samples[(name, frozenset(labels.items()))]
 
 
 def requests(samples: dict[Any, float], mount: str, status_class: str) -> float:
@@ -192,7 +161,7 @@ def test_in_flight_is_published_at_a_scrape(worker_metrics: WorkerMetrics) -> No
     async def scenario() -> tuple[float, float]:
         app = worker_metrics.wrap(waiting, "/api")
         endpoint = worker_metrics.endpoint(answer(404))
-        request = asyncio.create_task(app(http_scope(), Receive(body(b"")), Send()))
+        request = asyncio.ensure_future(app(http_scope(), Receive(body(b"")), Send()))
         await entered.wait()
         during = await scrape_on_loop(endpoint)
         release.set()

@@ -8,8 +8,8 @@ import tomllib
 from typing import Any
 
 import pytest
-from conftest import EXAMPLES_DIR
 from packaging.requirements import Requirement
+from support.paths import EXAMPLES_DIR
 
 ROOT = EXAMPLES_DIR.parent
 PYTHON_CLASSIFIER = re.compile(r"Programming Language :: Python :: 3\.(\d+)$")

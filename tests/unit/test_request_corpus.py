@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from corpus import CORPUS_MAX_HEADER_BYTES, CORPUS_MAX_TARGET_BYTES, Case, load_corpus
+from support.corpus import CORPUS_MAX_HEADER_BYTES, CORPUS_MAX_TARGET_BYTES, Case, load_corpus
 
 from gateway.errors import ProtocolError
 from gateway.http.events import NEED_DATA, PAUSED, REQUEST_END, RequestData, RequestHead
@@ -31,6 +31,7 @@ from gateway.http.session import HTTPSession, parse_target
 
 CASES = load_corpus()
 SESSIONS = [H11Session, HttptoolsSession]
+SessionClass = type[H11Session | HttptoolsSession]
 # What one read gets from real networks: the minimum IPv4 MSS (RFC 9293 "Maximum Segment
 # Size Option", 536), Ethernet's usual MSS (1,460) and a common socket read size (16 KiB).
 REALISTIC_SEGMENT_BYTES = (536, 1460, 16384)
@@ -92,7 +93,7 @@ class Replay:
 
 
 def replay(
-    session_class: type[HTTPSession],
+    session_class: SessionClass,
     pieces: list[bytes],
     max_header_bytes: int = CORPUS_MAX_HEADER_BYTES,
     max_target_bytes: int = CORPUS_MAX_TARGET_BYTES,
@@ -144,7 +145,7 @@ def test_corpus_is_not_empty() -> None:
 
 @pytest.mark.parametrize("session_class", SESSIONS, ids=lambda cls: cls.__name__)
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
-def test_request_file_under_every_chunking(case: Case, session_class: type[HTTPSession]) -> None:
+def test_request_file_under_every_chunking(case: Case, session_class: SessionClass) -> None:
     for how, pieces in chunkings(case.raw):
         outcome = replay(session_class, pieces)
         assert matches(case, outcome), (
@@ -184,7 +185,7 @@ HEADS_ACCEPTED = {
 @pytest.mark.parametrize("session_class", SESSIONS, ids=lambda cls: cls.__name__)
 @pytest.mark.parametrize("name", list(HEADS_ACCEPTED))
 def test_head_under_the_limit_in_segments_is_accepted(
-    name: str, session_class: type[HTTPSession], size: int
+    name: str, session_class: SessionClass, size: int
 ) -> None:
     head = HEADS_ACCEPTED[name]
     assert len(head) <= DEFAULT_MAX_HEADER_BYTES
@@ -197,9 +198,7 @@ def test_head_under_the_limit_in_segments_is_accepted(
 
 @pytest.mark.parametrize("size", REALISTIC_SEGMENT_BYTES)
 @pytest.mark.parametrize("session_class", SESSIONS, ids=lambda cls: cls.__name__)
-def test_head_over_the_limit_in_segments_is_refused(
-    session_class: type[HTTPSession], size: int
-) -> None:
+def test_head_over_the_limit_in_segments_is_refused(session_class: SessionClass, size: int) -> None:
     pieces = segments(many_fields_head(DEFAULT_MAX_HEADER_BYTES + 200), size)
     outcome = replay(session_class, pieces, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_TARGET_BYTES)
     assert outcome.status == 431
@@ -208,7 +207,7 @@ def test_head_over_the_limit_in_segments_is_refused(
 @pytest.mark.parametrize("size", REALISTIC_SEGMENT_BYTES)
 @pytest.mark.parametrize("session_class", SESSIONS, ids=lambda cls: cls.__name__)
 def test_pipelined_heads_cut_by_reads_count_only_their_own_bytes(
-    session_class: type[HTTPSession], size: int
+    session_class: SessionClass, size: int
 ) -> None:
     """Reads that end inside a pipelined head: the requests before it in that read are
     not part of its head. 40 heads of 2 KiB each under a 4 KiB limit all pass."""

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_metrics import scrape, value
-from test_targets import App, Client, body, http_scope, ws_scope
+from support.metric_samples import scrape, value
+from support.scripted_requests import App, Client, body, http_scope, ws_scope
 
 from gateway.asgi import ASGIApp, Message, Receive, Scope, Send, mount_label
 from gateway.config.loader import MountConfig

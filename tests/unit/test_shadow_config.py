@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_config_links import LEGACY, NEW, error, load
+from support.mount_files import LEGACY, NEW, error, load
 
 from gateway.cli import main
 from gateway.config.loader import SHADOW_MAX_IN_FLIGHT

@@ -71,7 +71,8 @@ gateway_worker_restarts_total{reason="max_requests"} 2.0
 
 @pytest.fixture
 def report() -> dict[str, object]:
-    return json.loads(render_json(build_report(URL, EXPOSITION, ORDER)))
+    report: dict[str, object] = json.loads(render_json(build_report(URL, EXPOSITION, ORDER)))
+    return report
 
 
 def mounts(report: dict[str, object]) -> dict[str, dict[str, object]]:

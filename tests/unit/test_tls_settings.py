@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from tls_certs import KEY_PASSWORD, Certs, make_certs
+from support.tls_certs import KEY_PASSWORD, Certs, make_certs
 
 from gateway.cli import main
 from gateway.config.loader import Config, load_config
@@ -114,7 +114,7 @@ def test_client_certificates_are_checked_against_ca_certs_alone(
     assert context.verify_mode == ssl.CERT_REQUIRED
     # Our CA only: the system's store would admit any public CA's customer.
     ours = x509.load_pem_x509_certificate(certs.ca_pem.read_bytes()).serial_number
-    assert [int(ca["serialNumber"], 16) for ca in context.get_ca_certs()] == [ours]
+    assert [int(str(ca["serialNumber"]), 16) for ca in context.get_ca_certs()] == [ours]
 
 
 def test_an_encrypted_key_loads_with_its_password(tmp_path: Path, certs: Certs) -> None:

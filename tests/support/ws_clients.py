@@ -1,7 +1,8 @@
 """WebSocket clients for the tests: what a user has, and what shows the wire.
 
 - `ws_connect` is the `websockets` library's sync client with the tests' deadlines: it
-  checks the handshake, answers pings and closes properly, as a user's client would.
+  checks the handshake, answers pings and closes properly, as a user's client would;
+  `upgrade_response` is the server's answer that it got, `rejection` the refusal.
 - `RawClient` is wsproto over a plain socket: frames as they come, pings answered only
   when told, and `client_frame` makes the frames a well-behaved client never sends.
 - `read_http_response`, `read_frame` and `send_until_stalled` read and write a raw
@@ -24,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import Server
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.http11 import Response
 from websockets.sync.client import ClientConnection, connect
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
@@ -40,6 +41,8 @@ from wsproto.events import (
 )
 from wsproto.extensions import PerMessageDeflate
 
+from support.servers import Server
+
 # A read or a handshake that takes longer than this has failed (2 cores, other test runs
 # alongside: generous, but a test whose server never answers still ends in seconds).
 DEADLINE_S = 10.0
@@ -53,17 +56,26 @@ CLIENT_MAX_MESSAGE_BYTES = 64 * MIB
 
 def ws_connect(server: Server, path: str, **options: Any) -> ClientConnection:
     options.setdefault("max_size", CLIENT_MAX_MESSAGE_BYTES)
-    return connect(
+    connection = connect(
         f"ws://127.0.0.1:{server.port}{path}",
         proxy=None,
         open_timeout=DEADLINE_S,
         close_timeout=DEADLINE_S,
         **options,
     )
+    # `connect` gives a reconnecting client only for legacy=False, which no test passes.
+    assert isinstance(connection, ClientConnection), connection
+    return connection
 
 
-def rejection(server: Server, path: str, **options: Any) -> Any:
-    """The HTTP response (websockets' Response) that refused the upgrade."""
+def upgrade_response(ws: ClientConnection) -> Response:
+    """The server's answer to the upgrade, which a connected client always has."""
+    assert ws.response is not None, "the opening handshake is not complete"
+    return ws.response
+
+
+def rejection(server: Server, path: str, **options: Any) -> Response:
+    """The HTTP response that refused the upgrade."""
     with pytest.raises(InvalidStatus) as refused:
         ws_connect(server, path, **options).close()
     return refused.value.response
@@ -94,7 +106,7 @@ class RawClient:
         self.answers_pings = answers_pings
         self.pending: deque[Event] = deque()
         self.pings: list[bytes] = []
-        self.received: list[str | bytes] = []
+        self.received: list[str | bytes | bytearray] = []
 
     def __enter__(self) -> RawClient:
         return self

@@ -1,4 +1,5 @@
-"""The request corpus: `*.http` files, each with its expected result (see README.md).
+"""The request corpus: tests/corpus/*.http, each file with its expected result (see the
+README.md there).
 
 Shared by tests/unit/test_request_corpus.py (replayed into both sessions under every
 chunking) and tests/integration/test_request_corpus_served.py (sent to a real server).
@@ -11,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-CORPUS_DIR = Path(__file__).parent
+CORPUS_DIR = Path(__file__).parent.parent / "corpus"
 # Small limits, so the 414 and 431 files stay short. Both test files use these, and the
 # integration test writes them into its mount file's [server] table.
 CORPUS_MAX_HEADER_BYTES = 2048

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from support.scripted_requests import App, Client, body, http_scope, ws_scope
 
 from gateway.asgi import Message, Receive, Scope, Send, mount_label
 from gateway.errors import ClientDisconnected
@@ -14,70 +15,6 @@ from gateway.migration.rules import BUCKETS, CanaryRule, FallbackRule, bucket
 from gateway.routing.router import Mount, Router
 
 CAP = 100  # fallback_body_bytes in these tests
-
-
-class App:
-    """Answers `status` with `body`, after reading `read` body messages (all: -1).
-
-    Records every scope it was called with and the body it read."""
-
-    def __init__(self, status: int = 200, body: bytes = b"", read: int = -1) -> None:
-        self.status = status
-        self.body = body
-        self.read = read
-        self.scopes: list[Scope] = []
-        self.bodies: list[bytes] = []
-        self.after_answer: list[Message] = []  # what receive gave once it had answered
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.scopes.append(dict(scope))
-        body, count, more = b"", 0, True
-        while more and count != self.read:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            count += 1
-        self.bodies.append(body)
-        await send({"type": "http.response.start", "status": self.status, "headers": []})
-        await send({"type": "http.response.body", "body": self.body})
-        self.after_answer.append(await receive())
-
-
-class Client:
-    """The server side of one request: gives `incoming`, then a disconnect; keeps what
-    the apps sent."""
-
-    def __init__(self, incoming: list[Message] | None = None, websocket: bool = False) -> None:
-        self.incoming = list(incoming or [])
-        self.end: Message = (
-            {"type": "websocket.disconnect", "code": 1006}
-            if websocket
-            else {"type": "http.disconnect"}
-        )
-        self.sent: list[Message] = []
-
-    async def receive(self) -> Message:
-        return self.incoming.pop(0) if self.incoming else self.end
-
-    async def send(self, message: Message) -> None:
-        self.sent.append(message)
-
-
-def http_scope(path: str, headers: list[tuple[bytes, bytes]] | None = None) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "path": path,
-        "root_path": "",
-        "headers": headers or [],
-        "client": ("127.0.0.1", 5000),
-    }
-
-
-def body(*chunks: bytes) -> list[Message]:
-    return [
-        {"type": "http.request", "body": chunk, "more_body": n < len(chunks) - 1}
-        for n, chunk in enumerate(chunks)
-    ]
 
 
 def fallback_router(
@@ -329,10 +266,6 @@ class WebSocketApp:
         self.received.append(await receive())
 
 
-def ws_scope(path: str) -> dict[str, Any]:
-    return {**http_scope(path), "type": "websocket"}
-
-
 def test_websocket_denied_with_404_falls_back_with_a_fresh_connect() -> None:
     new, legacy = WebSocketApp("new", deny="404"), WebSocketApp("legacy")
     client = Client([{"type": "websocket.connect"}], websocket=True)
@@ -442,6 +375,20 @@ def test_raising_the_percent_keeps_the_canarys_users_on_it() -> None:
     at_10 = {user for user in users if bucket(user) < 10 * BUCKETS // 100}
     at_20 = {user for user in users if bucket(user) < 20 * BUCKETS // 100}
     assert at_10 < at_20
+
+
+# Buckets computed once with BLAKE2b and written down (gateway/migration/rules.py, rule
+# "Canary"): a user's side must survive a restart, another worker and an upgrade, so a
+# change of hash (Python's salted hash(), another digest size) fails here instead of
+# moving every sticky user to the other side at once.
+PINNED_BUCKETS = {b"alice": 4729, b"10.0.0.7": 5156}
+
+
+def test_a_sticky_key_keeps_its_pinned_bucket_in_every_process_and_release() -> None:
+    assert {key: bucket(key) for key in PINNED_BUCKETS} == PINNED_BUCKETS
+    router, _, _ = canary_router(50, "header:x-user")  # buckets below 5,000: the canary
+    scopes = [http_scope("/shop", [(b"x-user", key)]) for key in PINNED_BUCKETS]
+    assert run_requests(router, scopes) == ["/shop>canary:newapi", "/shop"]
 
 
 @pytest.mark.parametrize(

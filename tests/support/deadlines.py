@@ -1,0 +1,61 @@
+"""Every wait a test makes has a deadline: the deadlines, and the waits that keep them.
+
+Rules:
+1. No bare sleep as synchronisation: `wait_until` polls a condition and fails the test
+   once its deadline passes, so a broken server fails in seconds and never hangs the suite.
+2. The deadlines are far above any healthy answer here: only a hung server reaches them,
+   and a slow shared machine does not make a test flaky.
+3. A socket read ends at the peer's close or at its deadline, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+
+# What a test client waits for one answer: far above any response here, so only a hung
+# server reaches it.
+CLIENT_TIMEOUT_S = 10.0
+# What a test waits for a server (a thread or a process) to be ready, or to stop.
+START_DEADLINE_S = 30.0
+
+
+def wait_until(condition: Callable[[], bool], deadline_s: float = START_DEADLINE_S) -> None:
+    """Poll a condition until it holds; fail the test once the deadline passes."""
+    end = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError("condition not met before the deadline")
+        time.sleep(0.01)
+
+
+def read_response(sock: socket.socket, deadline_s: float = 10.0) -> bytes:
+    """Read until the peer closes (or the deadline passes); for raw-socket tests."""
+    sock.settimeout(deadline_s)
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    except TimeoutError:
+        pass
+    return b"".join(chunks)
+
+
+def read_until_closed(sock: socket.socket, deadline_s: float = 10.0) -> tuple[bytes, bool]:
+    """Read until the peer closes or resets, or the deadline passes: what came, and
+    whether the peer ended the connection in time (a server that hangs says False)."""
+    chunks: list[bytes] = []
+    end = time.monotonic() + deadline_s
+    while (left := end - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        except ConnectionResetError:
+            return b"".join(chunks), True
+        if not chunk:
+            return b"".join(chunks), True
+        chunks.append(chunk)
+    return b"".join(chunks), False
