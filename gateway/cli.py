@@ -3,9 +3,9 @@
 "module:attribute" served at "/" (gateway/config/loader.py `app_config`).
 
 Rules:
-1. The flags that override the mount file are derived from the settings' declarations in
-   gateway/config/loader.py (`cli_options`), never written out here a second time; so is each
-   flag's environment variable (GATEWAY_ and the flag in upper snake case).
+1. The flags that override the mount file are derived from the settings' declarations
+   (gateway/config/loader.py `cli_options`), never written out here a second time; so is
+   each flag's environment variable (GATEWAY_ and the flag in upper snake case).
    Precedence: a flag, then the environment, then `--env-file`, then the mount file,
    then the default. A value from the environment passes the same validators.
 2. Exit status (DESIGN §1): 0 clean stop, 1 configuration or usage error, 3 an app that
@@ -31,6 +31,7 @@ from gateway.config.loader import (
     CliOption,
     Config,
     MountConfig,
+    OptionKind,
     bind_from_host_port,
     cli_options,
     load_config,
@@ -48,12 +49,14 @@ FALSE_WORDS = ("0", "false", "no", "off")
 log = logging.getLogger("gateway.cli")
 # What an environment variable of each kind of flag must hold, for its error message.
 ENV_KINDS = {
-    "int": "an integer",
-    "port": "an integer",
-    "float": "a number",
-    "bool-on": "1, true, yes, on, 0, false, no or off",
-    "bool-off": "1, true, yes, on, 0, false, no or off",
+    OptionKind.INT: "an integer",
+    OptionKind.PORT: "an integer",
+    OptionKind.FLOAT: "a number",
+    OptionKind.BOOL_ON: "1, true, yes, on, 0, false, no or off",
+    OptionKind.BOOL_OFF: "1, true, yes, on, 0, false, no or off",
 }
+SWITCHES = (OptionKind.BOOL_OFF, OptionKind.BOOL_ON)  # a flag without a value
+NUMBERS = (OptionKind.INT, OptionKind.PORT, OptionKind.FLOAT)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -153,13 +156,13 @@ def _add_option(parser: argparse.ArgumentParser, option: CliOption) -> None:
     # argparse %-formats help texts: a setting's own % (access_log_format's atoms) is text.
     help_text = f"{option.help} [env: {option.env}]".replace("%", "%%")
     dest = option.name
-    if option.kind in ("bool-off", "bool-on"):
-        action = "store_false" if option.kind == "bool-off" else "store_true"
+    if option.kind in SWITCHES:
+        action = "store_false" if option.kind == OptionKind.BOOL_OFF else "store_true"
         parser.add_argument(*flags, dest=dest, action=action, default=None, help=help_text)
-    elif option.kind == "list":
+    elif option.kind == OptionKind.LIST:
         parser.add_argument(*flags, dest=dest, action="append", help=help_text)
-    elif option.kind in ("int", "port", "float"):
-        convert = float if option.kind == "float" else int
+    elif option.kind in NUMBERS:
+        convert = float if option.kind == OptionKind.FLOAT else int
         parser.add_argument(*flags, dest=dest, type=convert, help=help_text)
     else:
         choices = option.choices or None
@@ -183,7 +186,7 @@ def _overrides(
         from_env = not (typed_bind and option.setting == "bind")
         if value is None and from_env and option.env in environ:
             value, source = _from_env(option, environ[option.env]), option.env
-        if value is not None and option.kind == "list" and option.split_commas:
+        if value is not None and option.kind == OptionKind.LIST and option.split_commas:
             value = [item for entry in value for item in _split_commas(entry)]
         if value is not None:
             values[option.name] = value
@@ -209,13 +212,13 @@ def _settings(values: dict[str, object], target: str, sources: dict[str, str]) -
 def _from_env(option: CliOption, text: str) -> object:
     """An environment variable's text as the flag's value would be."""
     try:
-        if option.kind in ("bool-on", "bool-off"):
-            return _env_bool(text) == (option.kind == "bool-on")
-        if option.kind == "list":
+        if option.kind in SWITCHES:
+            return _env_bool(text) == (option.kind == OptionKind.BOOL_ON)
+        if option.kind == OptionKind.LIST:
             return _split_commas(text)
-        if option.kind in ("int", "port"):
+        if option.kind in (OptionKind.INT, OptionKind.PORT):
             return int(text)
-        if option.kind == "float":
+        if option.kind == OptionKind.FLOAT:
             return float(text)
     except ValueError:
         wanted = ENV_KINDS.get(option.kind, option.kind)

@@ -25,6 +25,7 @@ import os
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from gateway.config import access_format, checks, links
@@ -179,6 +180,20 @@ ENV_PREFIX = "GATEWAY_"
 """Every flag's environment variable is this prefix and the flag in upper snake case."""
 
 
+class OptionKind(StrEnum):
+    """What a command-line flag takes, and so how argparse and the environment read it."""
+
+    LIST = "list"  # repeatable; each use adds one value
+    INT = "int"
+    FLOAT = "float"
+    STR = "str"
+    CHOICE = "choice"  # one of the flag's choices
+    BOOL_OFF = "bool-off"  # a switch that turns the setting off
+    BOOL_ON = "bool-on"  # a switch that turns the setting on
+    HOST = "host"  # half of one bind address (BIND_PARTS)
+    PORT = "port"  # the other half
+
+
 @dataclass(frozen=True)
 class CliOption:
     """A command-line flag derived from a setting's declaration."""
@@ -186,9 +201,7 @@ class CliOption:
     setting: str  # field name in ServerConfig, e.g. "bind"; or an APP_OPTIONS name
     flag: str  # "--bind"
     help: str
-    # "list" (repeatable), "int", "float", "str", "choice", "bool-off"/"bool-on" (sets
-    # it); "host"/"port": half of one bind address (BIND_PARTS)
-    kind: str
+    kind: OptionKind
     choices: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()  # the same flag under uvicorn's or gunicorn's name
     split_commas: bool = False  # a list flag that also takes "a,b", as gunicorn's do
@@ -223,7 +236,7 @@ class _Flag:
     """The command-line side of a setting; `help` defaults to the setting's own."""
 
     flag: str
-    kind: str
+    kind: OptionKind
     help: str = ""
     choices: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
@@ -254,7 +267,7 @@ class ServerConfig:
         "addresses to listen on: host:port, [ipv6]:port, unix:/path or fd://N",
         _Flag(
             "--bind",
-            "list",
+            OptionKind.LIST,
             "address to listen on (repeatable; replaces the file's list)",
             aliases=("-b",),
         ),
@@ -263,19 +276,19 @@ class ServerConfig:
         1,
         checks.int_at_least(1),
         "worker processes; 1 serves in this process",
-        _Flag("--workers", "int", aliases=("-w",)),
+        _Flag("--workers", OptionKind.INT, aliases=("-w",)),
     )
     log_level: str = _setting(
         "info",
         checks.choice(LOG_LEVELS),
         "one of " + ", ".join(LOG_LEVELS),
-        _Flag("--log-level", "choice", "log level", LOG_LEVELS),
+        _Flag("--log-level", OptionKind.CHOICE, "log level", LOG_LEVELS),
     )
     access_log: bool = _setting(
         True,
         checks.boolean,
         "log one line per request",
-        _Flag("--no-access-log", "bool-off", "do not log one line per request"),
+        _Flag("--no-access-log", OptionKind.BOOL_OFF, "do not log one line per request"),
     )
     log_file: str = _setting(
         "", checks.path_or_empty, 'error log file (SIGUSR1 reopens it); "": stderr'
@@ -291,7 +304,7 @@ class ServerConfig:
         "logging.config file (relative to the working directory) that replaces the "
         "gateway's own log setup: dictConfig as .json, or .yaml/.yml (needs PyYAML), "
         'otherwise fileConfig (INI); "": none',
-        _Flag("--log-config", "str"),
+        _Flag("--log-config", OptionKind.STR),
     )
     # "": the line the access log has always had (README: Logging), so that existing
     # parsers and dashboards keep working; gunicorn's atoms are there for those who ask.
@@ -300,14 +313,14 @@ class ServerConfig:
         access_format.check,
         "access log line in gunicorn's atoms (%(h)s %(r)s %(s)s %(b)s %(D)s ...) plus "
         '%(mount)s and %(route)s; "": the default line',
-        _Flag("--access-log-format", "str"),
+        _Flag("--access-log-format", OptionKind.STR),
     )
     # Text by default: what a person reads in a terminal; "json" is for log shippers.
     log_format: str = _setting(
         "text",
         checks.choice(LOG_FORMATS),
         "text, or json: one JSON object per access and error line",
-        _Flag("--log-format", "choice", choices=LOG_FORMATS),
+        _Flag("--log-format", OptionKind.CHOICE, choices=LOG_FORMATS),
     )
     # On, as in uvicorn and gunicorn; off hides which server answers (RFC 9110 "Server"
     # warns that the field can help an attacker find known holes).
@@ -315,13 +328,17 @@ class ServerConfig:
         True,
         checks.boolean,
         'send a "server: gateway" field with every response unless the app sent one',
-        _Flag("--no-server-header", "bool-off", 'send no "server" field'),
+        _Flag("--no-server-header", OptionKind.BOOL_OFF, 'send no "server" field'),
     )
     keep_alive_timeout: float = _setting(
         KEEP_ALIVE_TIMEOUT_S,
         checks.seconds(positive=True),
         "seconds an idle keep-alive connection stays open",
-        _Flag("--keep-alive-timeout", "float", aliases=("--timeout-keep-alive", "--keep-alive")),
+        _Flag(
+            "--keep-alive-timeout",
+            OptionKind.FLOAT,
+            aliases=("--timeout-keep-alive", "--keep-alive"),
+        ),
     )
     header_timeout: float = _setting(
         HEADER_TIMEOUT_S,
@@ -342,19 +359,19 @@ class ServerConfig:
         0,
         checks.int_at_least(0),
         "requests and WebSockets a worker serves at once; past it: 503 at once; 0: no limit",
-        _Flag("--limit-concurrency", "int"),
+        _Flag("--limit-concurrency", OptionKind.INT),
     )
     backlog: int = _setting(
         LISTEN_BACKLOG,
         checks.int_at_least(1),
         "connections the kernel queues per socket before accept (capped by somaxconn)",
-        _Flag("--backlog", "int"),
+        _Flag("--backlog", OptionKind.INT),
     )
     graceful_timeout: float = _setting(
         GRACEFUL_TIMEOUT_S,
         checks.seconds(positive=False),
         "seconds requests get to finish on shutdown",
-        _Flag("--graceful-timeout", "float", aliases=("--timeout-graceful-shutdown",)),
+        _Flag("--graceful-timeout", OptionKind.FLOAT, aliases=("--timeout-graceful-shutdown",)),
     )
     max_header_bytes: int = _setting(
         MAX_HEADER_BYTES,
@@ -372,7 +389,7 @@ class ServerConfig:
         "directories put first on sys.path, relative to this file",
         _Flag(
             "--pythonpath",
-            "list",
+            OptionKind.LIST,
             "directory put first on sys.path (repeatable, or a,b; relative to the current "
             "directory; replaces the file's list)",
             aliases=("--app-dir",),
@@ -383,7 +400,7 @@ class ServerConfig:
         "auto",
         checks.choice(HTTP_PARSERS),
         "HTTP/1.1 parser: httptools (C, fast), h11 (pure Python); auto picks httptools",
-        _Flag("--http", "choice", choices=HTTP_PARSERS),
+        _Flag("--http", OptionKind.CHOICE, choices=HTTP_PARSERS),
     )
     ws_ping_interval: float = _setting(
         WS_PING_INTERVAL_S,
@@ -415,7 +432,7 @@ class ServerConfig:
         checks.module_or_empty,
         "module whose functions on_starting, when_ready, post_fork, worker_exit and "
         'on_reload are called at those moments (README: Server hooks), e.g. "mysite.hooks"',
-        _Flag("--hooks", "str"),
+        _Flag("--hooks", OptionKind.STR),
     )
     # Off by default, as in gunicorn: a pid file is for the init scripts that ask for one.
     pid: str = _setting(
@@ -423,7 +440,7 @@ class ServerConfig:
         checks.path_or_empty,
         "write the server's pid to this file once it has bound, remove it at a clean exit "
         '(relative to this file; on the command line, to the working directory); "": none',
-        _Flag("--pid", "str"),
+        _Flag("--pid", OptionKind.STR),
     )
     # "": stay where started, as every server does unless told otherwise.
     chdir: str = _setting(
@@ -431,7 +448,7 @@ class ServerConfig:
         checks.path_or_empty,
         "change to this directory after reading the mount file, before the hooks and apps "
         'load (relative to this file; on the command line, to the working directory); "": stay',
-        _Flag("--chdir", "str"),
+        _Flag("--chdir", OptionKind.STR),
     )
     # "": keep the identity the server started with; a root server drops it only when told.
     user: str = _setting(
@@ -439,32 +456,32 @@ class ServerConfig:
         checks.account_or_empty,
         "after binding, before any app loads, run as this user (name or uid; needs root); "
         '"": stay who started it',
-        _Flag("--user", "str"),
+        _Flag("--user", OptionKind.STR),
     )
     group: str = _setting(
         "",
         checks.account_or_empty,
         'with or without user, run as this group (name or gid; needs root); "": the '
         "user's primary group",
-        _Flag("--group", "str"),
+        _Flag("--group", OptionKind.STR),
     )
     worker_timeout: float = _setting(
         WORKER_TIMEOUT_S,
         checks.seconds(positive=True),
         "seconds a worker's event loop may go without checking in; then it is replaced",
-        _Flag("--worker-timeout", "float", aliases=("--timeout", "-t")),
+        _Flag("--worker-timeout", OptionKind.FLOAT, aliases=("--timeout", "-t")),
     )
     max_requests: int = _setting(
         0,
         checks.int_at_least(0),
         "requests a worker serves before it is replaced gracefully; 0: never",
-        _Flag("--max-requests", "int", aliases=("--limit-max-requests",)),
+        _Flag("--max-requests", OptionKind.INT, aliases=("--limit-max-requests",)),
     )
     max_requests_jitter: int = _setting(
         0,
         checks.int_at_least(0),
         "up to this many more requests, at random per worker, so workers recycle apart",
-        _Flag("--max-requests-jitter", "int"),
+        _Flag("--max-requests-jitter", OptionKind.INT),
     )
     unix_socket_mode: int | None = _setting(
         None,
@@ -493,7 +510,7 @@ class ServerConfig:
         checks.boolean,
         "take client address, scheme and host from X-Forwarded-* or Forwarded fields "
         "sent by a peer in forwarded_allow_ips",
-        _Flag("--proxy-headers", "bool-on"),
+        _Flag("--proxy-headers", OptionKind.BOOL_ON),
     )
     forwarded_allow_ips: tuple[str, ...] = _setting(
         FORWARDED_ALLOW_IPS,
@@ -502,7 +519,7 @@ class ServerConfig:
         '"unix" (unix-socket peers)',
         _Flag(
             "--forwarded-allow-ips",
-            "list",
+            OptionKind.LIST,
             "proxy trusted with --proxy-headers (repeatable, or a,b; replaces the file's list)",
             split_commas=True,
         ),
@@ -516,7 +533,7 @@ class ServerConfig:
         checks.root_path,
         'prefix a proxy strips before forwarding, e.g. "/app"; the apps see it as root_path '
         '(SCRIPT_NAME) and build their URLs with it; "": none',
-        _Flag("--root-path", "str"),
+        _Flag("--root-path", OptionKind.STR),
     )
     # Off: nginx, and most proxies, pass a client's own X-Forwarded-Host through
     # unchanged, so trusting it lets any client choose the Host an app builds absolute
@@ -534,7 +551,7 @@ class ServerConfig:
         'serve TLS with this PEM certificate (chain), relative to this file; "": plain HTTP',
         _Flag(
             "--ssl-certfile",
-            "str",
+            OptionKind.STR,
             "serve TLS with this PEM certificate (chain), relative to the current directory",
             aliases=("--certfile",),
         ),
@@ -545,7 +562,7 @@ class ServerConfig:
         'PEM private key of certfile; "": the key is in certfile',
         _Flag(
             "--ssl-keyfile",
-            "str",
+            OptionKind.STR,
             "PEM private key of --ssl-certfile, relative to the current directory",
             aliases=("--keyfile",),
         ),
@@ -563,7 +580,7 @@ class ServerConfig:
         False,
         checks.boolean,
         "development: restart when an app's source or the mount file changes (watchfiles)",
-        _Flag("--reload", "bool-on"),
+        _Flag("--reload", OptionKind.BOOL_ON),
     )
 
 
@@ -988,10 +1005,18 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 BIND_PARTS = (
     CliOption(
-        "bind", "--host", f"host to listen on (default {DEFAULT_HOST})", "host", table="bind"
+        "bind",
+        "--host",
+        f"host to listen on (default {DEFAULT_HOST})",
+        OptionKind.HOST,
+        table="bind",
     ),
     CliOption(
-        "bind", "--port", f"port to listen on (default {DEFAULT_PORT})", "port", table="bind"
+        "bind",
+        "--port",
+        f"port to listen on (default {DEFAULT_PORT})",
+        OptionKind.PORT,
+        table="bind",
     ),
 )
 # One app served without a mount file (`gateway serve main:app`, `app_config`): the
@@ -1001,7 +1026,7 @@ APP_OPTIONS = (
         "interface",
         "--interface",
         "one app: asgi, wsgi or auto (detect)",
-        "choice",
+        OptionKind.CHOICE,
         INTERFACES,
         table="app",
     ),
@@ -1009,7 +1034,7 @@ APP_OPTIONS = (
         "factory",
         "--factory",
         "one app: the attribute is a factory; serve what calling it returns",
-        "bool-on",
+        OptionKind.BOOL_ON,
         table="app",
     ),
 )
