@@ -1,4 +1,5 @@
-"""ASGI 3 type names used across the package (the ASGI spec, django/asgiref specs/).
+"""ASGI 3 type names used across the package (the ASGI spec, django/asgiref specs/), and
+the interface a mount's app is called by.
 
 Messages and scopes are plain dicts on the hot path: typed dicts would cost nothing at run
 time but make every producer spell out optional keys, so the names below stay loose and
@@ -8,6 +9,7 @@ the spec is the reference for their keys.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
+from enum import StrEnum
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -15,6 +17,22 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class Interface(StrEnum):
+    """How a mount's app is called. A mount declares ASGI, WSGI or AUTO (detect it from
+    the callable); once loaded it is ASGI, WSGI or STATIC (files, no code). Here in layer
+    0 because the config (which reads the declaration) and adapters/ (which resolves it)
+    may not import each other. A StrEnum: each member is its TOML and CLI text."""
+
+    ASGI = "asgi"
+    WSGI = "wsgi"
+    AUTO = "auto"
+    STATIC = "static"
+
+
+# What a [[mount]] table's `interface` may say, in the order the messages list them.
+DECLARED_INTERFACES = (Interface.ASGI, Interface.WSGI, Interface.AUTO)
 
 ASGI_VERSION = "3.0"
 # 2.4: `send` raises an OSError subclass once the client has gone (gateway.errors).

@@ -28,6 +28,7 @@ from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from gateway.asgi import DECLARED_INTERFACES, Interface
 from gateway.config import access_format, checks, links
 
 # Bind and parse_bind are part of the config's vocabulary: re-exported explicitly.
@@ -39,7 +40,6 @@ T = TypeVar("T")
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
-INTERFACES = ("asgi", "wsgi", "auto")
 LIFESPAN_MODES = ("auto", "on", "off")
 HTTP_PARSERS = ("auto", "h11", "httptools")
 CLIENT_CERT_MODES = ("none", "optional", "required")
@@ -613,8 +613,11 @@ class MountConfig:
         checks.directory,
         "serve the files under this directory (relative to this file) instead of an app",
     )
-    interface: str = _setting(
-        "auto", checks.choice(INTERFACES), "asgi, wsgi or auto (detect; explicit is recommended)"
+    # (_setting returns a dataclasses.field, which ruff cannot see through an enum type)
+    interface: Interface = _setting(  # noqa: RUF009
+        Interface.AUTO,
+        checks.member(DECLARED_INTERFACES),
+        "asgi, wsgi or auto (detect; explicit is recommended)",
     )
     # None after loading only on interface = "asgi" mounts, which have no pool.
     threads: int | None = _setting(
@@ -927,13 +930,13 @@ def _load_mount(table: dict[str, Any], where: _Where) -> MountConfig:
     if not mount.app:
         raise where.fail("app", "required key is missing (or set static to serve files)")
     for key in WSGI_ONLY_KEYS:
-        if mount.interface == "asgi" and key in table:
+        if mount.interface == Interface.ASGI and key in table:
             raise where.fail(key, 'applies to WSGI mounts only; this one is interface = "asgi"')
-    if mount.interface == "wsgi" and mount.lifespan == "on":
+    if mount.interface == Interface.WSGI and mount.lifespan == "on":
         raise where.fail("lifespan", 'a WSGI app has no lifespan; use "auto" or "off"')
-    if mount.interface != "asgi" and mount.threads is None:
+    if mount.interface != Interface.ASGI and mount.threads is None:
         mount = replace(mount, threads=DEFAULT_WSGI_THREADS)
-    if mount.interface != "asgi" and mount.max_queue is None:
+    if mount.interface != Interface.ASGI and mount.max_queue is None:
         mount = replace(mount, max_queue=DEFAULT_WSGI_MAX_QUEUE)
     return mount
 
@@ -1027,7 +1030,7 @@ APP_OPTIONS = (
         "--interface",
         "one app: asgi, wsgi or auto (detect)",
         OptionKind.CHOICE,
-        INTERFACES,
+        tuple(str(interface) for interface in DECLARED_INTERFACES),  # argparse shows repr()
         table="app",
     ),
     CliOption(
@@ -1094,6 +1097,7 @@ _TOML_TYPES = {
     "float": "number",
     "bool": "boolean",
     "str": "string",
+    "Interface": "string",
 }
 
 
