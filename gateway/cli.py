@@ -290,7 +290,7 @@ def _describe_links(mounts: Sequence[MountConfig]) -> list[str]:
             methods = ", ".join(mount.shadow_methods)
             parts.append(f"shadow {mount.shadow_percent:g}% -> {mount.shadow} ({methods})")
         if parts:
-            lines.append(f"  {mount.prefix or mount.name}: " + "; ".join(parts))
+            lines.append(f"  {mount.label}: " + "; ".join(parts))
     return ["targets:", *lines] if lines else []
 
 

@@ -712,6 +712,12 @@ class MountConfig:
         "[]: the copy carries every field",
     )
 
+    @property
+    def label(self) -> str:
+        """The name users know the mount by, in logs, metrics and errors: its prefix, or
+        its name when it has none (a mount reachable only through another's link)."""
+        return self.prefix or self.name
+
 
 @dataclass(frozen=True)
 class Config:

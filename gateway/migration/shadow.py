@@ -390,7 +390,7 @@ class Shadows:
             frozenset(mount.shadow_ignore_json_keys),
             pool,
             mismatches,
-            mount.prefix or mount.name,
+            mount.label,
             metrics,
             frozenset(name.encode("ascii") for name in mount.shadow_drop_headers),
         )

@@ -93,7 +93,7 @@ def _load_mount(mount: MountConfig) -> LoadedApp:
         return load_static(mount.static)
     threads = mount.threads or DEFAULT_WSGI_THREADS
     max_queue = DEFAULT_WSGI_MAX_QUEUE if mount.max_queue is None else mount.max_queue
-    label = mount.prefix or mount.name  # names its pool threads and error lines
+    label = mount.label  # names its pool threads and error lines
     return load_app(mount.app, mount.interface, threads, label, max_queue, mount.body_buffer_bytes)
 
 
@@ -343,7 +343,7 @@ def _rules(config: MountConfig, metrics: RoutingCounters | None) -> list[Rule]:
     """The mount's fallback and canary as the router's rules (gateway/migration/rules.py),
     counted under its label when metrics are on."""
     rules: list[Rule] = []
-    label = config.prefix or config.name  # the metrics' mount label (metrics.mount_label)
+    label = config.label  # the metrics' mount label
     if config.fallback:
         statuses = frozenset(config.fallback_on)
         body_bytes = config.fallback_body_bytes

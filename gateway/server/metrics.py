@@ -147,12 +147,6 @@ def require(server: ServerConfig) -> None:
         )
 
 
-def mount_label(prefix: str, name: str = "") -> str:
-    """The `mount` label: the prefix users know the mount by, or its name if it has none
-    (as gateway/routing/router.py's Mount.label, for the mount file's mounts)."""
-    return prefix or name
-
-
 class Pool(Protocol):
     """A WSGI mount's pool as the metrics read it (adapters.WSGIAdapter)."""
 
