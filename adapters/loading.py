@@ -74,14 +74,15 @@ class LoadedApp:
 def load_app(
     ref: str,
     interface: Interface,
-    threads: int,
+    threads: int | None,
     name: str,
     max_queue: int | None = None,
     body_buffer_bytes: int = 0,
 ) -> LoadedApp:
-    """Import `ref` and make it an ASGI 3 app; `threads` sizes a WSGI app's pool,
-    `max_queue` bounds the requests waiting for it (None: no bound), and a request body
-    up to `body_buffer_bytes` is read before the call takes a thread (adapters/wsgi.py)."""
+    """Import `ref` and make it an ASGI 3 app; `threads` sizes a WSGI app's pool (None
+    on a mount declared ASGI, which has none), `max_queue` bounds the requests waiting
+    for it (None: no bound), and a request body up to `body_buffer_bytes` is read before
+    the call takes a thread (adapters/wsgi.py)."""
     if interface not in DECLARED_INTERFACES:
         allowed = tuple(str(declared) for declared in DECLARED_INTERFACES)
         raise AppLoadError(f"cannot load {ref!r}: interface must be one of {allowed}")
@@ -90,7 +91,7 @@ def load_app(
         raise AppLoadError(f"cannot load {ref!r}: it is a {type(obj).__name__}, not an app")
     kind = _resolve_interface(ref, obj, interface)
     if kind == Interface.WSGI:
-        if threads < 1:
+        if threads is None or threads < 1:
             raise AppLoadError(f"cannot load {ref!r}: a WSGI app needs threads >= 1")
         adapter = WSGIAdapter(cast(WSGIApp, obj), threads, name, max_queue, body_buffer_bytes)
         return LoadedApp(adapter, Interface.WSGI, ref, threads, supports_lifespan=False)

@@ -39,7 +39,7 @@ from typing import Any
 
 from gateway.adapters import InterfaceMismatch, LoadedApp, WSGIAdapter, load_app, load_static
 from gateway.asgi import ASGIApp
-from gateway.config.loader import DEFAULT_WSGI_MAX_QUEUE, DEFAULT_WSGI_THREADS, Config, MountConfig
+from gateway.config.loader import Config, MountConfig
 from gateway.errors import AppLoadError
 from gateway.migration.rules import CanaryRule, FallbackRule, RoutingCounters
 from gateway.migration.shadow import Shadows
@@ -91,8 +91,7 @@ def load_mounts(config: Config) -> list[LoadedMount]:
 def _load_mount(mount: MountConfig) -> LoadedApp:
     if mount.static:
         return load_static(mount.static)
-    threads = mount.threads or DEFAULT_WSGI_THREADS
-    max_queue = DEFAULT_WSGI_MAX_QUEUE if mount.max_queue is None else mount.max_queue
+    threads, max_queue = mount.threads, mount.max_queue  # defaulted by the config; None: ASGI
     label = mount.label  # names its pool threads and error lines
     return load_app(mount.app, mount.interface, threads, label, max_queue, mount.body_buffer_bytes)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.adapters import WSGIAdapter
 from gateway.config.loader import (
     DEFAULT_WSGI_MAX_QUEUE,
     DEFAULT_WSGI_THREADS,
@@ -23,7 +24,8 @@ from gateway.config.loader import (
     parse_bind,
     parse_config,
 )
-from gateway.errors import ConfigError
+from gateway.errors import AppLoadError, ConfigError
+from gateway.process.worker import load_mounts
 
 MOUNT = '[[mount]]\nprefix = "/"\napp = "site.wsgi:application"\n'
 
@@ -492,6 +494,26 @@ def test_threads_default_depends_on_interface(tmp_path: Path) -> None:
     wsgi, asgi, auto = load_config(write(tmp_path, text)).mounts
     assert (wsgi.threads, asgi.threads, auto.threads) == (10, None, 10)
     assert (wsgi.max_queue, asgi.max_queue, auto.max_queue) == (100, None, 100)
+
+
+def test_the_pool_is_sized_by_the_config_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool's defaults are applied once, by the config (issue 15, point 4): the worker
+    builds the pool from what the config says, so a mount the config left without a size
+    could not get a pool at all."""
+    monkeypatch.setattr(sys, "path", list(sys.path))  # load_mounts adds the pythonpath
+    monkeypatch.setattr(sys, "modules", dict(sys.modules))  # and imports gw_pool_app
+    (tmp_path / "gw_pool_app.py").write_text("def app(environ, start_response):\n    return []\n")
+    text = '[[mount]]\nprefix = "/"\napp = "gw_pool_app:app"\ninterface = "wsgi"\n'
+    (mount,) = load_mounts(load_config(write(tmp_path, text)))
+    mount.loaded.close()
+    assert mount.loaded.pool_size == DEFAULT_WSGI_THREADS
+    assert isinstance(mount.loaded.app, WSGIAdapter)
+    assert mount.loaded.app.max_queue == DEFAULT_WSGI_MAX_QUEUE
+    unsized = dataclasses.replace(mount.config, threads=None, max_queue=None)
+    with pytest.raises(AppLoadError, match="a WSGI app needs threads >= 1"):
+        load_mounts(Config(path=str(tmp_path), server=ServerConfig(), mounts=(unsized,)))
 
 
 # --- command-line overrides ----------------------------------------------------------------
