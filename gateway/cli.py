@@ -4,7 +4,7 @@
 
 Rules:
 1. The flags that override the mount file are derived from the settings' declarations
-   (gateway/config/loader.py `cli_options`), never written out here a second time; so is
+   (gateway/config/options.py `cli_options`), never written out here a second time; so is
    each flag's environment variable (GATEWAY_ and the flag in upper snake case).
    Precedence: a flag, then the environment, then `--env-file`, then the mount file,
    then the default. A value from the environment passes the same validators.
@@ -26,16 +26,10 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 
 from gateway import __version__, status
-from gateway.config.loader import (
-    ENV_PREFIX,
-    CliOption,
-    Config,
-    MountConfig,
-    OptionKind,
-    bind_from_host_port,
-    cli_options,
-    load_config,
-)
+from gateway.config.loader import Config, load_config
+from gateway.config.mount_table import MountConfig
+from gateway.config.options import ENV_PREFIX, CliOption, bind_from_host_port, cli_options
+from gateway.config.settings import OptionKind
 from gateway.errors import ConfigError, GatewayError, StartupError
 from gateway.logs import configure_logging
 from gateway.process import reload

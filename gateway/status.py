@@ -29,7 +29,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
-from gateway.config.loader import Bind, Config
+from gateway.config.bind import Bind
+from gateway.config.loader import Config
 from gateway.errors import GatewayError
 from gateway.server.metrics import ROUTING_COUNTERS, Sample, parse_exposition
 

@@ -1,5 +1,5 @@
-"""The validators of the mount file's values (gateway/config/loader.py declares which setting
-uses which).
+"""The validators of the mount file's values (the settings' declarations in
+gateway/config/server_table.py and mount_table.py name which setting uses which).
 
 Rules:
 1. A validator takes the raw TOML value and returns the value to store, or raises

@@ -60,12 +60,8 @@ from logging.handlers import WatchedFileHandler
 from typing import Any, ClassVar
 
 from gateway.asgi import ASGIApp, Message, Receive, Scope, Send, mount_label, set_mount_label
-from gateway.config.loader import (
-    FALLBACK_BODY_BYTES,
-    GRACEFUL_TIMEOUT_S,
-    SHADOW_DROP_HEADERS,
-    MountConfig,
-)
+from gateway.config.limits import FALLBACK_BODY_BYTES, GRACEFUL_TIMEOUT_S, SHADOW_DROP_HEADERS
+from gateway.config.mount_table import MountConfig
 from gateway.errors import ConfigError
 from gateway.migration.compare import Answer, Mismatch, compare
 from gateway.migration.rules import RoutingCounters, Tape

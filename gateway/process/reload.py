@@ -48,7 +48,9 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.config.loader import CliOption, Config, OptionKind, cli_options, load_config
+from gateway.config.loader import Config, load_config
+from gateway.config.options import CliOption, cli_options
+from gateway.config.settings import OptionKind
 from gateway.errors import GatewayError
 from gateway.process.sockets import close_sockets, listening_sockets, socket_files
 from gateway.process.wakeup import SignalPipe, describe_exit, read_ready

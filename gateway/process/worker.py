@@ -39,7 +39,8 @@ from typing import Any
 
 from gateway.adapters import InterfaceMismatch, LoadedApp, WSGIAdapter, load_app, load_static
 from gateway.asgi import ASGIApp
-from gateway.config.loader import Config, MountConfig
+from gateway.config.loader import Config
+from gateway.config.mount_table import MountConfig
 from gateway.errors import AppLoadError
 from gateway.migration.rules import CanaryRule, FallbackRule, RoutingCounters
 from gateway.migration.shadow import Shadows

@@ -59,7 +59,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.asgi import ASGIApp, Message, Receive, Scope, Send, set_mount_label
-from gateway.config.loader import ServerConfig
+from gateway.config.server_table import ServerConfig
 from gateway.errors import ClientDisconnected, GatewayError, HTTPError
 from gateway.routing.health import send_status
 from gateway.server import metric_files

@@ -24,7 +24,7 @@ import pytest
 from conftest import Server, read_response, wait_until
 from ws_clients import rejection, ws_connect
 
-from gateway.config.loader import Bind
+from gateway.config.bind import Bind
 from gateway.process.sockets import bind_socket
 
 Serve = Callable[[str], Server]

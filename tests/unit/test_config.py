@@ -10,20 +10,12 @@ from pathlib import Path
 import pytest
 
 from gateway.adapters import WSGIAdapter
-from gateway.config.loader import (
-    DEFAULT_WSGI_MAX_QUEUE,
-    DEFAULT_WSGI_THREADS,
-    LISTEN_BACKLOG,
-    Bind,
-    Config,
-    MountConfig,
-    ServerConfig,
-    cli_options,
-    describe_settings,
-    load_config,
-    parse_bind,
-    parse_config,
-)
+from gateway.config.bind import Bind, parse_bind
+from gateway.config.limits import DEFAULT_WSGI_MAX_QUEUE, DEFAULT_WSGI_THREADS, LISTEN_BACKLOG
+from gateway.config.loader import Config, load_config, parse_config
+from gateway.config.mount_table import MountConfig
+from gateway.config.options import cli_options, describe_settings
+from gateway.config.server_table import ServerConfig
 from gateway.errors import AppLoadError, ConfigError
 from gateway.process.worker import load_mounts
 

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.config.loader import FALLBACK_BODY_BYTES, MountConfig, load_config
+from gateway.config.limits import FALLBACK_BODY_BYTES
+from gateway.config.loader import load_config
+from gateway.config.mount_table import MountConfig
 from gateway.errors import ConfigError
 
 NEW = '[[mount]]\nprefix = "/api"\nname = "new"\napp = "new:app"\n'

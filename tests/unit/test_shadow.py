@@ -17,7 +17,7 @@ from test_metrics import scrape, value
 from test_targets import App, Client, body, http_scope, ws_scope
 
 from gateway.asgi import ASGIApp, Message, Receive, Scope, Send, mount_label
-from gateway.config.loader import MountConfig
+from gateway.config.mount_table import MountConfig
 from gateway.errors import ConfigError
 from gateway.migration import shadow
 from gateway.migration.rules import CanaryRule, FallbackRule
