@@ -661,9 +661,8 @@ def test_enum_values_are_stored_as_members(tmp_path: Path) -> None:
     point 2); as StrEnums they still equal, print and parse as their text."""
     text = MOUNT + 'interface = "WSGI"\n[[mount]]\nprefix = "/a"\napp = "m:a"\n'
     wsgi, auto = load_config(write(tmp_path, text)).mounts
-    assert (wsgi.interface, auto.interface) == (Interface.WSGI, Interface.AUTO)
-    assert wsgi.interface is Interface.WSGI and auto.interface is Interface.AUTO
     assert (wsgi.interface == "wsgi", f"{auto.interface}") == (True, "auto")
+    assert wsgi.interface is Interface.WSGI and auto.interface is Interface.AUTO
     assert all(type(option.kind) is OptionKind for option in cli_options())
 
 
