@@ -38,11 +38,11 @@ from asgiref.sync import iscoroutinefunction
 
 from gateway.adapters.static import StaticFiles
 from gateway.adapters.wsgi import WSGIAdapter
-from gateway.asgi import ASGIApp
+from gateway.asgi import DECLARED_INTERFACES, ASGIApp, Interface
 from gateway.errors import AppLoadError
 
-INTERFACES = ("asgi", "wsgi", "auto")
-Interface = Literal["asgi", "wsgi"]
+# An app's interface once known: what a declared or detected one resolves to.
+Resolved = Literal[Interface.ASGI, Interface.WSGI]
 
 # asgiref ships these untyped; give them their types once, here.
 _is_double_callable: Callable[[object], bool] = compatibility.is_double_callable
@@ -61,7 +61,7 @@ class LoadedApp:
     """An app ready to mount: `app` is ASGI 3 whatever the app was written for."""
 
     app: ASGIApp
-    interface: str  # resolved: "asgi" | "wsgi", or "static" (files, no code)
+    interface: Interface  # resolved: ASGI or WSGI, or STATIC (files, no code)
     reference: str  # the app reference, or a static mount's directory
     pool_size: int | None  # the WSGI pool's size; None for ASGI
     supports_lifespan: bool  # False for WSGI: the server answers lifespan for them
@@ -74,40 +74,43 @@ class LoadedApp:
 
 def load_app(
     ref: str,
-    interface: str,
-    threads: int,
+    interface: Interface,
+    threads: int | None,
     name: str,
     max_queue: int | None = None,
     body_buffer_bytes: int = 0,
 ) -> LoadedApp:
-    """Import `ref` and make it an ASGI 3 app; `threads` sizes a WSGI app's pool,
-    `max_queue` bounds the requests waiting for it (None: no bound), and a request body
-    up to `body_buffer_bytes` is read before the call takes a thread (adapters/wsgi.py)."""
-    if interface not in INTERFACES:
-        raise AppLoadError(f"cannot load {ref!r}: interface must be one of {INTERFACES}")
+    """Import `ref` and make it an ASGI 3 app; `threads` sizes a WSGI app's pool (None
+    on a mount declared ASGI, which has none), `max_queue` bounds the requests waiting
+    for it (None: no bound), and a request body up to `body_buffer_bytes` is read before
+    the call takes a thread (adapters/wsgi.py)."""
+    if interface not in DECLARED_INTERFACES:
+        allowed = tuple(str(declared) for declared in DECLARED_INTERFACES)
+        raise AppLoadError(f"cannot load {ref!r}: interface must be one of {allowed}")
     obj = import_from_string(ref)
     if not callable(obj):
         raise AppLoadError(f"cannot load {ref!r}: it is a {type(obj).__name__}, not an app")
     kind = _resolve_interface(ref, obj, interface)
-    if kind == "wsgi":
-        if threads < 1:
+    if kind == Interface.WSGI:
+        if threads is None or threads < 1:
             raise AppLoadError(f"cannot load {ref!r}: a WSGI app needs threads >= 1")
         adapter = WSGIAdapter(cast(WSGIApp, obj), threads, name, max_queue, body_buffer_bytes)
-        return LoadedApp(adapter, "wsgi", ref, threads, supports_lifespan=False)
-    return LoadedApp(as_asgi3(obj), "asgi", ref, None, supports_lifespan=True)
+        return LoadedApp(adapter, Interface.WSGI, ref, threads, supports_lifespan=False)
+    return LoadedApp(as_asgi3(obj), Interface.ASGI, ref, None, supports_lifespan=True)
 
 
 def load_static(directory: str) -> LoadedApp:
     """The files under `directory` as an app; AppLoadError when it is not a directory."""
-    return LoadedApp(StaticFiles(directory), "static", directory, None, supports_lifespan=False)
+    static = StaticFiles(directory)
+    return LoadedApp(static, Interface.STATIC, directory, None, supports_lifespan=False)
 
 
-def _resolve_interface(ref: str, obj: object, interface: str) -> Interface:
-    if interface in ("asgi", "wsgi"):
-        declared = cast(Interface, interface)
+def _resolve_interface(ref: str, obj: object, interface: Interface) -> Resolved:
+    if interface in (Interface.ASGI, Interface.WSGI):
+        declared = interface
         evidence = interface_mismatch(obj, declared)
         if evidence is not None:
-            actual: Interface = "wsgi" if declared == "asgi" else "asgi"
+            actual: Resolved = Interface.WSGI if declared == Interface.ASGI else Interface.ASGI
             raise InterfaceMismatch(
                 f"cannot load {ref!r}: it looks like {_article(actual)} app ({evidence}), "
                 f'but its mount says interface = "{declared}"; '
@@ -120,8 +123,8 @@ def _resolve_interface(ref: str, obj: object, interface: str) -> Interface:
         raise AppLoadError(f"cannot load {ref!r}: {exc}") from exc
 
 
-def _article(interface: Interface) -> str:
-    return "a WSGI" if interface == "wsgi" else "an ASGI"
+def _article(interface: Resolved) -> str:
+    return "a WSGI" if interface == Interface.WSGI else "an ASGI"
 
 
 def as_asgi3(obj: object) -> ASGIApp:
@@ -217,7 +220,7 @@ def _call_factory(ref: str, attribute: str, factory: object) -> object:
         ) from exc
 
 
-def detect_interface(obj: object) -> Interface:
+def detect_interface(obj: object) -> Resolved:
     """Whether `obj` is an ASGI or a WSGI app, from how it is called.
 
     ASGI 2 (asgiref's double-callable check, taking just `scope`) and coroutine
@@ -226,19 +229,19 @@ def detect_interface(obj: object) -> Interface:
     (scope, receive, send) is ASGI. Anything else raises AppLoadError.
     """
     if _is_asgi2(obj) or _is_coroutine_callable(obj):
-        return "asgi"
+        return Interface.ASGI
     count = _positional_count(obj)
     if count == 2:
-        return "wsgi"
+        return Interface.WSGI
     if count == 3:
-        return "asgi"
+        return Interface.ASGI
     raise AppLoadError(
         f"cannot tell whether {_describe(obj)} is an ASGI or a WSGI app from its "
         'signature; set interface = "asgi" or "wsgi" on its mount'
     )
 
 
-def interface_mismatch(obj: object, declared: Interface) -> str | None:
+def interface_mismatch(obj: object, declared: Resolved) -> str | None:
     """Why `obj` certainly cannot be called as the `declared` interface calls it (what
     it looks like instead), or None when it may be such an app or its signature is unsure.
 
@@ -247,7 +250,7 @@ def interface_mismatch(obj: object, declared: Interface) -> str | None:
     send)`, an ASGI 2 one calls `app(scope)` (the ASGI spec, "Applications").
     """
     takes_wsgi_call = _accepts_positional(obj, 2)
-    if declared == "wsgi":
+    if declared == Interface.WSGI:
         if _is_coroutine_callable(obj):
             return "calling it makes a coroutine, not a WSGI response"
         if takes_wsgi_call is False and _accepts_positional(obj, 3):

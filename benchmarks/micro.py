@@ -30,7 +30,7 @@ import uvloop
 
 from gateway.adapters.wsgi import WSGIAdapter
 from gateway.asgi import ASGIApp
-from gateway.config.loader import ServerConfig
+from gateway.config.server_table import ServerConfig
 from gateway.routing.router import Mount, Router
 from gateway.server.connection import HTTPConnection
 from gateway.server.shared import WorkerShared

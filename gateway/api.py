@@ -29,13 +29,8 @@ import types
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gateway.config.loader import (
-    Config,
-    app_config,
-    bind_from_host_port,
-    load_config,
-    mapping_config,
-)
+from gateway.config.loader import Config, app_config, load_config, mapping_config
+from gateway.config.options import bind_from_host_port
 from gateway.errors import ConfigError
 from gateway.logs import configure_logging
 from gateway.process import reload

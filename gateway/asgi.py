@@ -1,5 +1,5 @@
 """ASGI 3 type names used across the package (the ASGI spec, django/asgiref specs/), and
-the plain-text answer the gateway gives itself.
+the plain-text answer the gateway gives itself, and the interface a mount's app is called by.
 
 Messages and scopes are plain dicts on the hot path: typed dicts would cost nothing at run
 time but make every producer spell out optional keys, so the names below stay loose and
@@ -13,6 +13,7 @@ by `plain_reply`, here in layer 0 so that every layer that answers can reach it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from enum import StrEnum
 from http import HTTPStatus
 from typing import Any
 
@@ -21,6 +22,22 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class Interface(StrEnum):
+    """How a mount's app is called. A mount declares ASGI, WSGI or AUTO (detect it from
+    the callable); once loaded it is ASGI, WSGI or STATIC (files, no code). Here in layer
+    0 because the config (which reads the declaration) and adapters/ (which resolves it)
+    may not import each other. A StrEnum: each member is its TOML and CLI text."""
+
+    ASGI = "asgi"
+    WSGI = "wsgi"
+    AUTO = "auto"
+    STATIC = "static"
+
+
+# What a [[mount]] table's `interface` may say, in the order the messages list them.
+DECLARED_INTERFACES = (Interface.ASGI, Interface.WSGI, Interface.AUTO)
 
 ASGI_VERSION = "3.0"
 # 2.4: `send` raises an OSError subclass once the client has gone (gateway.errors).

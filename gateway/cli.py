@@ -3,9 +3,9 @@
 "module:attribute" served at "/" (gateway/config/loader.py `app_config`).
 
 Rules:
-1. The flags that override the mount file are derived from the settings' declarations in
-   gateway/config/loader.py (`cli_options`), never written out here a second time; so is each
-   flag's environment variable (GATEWAY_ and the flag in upper snake case).
+1. The flags that override the mount file are derived from the settings' declarations
+   (gateway/config/options.py `cli_options`), never written out here a second time; so is
+   each flag's environment variable (GATEWAY_ and the flag in upper snake case).
    Precedence: a flag, then the environment, then `--env-file`, then the mount file,
    then the default. A value from the environment passes the same validators.
 2. Exit status (DESIGN §1): 0 clean stop, 1 configuration or usage error, 3 an app that
@@ -26,15 +26,10 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 
 from gateway import __version__, status
-from gateway.config.loader import (
-    ENV_PREFIX,
-    CliOption,
-    Config,
-    MountConfig,
-    bind_from_host_port,
-    cli_options,
-    load_config,
-)
+from gateway.config.loader import Config, load_config
+from gateway.config.mount_table import MountConfig
+from gateway.config.options import ENV_PREFIX, CliOption, bind_from_host_port, cli_options
+from gateway.config.settings import OptionKind
 from gateway.errors import ConfigError, GatewayError, StartupError
 from gateway.logs import configure_logging
 from gateway.process import reload
@@ -48,12 +43,14 @@ FALSE_WORDS = ("0", "false", "no", "off")
 log = logging.getLogger("gateway.cli")
 # What an environment variable of each kind of flag must hold, for its error message.
 ENV_KINDS = {
-    "int": "an integer",
-    "port": "an integer",
-    "float": "a number",
-    "bool-on": "1, true, yes, on, 0, false, no or off",
-    "bool-off": "1, true, yes, on, 0, false, no or off",
+    OptionKind.INT: "an integer",
+    OptionKind.PORT: "an integer",
+    OptionKind.FLOAT: "a number",
+    OptionKind.BOOL_ON: "1, true, yes, on, 0, false, no or off",
+    OptionKind.BOOL_OFF: "1, true, yes, on, 0, false, no or off",
 }
+SWITCHES = (OptionKind.BOOL_OFF, OptionKind.BOOL_ON)  # a flag without a value
+NUMBERS = (OptionKind.INT, OptionKind.PORT, OptionKind.FLOAT)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -153,13 +150,13 @@ def _add_option(parser: argparse.ArgumentParser, option: CliOption) -> None:
     # argparse %-formats help texts: a setting's own % (access_log_format's atoms) is text.
     help_text = f"{option.help} [env: {option.env}]".replace("%", "%%")
     dest = option.name
-    if option.kind in ("bool-off", "bool-on"):
-        action = "store_false" if option.kind == "bool-off" else "store_true"
+    if option.kind in SWITCHES:
+        action = "store_false" if option.kind == OptionKind.BOOL_OFF else "store_true"
         parser.add_argument(*flags, dest=dest, action=action, default=None, help=help_text)
-    elif option.kind == "list":
+    elif option.kind == OptionKind.LIST:
         parser.add_argument(*flags, dest=dest, action="append", help=help_text)
-    elif option.kind in ("int", "port", "float"):
-        convert = float if option.kind == "float" else int
+    elif option.kind in NUMBERS:
+        convert = float if option.kind == OptionKind.FLOAT else int
         parser.add_argument(*flags, dest=dest, type=convert, help=help_text)
     else:
         choices = option.choices or None
@@ -183,7 +180,7 @@ def _overrides(
         from_env = not (typed_bind and option.setting == "bind")
         if value is None and from_env and option.env in environ:
             value, source = _from_env(option, environ[option.env]), option.env
-        if value is not None and option.kind == "list" and option.split_commas:
+        if value is not None and option.kind == OptionKind.LIST and option.split_commas:
             value = [item for entry in value for item in _split_commas(entry)]
         if value is not None:
             values[option.name] = value
@@ -209,13 +206,13 @@ def _settings(values: dict[str, object], target: str, sources: dict[str, str]) -
 def _from_env(option: CliOption, text: str) -> object:
     """An environment variable's text as the flag's value would be."""
     try:
-        if option.kind in ("bool-on", "bool-off"):
-            return _env_bool(text) == (option.kind == "bool-on")
-        if option.kind == "list":
+        if option.kind in SWITCHES:
+            return _env_bool(text) == (option.kind == OptionKind.BOOL_ON)
+        if option.kind == OptionKind.LIST:
             return _split_commas(text)
-        if option.kind in ("int", "port"):
+        if option.kind in (OptionKind.INT, OptionKind.PORT):
             return int(text)
-        if option.kind == "float":
+        if option.kind == OptionKind.FLOAT:
             return float(text)
     except ValueError:
         wanted = ENV_KINDS.get(option.kind, option.kind)
@@ -287,7 +284,7 @@ def _describe_links(mounts: Sequence[MountConfig]) -> list[str]:
             methods = ", ".join(mount.shadow_methods)
             parts.append(f"shadow {mount.shadow_percent:g}% -> {mount.shadow} ({methods})")
         if parts:
-            lines.append(f"  {mount.prefix or mount.name}: " + "; ".join(parts))
+            lines.append(f"  {mount.label}: " + "; ".join(parts))
     return ["targets:", *lines] if lines else []
 
 

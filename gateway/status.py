@@ -29,9 +29,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
-from gateway.config.loader import Bind, Config
+from gateway.config.bind import Bind
+from gateway.config.loader import Config
 from gateway.errors import GatewayError
-from gateway.server.metrics import ROUTING_COUNTERS, Sample, mount_label, parse_exposition
+from gateway.server.metrics import ROUTING_COUNTERS, Sample, parse_exposition
 
 # How long to wait for the server's answer. Collecting takes milliseconds even with many
 # workers; a worker too busy to answer within 5 s is news the user should get, rather
@@ -280,7 +281,7 @@ def run(config: Config, url: str | None, as_json: bool) -> int:
     """`gateway status`: print the report (exit 0), or raise StatusUnavailable
     (rule "read only")."""
     url = url or metrics_url(config)
-    order = [mount_label(mount.prefix, mount.name) for mount in config.mounts]
+    order = [mount.label for mount in config.mounts]
     report = build_report(url, fetch(url), order)
     print(render_json(report) if as_json else render_table(report))
     return 0

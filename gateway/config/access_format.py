@@ -246,7 +246,7 @@ def _atom(name: str) -> Getter:
 
 
 def check(value: object) -> str:
-    """The `access_log_format` validator (gateway/config/loader.py)."""
+    """The `access_log_format` validator (gateway/config/server_table.py)."""
     text = expect(value, str, "a string")
     try:
         compile_format(text)

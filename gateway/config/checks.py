@@ -1,5 +1,5 @@
-"""The validators of the mount file's values (gateway/config/loader.py declares which setting
-uses which).
+"""The validators of the mount file's values (the settings' declarations in
+gateway/config/server_table.py and mount_table.py name which setting uses which).
 
 Rules:
 1. A validator takes the raw TOML value and returns the value to store, or raises
@@ -16,6 +16,7 @@ import keyword
 import math
 import re
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from gateway.config.bind import Bind, parse_bind
@@ -24,6 +25,7 @@ from gateway.http.forwarded import ProxyTrust
 Check = Callable[[object], Any]
 """A validator: takes the raw TOML value, returns the stored value or raises Invalid."""
 T = TypeVar("T")
+E = TypeVar("E", bound=StrEnum)
 
 
 class Invalid(ValueError):
@@ -76,6 +78,18 @@ def choice(allowed: tuple[str, ...]) -> Check:
         if text not in allowed:
             raise Invalid(f"must be one of {', '.join(allowed)}; got {value!r}")
         return text
+
+    return check
+
+
+def member(allowed: tuple[E, ...]) -> Check:
+    """`choice` for the members of a StrEnum: the same text in and the same message,
+    stored as the member, so that mypy checks every comparison with it."""
+    by_text = {str(option): option for option in allowed}
+    text_of = choice(tuple(by_text))
+
+    def check(value: object) -> E:
+        return by_text[text_of(value)]
 
     return check
 

@@ -61,12 +61,8 @@ from logging.handlers import WatchedFileHandler
 from typing import Any, ClassVar
 
 from gateway.asgi import ASGIApp, Message, Receive, Scope, Send, mount_label, set_mount_label
-from gateway.config.loader import (
-    FALLBACK_BODY_BYTES,
-    GRACEFUL_TIMEOUT_S,
-    SHADOW_DROP_HEADERS,
-    MountConfig,
-)
+from gateway.config.limits import FALLBACK_BODY_BYTES, GRACEFUL_TIMEOUT_S, SHADOW_DROP_HEADERS
+from gateway.config.mount_table import MountConfig
 from gateway.errors import ConfigError
 from gateway.migration.compare import Answer, Mismatch, compare
 from gateway.migration.rules import RoutingCounters, Tape
@@ -389,7 +385,7 @@ class Shadows:
             frozenset(mount.shadow_ignore_json_keys),
             pool,
             mismatches,
-            mount.prefix or mount.name,
+            mount.label,
             metrics,
             frozenset(name.encode("ascii") for name in mount.shadow_drop_headers),
         )

@@ -48,7 +48,9 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.config.loader import CliOption, Config, cli_options, load_config
+from gateway.config.loader import Config, load_config
+from gateway.config.options import CliOption, cli_options
+from gateway.config.settings import OptionKind
 from gateway.errors import GatewayError
 from gateway.process.sockets import close_sockets, listening_sockets, socket_files
 from gateway.process.wakeup import SignalPipe, describe_exit, read_ready
@@ -118,11 +120,11 @@ def server_command(
 
 def _flag_arguments(option: CliOption, value: object) -> list[str]:
     """The arguments that give `value` to `option` (the inverse of the CLI's parsing)."""
-    if option.kind == "bool-on":
+    if option.kind == OptionKind.BOOL_ON:
         return [option.flag] if value is True else []
-    if option.kind == "bool-off":
+    if option.kind == OptionKind.BOOL_OFF:
         return [option.flag] if value is False else []
-    if option.kind == "list" and isinstance(value, list | tuple):
+    if option.kind == OptionKind.LIST and isinstance(value, list | tuple):
         return [argument for item in value for argument in (option.flag, str(item))]
     return [option.flag, str(value)]
 

@@ -24,7 +24,9 @@ import socket
 import stat
 from collections.abc import Sequence
 
-from gateway.config.loader import LISTEN_BACKLOG, Bind, ServerConfig
+from gateway.config.bind import Bind
+from gateway.config.limits import LISTEN_BACKLOG
+from gateway.config.server_table import ServerConfig
 from gateway.errors import GatewayError
 
 # sd_listen_fds(3): passed descriptors start at 3 (after stdin, stdout, stderr).

@@ -61,7 +61,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from gateway.config.loader import PROCESS_PATHS, Config, load_config
+from gateway.config.loader import Config, load_config
+from gateway.config.server_table import PROCESS_PATHS
 from gateway.errors import ConfigError, GatewayError, StartupError
 from gateway.process import worker
 from gateway.process.children import SUPERVISOR_SIGNALS, WorkerProcess, fork_worker

@@ -39,7 +39,8 @@ from typing import Any
 
 from gateway.adapters import InterfaceMismatch, LoadedApp, WSGIAdapter, load_app, load_static
 from gateway.asgi import ASGIApp
-from gateway.config.loader import DEFAULT_WSGI_MAX_QUEUE, DEFAULT_WSGI_THREADS, Config, MountConfig
+from gateway.config.loader import Config
+from gateway.config.mount_table import MountConfig
 from gateway.errors import AppLoadError
 from gateway.migration.rules import CanaryRule, FallbackRule, RoutingCounters
 from gateway.migration.shadow import Shadows
@@ -91,9 +92,8 @@ def load_mounts(config: Config) -> list[LoadedMount]:
 def _load_mount(mount: MountConfig) -> LoadedApp:
     if mount.static:
         return load_static(mount.static)
-    threads = mount.threads or DEFAULT_WSGI_THREADS
-    max_queue = DEFAULT_WSGI_MAX_QUEUE if mount.max_queue is None else mount.max_queue
-    label = mount.prefix or mount.name  # names its pool threads and error lines
+    threads, max_queue = mount.threads, mount.max_queue  # defaulted by the config; None: ASGI
+    label = mount.label  # names its pool threads and error lines
     return load_app(mount.app, mount.interface, threads, label, max_queue, mount.body_buffer_bytes)
 
 
@@ -343,7 +343,7 @@ def _rules(config: MountConfig, metrics: RoutingCounters | None) -> list[Rule]:
     """The mount's fallback and canary as the router's rules (gateway/migration/rules.py),
     counted under its label when metrics are on."""
     rules: list[Rule] = []
-    label = config.prefix or config.name  # the metrics' mount label (metrics.mount_label)
+    label = config.label  # the metrics' mount label
     if config.fallback:
         statuses = frozenset(config.fallback_on)
         body_bytes = config.fallback_body_bytes

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from gateway.asgi import (
     ASGIApp,
+    Interface,
     Message,
     Receive,
     Scope,
@@ -82,7 +83,7 @@ class Mount:
         prefix: str,
         app: ASGIApp,
         max_body_bytes: int,
-        interface: str,
+        interface: Interface,
         *,
         name: str = "",
         rules: Sequence[Rule] = (),
@@ -131,7 +132,7 @@ class MountLink:
     def __init__(self, mount: Mount, kind: str) -> None:
         self.mount = mount
         self.route = f">{kind}:{mount.name}"
-        self.serves_websocket = mount.interface == "asgi"
+        self.serves_websocket = mount.interface == Interface.ASGI
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["state"] = self.mount.state.copy()
@@ -176,7 +177,7 @@ class Router:
     def serves_websocket(self, path: str) -> bool:
         """A WebSocket upgrade to `path` goes to an app: its mount is ASGI (rule 6)."""
         mount = self.match(path)
-        return mount is not None and mount.interface == "asgi"
+        return mount is not None and mount.interface == Interface.ASGI
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         root_path = scope.get("root_path", "")

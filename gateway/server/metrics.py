@@ -59,7 +59,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.asgi import ASGIApp, Message, Receive, Scope, Send, send_plain, set_mount_label
-from gateway.config.loader import ServerConfig
+from gateway.config.server_table import ServerConfig
 from gateway.errors import ClientDisconnected, GatewayError, HTTPError
 from gateway.routing.health import ALLOW, NO_STORE
 from gateway.server import metric_files
@@ -149,12 +149,6 @@ def require(server: ServerConfig) -> None:
         raise MetricsUnavailable(
             "metrics_path needs prometheus_client: pip install 'gateway[metrics]'"
         )
-
-
-def mount_label(prefix: str, name: str = "") -> str:
-    """The `mount` label: the prefix users know the mount by, or its name if it has none
-    (as gateway/routing/router.py's Mount.label, for the mount file's mounts)."""
-    return prefix or name
 
 
 class Pool(Protocol):

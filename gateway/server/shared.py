@@ -26,7 +26,7 @@ from email.utils import formatdate
 from typing import Protocol
 
 from gateway.asgi import ASGIApp
-from gateway.config.loader import ServerConfig
+from gateway.config.server_table import ServerConfig
 from gateway.http.forwarded import ProxyTrust
 from gateway.http.h11_session import H11Session
 from gateway.http.httptools_session import HttptoolsSession

@@ -1,7 +1,7 @@
 """TLS on the listening sockets: one ssl.SSLContext per worker, from the [server] settings.
 
 Rules:
-1. Config stays inert: gateway/config/loader.py only checks that the TLS settings go together.
+1. Config stays inert: gateway/config/server_table.py only checks that the TLS settings go together.
    The files are read here, by the parent before it binds or forks (and again on a
    reload, which is how a renewed certificate is taken up), then by each worker for its
    own context. A file that cannot be read, a certificate or key that does not load, a

@@ -54,7 +54,7 @@ from typing import Any, Protocol
 
 from gateway.asgi import ASGI_VERSION, ASGIApp, Message
 from gateway.config.access_format import AccessEntry
-from gateway.config.loader import ServerConfig
+from gateway.config.server_table import ServerConfig
 from gateway.errors import AppProtocolError, ClientDisconnected
 from gateway.http.events import RequestHead
 from gateway.http.session import PathAndQuery

@@ -25,7 +25,7 @@ from support.deadlines import read_response, wait_until
 from support.servers import Server
 from support.ws_clients import rejection, ws_connect
 
-from gateway.config.loader import Bind
+from gateway.config.bind import Bind
 from gateway.process.sockets import bind_socket
 
 Serve = Callable[[str], Server]

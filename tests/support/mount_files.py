@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config.loader import MountConfig, load_config
+from gateway.config.loader import load_config
+from gateway.config.mount_table import MountConfig
 from gateway.errors import ConfigError
 
 NEW = '[[mount]]\nprefix = "/api"\nname = "new"\napp = "new:app"\n'

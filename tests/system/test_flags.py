@@ -24,7 +24,7 @@ from support.paths import APPS_DIR
 from support.processes import GATEWAY, GatewayProcess, child_pids
 from support.tls_certs import make_certs
 
-from gateway.config.loader import cli_options
+from gateway.config.options import cli_options
 
 # Absolute, so the debug log shows it as typed; removed by the server at its clean exit.
 PID_FILE = str(Path(tempfile.gettempdir()) / f"gateway-flags-test-{os.getpid()}.pid")

@@ -33,7 +33,7 @@ from gateway.adapters import (
 from gateway.adapters import environ as wsgi_environ
 from gateway.adapters.environ import ErrorStream, build_environ
 from gateway.adapters.pool import ThreadPool
-from gateway.asgi import Message
+from gateway.asgi import Interface, Message
 from gateway.errors import AppLoadError, ClientDisconnected, RequestBodyTooLarge
 
 StartResponse = Callable[..., Callable[[bytes], None]]
@@ -208,20 +208,20 @@ def django_wsgi_handler() -> Any:
 def test_detect_wsgi() -> None:
     from flask import Flask
 
-    assert detect_interface(hello) == "wsgi"
-    assert detect_interface(Flask(__name__)) == "wsgi"
-    assert detect_interface(django_wsgi_handler()) == "wsgi"
+    assert detect_interface(hello) == Interface.WSGI
+    assert detect_interface(Flask(__name__)) == Interface.WSGI
+    assert detect_interface(django_wsgi_handler()) == Interface.WSGI
 
 
 def test_detect_asgi() -> None:
     from fastapi import FastAPI
     from starlette.applications import Starlette
 
-    assert detect_interface(FastAPI()) == "asgi"
-    assert detect_interface(Starlette()) == "asgi"
-    assert detect_interface(asgi3_function) == "asgi"
-    assert detect_interface(ASGI2App) == "asgi"
-    assert detect_interface(asgi2_function) == "asgi"
+    assert detect_interface(FastAPI()) == Interface.ASGI
+    assert detect_interface(Starlette()) == Interface.ASGI
+    assert detect_interface(asgi3_function) == Interface.ASGI
+    assert detect_interface(ASGI2App) == Interface.ASGI
+    assert detect_interface(asgi2_function) == Interface.ASGI
 
 
 def test_detect_refuses_to_guess() -> None:
@@ -244,7 +244,7 @@ def test_load_asgi2_app_is_served_as_asgi3(modules: Callable[..., None]) -> None
                 await send({"type": "http.response.body", "body": b"asgi2"})
         """,
     )
-    for interface in ("auto", "asgi"):
+    for interface in (Interface.AUTO, Interface.ASGI):
         loaded = load_app("gwtest_asgi2:App", interface, 4, "a2")
         assert (loaded.interface, loaded.pool_size, loaded.supports_lifespan) == (
             "asgi",
@@ -257,7 +257,7 @@ def test_load_asgi2_app_is_served_as_asgi3(modules: Callable[..., None]) -> None
 
 def test_load_wsgi_app(modules: Callable[..., None]) -> None:
     modules("gwtest_good", GOOD)
-    loaded = load_app("gwtest_good:make()", "auto", 3, "legacy")
+    loaded = load_app("gwtest_good:make()", Interface.AUTO, 3, "legacy")
     assert isinstance(loaded, LoadedApp)
     assert isinstance(loaded.app, WSGIAdapter)
     assert (loaded.interface, loaded.pool_size, loaded.supports_lifespan) == ("wsgi", 3, False)
@@ -271,13 +271,13 @@ def test_load_wsgi_app(modules: Callable[..., None]) -> None:
 def test_load_explicit_interface_wins(modules: Callable[..., None]) -> None:
     # When the signature does not say (*args), the declared interface is taken as is.
     modules("gwtest_good", GOOD + "\n    def unsure(*args):\n        return app(*args)\n")
-    loaded = load_app("gwtest_good:unsure", "asgi", 3, "x")
+    loaded = load_app("gwtest_good:unsure", Interface.ASGI, 3, "x")
     assert loaded.interface == "asgi"
     assert loaded.app is import_from_string("gwtest_good:unsure")
     with pytest.raises(AppLoadError, match="interface must be one of"):
-        load_app("gwtest_good:app", "rsgi", 3, "x")
+        load_app("gwtest_good:app", "rsgi", 3, "x")  # type: ignore[arg-type]  # the guard
     with pytest.raises(AppLoadError, match="not an app"):
-        load_app("gwtest_good:not_callable", "auto", 3, "x")
+        load_app("gwtest_good:not_callable", Interface.AUTO, 3, "x")
 
 
 # ----------------------------------------------------------------------------- environ
@@ -940,26 +940,26 @@ def test_interface_mismatch_is_certain_for_real_frameworks() -> None:
     from starlette.applications import Starlette
 
     for wsgi_app in (Flask(__name__), django_wsgi_handler(), hello):
-        assert "(environ, start_response)" in str(interface_mismatch(wsgi_app, "asgi"))
-        assert interface_mismatch(wsgi_app, "wsgi") is None
+        assert "(environ, start_response)" in str(interface_mismatch(wsgi_app, Interface.ASGI))
+        assert interface_mismatch(wsgi_app, Interface.WSGI) is None
     for asgi_app in (FastAPI(), Starlette(), asgi3_function):
-        assert "coroutine" in str(interface_mismatch(asgi_app, "wsgi"))
-        assert interface_mismatch(asgi_app, "asgi") is None
-    assert "(scope, receive, send)" in str(interface_mismatch(SyncASGIMiddleware(), "wsgi"))
-    assert "ASGI 2" in str(interface_mismatch(asgi2_function, "wsgi"))
-    assert "ASGI 2" in str(interface_mismatch(ASGI2App, "wsgi"))
+        assert "coroutine" in str(interface_mismatch(asgi_app, Interface.WSGI))
+        assert interface_mismatch(asgi_app, Interface.ASGI) is None
+    assert "(scope, receive, send)" in str(interface_mismatch(SyncASGIMiddleware(), Interface.WSGI))
+    assert "ASGI 2" in str(interface_mismatch(asgi2_function, Interface.WSGI))
+    assert "ASGI 2" in str(interface_mismatch(ASGI2App, Interface.WSGI))
 
 
 def test_interface_mismatch_keeps_the_declared_interface_when_unsure() -> None:
     def anything(*args: Any) -> None: ...
 
-    for interface in ("asgi", "wsgi"):
+    for interface in (Interface.ASGI, Interface.WSGI):
         assert interface_mismatch(anything, interface) is None
         assert interface_mismatch(print, interface) is None  # no readable signature
     # Either call works on these, so neither declaration is certainly wrong.
-    assert interface_mismatch(wsgi_with_optional, "wsgi") is None
-    assert interface_mismatch(asgi3_with_optional, "asgi") is None
-    assert interface_mismatch(asgi3_with_optional, "wsgi") is None
+    assert interface_mismatch(wsgi_with_optional, Interface.WSGI) is None
+    assert interface_mismatch(asgi3_with_optional, Interface.ASGI) is None
+    assert interface_mismatch(asgi3_with_optional, Interface.WSGI) is None
 
 
 def test_load_refuses_a_declared_interface_the_app_contradicts(
@@ -967,7 +967,7 @@ def test_load_refuses_a_declared_interface_the_app_contradicts(
 ) -> None:
     modules("gwtest_good", GOOD)
     with pytest.raises(InterfaceMismatch) as info:
-        load_app("gwtest_good:app", "asgi", 3, "x")
+        load_app("gwtest_good:app", Interface.ASGI, 3, "x")
     message = str(info.value)
     assert "'gwtest_good:app'" in message and "looks like a WSGI app" in message
     assert 'interface = "asgi"' in message and 'set interface = "wsgi"' in message

@@ -1,4 +1,4 @@
-"""gateway.config.loader: the mount file in, frozen dataclasses out, every mistake named."""
+"""gateway.config: the mount file in, frozen dataclasses out, every mistake named."""
 
 from __future__ import annotations
 
@@ -9,21 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config.loader import (
-    DEFAULT_WSGI_MAX_QUEUE,
-    DEFAULT_WSGI_THREADS,
-    LISTEN_BACKLOG,
-    Bind,
-    Config,
-    MountConfig,
-    ServerConfig,
-    cli_options,
-    describe_settings,
-    load_config,
-    parse_bind,
-    parse_config,
-)
-from gateway.errors import ConfigError
+from gateway.adapters import WSGIAdapter
+from gateway.asgi import Interface
+from gateway.config.bind import Bind, parse_bind
+from gateway.config.limits import DEFAULT_WSGI_MAX_QUEUE, DEFAULT_WSGI_THREADS, LISTEN_BACKLOG
+from gateway.config.loader import Config, load_config, parse_config
+from gateway.config.mount_table import MountConfig
+from gateway.config.options import cli_options, describe_settings
+from gateway.config.server_table import ServerConfig
+from gateway.config.settings import OptionKind
+from gateway.errors import AppLoadError, ConfigError
+from gateway.process.worker import load_mounts
 
 MOUNT = '[[mount]]\nprefix = "/"\napp = "site.wsgi:application"\n'
 
@@ -494,6 +490,26 @@ def test_threads_default_depends_on_interface(tmp_path: Path) -> None:
     assert (wsgi.max_queue, asgi.max_queue, auto.max_queue) == (100, None, 100)
 
 
+def test_the_pool_is_sized_by_the_config_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool's defaults are applied once, by the config (issue 15, point 4): the worker
+    builds the pool from what the config says, so a mount the config left without a size
+    could not get a pool at all."""
+    monkeypatch.setattr(sys, "path", list(sys.path))  # load_mounts adds the pythonpath
+    monkeypatch.setattr(sys, "modules", dict(sys.modules))  # and imports gw_pool_app
+    (tmp_path / "gw_pool_app.py").write_text("def app(environ, start_response):\n    return []\n")
+    text = '[[mount]]\nprefix = "/"\napp = "gw_pool_app:app"\ninterface = "wsgi"\n'
+    (mount,) = load_mounts(load_config(write(tmp_path, text)))
+    mount.loaded.close()
+    assert mount.loaded.pool_size == DEFAULT_WSGI_THREADS
+    assert isinstance(mount.loaded.app, WSGIAdapter)
+    assert mount.loaded.app.max_queue == DEFAULT_WSGI_MAX_QUEUE
+    unsized = dataclasses.replace(mount.config, threads=None, max_queue=None)
+    with pytest.raises(AppLoadError, match="a WSGI app needs threads >= 1"):
+        load_mounts(Config(path=str(tmp_path), server=ServerConfig(), mounts=(unsized,)))
+
+
 # --- command-line overrides ----------------------------------------------------------------
 
 
@@ -615,6 +631,74 @@ def test_command_line_paths_are_relative_to_the_current_directory(
     config = load_config(path, {"pythonpath": ["src"], "certfile": "cert.pem"})
     assert config.server.pythonpath == (str(tmp_path / "src"),)
     assert config.server.certfile == str(tmp_path / "cert.pem")
+
+
+# Each path setting, as the declarations mark it (path=True), and the settings it needs
+# beside it to pass the cross-key rules (TLS files make sense only together).
+PATHS = {
+    (table, f.name): f.metadata["path"]
+    for table, cls in (("server", ServerConfig), ("mount", MountConfig))
+    for f in dataclasses.fields(cls)
+}
+COMPANIONS = {
+    "keyfile": {"certfile": "/c.pem"},
+    "ca_certs": {"certfile": "/c.pem", "client_cert": "required"},
+}
+
+
+def test_the_path_settings_are_declared() -> None:
+    declared = [key for key, is_path in PATHS.items() if is_path]
+    assert declared == [
+        *[("server", key) for key in ("pythonpath", "pid", "chdir", "certfile", "keyfile")],
+        ("server", "ca_certs"),
+        ("mount", "static"),
+        ("mount", "shadow_log"),
+    ]
+
+
+def test_enum_values_are_stored_as_members(tmp_path: Path) -> None:
+    """The interface and the flags' kinds are enum members that mypy checks (issue 15,
+    point 2); as StrEnums they still equal, print and parse as their text."""
+    text = MOUNT + 'interface = "WSGI"\n[[mount]]\nprefix = "/a"\napp = "m:a"\n'
+    wsgi, auto = load_config(write(tmp_path, text)).mounts
+    assert (wsgi.interface == "wsgi", f"{auto.interface}") == (True, "auto")
+    assert wsgi.interface is Interface.WSGI and auto.interface is Interface.AUTO
+    assert all(type(option.kind) is OptionKind for option in cli_options())
+
+
+def toml_line(key: str, value: object) -> str:
+    return f"{key} = {value!r}".replace("'", '"')  # strings and lists of them
+
+
+@pytest.mark.parametrize("table_key", [key for key, path in PATHS.items() if path])
+def test_every_path_is_anchored_where_it_was_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, table_key: tuple[str, str]
+) -> None:
+    """A path setting in the file is relative to the file, and on the command line to the
+    working directory, whichever setting it is (loader rule 5: one place anchors them)."""
+    table, key = table_key
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "shell").mkdir()
+    monkeypatch.chdir(tmp_path / "shell")
+    value: object = ["rel/x"] if key == "pythonpath" else "rel/x"
+    lines = [toml_line(name, given) for name, given in COMPANIONS.get(key, {}).items()]
+    lines.append(toml_line(key, value))
+    if table == "server":
+        text = "[server]\n" + "\n".join(lines) + "\n" + MOUNT
+    elif key == "static":
+        text = '[[mount]]\nprefix = "/s"\n' + lines[0] + "\n"
+    else:  # shadow_log
+        text = MOUNT + 'shadow = "b"\n' + lines[0] + '\n[[mount]]\nname = "b"\napp = "m:b"\n'
+    path = tmp_path / "etc" / "gateway.toml"
+    path.write_text(text)
+    config = load_config(path)
+    stored = getattr(config.server if table == "server" else config.mounts[0], key)
+    in_file = str(tmp_path / "etc" / "rel" / "x")
+    assert stored == ((in_file,) if key == "pythonpath" else in_file)
+    if key in {option.setting for option in cli_options()}:  # it has a flag
+        stored = getattr(load_config(path, {key: value}).server, key)
+        typed = str(tmp_path / "shell" / "rel" / "x")
+        assert stored == ((typed,) if key == "pythonpath" else typed)
 
 
 @pytest.mark.parametrize(("given", "stored"), [("", ""), ("/", ""), ("/app/", "/app")])

@@ -8,7 +8,7 @@ import pytest
 from support.mount_files import LEGACY, NEW, error, load
 
 from gateway.cli import main
-from gateway.config.loader import FALLBACK_BODY_BYTES
+from gateway.config.limits import FALLBACK_BODY_BYTES
 
 
 def test_defaults_and_values(tmp_path: Path) -> None:

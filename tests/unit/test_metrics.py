@@ -18,7 +18,8 @@ from support.metric_samples import PATH, scrape, value
 
 from gateway.adapters import WSGIAdapter
 from gateway.asgi import ASGIApp, Scope, mount_label
-from gateway.config.loader import ServerConfig, parse_config
+from gateway.config.loader import parse_config
+from gateway.config.server_table import ServerConfig
 from gateway.errors import ClientDisconnected, ConfigError, RequestBodyTooLarge, ServiceUnavailable
 from gateway.server import metrics
 from gateway.server.metrics import WorkerMetrics

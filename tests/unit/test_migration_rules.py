@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from support.scripted_requests import App, Client, body, http_scope, ws_scope
 
-from gateway.asgi import Message, Receive, Scope, Send, mount_label
+from gateway.asgi import Interface, Message, Receive, Scope, Send, mount_label
 from gateway.errors import ClientDisconnected
 from gateway.migration.rules import BUCKETS, CanaryRule, FallbackRule, bucket
 from gateway.routing.router import Mount, Router
@@ -23,8 +23,8 @@ def fallback_router(
     rule = FallbackRule("legacy", statuses, CAP)
     return Router(
         [
-            Mount("/api", first, 1000, "asgi", name="new", rules=[rule]),
-            Mount("", legacy, 1000, "asgi", name="legacy"),
+            Mount("/api", first, 1000, Interface.ASGI, name="new", rules=[rule]),
+            Mount("", legacy, 1000, Interface.ASGI, name="legacy"),
         ]
     )
 
@@ -214,9 +214,15 @@ def test_fallback_chains_and_the_log_names_every_hop() -> None:
     rule_b = FallbackRule("c", frozenset({404}), CAP)
     router = Router(
         [
-            Mount("/api", App(404), 1000, "asgi", rules=[FallbackRule("b", frozenset({404}), CAP)]),
-            Mount("", App(404), 1000, "asgi", name="b", rules=[rule_b]),
-            Mount("", last, 1000, "asgi", name="c"),
+            Mount(
+                "/api",
+                App(404),
+                1000,
+                Interface.ASGI,
+                rules=[FallbackRule("b", frozenset({404}), CAP)],
+            ),
+            Mount("", App(404), 1000, Interface.ASGI, name="b", rules=[rule_b]),
+            Mount("", last, 1000, Interface.ASGI, name="c"),
         ]
     )
     client = Client(body(b"payload"))
@@ -230,8 +236,8 @@ def test_a_target_with_its_own_prefix_still_serves_with_the_routing_prefix() -> 
     rule = FallbackRule("legacy", frozenset({404}), CAP)
     router = Router(
         [
-            Mount("/api", App(404), 1000, "asgi", rules=[rule]),
-            Mount("/", legacy, 1000, "asgi", name="legacy"),
+            Mount("/api", App(404), 1000, Interface.ASGI, rules=[rule]),
+            Mount("/", legacy, 1000, Interface.ASGI, name="legacy"),
         ]
     )
     serve(router, http_scope("/api/x"), Client(body(b"")))
@@ -304,8 +310,8 @@ def test_no_websocket_fallback_to_a_wsgi_mount() -> None:
     legacy = WebSocketApp("legacy")
     router = Router(
         [
-            Mount("/api", WebSocketApp("new", deny="404"), 1000, "asgi", rules=[rule]),
-            Mount("", legacy, 1000, "wsgi", name="legacy"),
+            Mount("/api", WebSocketApp("new", deny="404"), 1000, Interface.ASGI, rules=[rule]),
+            Mount("", legacy, 1000, Interface.WSGI, name="legacy"),
         ]
     )
     client = Client([{"type": "websocket.connect"}], websocket=True)
@@ -317,13 +323,16 @@ def test_no_websocket_fallback_to_a_wsgi_mount() -> None:
 
 
 def canary_router(
-    percent: float, sticky: str = "none", header: str = "", canary_interface: str = "asgi"
+    percent: float,
+    sticky: str = "none",
+    header: str = "",
+    canary_interface: Interface = Interface.ASGI,
 ) -> tuple[Router, App, App]:
     primary, canary = App(200, b"primary"), App(200, b"canary")
     rule = CanaryRule("newapi", percent, sticky, header)
     router = Router(
         [
-            Mount("/shop", primary, 1000, "asgi", rules=[rule]),
+            Mount("/shop", primary, 1000, Interface.ASGI, rules=[rule]),
             Mount("", canary, 1000, canary_interface, name="newapi"),
         ]
     )
@@ -441,7 +450,7 @@ def test_an_unknown_canary_header_value_leaves_the_split_alone() -> None:
 
 
 def test_websockets_stay_on_the_primary_when_the_canary_is_wsgi() -> None:
-    router, _, _ = canary_router(100, canary_interface="wsgi")
+    router, _, _ = canary_router(100, canary_interface=Interface.WSGI)
     assert set(run_requests(router, [ws_scope("/shop") for _ in range(20)])) == {"/shop"}
     assert run_requests(router, [http_scope("/shop")]) == ["/shop>canary:newapi"]
 
@@ -451,16 +460,16 @@ def test_canary_and_fallback_compose() -> None:
     legacy = App(200, b"legacy")
     router = Router(
         [
-            Mount("/shop", App(200), 1000, "asgi", rules=[CanaryRule("newapi", 100)]),
+            Mount("/shop", App(200), 1000, Interface.ASGI, rules=[CanaryRule("newapi", 100)]),
             Mount(
                 "",
                 App(404),
                 1000,
-                "asgi",
+                Interface.ASGI,
                 name="newapi",
                 rules=[FallbackRule("legacy", frozenset({404}), CAP)],
             ),
-            Mount("", legacy, 1000, "asgi", name="legacy"),
+            Mount("", legacy, 1000, Interface.ASGI, name="legacy"),
         ]
     )
     client = Client(body(b""))
@@ -475,7 +484,7 @@ def test_canary_and_fallback_compose() -> None:
 
 def test_a_mount_without_rules_is_served_by_its_app_directly() -> None:
     app = App()
-    router = Router([Mount("/", app, 1000, "asgi")])
+    router = Router([Mount("/", app, 1000, Interface.ASGI)])
     assert router.mounts[0].handler is app
 
 
@@ -503,7 +512,7 @@ def test_a_mount_without_a_prefix_is_reachable_only_by_name() -> None:
 
 
 def test_an_unknown_name_is_refused_at_startup() -> None:
-    mount = Mount("/", App(), 1000, "asgi", rules=[CanaryRule("nobody", 5)])
+    mount = Mount("/", App(), 1000, Interface.ASGI, rules=[CanaryRule("nobody", 5)])
     with pytest.raises(ValueError, match="no mount is named 'nobody'"):
         Router([mount])
 

@@ -35,7 +35,7 @@ SessionClass = type[H11Session | HttptoolsSession]
 # What one read gets from real networks: the minimum IPv4 MSS (RFC 9293 "Maximum Segment
 # Size Option", 536), Ethernet's usual MSS (1,460) and a common socket read size (16 KiB).
 REALISTIC_SEGMENT_BYTES = (536, 1460, 16384)
-# The default `max_header_bytes` (gateway/config/loader.py), for the heads sized like real ones.
+# The default `max_header_bytes` (gateway/config/limits.py), for the heads sized like real ones.
 DEFAULT_MAX_HEADER_BYTES = 16384
 DEFAULT_MAX_TARGET_BYTES = 8192
 

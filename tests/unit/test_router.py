@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.asgi import Message, Receive, Scope, Send, mount_label, plain_reply
+from gateway.asgi import Interface, Message, Receive, Scope, Send, mount_label, plain_reply
 from gateway.errors import RequestBodyTooLarge
 from gateway.routing.router import Mount, Router, declares_over, framing
 
@@ -28,7 +28,7 @@ class Recorder:
 
 def make_router(*prefixes: str, max_body_bytes: int = 1000) -> tuple[Router, dict[str, Recorder]]:
     apps = {prefix: Recorder() for prefix in prefixes}
-    mounts = [Mount(p, app, max_body_bytes, "asgi") for p, app in apps.items()]
+    mounts = [Mount(p, app, max_body_bytes, Interface.ASGI) for p, app in apps.items()]
     return Router(mounts), apps
 
 

@@ -16,8 +16,8 @@ import pytest
 from support.metric_samples import scrape, value
 from support.scripted_requests import App, Client, body, http_scope, ws_scope
 
-from gateway.asgi import ASGIApp, Message, Receive, Scope, Send, mount_label
-from gateway.config.loader import MountConfig
+from gateway.asgi import ASGIApp, Interface, Message, Receive, Scope, Send, mount_label
+from gateway.config.mount_table import MountConfig
 from gateway.errors import ConfigError
 from gateway.migration import shadow
 from gateway.migration.rules import CanaryRule, FallbackRule
@@ -85,8 +85,8 @@ class Setup:
         )
         self.router = Router(
             [
-                Mount("/api", primary, 10 * BODY_BYTES, "asgi", rules=[self.rule]),
-                Mount("", copy, 10 * BODY_BYTES, "asgi", name="newapi"),
+                Mount("/api", primary, 10 * BODY_BYTES, Interface.ASGI, rules=[self.rule]),
+                Mount("", copy, 10 * BODY_BYTES, Interface.ASGI, name="newapi"),
             ]
         )
 
@@ -682,9 +682,9 @@ def test_fallback_and_canary_count_under_the_routing_mounts_label() -> None:
     canary = CanaryRule("legacy", 100, label="/shop", metrics=counted)
     router = Router(
         [
-            Mount("/api", App(404), 1000, "asgi", rules=[fallback]),
-            Mount("/shop", App(200), 1000, "asgi", rules=[canary]),
-            Mount("", App(200), 1000, "asgi", name="legacy"),
+            Mount("/api", App(404), 1000, Interface.ASGI, rules=[fallback]),
+            Mount("/shop", App(200), 1000, Interface.ASGI, rules=[canary]),
+            Mount("", App(200), 1000, Interface.ASGI, name="legacy"),
         ]
     )
 
@@ -705,10 +705,12 @@ def test_the_workers_rules_count_into_the_metrics() -> None:
     shop = MountConfig(name="shop", app="m:a", canary="legacy", canary_percent=100)
     router = Router(
         [
-            Mount("/api", App(404), 1000, "asgi", rules=_rules(api, worker_metrics)),
-            Mount("/", App(200), 1000, "asgi", rules=[CanaryRule("shop", 100)]),
-            Mount("", App(200), 1000, "asgi", name="shop", rules=_rules(shop, worker_metrics)),
-            Mount("", App(200), 1000, "asgi", name="legacy"),
+            Mount("/api", App(404), 1000, Interface.ASGI, rules=_rules(api, worker_metrics)),
+            Mount("/", App(200), 1000, Interface.ASGI, rules=[CanaryRule("shop", 100)]),
+            Mount(
+                "", App(200), 1000, Interface.ASGI, name="shop", rules=_rules(shop, worker_metrics)
+            ),
+            Mount("", App(200), 1000, Interface.ASGI, name="legacy"),
         ]
     )
 
@@ -756,8 +758,8 @@ def test_a_copy_goes_without_the_dropped_header_fields(
         setup.rule = dataclasses.replace(setup.rule, drop_headers=drop)
         setup.router = Router(
             [
-                Mount("/api", primary, 10 * BODY_BYTES, "asgi", rules=[setup.rule]),
-                Mount("", copy, 10 * BODY_BYTES, "asgi", name="newapi"),
+                Mount("/api", primary, 10 * BODY_BYTES, Interface.ASGI, rules=[setup.rule]),
+                Mount("", copy, 10 * BODY_BYTES, Interface.ASGI, name="newapi"),
             ]
         )
     headers = [

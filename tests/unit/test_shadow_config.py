@@ -8,7 +8,7 @@ import pytest
 from support.mount_files import LEGACY, NEW, error, load
 
 from gateway.cli import main
-from gateway.config.loader import SHADOW_MAX_IN_FLIGHT
+from gateway.config.limits import SHADOW_MAX_IN_FLIGHT
 
 
 def test_defaults(tmp_path: Path) -> None:

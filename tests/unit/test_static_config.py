@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config.loader import APP_ONLY_KEYS, load_config
+from gateway.config.loader import load_config
+from gateway.config.mount_table import APP_ONLY_KEYS
 from gateway.errors import AppLoadError, ConfigError, StartupError
 from gateway.process.worker import load_mounts
 
