@@ -20,13 +20,12 @@ Rules:
    serves any other upgrade request as plain HTTP, so a WSGI app never sees one.
 7. Mounts reach each other by name. A mount's `rules` (fallback, canary: see
    gateway/migration/rules.py) are data; at startup the Router resolves each rule's name
-   to its Mount and the rules wrap the mount's app, once: a middleware of its own (metrics)
-   is put around the app before the Mount is built. A request is served by
+   to its Mount and the rules wrap the mount's app, once: a middleware of its own
+   (metrics) is put around the app before the Mount is built. A request is served by
    `mount.handler` with no per-request branching, and a mount without rules is served
-   by its app directly. A
-   mount without a prefix is reachable only that way. A `Target` enters a mount with
-   the routing mount's root_path, its own state, and the route as its mount label
-   ("/api>fallback:legacy").
+   by its app directly. A mount without a prefix is reachable only that way. A
+   `Target` enters a mount with the routing mount's root_path, its own state, and the
+   route as its mount label ("/api>fallback:legacy").
 """
 
 from __future__ import annotations
