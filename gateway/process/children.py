@@ -126,6 +126,12 @@ ENDING = Transitions(
         Ending.KILLED: (),
     },
 )
+# The signal each ending is sent with.
+ENDING_SIGNALS = {
+    Ending.STOPPING: signal.SIGTERM,
+    Ending.HUNG: signal.SIGKILL,
+    Ending.KILLED: signal.SIGKILL,
+}
 
 
 @dataclass(eq=False)
@@ -158,10 +164,10 @@ class WorkerProcess:
     def advance(self, progress: Progress) -> None:
         self.progress = PROGRESS.move(self.progress, progress)
 
-    def end(self, ending: Ending, signum: int) -> None:
-        """Move to `ending` and send the signal that it means."""
+    def end(self, ending: Ending) -> None:
+        """Move to `ending` and send its signal (ENDING_SIGNALS)."""
         self.ending = ENDING.move(self.ending, ending)
-        self.send_signal(signum)
+        self.send_signal(ENDING_SIGNALS[ending])
 
     def send_signal(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError):  # rule 3

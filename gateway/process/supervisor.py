@@ -329,7 +329,7 @@ class Supervisor:
         server = self._generation_of(process).config.server
         bound = server.shutdown_delay + server.graceful_timeout + STOP_MARGIN_S
         process.deadline = time.monotonic() + bound
-        process.end(Ending.STOPPING, signal.SIGTERM)
+        process.end(Ending.STOPPING)
 
     def _signal_all(self, signum: int) -> None:
         for process in self._all_workers():
@@ -412,7 +412,7 @@ class Supervisor:
                 continue
             if process.ending is Ending.STOPPING:
                 log.error("worker %d did not stop in time: killing", process.pid)
-                process.end(Ending.KILLED, signal.SIGKILL)  # killed once; SIGCHLD follows
+                process.end(Ending.KILLED)  # killed once; SIGCHLD follows
             elif not self._read_worker(process):
                 # HUNG, not stopping: its exit counts as a failure, and it is replaced.
                 timeout = self._generation_of(process).config.server.worker_timeout
@@ -421,7 +421,7 @@ class Supervisor:
                     process.pid,
                     timeout,
                 )
-                process.end(Ending.HUNG, signal.SIGKILL)
+                process.end(Ending.HUNG)
 
     # -- reload and scaling ----------------------------------------------------------
 

@@ -171,11 +171,11 @@ class Worker:
         # A worker that is the whole process may tune it (gc.freeze after startup); one
         # run inside another program (the tests) leaves the process alone.
         self._owns_process = owns_process
-        self._state = WorkerState.STARTING
-        # Wakes `serve` at each move of `_state`, and is never read as state itself.
+        self._lifecycle = WorkerState.STARTING
+        # Wakes `serve` at each move of `_lifecycle`; never read as the lifecycle itself.
         # It binds to a loop only when first awaited.
         self._moved = asyncio.Event()
-        self._shared: ServerState | None = None  # once serving
+        self._state: ServerState | None = None  # once serving
         # TLS: one context for every socket, built before serving, so that a certificate
         # that does not load is a ConfigError at start (gateway/server/tls.py).
         self._tls = server_context(config)
@@ -184,25 +184,25 @@ class Worker:
         self.shadows = Shadows()  # the mounts' shadow copies and mismatch logs
 
     @property
-    def state(self) -> WorkerState:
-        return self._state
+    def lifecycle(self) -> WorkerState:
+        return self._lifecycle
 
     @property
     def stopping(self) -> bool:
         """Asked to stop (gracefully or not)."""
-        return self._state.stopping
+        return self._lifecycle.stopping
 
     @property
     def ready(self) -> bool:
         """Readiness (health endpoint): started and not draining."""
-        return self._state is WorkerState.READY
+        return self._lifecycle is WorkerState.READY
 
     def _move(self, state: WorkerState) -> None:
-        self._state = WORKER_LIFECYCLE.move(self._state, state)
+        self._lifecycle = WORKER_LIFECYCLE.move(self._lifecycle, state)
         self._moved.set()
 
     async def _until(self, reached: Callable[[WorkerState], bool]) -> None:
-        while not reached(self._state):
+        while not reached(self._lifecycle):
             self._moved.clear()
             await self._moved.wait()
 
@@ -225,10 +225,10 @@ class Worker:
         await fanout.startup(timeout_s)
         if self._owns_process:
             _freeze_startup_objects()
-        state = self._shared = self._share(router)
+        state = self._state = self._share(router)
         state.start_idle_sweep()
         servers = await self._listen(state)
-        if self._state is WorkerState.STARTING:  # else a stop came during the startup
+        if self._lifecycle is WorkerState.STARTING:  # else a stop came during the startup
             self._move(WorkerState.READY)
         if ready is not None:
             ready()
@@ -273,7 +273,7 @@ class Worker:
         a load balancer has time to stop sending traffic. A fast stop skips the rest of
         the delay, and a worker that was never ready skips all of it."""
         delay = self.config.server.shutdown_delay
-        if delay > 0 and self._state is WorkerState.STOPPING:
+        if delay > 0 and self._lifecycle is WorkerState.STOPPING:
             log.info("not ready; serving %.1f s more before the drain", delay)
             fast = self._until(lambda reached: reached is WorkerState.STOPPING_FAST)
             with contextlib.suppress(TimeoutError):
@@ -309,10 +309,10 @@ class Worker:
         # for it too instead of finding none and ending the worker under it.
         await asyncio.sleep(0)
         for conn in list(state.connections):
-            conn.abort() if self._state is WorkerState.STOPPING_FAST else conn.shutdown()
+            conn.abort() if self._lifecycle is WorkerState.STOPPING_FAST else conn.shutdown()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.server.graceful_timeout
-        while state.connections and self._state is not WorkerState.STOPPING_FAST:
+        while state.connections and self._lifecycle is not WorkerState.STOPPING_FAST:
             if not await state.connection_closed(deadline - loop.time()):
                 break
         for conn in list(state.connections):
@@ -321,7 +321,7 @@ class Worker:
 
     def request_stop(self, fast: bool = False) -> None:
         """Begin a graceful stop; called again (or with fast=True), stop at once."""
-        state = self._state
+        state = self._lifecycle
         if not (fast or state.stopping):
             ready = state is WorkerState.READY
             self._move(WorkerState.STOPPING if ready else WorkerState.STOPPING_BEFORE_READY)
@@ -330,7 +330,7 @@ class Worker:
         if state is not WorkerState.STOPPING_FAST:
             self._move(WorkerState.STOPPING_FAST)
         log.info("fast stop")  # again at each further request: it aborts what is left
-        for conn in list(self._shared.connections if self._shared else ()):
+        for conn in list(self._state.connections if self._state else ()):
             conn.abort()
 
 

@@ -97,10 +97,10 @@ def test_the_worker_allows_its_stops_in_order_only() -> None:
 
 
 def test_a_stop_before_ready_then_again_is_fast_and_stays_fast(worker: Worker) -> None:
-    seen = [(worker.state, worker.ready, worker.stopping)]
+    seen = [(worker.lifecycle, worker.ready, worker.stopping)]
     for _ in range(3):  # the third: SIGQUIT again, with no transition left and no error
         worker.request_stop()
-        seen.append((worker.state, worker.ready, worker.stopping))
+        seen.append((worker.lifecycle, worker.ready, worker.stopping))
     assert seen == [
         (WorkerState.STARTING, False, False),
         (WorkerState.STOPPING_BEFORE_READY, False, True),
@@ -111,7 +111,7 @@ def test_a_stop_before_ready_then_again_is_fast_and_stays_fast(worker: Worker) -
 
 def test_a_fast_request_skips_the_graceful_stop(worker: Worker) -> None:
     worker.request_stop(fast=True)
-    assert worker.state is WorkerState.STOPPING_FAST
+    assert worker.lifecycle is WorkerState.STOPPING_FAST
 
 
 def test_a_waiting_serve_wakes_at_the_stop(worker: Worker) -> None:
@@ -121,7 +121,7 @@ def test_a_waiting_serve_wakes_at_the_stop(worker: Worker) -> None:
         assert not waiting.done()
         asyncio.get_running_loop().call_soon(worker.request_stop)
         await asyncio.wait_for(waiting, 10)
-        return worker.state
+        return worker.lifecycle
 
     assert asyncio.run(scenario()) is WorkerState.STOPPING_BEFORE_READY
 
