@@ -181,7 +181,8 @@ class JSONLines(logging.Formatter):
 
 
 def reopen_log_files() -> None:
-    """SIGUSR1: reopen every log file (after logrotate moved it away), rule 2."""
+    """SIGUSR1: reopen every log file, after logrotate moved it away
+    (rule "without a --log-config file")."""
     for name in (ERROR_LOGGER, ACCESS_LOGGER):
         for handler in logging.getLogger(name).handlers:
             if isinstance(handler, logging.FileHandler):

@@ -36,7 +36,7 @@ from gateway.process.wakeup import read_ready
 log = logging.getLogger("gateway.server")
 
 # A beat this often, at most; a quarter of worker_timeout when that is shorter, so a
-# late beat or two never looks like a stuck loop (rule "beats come from the event loop").
+# late beat or two never looks like a stuck loop (rule "beats come").
 MAX_BEAT_INTERVAL_S = 1.0
 
 
@@ -81,9 +81,8 @@ class Pipe:
 
 
 class SupervisorLink:
-    """The worker's end: written from the event loop only (rule "beats come from the
-    event loop"), and how the worker learns that the supervisor is gone (rule "the pipe
-    also tells the worker")."""
+    """The worker's end: written from the event loop only (rule "beats come"), and how
+    the worker learns that the supervisor is gone (rule "the pipe also tells")."""
 
     def __init__(self, fd: int, supervisor_pid: int) -> None:
         self.fd = fd

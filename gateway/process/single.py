@@ -67,8 +67,8 @@ async def _serve_with_signals(worker: Worker, ready: Callable[[], None] | None) 
 
 
 class StopSignals:
-    """SIGTERM and SIGINT for a server that runs alone (rule "SIGTERM and SIGINT stop
-    it"): a repeat makes the stop fast, one of the other kind keeps it graceful."""
+    """SIGTERM and SIGINT for a server that runs alone (rule "SIGTERM and SIGINT"): a
+    repeat makes the stop fast, one of the other kind keeps it graceful."""
 
     def __init__(self, worker: Worker) -> None:
         self._worker = worker
