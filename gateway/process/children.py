@@ -21,8 +21,8 @@ Rules:
    a signal runs neither.
 5. A record's lifecycle is two enums, one per party, as h11 keeps one state per role:
    Progress is what the worker has said (its messages, gateway/process/pipe.py), Ending
-   what the supervisor has done to end it (its signals). Each has its table
-   (gateway/lifecycle.py); the supervisor reads the record's properties.
+   what the supervisor has done to end it (its signals, gateway/process/ending.py). Each
+   has its table (gateway/lifecycle.py); the supervisor reads the record's properties.
 6. Under the supervisor the worker stops gracefully on SIGTERM and fast on SIGQUIT, and
    asks for its replacement as the request that reaches max_requests (plus its own
    share of the jitter) ends.
@@ -47,6 +47,7 @@ from gateway.config.loader import Config
 from gateway.errors import GatewayError
 from gateway.lifecycle import Transitions
 from gateway.logs import reopen_log_files
+from gateway.process.ending import ENDING, ENDING_SIGNALS, Ending
 from gateway.process.hooks import Hooks, WorkerInfo
 from gateway.process.pipe import Heartbeat, Message, Pipe, SupervisorLink, WorkerLink
 from gateway.process.worker import LoadedMount, Worker, event_loop_factory, load_mounts
@@ -88,25 +89,6 @@ class Progress(Enum):
     RETIRING = "retiring"  # said RETIRE: its replacement starts, then it is stopped
 
 
-class Ending(Enum):
-    """What the supervisor has done to end a worker (rule 5): which deadline it is held
-    to, and whether its exit is expected or a failure to replace."""
-
-    NOT_ASKED = "not asked"  # held to the heartbeat; an exit is a failure
-    STOPPING = "stopping"  # sent SIGTERM: held to the stop's bound; its exit is expected
-    HUNG = "hung"  # silent past worker_timeout, sent SIGKILL: its exit is a failure
-    KILLED = "killed"  # not stopped by the stop's bound, sent SIGKILL: exit expected
-
-    @property
-    def watched(self) -> bool:
-        """Held to a deadline; once sent SIGKILL, only SIGCHLD is awaited."""
-        return self is Ending.NOT_ASKED or self is Ending.STOPPING
-
-    @property
-    def exit_expected(self) -> bool:
-        return self is Ending.STOPPING or self is Ending.KILLED
-
-
 PROGRESS = Transitions(
     "worker progress",
     {
@@ -115,23 +97,6 @@ PROGRESS = Transitions(
         Progress.RETIRING: (),
     },
 )
-ENDING = Transitions(
-    "worker ending",
-    {
-        Ending.NOT_ASKED: {Ending.STOPPING, Ending.HUNG},
-        Ending.STOPPING: {Ending.KILLED},
-        # A stop that comes after the kill (the server stops, a reload): its exit, which
-        # SIGCHLD is about to tell, is then expected like any stopped worker's.
-        Ending.HUNG: {Ending.STOPPING},
-        Ending.KILLED: (),
-    },
-)
-# The signal each ending is sent with.
-ENDING_SIGNALS = {
-    Ending.STOPPING: signal.SIGTERM,
-    Ending.HUNG: signal.SIGKILL,
-    Ending.KILLED: signal.SIGKILL,
-}
 
 
 @dataclass(eq=False)
@@ -142,10 +107,16 @@ class WorkerProcess:
     generation: int
     link: WorkerLink  # the supervisor's end of the worker's pipe
     # Monotonic time by which it must next be heard from (heartbeat), or, once stopping,
-    # by which it must have exited; past it, it is killed. Read while `ending.watched`.
+    # by which it must have exited; past it, it is killed. Read while `watched`.
     deadline: float
     progress: Progress = Progress.BOOTING
     ending: Ending = Ending.NOT_ASKED
+
+    @property
+    def watched(self) -> bool:
+        """Held to a deadline: the heartbeat's, then the stop's. Once it was sent
+        SIGKILL, only SIGCHLD is awaited."""
+        return self.ending is Ending.NOT_ASKED or self.ending is Ending.STOPPING
 
     @property
     def ready(self) -> bool:

@@ -63,13 +63,8 @@ from dataclasses import dataclass, field, replace
 from gateway.config.loader import PROCESS_PATHS, Config, load_config
 from gateway.errors import ConfigError, GatewayError, StartupError
 from gateway.logs import reopen_log_files
-from gateway.process.children import (
-    SUPERVISOR_SIGNALS,
-    Ending,
-    Progress,
-    WorkerProcess,
-    fork_worker,
-)
+from gateway.process.children import SUPERVISOR_SIGNALS, Progress, WorkerProcess, fork_worker
+from gateway.process.ending import Ending
 from gateway.process.hooks import Hooks, ServerInfo
 from gateway.process.pidfile import PidFile
 from gateway.process.pipe import Message, decode
@@ -223,7 +218,7 @@ class Supervisor:
         return bool(data)
 
     def _timeout(self) -> float | None:
-        watched = [process.deadline for process in self._all_workers() if process.ending.watched]
+        watched = [process.deadline for process in self._all_workers() if process.watched]
         return max(0.0, min(watched) - time.monotonic()) if watched else None
 
     # -- signals ---------------------------------------------------------------------
@@ -408,7 +403,7 @@ class Supervisor:
     def _check_deadlines(self) -> None:
         now = time.monotonic()
         for process in self._all_workers():
-            if not process.ending.watched or now < process.deadline:
+            if not process.watched or now < process.deadline:
                 continue
             if process.ending is Ending.STOPPING:
                 log.error("worker %d did not stop in time: killing", process.pid)

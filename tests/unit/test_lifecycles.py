@@ -18,7 +18,8 @@ from gateway.asgi import Message
 from gateway.config.loader import load_config
 from gateway.lifecycle import LifecycleError, Transitions
 from gateway.migration.rules import TAPE_LIFECYCLE, Recording, Tape
-from gateway.process.children import ENDING, PROGRESS, Ending, Progress, WorkerProcess
+from gateway.process.children import PROGRESS, Progress, WorkerProcess
+from gateway.process.ending import ENDING, Ending
 from gateway.process.pipe import WorkerLink
 from gateway.process.worker import WORKER_LIFECYCLE, Worker, WorkerState
 
@@ -157,7 +158,6 @@ def test_the_supervisor_ends_a_child_through_its_table() -> None:
     ]:
         with pytest.raises(LifecycleError):
             ENDING.move(current, new)
-    assert [e for e in Ending if e.watched] == [Ending.NOT_ASKED, Ending.STOPPING]
     assert [e for e in Ending if e.exit_expected] == [Ending.STOPPING, Ending.KILLED]
 
 
