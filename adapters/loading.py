@@ -65,11 +65,12 @@ class LoadedApp:
     reference: str  # the app reference, or a static mount's directory
     pool_size: int | None  # the WSGI pool's size; None for ASGI
     supports_lifespan: bool  # False for WSGI: the server answers lifespan for them
+    pool: WSGIAdapter | None = None  # a WSGI app's adapter, which owns its thread pool
 
     def close(self) -> None:
         """Shut a WSGI app's pool down (without waiting); idempotent, no-op for ASGI."""
-        if isinstance(self.app, WSGIAdapter):
-            self.app.close()
+        if self.pool is not None:
+            self.pool.close()
 
 
 def load_app(
@@ -95,7 +96,8 @@ def load_app(
         if threads is None or threads < 1:
             raise AppLoadError(f"cannot load {ref!r}: a WSGI app needs threads >= 1")
         adapter = WSGIAdapter(cast(WSGIApp, obj), threads, name, max_queue, body_buffer_bytes)
-        return LoadedApp(adapter, Interface.WSGI, ref, threads, supports_lifespan=False)
+        wsgi = Interface.WSGI
+        return LoadedApp(adapter, wsgi, ref, threads, supports_lifespan=False, pool=adapter)
     return LoadedApp(as_asgi3(obj), Interface.ASGI, ref, None, supports_lifespan=True)
 
 

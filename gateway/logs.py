@@ -6,8 +6,9 @@ Rules:
    it `gateway.error`, `gateway.server`, `gateway.supervisor`, ...) for the error log,
    `gateway.access` for the access log. A --log-config file configures those names.
 2. Without a --log-config file, the error log goes to stderr (or `log_file`), the access
-   log to stdout (or `access_log_file`); files are appended to and reopened on SIGUSR1
-   (gateway/process/worker.py). With one, it replaces these handlers, as uvicorn's does.
+   log to stdout (or `access_log_file`); files are appended to, and reopened on SIGUSR1
+   (`reopen_log_files`, which every serving process calls). With one, it replaces these
+   handlers, as uvicorn's does.
 3. Access lines are rendered by AccessLines, a filter on the `gateway.access` logger
    itself, so `access_log_format` applies whichever handlers and formatters a --log-config
    file gives it. The format is parsed once, here (gateway/config/access_format.py,
@@ -182,3 +183,15 @@ class JSONLines(logging.Formatter):
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
         return json.dumps(line, default=str)  # ASCII: safe whatever the stream's encoding
+
+
+def reopen_log_files() -> None:
+    """SIGUSR1: reopen every log file, after logrotate moved it away
+    (rule "without a --log-config file")."""
+    for name in (ERROR_LOGGER, ACCESS_LOGGER):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.FileHandler):
+                stream = open(handler.baseFilename, "a", encoding=handler.encoding)  # noqa: SIM115
+                old = handler.setStream(stream)
+                if old is not None:
+                    old.close()

@@ -35,6 +35,9 @@ Rules:
    seen through RoutingCounters) counts each replay and each request sent to the canary
    under `label`, the routing mount's; without it nothing is counted, at no cost.
 8. Layer 1: no event loop; the router's helpers only.
+9. A Tape's recording is one enum, Recording, moved through its table (TAPE_LIFECYCLE,
+   gateway/lifecycle.py): it keeps the body, has kept all of it, or gave up past the
+   limit.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from typing import ClassVar, Protocol
 
 from gateway.asgi import ASGIApp, Message, Receive, Scope, Send, mount_label, set_mount_label
 from gateway.errors import ClientDisconnected
+from gateway.lifecycle import Transitions
 from gateway.routing.router import MountLink, declares_over
 
 log = logging.getLogger("gateway.error")
@@ -177,15 +181,33 @@ def _status_of(message: Message) -> int | None:
     return None
 
 
+class Recording(Enum):
+    """What a Tape holds of the body the first app reads (rules 4 and 9)."""
+
+    KEEPING = "keeping"  # every chunk read so far; more may come
+    KEPT = "kept"  # the whole body: the first app read its end within the limit
+    OVER = "over"  # it passed the limit: nothing kept, no replay
+
+
+TAPE_LIFECYCLE = Transitions(
+    "tape",
+    {
+        Recording.KEEPING: {Recording.KEPT, Recording.OVER},
+        Recording.KEPT: (),
+        Recording.OVER: (),
+    },
+)
+
+
 class Tape:
     """The first app's `receive`: keeps what it reads, for the replay (rules 3-4)."""
 
     __slots__ = (
         "_chunks",
-        "_ended",
         "_handed_over",
         "_limit",
         "_receive",
+        "_recording",
         "_size",
         "_took_connect",
         "_websocket",
@@ -196,9 +218,12 @@ class Tape:
         self._limit = limit
         self._websocket = websocket
         self._chunks: list[bytes] = []
-        self._size = 0  # -1 once the body passed the limit: no replay
-        self._ended = False  # the first app read the whole body
+        self._size = 0  # bytes kept
+        self._recording = Recording.KEEPING
         self._took_connect = False
+        # Cut off (hand_over): the first app's answer is discarded, so what it reads
+        # next is a disconnect. Not part of Recording: a cut-off tape still replays what
+        # it kept, and says whether that was the whole body.
         self._handed_over = False
 
     async def __call__(self) -> Message:
@@ -215,20 +240,24 @@ class Tape:
         return message
 
     def _keep(self, body: bytes, more_body: bool) -> None:
-        if self._size < 0:
-            return
+        if self._recording is not Recording.KEEPING:
+            return  # over the limit; or a body after its end, which ASGI never sends
         self._size += len(body)
         if self._size > self._limit:
-            self._size = -1
+            self._move(Recording.OVER)
             self._chunks.clear()
             return
         if body:
             self._chunks.append(body)
-        self._ended = not more_body
+        if not more_body:
+            self._move(Recording.KEPT)
+
+    def _move(self, recording: Recording) -> None:
+        self._recording = TAPE_LIFECYCLE.move(self._recording, recording)
 
     def hand_over(self) -> bool:
         """Stop serving the first app; False if the body it read cannot be replayed."""
-        if self._size < 0:
+        if self._recording is Recording.OVER:
             return False
         self._handed_over = True
         return True
@@ -236,19 +265,20 @@ class Tape:
     def recorded(self) -> bytes | None:
         """The whole body, if the first app read all of it within the limit; else None
         (the shadow copy's body, gateway/migration/shadow.py)."""
-        if self._size < 0 or not self._ended:
+        if self._recording is not Recording.KEPT:
             return None
         return b"".join(self._chunks)
 
     def replay(self, receive: Receive) -> Receive:
         """The linked mount's `receive`: what the first app took, then the live `receive`."""
         first: Message | None = None
+        ended = self._recording is Recording.KEPT
         if self._websocket:
             if self._took_connect:
                 first = {"type": "websocket.connect"}
-        elif self._chunks or self._ended:
+        elif self._chunks or ended:
             body = b"".join(self._chunks)
-            first = {"type": "http.request", "body": body, "more_body": not self._ended}
+            first = {"type": "http.request", "body": body, "more_body": not ended}
         return receive if first is None else Replay(first, receive)
 
 

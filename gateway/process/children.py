@@ -1,11 +1,12 @@
-"""The supervisor's worker processes: how one is forked, what the child does before it
-serves, and the record the supervisor keeps of each (gateway/process/supervisor.py decides when).
+"""The supervisor's worker processes: how one is forked, what the child does until it
+serves and as it leaves, and the record the supervisor keeps of each
+(gateway/process/supervisor.py decides when).
 
 Rules:
 1. The supervisor's signals are blocked across fork(): until the child has put back the
-   default dispositions and the worker's own (gateway/process/worker.py `set_worker_signals`),
-   a signal sent to it would run the supervisor's handler and land in the supervisor's
-   wake-up pipe, or kill a worker still importing its apps.
+   default dispositions and ignored IGNORED_BEFORE_LOOP, a signal sent to it would run
+   the supervisor's handler and land in the supervisor's wake-up pipe, or kill a worker
+   still importing its apps.
 2. The child drops what it inherited from the supervisor (the wake-up pipe, the
    selector, the other workers' pipes) before it serves, and never returns from
    `fork_worker`: it leaves through os._exit with the worker's exit status (3 when an
@@ -18,26 +19,41 @@ Rules:
    fork); a post_fork that raises fails the worker's start (exit status 3). worker_exit
    runs as the worker leaves, whether it served or failed to start; a worker killed by
    a signal runs neither.
+5. A record's lifecycle is two enums, one per party, as h11 keeps one state per role:
+   Progress is what the worker has said (its messages, gateway/process/pipe.py), Ending
+   what the supervisor has done to end it (its signals, gateway/process/ending.py). Each
+   has its table (gateway/lifecycle.py); the supervisor reads the record's properties.
+6. Under the supervisor the worker stops gracefully on SIGTERM and fast on SIGQUIT, and
+   asks for its replacement as the request that reaches max_requests (plus its own
+   share of the jitter) ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import random
 import signal
 import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import NoReturn
 
 from gateway.config.loader import Config
 from gateway.errors import GatewayError
-from gateway.process import worker
+from gateway.lifecycle import Transitions
+from gateway.logs import reopen_log_files
+from gateway.process.ending import ENDING, ENDING_SIGNALS, Ending
 from gateway.process.hooks import Hooks, WorkerInfo
+from gateway.process.pipe import Heartbeat, Message, Pipe, SupervisorLink, WorkerLink
+from gateway.process.worker import LoadedMount, Worker, event_loop_factory, load_mounts
 
 log = logging.getLogger("gateway.supervisor")
+worker_log = logging.getLogger("gateway.server")
 
 # The signals the supervisor handles (through its wake-up pipe).
 SUPERVISOR_SIGNALS = (
@@ -49,6 +65,38 @@ SUPERVISOR_SIGNALS = (
     signal.SIGUSR1,
     signal.SIGCHLD,
 )
+# Ignored in a worker until its event loop runs. SIGINT, SIGHUP, SIGTTIN and SIGTTOU are
+# the supervisor's alone (a Ctrl-C reaches the whole process group, and the supervisor
+# turns it into one SIGTERM per worker). SIGUSR1's default action would kill a worker
+# still importing its apps; the loop reopens the log files as it starts instead.
+IGNORED_BEFORE_LOOP = (
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGUSR1,
+)
+
+
+# -- the supervisor's record of a worker --------------------------------------------------
+
+
+class Progress(Enum):
+    """How far a worker has come, by its own messages (rule 5)."""
+
+    BOOTING = "booting"  # forked: importing and starting its apps
+    READY = "ready"  # said READY: serving
+    RETIRING = "retiring"  # said RETIRE: its replacement starts, then it is stopped
+
+
+PROGRESS = Transitions(
+    "worker progress",
+    {
+        Progress.BOOTING: {Progress.READY},
+        Progress.READY: {Progress.RETIRING},  # READY comes first: it is a pipe's first byte
+        Progress.RETIRING: (),
+    },
+)
 
 
 @dataclass(eq=False)
@@ -57,24 +105,53 @@ class WorkerProcess:
 
     pid: int
     generation: int
-    pipe: int  # read end of the worker's message pipe
+    link: WorkerLink  # the supervisor's end of the worker's pipe
     # Monotonic time by which it must next be heard from (heartbeat), or, once stopping,
-    # by which it must have exited; past it, it is killed.
+    # by which it must have exited; past it, it is killed. Read while `watched`.
     deadline: float
-    ready: bool = False
-    pipe_open: bool = True  # until its end of the pipe closes (it exited, mostly)
-    retiring: bool = False  # asked for a replacement (max_requests)
-    stopping: bool = False  # we sent it TERM, QUIT or KILL: its exit is expected
+    progress: Progress = Progress.BOOTING
+    ending: Ending = Ending.NOT_ASKED
+
+    @property
+    def watched(self) -> bool:
+        """Held to a deadline: the heartbeat's, then the stop's. Once it was sent
+        SIGKILL, only SIGCHLD is awaited."""
+        return self.ending is Ending.NOT_ASKED or self.ending is Ending.STOPPING
+
+    @property
+    def ready(self) -> bool:
+        """It said READY (a retiring worker did too)."""
+        return self.progress is not Progress.BOOTING
+
+    @property
+    def retiring(self) -> bool:
+        return self.progress is Progress.RETIRING
+
+    @property
+    def stopping(self) -> bool:
+        """Asked to stop (SIGTERM, and SIGKILL after): its exit is expected."""
+        return self.ending.exit_expected
+
+    def advance(self, progress: Progress) -> None:
+        self.progress = PROGRESS.move(self.progress, progress)
+
+    def end(self, ending: Ending) -> None:
+        """Move to `ending` and send its signal (ENDING_SIGNALS)."""
+        self.ending = ENDING.move(self.ending, ending)
+        self.send_signal(ENDING_SIGNALS[ending])
 
     def send_signal(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError):  # rule 3
             os.kill(self.pid, signum)
 
 
+# -- the fork -----------------------------------------------------------------------------
+
+
 def fork_worker(
     generation: int,
     config: Config,
-    mounts: list[worker.LoadedMount] | None,
+    mounts: list[LoadedMount] | None,
     sockets: Sequence[socket.socket],
     forget_parent: Callable[[], None],
     hooks: Hooks,
@@ -84,28 +161,24 @@ def fork_worker(
     In the child, `forget_parent` closes what belongs to the supervisor (rule 2), and
     `hooks` post_fork and worker_exit run (rule 4).
     """
-    read_end, write_end = os.pipe()
-    supervisor_pid = os.getpid()  # before the fork: the child checks it is still its parent
+    pipe = Pipe.open()  # before the fork: the child checks the supervisor is its parent
     mask = set(signal.pthread_sigmask(signal.SIG_BLOCK, SUPERVISOR_SIGNALS))  # rule 1
     pid = os.fork()
     if pid == 0:
-        os.close(read_end)
         info = WorkerInfo(config, os.getpid(), generation, preloaded=mounts is not None)
-        link = (write_end, supervisor_pid)
-        _run_child(info, mounts, sockets, link, mask, forget_parent, hooks)
+        _run_child(info, mounts, sockets, pipe, mask, forget_parent, hooks)
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-    os.close(write_end)
-    os.set_blocking(read_end, False)
+    link = pipe.supervisor_end()
     # From its start, so its imports count against worker_timeout (supervisor rule 2).
     deadline = time.monotonic() + config.server.worker_timeout
-    return WorkerProcess(pid, generation, read_end, deadline)
+    return WorkerProcess(pid, generation, link, deadline)
 
 
 def _run_child(
     info: WorkerInfo,
-    mounts: list[worker.LoadedMount] | None,
+    mounts: list[LoadedMount] | None,
     sockets: Sequence[socket.socket],
-    link: tuple[int, int],  # the message pipe's write end, and the supervisor's pid
+    pipe: Pipe,
     mask: set[int],
     forget_parent: Callable[[], None],
     hooks: Hooks,
@@ -114,13 +187,14 @@ def _run_child(
     post_fork, serve, run worker_exit, exit (rules 2 and 4)."""
     status = 1
     try:
+        supervisor = pipe.worker_end()
         signal.set_wakeup_fd(-1)
         for signum in SUPERVISOR_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
-        worker.set_worker_signals()
+        for signum in IGNORED_BEFORE_LOOP:  # until the event loop takes them (rule 1)
+            signal.signal(signum, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         forget_parent()
-        supervisor = worker.SupervisorLink(*link)
         status = _serve_with_hooks(info, mounts, sockets, supervisor, hooks)
     except GatewayError as exc:
         log.error("worker %d: %s", os.getpid(), exc)
@@ -134,15 +208,67 @@ def _run_child(
 
 def _serve_with_hooks(
     info: WorkerInfo,
-    mounts: list[worker.LoadedMount] | None,
+    mounts: list[LoadedMount] | None,
     sockets: Sequence[socket.socket],
-    supervisor: worker.SupervisorLink,
+    supervisor: SupervisorLink,
     hooks: Hooks,
 ) -> int:
     """post_fork (its failure is the worker's failed start: exit status 3), serve, and
     worker_exit however serving ended (rule 4)."""
     hooks.run_before_serving("post_fork", info)
     try:
-        return worker.run_supervised(info.config, sockets, mounts, supervisor)
+        return serve_supervised(info.config, sockets, mounts, supervisor)
     finally:
         hooks.run("worker_exit", info)
+
+
+# -- the child, serving -------------------------------------------------------------------
+
+
+def serve_supervised(
+    config: Config,
+    sockets: Sequence[socket.socket],
+    mounts: list[LoadedMount] | None,
+    link: SupervisorLink,
+) -> int:
+    """A forked worker, its signals set (rule 1): serve until SIGTERM (graceful) or
+    SIGQUIT (fast). `mounts` are the apps the supervisor preloaded, or None to import
+    them here. Raises StartupError (exit status 3) when an app fails to load or start.
+    """
+    loaded = mounts if mounts is not None else load_mounts(config)
+    limit = request_limit(config)
+    retire = (limit, lambda: _retire(link, limit))
+    worker = Worker(config, sockets, loaded, owns_process=True, request_limit=retire)
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(_serve_with_link(worker, link))
+    return 0
+
+
+def request_limit(config: Config) -> int:
+    """This worker's max_requests plus its own share of the jitter (0: no limit), so
+    workers started together do not all retire together (rule 6)."""
+    limit = config.server.max_requests
+    if limit:
+        limit += random.randint(0, config.server.max_requests_jitter)
+        worker_log.info("recycling after %d requests (max_requests plus jitter)", limit)
+    return limit
+
+
+async def _serve_with_link(worker: Worker, link: SupervisorLink) -> None:
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, worker.request_stop)
+    loop.add_signal_handler(signal.SIGQUIT, worker.request_stop, True)
+    loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)
+    reopen_log_files()  # a SIGUSR1 may have come, and been ignored, during the imports
+    heartbeat = Heartbeat(worker, link, worker.config.server.worker_timeout)
+    try:
+        await worker.serve(ready=lambda: link.send(Message.READY))
+    finally:
+        heartbeat.stop()
+
+
+def _retire(link: SupervisorLink, served: int) -> None:
+    """max_requests reached: the supervisor starts a replacement, then stops this worker
+    (gateway/process/supervisor.py rule 6), which serves on meanwhile."""
+    worker_log.info("served %d requests (max_requests): asking for a replacement", served)
+    link.send(Message.RETIRE)

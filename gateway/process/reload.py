@@ -22,7 +22,7 @@ Rules:
    can read the terminal; a Ctrl-C therefore reaches the server directly too, beside our
    TERM. That TERM is still sent, since an INT for this process alone (`kill -INT`)
    reaches no one else; and it is harmless, since a server takes one INT and one TERM,
-   in either order, as one graceful stop (gateway/process/worker.py StopSignals; a supervisor
+   in either order, as one graceful stop (gateway/process/single.py StopSignals; a supervisor
    makes only a second INT fast). A second INT is passed on as a second TERM: a fast
    stop for a `workers = 1` server even when the INTs reached this process alone. (A
    second Ctrl-C reaches the server directly, as its own second INT.)
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import queue
 import selectors
@@ -52,6 +51,7 @@ from gateway.config.loader import Config, load_config
 from gateway.config.options import CliOption, cli_options
 from gateway.config.settings import OptionKind
 from gateway.errors import GatewayError
+from gateway.process.ending import ENDING, ENDING_SIGNALS, Ending
 from gateway.process.sockets import close_sockets, listening_sockets, socket_files
 from gateway.process.wakeup import SignalPipe, describe_exit, read_ready
 
@@ -232,8 +232,8 @@ class ServerProcess:
 
     process: subprocess.Popen[bytes]
     graceful_timeout: float  # from the mount file it was started with
-    stopping: bool = False  # we asked it to stop: its exit is expected
-    deadline: float = math.inf  # once stopping: killed past this (monotonic)
+    ending: Ending = Ending.NOT_ASKED  # STOPPING and KILLED: its exit is expected
+    deadline: float = 0.0  # while STOPPING: killed past this (monotonic)
 
 
 class Reloader:
@@ -286,7 +286,7 @@ class Reloader:
                 self._on_changes()
 
     def _timeout(self) -> float | None:
-        if self.server is None or self.server.deadline == math.inf:
+        if self.server is None or self.server.ending is not Ending.STOPPING:
             return None
         return max(0.0, self.server.deadline - time.monotonic())
 
@@ -374,11 +374,14 @@ class Reloader:
     def _stop_server(self) -> None:
         """A graceful stop; past graceful_timeout (and a margin) it is killed."""
         server = self.server
-        if server is None or server.stopping:
+        if server is None or server.ending.exit_expected:
             return
-        server.stopping = True
         server.deadline = time.monotonic() + server.graceful_timeout + STOP_MARGIN_S
-        self._signal_server(signal.SIGTERM)
+        self._end_server(server, Ending.STOPPING)
+
+    def _end_server(self, server: ServerProcess, ending: Ending) -> None:
+        server.ending = ENDING.move(server.ending, ending)
+        self._signal_server(ENDING_SIGNALS[ending])
 
     def _signal_server(self, signum: int) -> None:
         if self.server is not None:
@@ -394,7 +397,7 @@ class Reloader:
             return
         self.server = None
         pid = server.process.pid
-        if not server.stopping:
+        if not server.ending.exit_expected:
             log.error("server %d exited (%s); waiting for a change", pid, describe_exit(code))
             return
         log.info("server %d exited (%s)", pid, describe_exit(code))
@@ -404,10 +407,11 @@ class Reloader:
 
     def _check_deadline(self) -> None:
         server = self.server
-        if server is not None and time.monotonic() >= server.deadline:
+        if server is None or server.ending is not Ending.STOPPING:
+            return
+        if time.monotonic() >= server.deadline:
             log.error("server %d did not stop in time: killing", server.process.pid)
-            server.process.kill()
-            server.deadline = math.inf  # killed once; SIGCHLD follows
+            self._end_server(server, Ending.KILLED)  # killed once; SIGCHLD follows
 
     def _kill_server(self) -> None:
         """Last resort, on the way out: the server never outlives the reloader."""

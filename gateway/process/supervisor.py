@@ -8,14 +8,14 @@ workers that inherit the sockets (DESIGN §4).
    each worker's pipe, with a timeout set by the nearest deadline (a heartbeat, the end
    of a graceful stop): never a sleep-poll. SIGCHLD comes through the same pipe, and
    every wake-up reaps whatever exited (waitpid WNOHANG).
-2. A worker's messages (gateway/process/worker.py): READY once lifespan is done and it listens,
+2. A worker's messages (gateway/process/pipe.py): READY once lifespan is done and it listens,
    BEAT from its event loop every second or so, RETIRE at max_requests. A worker that
    has not beaten for `worker_timeout` (from its start, so imports count) is killed with
    SIGKILL and replaced; its pipe is read once more first, since beats may wait there
    unread while the supervisor was busy (importing the apps for a reload, `preload`).
    The pipe also tells a worker when the supervisor is gone (killed with SIGKILL, so it
    could stop nobody): its next beat finds the pipe broken, or a new parent pid, and it
-   stops gracefully, freeing the port for a restart (gateway/process/worker.py SupervisorLink).
+   stops gracefully, freeing the port for a restart (gateway/process/pipe.py SupervisorLink).
 3. TERM and INT: a graceful stop. Workers get SIGTERM, finish in-flight requests within
    `graceful_timeout`, run lifespan shutdown and exit; after that bound (plus
    `shutdown_delay` and a margin for lifespan shutdown) the rest are killed. A second
@@ -52,7 +52,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import math
 import os
 import selectors
 import signal
@@ -64,13 +63,17 @@ from dataclasses import dataclass, field, replace
 from gateway.config.loader import Config, load_config
 from gateway.config.server_table import PROCESS_PATHS
 from gateway.errors import ConfigError, GatewayError, StartupError
-from gateway.process import worker
-from gateway.process.children import SUPERVISOR_SIGNALS, WorkerProcess, fork_worker
-from gateway.process.hooks import Hooks, ServerInfo, WorkerInfo
+from gateway.logs import reopen_log_files
+from gateway.process.children import SUPERVISOR_SIGNALS, Progress, WorkerProcess, fork_worker
+from gateway.process.ending import Ending
+from gateway.process.hooks import Hooks, ServerInfo
 from gateway.process.pidfile import PidFile
+from gateway.process.pipe import Message, decode
 from gateway.process.privileges import drop_privileges, resolve_identity
+from gateway.process.single import serve_alone
 from gateway.process.sockets import close_sockets, listening_sockets, socket_files
-from gateway.process.wakeup import SignalPipe, describe_exit, read_ready
+from gateway.process.wakeup import SignalPipe, describe_exit
+from gateway.process.worker import LoadedMount, event_loop_factory, load_mounts, use_pythonpath
 from gateway.server import metrics
 from gateway.server.tls import server_context
 
@@ -98,7 +101,7 @@ def serve(config: Config, overrides: Mapping[str, object] | None = None) -> int:
     metrics.require(config.server)  # metrics_path without prometheus_client: exit 1 too
     identity = resolve_identity(config)  # an unknown user: exit 1 before binding too
     config, overrides = change_directory(config, overrides or {})
-    worker.use_pythonpath(config)
+    use_pythonpath(config)
     hooks = Hooks.load(config)  # rule 8
     hooks.run_before_serving("on_starting", ServerInfo(config, os.getpid()))
     sockets = listening_sockets(config.server)
@@ -109,7 +112,7 @@ def serve(config: Config, overrides: Mapping[str, object] | None = None) -> int:
         drop_privileges(identity)  # before any app is imported or worker forked
         if config.server.workers == 1:
             metrics.check_user_directory(config.server)  # the supervisor's own does it else
-            return _serve_alone(config, sockets, hooks)
+            return serve_alone(config, sockets, hooks)
         return Supervisor(config, overrides, sockets, hooks).run()
     finally:
         close_sockets(sockets, files)
@@ -138,23 +141,13 @@ def change_directory(
     return config, overrides
 
 
-def _serve_alone(config: Config, sockets: Sequence[socket.socket], hooks: Hooks) -> int:
-    """`workers = 1`: this process is the worker, so when_ready and worker_exit run here,
-    and nothing is forked for post_fork (gateway/process/hooks.py rule 2)."""
-    pid = os.getpid()
-    try:
-        return worker.run(config, sockets, lambda: hooks.run("when_ready", ServerInfo(config, pid)))
-    finally:
-        hooks.run("worker_exit", WorkerInfo(config, pid, generation=1, preloaded=False))
-
-
 @dataclass
 class Generation:
     """The config a set of workers was started with (a new one on each reload)."""
 
     number: int
     config: Config
-    mounts: list[worker.LoadedMount] | None  # preloaded apps, or None
+    mounts: list[LoadedMount] | None  # preloaded apps, or None
     target: int  # how many workers it runs, retiring ones aside (TTIN, TTOU change it)
     workers: list[WorkerProcess] = field(default_factory=list)
 
@@ -191,7 +184,7 @@ class Supervisor:
     # -- the loop --------------------------------------------------------------------
 
     def run(self) -> int:
-        worker.event_loop_factory()  # its warning (no uvloop) here, once, not in every worker
+        event_loop_factory()  # its warning (no uvloop) here, once, not in every worker
         self._install_signals()
         try:
             self._fill()
@@ -218,17 +211,16 @@ class Supervisor:
 
     def _read_worker(self, process: WorkerProcess) -> bool:
         """Handle what the worker sent, if anything; True if it sent a message."""
-        data = read_ready(process.pipe) if process.pipe_open else None
+        data = process.link.read()
         if data == b"":  # EOF: the worker is exiting; SIGCHLD will tell
-            self._selector.unregister(process.pipe)
-            process.pipe_open = False
+            self._selector.unregister(process.link.fd)
         elif data is not None:
-            self._on_messages(process, data)
+            self._on_messages(process, decode(data))
         return bool(data)
 
     def _timeout(self) -> float | None:
-        nearest = min((process.deadline for process in self._all_workers()), default=math.inf)
-        return None if nearest == math.inf else max(0.0, nearest - time.monotonic())
+        watched = [process.deadline for process in self._all_workers() if process.watched]
+        return max(0.0, min(watched) - time.monotonic()) if watched else None
 
     # -- signals ---------------------------------------------------------------------
 
@@ -246,7 +238,7 @@ class Supervisor:
         elif signum == signal.SIGTTOU:
             self._scale(-1)
         elif signum == signal.SIGUSR1:
-            worker.reopen_log_files()
+            reopen_log_files()
             self._signal_all(signal.SIGUSR1)
 
     def _on_stop_signal(self, signum: int) -> None:
@@ -273,27 +265,28 @@ class Supervisor:
             number, config, mounts, self.sockets, self._forget_in_child, self.hooks
         )
         generation.workers.append(process)
-        self._selector.register(process.pipe, selectors.EVENT_READ, process)
+        self._selector.register(process.link.fd, selectors.EVENT_READ, process)
         log.info("started worker %d (generation %d)", process.pid, number)
 
     def _forget_in_child(self) -> None:
         """In a forked worker: close the supervisor's selector and pipes."""
         self._selector.close()
-        pipes = [process.pipe for process in self._all_workers()]
+        pipes = [process.link.fd for process in self._all_workers()]
         for fd in [*self._signals.fds, *pipes]:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
-    def _on_messages(self, process: WorkerProcess, messages: bytes) -> None:
-        if not process.stopping:
+    def _on_messages(self, process: WorkerProcess, messages: frozenset[Message]) -> None:
+        if process.ending is Ending.NOT_ASKED:  # held to the heartbeat
             timeout = self._generation_of(process).config.server.worker_timeout
             process.deadline = time.monotonic() + timeout
-        if worker.MESSAGE_READY in messages and not process.ready:
-            process.ready = True
+        if Message.READY in messages and process.progress is Progress.BOOTING:
+            process.advance(Progress.READY)
             log.info("worker %d ready", process.pid)
             self._after_ready(process)
-        if worker.MESSAGE_RETIRE in messages and not (process.retiring or process.stopping):
-            process.retiring = True  # no longer counted: _fill starts its replacement
+        retire = Message.RETIRE in messages and process.progress is Progress.READY
+        if retire and not process.stopping:
+            process.advance(Progress.RETIRING)  # no longer counted: _fill starts its replacement
             if not self.shutting_down and self._generation_of(process) is self.current:
                 self.metrics.count_restart("max_requests")
                 self._fill()
@@ -329,11 +322,10 @@ class Supervisor:
         worker is killed."""
         if process.stopping:
             return
-        process.stopping = True
         server = self._generation_of(process).config.server
         bound = server.shutdown_delay + server.graceful_timeout + STOP_MARGIN_S
         process.deadline = time.monotonic() + bound
-        process.send_signal(signal.SIGTERM)
+        process.end(Ending.STOPPING)
 
     def _signal_all(self, signum: int) -> None:
         for process in self._all_workers():
@@ -364,9 +356,9 @@ class Supervisor:
         self.metrics.worker_exited(process.pid)
         if not generation.workers and generation is not self.current:
             self.generations.remove(generation)
-        if process.pipe_open:
-            self._selector.unregister(process.pipe)
-        os.close(process.pipe)
+        if process.link.open:
+            self._selector.unregister(process.link.fd)
+        process.link.close()
         if process.stopping or self.shutting_down:
             log.info("worker %d exited (%s)", process.pid, describe_exit(code))
             return
@@ -412,20 +404,20 @@ class Supervisor:
     def _check_deadlines(self) -> None:
         now = time.monotonic()
         for process in self._all_workers():
-            if now < process.deadline or (not process.stopping and self._read_worker(process)):
+            if not process.watched or now < process.deadline:
                 continue
-            if process.stopping:
+            if process.ending is Ending.STOPPING:
                 log.error("worker %d did not stop in time: killing", process.pid)
-            else:
-                # Not `stopping`: its exit counts as a failure, and it is replaced.
+                process.end(Ending.KILLED)  # killed once; SIGCHLD follows
+            elif not self._read_worker(process):
+                # HUNG, not stopping: its exit counts as a failure, and it is replaced.
                 timeout = self._generation_of(process).config.server.worker_timeout
                 log.error(
                     "worker %d silent for %.0f s (worker_timeout): killing",
                     process.pid,
                     timeout,
                 )
-            process.send_signal(signal.SIGKILL)
-            process.deadline = math.inf  # killed once; SIGCHLD follows
+                process.end(Ending.HUNG)
 
     # -- reload and scaling ----------------------------------------------------------
 
@@ -477,11 +469,11 @@ class Supervisor:
             self._terminate(process)
         self._stop_retired()
 
-    def _preload(self, config: Config) -> list[worker.LoadedMount] | None:
+    def _preload(self, config: Config) -> list[LoadedMount] | None:
         """The apps imported here, before forking (`preload`), or None."""
         if not config.server.preload:
             return None
-        return worker.load_mounts(config)
+        return load_mounts(config)
 
     # -- lookups ---------------------------------------------------------------------
 

@@ -19,13 +19,13 @@ Rules:
    ASGI mount speaks WebSocket: the connection layer asks `serves_websocket` first and
    serves any other upgrade request as plain HTTP, so a WSGI app never sees one.
 7. Mounts reach each other by name. A mount's `rules` (fallback, canary: see
-   gateway/migration/rules.py) are data; at startup each rule's name is resolved to its Mount and
-   the rule wraps the mount's app (again when the app is replaced, as a middleware
-   put around it later does), so a request is served by `mount.handler` with no
-   per-request branching, and a mount without rules is served by its app directly. A
-   mount without a prefix is reachable only that way. A `MountLink` enters a mount with
-   the routing mount's root_path, its own state, and the route as its mount label
-   ("/api>fallback:legacy").
+   gateway/migration/rules.py) are data; at startup the Router resolves each rule's name
+   to its Mount and the rules wrap the mount's app, once: a middleware of its own
+   (metrics) is put around the app before the Mount is built. A request is served by
+   `mount.handler` with no per-request branching, and a mount without rules is served
+   by its app directly. A mount without a prefix is reachable only that way. A
+   `MountLink` enters a mount with the routing mount's root_path, its own state, and the
+   route as its mount label ("/api>fallback:legacy").
 """
 
 from __future__ import annotations
@@ -64,8 +64,7 @@ class Mount:
     """One routed app: where it is mounted and the limits it is served with."""
 
     __slots__ = (
-        "_app",
-        "_targets",
+        "app",
         "extension",
         "handler",
         "interface",
@@ -97,30 +96,15 @@ class Mount:
         self.label = prefix or name  # the mount label, lifespan and error messages
         self.extension = gateway_extension(self.label)  # built once, shared read-only
         self.rules = tuple(rules)
-        self._targets: tuple[MountLink, ...] = ()  # the rules' targets, once linked
-        self._app = app
+        self.app = app  # whole: any middleware of its own is already around it
         self.handler = app  # what serves its requests: the app wrapped in its rules
 
-    @property
-    def app(self) -> ASGIApp:
-        return self._app
-
-    @app.setter
-    def app(self, app: ASGIApp) -> None:
-        """Replace the app (a middleware put around it after linking): the rules wrap
-        the new one."""
-        self._app = app
-        self._wrap()
-
-    def link(self, targets: Sequence[MountLink]) -> None:
-        """Give each rule its resolved target (the Router does, at startup)."""
-        self._targets = tuple(targets)
-        self._wrap()
-
-    def _wrap(self) -> None:
-        handler = self._app
-        for rule, target in zip(self.rules, self._targets, strict=False):
-            handler = rule.wrap(handler, target)
+    def link(self, links: Sequence[MountLink]) -> None:
+        """Wrap the app in its rules, each with its resolved link (the Router does, once,
+        at startup: rule 7)."""
+        handler = self.app
+        for rule, link in zip(self.rules, links, strict=True):
+            handler = rule.wrap(handler, link)
         self.handler = handler
 
 

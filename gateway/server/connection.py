@@ -215,9 +215,7 @@ class HTTPConnection(asyncio.Protocol):
         self._forget()
 
     def _forget(self) -> None:
-        self._state.connections.discard(self)
-        if self._state.on_connection_closed is not None:
-            self._state.on_connection_closed()
+        self._state.forget(self)
 
     def pause_writing(self) -> None:
         self._writing_paused = True

@@ -11,7 +11,8 @@ Rules:
    parsed once here, not per connection or per request.
 4. A graceful stop reaches every connection made before it: the drain sets `draining`
    before it asks the connections it knows of, and a connection made after that (its
-   connection_made runs a loop turn after its accept) asks itself.
+   connection_made runs a loop turn after its accept) asks itself. A connection that
+   ends leaves through `forget`, which wakes the drain waiting in `connection_closed`.
 5. `request_limit` (max_requests) is checked as each request is counted: the one that
    reaches it calls `on_request_limit` (the worker's RETIRE) at once.
 """
@@ -85,6 +86,8 @@ class WorkerShared:
         app: ASGIApp,
         config: ServerConfig,
         serves_websocket: Callable[[str], bool] | None = None,
+        request_limit: int = 0,
+        on_request_limit: Callable[[], object] | None = None,
     ) -> None:
         self.app = app
         self.config = config
@@ -98,14 +101,14 @@ class WorkerShared:
         self.websocket_tasks: set[asyncio.Task[None]] = set()
         self.default_fields = DefaultFields(config.server_header)
         self.access_log = config.access_log
-        self.on_connection_closed: Callable[[], object] | None = None  # set while draining
+        self._closed: asyncio.Future[None] | None = None  # the drain's wait (rule 4)
         # Set by the worker's drain before it asks the connections to finish: a connection
         # whose connection_made comes later (accepted in the same loop turn as the stop,
         # or a TLS handshake that completes during the drain) is asked at once (rule 4).
         self.draining = False
         # Rule 5: max_requests, checked as each request is counted; 0: no limit.
-        self.request_limit = 0
-        self.on_request_limit: Callable[[], object] | None = None
+        self.request_limit = request_limit
+        self.on_request_limit = on_request_limit
         self.requests_served = 0  # requests and WebSockets served so far (count_request)
         # Rule 7: requests and WebSockets whose app runs; no limit is the largest int.
         self.in_flight = 0
@@ -134,6 +137,26 @@ class WorkerShared:
         # at a few thousand requests a second comes a thousand requests late.
         if self.requests_served == self.request_limit and self.on_request_limit is not None:
             self.on_request_limit()
+
+    def forget(self, conn: Connection) -> None:
+        """`conn` has ended: it leaves `connections`, and a drain waiting wakes (rule 4)."""
+        self.connections.discard(conn)
+        closed = self._closed
+        if closed is not None and not closed.done():
+            closed.set_result(None)
+
+    async def connection_closed(self, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` for a connection to end (the drain); False if none did."""
+        if timeout_s <= 0:
+            return False
+        self._closed = self._loop.create_future()
+        try:
+            await asyncio.wait_for(self._closed, timeout_s)
+        except TimeoutError:
+            return False
+        finally:
+            self._closed = None
+        return True
 
     def start_idle_sweep(self) -> None:
         """Hold every connection to rule 6's bounds (idle, head, body), now and then.

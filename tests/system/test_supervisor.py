@@ -372,6 +372,26 @@ def test_a_worker_whose_loop_is_stuck_is_killed_after_worker_timeout(
     wait_until(lambda: answering_pid(gateway) == replacement)
 
 
+def test_a_stopping_worker_past_its_bound_is_killed_and_its_exit_expected(
+    start: StartGateway, probe_log: Path
+) -> None:
+    """A worker whose loop is stuck when the TERM comes never takes it: past
+    graceful_timeout and the stop margin it is killed, once, and the kill is the stop's
+    end, not a failure (gateway/process/ending.py: STOPPING, then KILLED)."""
+    gateway = start("worker_timeout = 120", "--graceful-timeout", "1")
+    gateway.wait_for_line("2 workers ready")
+    threads, _ = slow_requests(gateway.url + "/block?60", 1)
+    wait_until(lambda: len(events(probe_log, "block-start")) == 1)
+    stuck = events(probe_log, "block-start")[0]
+    gateway.proc.send_signal(signal.SIGTERM)
+    gateway.wait_for_line(f"worker {stuck} did not stop in time: killing")
+    assert gateway.proc.wait(DEADLINE_S) == 0
+    join_all(threads)
+    lines = gateway.all_lines()
+    assert any(f"worker {stuck} exited (killed by SIGKILL)" in line for line in lines)
+    assert not any("died unexpectedly" in line for line in lines)
+
+
 # -- 6. max_requests ------------------------------------------------------------------
 
 

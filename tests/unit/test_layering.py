@@ -38,7 +38,7 @@ PACKAGES = ("gateway",)
 # generic lands in site-packages); gateway/adapters is a link to it.
 SOURCE_FOLDERS = {"gateway": "gateway", "adapters": "gateway.adapters"}
 
-LAYER_0 = ("gateway.errors", "gateway.asgi")
+LAYER_0 = ("gateway.errors", "gateway.asgi", "gateway.lifecycle")
 LAYER_1 = (
     "gateway.config.*",
     "gateway.http.*",
@@ -46,9 +46,19 @@ LAYER_1 = (
     "gateway.migration.*",
     "gateway.adapters.*",
 )
-# The command line, the status report, logging set-up and the Python API (layer 4).
-FRONT_DOOR = ("gateway.cli", "gateway.status", "gateway.logs", "gateway.api")
-EVERYTHING = ("gateway", *LAYER_0, *LAYER_1, "gateway.server.*", "gateway.process.*", *FRONT_DOOR)
+# The command line, the status report and the Python API (layer 4).
+FRONT_DOOR = ("gateway.cli", "gateway.status", "gateway.api")
+# Logging set-up: it reads config only, and every serving process reopens its files.
+LOGS = "gateway.logs"
+EVERYTHING = (
+    "gateway",
+    *LAYER_0,
+    *LAYER_1,
+    LOGS,
+    "gateway.server.*",
+    "gateway.process.*",
+    *FRONT_DOOR,
+)
 
 # module pattern -> gateway packages it may import. "x.*" means x and everything under
 # it; a plain name means that module only ("gateway" is the package __init__, for
@@ -58,6 +68,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "gateway": ("gateway.api",),
     "gateway.errors": (),
     "gateway.asgi": (),
+    "gateway.lifecycle": (),
     "gateway.config.*": (*LAYER_0, "gateway.config.*", "gateway.http.forwarded"),
     "gateway.http.*": (*LAYER_0, "gateway.http.*"),
     "gateway.routing.*": (*LAYER_0, "gateway.config.*", "gateway.routing.*"),
@@ -69,7 +80,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
     "gateway.adapters.*": (*LAYER_0, "gateway.adapters.*"),
     "gateway.server.*": (*LAYER_0, *LAYER_1, "gateway.server.*"),
-    "gateway.process.*": (*LAYER_0, *LAYER_1, "gateway.server.*", "gateway.process.*"),
+    LOGS: (*LAYER_0, "gateway.config.*"),
+    "gateway.process.*": (*LAYER_0, *LAYER_1, LOGS, "gateway.server.*", "gateway.process.*"),
     **{module: EVERYTHING for module in FRONT_DOOR},
     "gateway.__main__": ("gateway.cli",),
 }
@@ -86,6 +98,7 @@ EVENT_LOOP_FREE: dict[str, frozenset[str]] = {
     "gateway": frozenset(),  # imported by every module: it must be the lightest of all
     "gateway.errors": frozenset(),
     "gateway.asgi": frozenset(),
+    "gateway.lifecycle": frozenset(),
     "gateway.config.*": frozenset(),
     "gateway.http.*": frozenset(),
     "gateway.routing.*": frozenset(),

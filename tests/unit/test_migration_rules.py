@@ -488,21 +488,6 @@ def test_a_mount_without_rules_is_served_by_its_app_directly() -> None:
     assert router.mounts[0].handler is app
 
 
-def test_an_app_replaced_after_linking_is_the_one_the_rules_wrap() -> None:
-    """A middleware put around a mount's app after the Router was built (metrics)."""
-    new, legacy, wrapped_calls = App(404), App(200), []
-    router = fallback_router(new, legacy)
-
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        wrapped_calls.append(scope["path"])
-        await new(scope, receive, send)
-
-    router.mounts[0].app = middleware
-    client = Client(body(b""))
-    serve(router, http_scope("/api/x"), client)
-    assert wrapped_calls == ["/api/x"] and statuses(client) == [200]
-
-
 def test_a_mount_without_a_prefix_is_reachable_only_by_name() -> None:
     router, _, canary = canary_router(0)
     assert router.match("/newapi") is None

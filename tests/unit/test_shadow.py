@@ -16,13 +16,14 @@ import pytest
 from support.metric_samples import scrape, value
 from support.scripted_requests import App, Client, body, http_scope, ws_scope
 
+from gateway.adapters import LoadedApp
 from gateway.asgi import ASGIApp, Interface, Message, Receive, Scope, Send, mount_label
 from gateway.config.mount_table import MountConfig
 from gateway.errors import ConfigError
 from gateway.migration import shadow
 from gateway.migration.rules import CanaryRule, FallbackRule
 from gateway.migration.shadow import BODY_BYTES, MismatchLog, ShadowPool, ShadowRule, Shadows
-from gateway.process.worker import _rules
+from gateway.process.worker import LoadedMount, _rules, routed
 from gateway.routing.router import Mount, Router
 from gateway.server.metrics import WorkerMetrics
 
@@ -723,6 +724,27 @@ def test_the_workers_rules_count_into_the_metrics() -> None:
     samples = scrape(worker_metrics)
     assert value(samples, "gateway_fallbacks_total", mount="/api") == 1
     assert value(samples, "gateway_canary_requests_total", mount="shop") == 1
+
+
+def test_the_rules_wrap_the_measured_app() -> None:
+    """The worker builds each mount whole (gateway/process/worker.py `routed`): its app
+    behind the metrics middleware, then the rules around both, linked once. So the answer
+    that fell back counts under the mount that gave it, and the replay under its own."""
+    worker_metrics = WorkerMetrics("/_gateway/metrics")
+    api = MountConfig(prefix="/api", app="m:a", fallback="legacy")
+    legacy = MountConfig(name="legacy", app="m:b")
+    asgi = Interface.ASGI
+    loaded = [
+        LoadedMount(api, LoadedApp(App(404), asgi, "m:a", None, supports_lifespan=True)),
+        LoadedMount(legacy, LoadedApp(App(200), asgi, "m:b", None, supports_lifespan=True)),
+    ]
+    router = Router([routed(m, _rules(m.config, worker_metrics), worker_metrics) for m in loaded])
+    client = Client(body(b""))
+    run(lambda: router(http_scope("/api/x"), client.receive, client.send))
+    samples = scrape(worker_metrics)
+    assert client.sent[0]["status"] == 200
+    assert value(samples, "gateway_requests_total", mount="/api", status_class="4xx") == 1
+    assert value(samples, "gateway_requests_total", mount="legacy", status_class="2xx") == 1
 
 
 def test_message_types_the_copy_ignores(tmp_path: Path) -> None:
