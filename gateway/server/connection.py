@@ -150,6 +150,8 @@ class HTTPConnection(asyncio.Protocol):
         self._paused_low = 0
         self._paused_since = 0.0
         self._drain_waiter: asyncio.Future[None] | None = None
+        # Rule 2: a cycle that ended while writing was paused, waiting to be finished.
+        self._until_writable: asyncio.Task[None] | None = None
         self._closing = False
         self._lingering = False  # rule 9: reading only to discard, until closed
         self._linger_bytes_left = 0
@@ -304,7 +306,7 @@ class HTTPConnection(asyncio.Protocol):
         cycle = RequestCycle(self, scope, head.expects_continue, state.access_log)
         self._cycle = cycle
         state.in_flight += 1  # until _cycle_finished
-        self._loop.create_task(self._run_app(cycle))
+        self._loop.create_task(cycle.run(state.app))  # which ends with `end_cycle`
 
     def _wants_websocket(self, head: UpgradeRequest, target: RequestTarget) -> bool:
         """Rule 5: an upgrade to WebSocket on a path the router gives to an ASGI mount;
@@ -376,24 +378,29 @@ class HTTPConnection(asyncio.Protocol):
 
     # -- the app ---------------------------------------------------------------------
 
-    async def _run_app(self, cycle: RequestCycle) -> None:
-        try:
-            await cycle.run(self._state.app)
-            if self._writing_paused:  # an attribute check per request; a wait only then
-                await self._until_writable()
-        finally:
-            self._cycle_finished(cycle)
-
-    async def _until_writable(self) -> None:
-        """Rule 2: the next pipelined request waits until the transport's buffer is under
-        its high-water mark, whatever wrote the response (an app's last `send`, a WSGI
-        or static body, the gateway's own error reply). A client that pipelines and
+    def end_cycle(self) -> None:
+        """The stream's end: the cycle's app has returned and the cycle has answered for
+        it. Rule 2: the next pipelined request waits until the transport's buffer is
+        under its high-water mark, whatever wrote the response (an app's last `send`, a
+        WSGI or static body, the gateway's own error reply). A client that pipelines and
         never reads then costs one response and the high-water mark, not one response
         per request it sent."""
-        with contextlib.suppress(ClientDisconnected):  # the client left: nothing to wait for
-            await self.drain()
+        if self._writing_paused:  # an attribute check per request; a task only then
+            self._until_writable = self._loop.create_task(self._end_when_writable())
+        else:
+            self._cycle_finished()
 
-    def _cycle_finished(self, cycle: RequestCycle) -> None:
+    async def _end_when_writable(self) -> None:
+        try:
+            with contextlib.suppress(ClientDisconnected):  # the client left: no wait
+                await self.drain()
+        finally:
+            self._until_writable = None
+            self._cycle_finished()
+
+    def _cycle_finished(self) -> None:
+        cycle = self._cycle
+        assert cycle is not None  # end_cycle comes from the running cycle
         self._state.in_flight -= 1
         self._count(cycle)
         self._cycle = None

@@ -33,12 +33,14 @@ from typing import Any
 from gateway.asgi import ASGIApp, Message
 from gateway.errors import AppProtocolError, ClientDisconnected, HTTPError
 from gateway.server.stream import (
+    TRANSITIONS,
     Fields,
     ResponseEvent,
     ResponseState,
     Stream,
     log_access,
     next_state,
+    refusal,
 )
 
 error_log = logging.getLogger("gateway.error")
@@ -93,7 +95,8 @@ class RequestCycle:
         self.started_at = time.perf_counter() if timed else 0.0
 
     async def run(self, app: ASGIApp) -> None:
-        """Run the app on this cycle; answer for it if it fails (rule 6)."""
+        """Run the app on this cycle and answer for it if it fails (rule 6); then the
+        stream may go on to what follows."""
         try:
             await app(self.scope, self.receive, self.send)
         except ClientDisconnected:
@@ -103,6 +106,8 @@ class RequestCycle:
         else:
             if self.response is not COMPLETE and not self.disconnected:
                 self._app_failed(AppProtocolError("app returned without a response"))
+        finally:
+            self._stream.end_cycle()
 
     def _app_failed(self, exc: Exception) -> None:
         headers: Fields = ()
@@ -204,7 +209,10 @@ class RequestCycle:
         if kind == "http.response.body":
             await self._send_body(message.get("body", b""), message.get("more_body", False))
         elif kind == "http.response.start":
-            self.response = next_state(self.response, START)
+            after = TRANSITIONS[self.response].get(START)  # next_state, inlined
+            if after is None:
+                raise refusal(self.response, START)
+            self.response = after
             self.status = message["status"]
             # Rule 3: the head waits for the first body, and is framed only then.
             self._start = message
@@ -213,7 +221,10 @@ class RequestCycle:
 
     async def _send_body(self, body: bytes, more_body: bool) -> None:
         state = self.response
-        after = next_state(state, BODY if more_body else LAST_BODY)
+        event = BODY if more_body else LAST_BODY
+        after = TRANSITIONS[state].get(event)  # next_state, inlined: once per message
+        if after is None:
+            raise refusal(state, event)
         if state is COMPLETE:
             return  # ASGI: further messages after the last body are ignored
         start = self._start

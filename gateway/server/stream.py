@@ -72,6 +72,10 @@ class Stream(Protocol):
         """End the stream once what was written has gone out; for half a response this
         is what tells the client the response is cut."""
 
+    def end_cycle(self) -> None:
+        """The cycle's app has returned and the cycle has answered for it: the stream
+        may log it and go on (HTTP/1.1: to the next pipelined request)."""
+
 
 class TunnelStream(Stream, Protocol):
     """A stream whose request asked to switch protocols (a WebSocket, rule 5)."""
@@ -132,16 +136,17 @@ def next_state(state: ResponseState, event: ResponseEvent) -> ResponseState:
     """The state after `event`, or AppProtocolError if `state` does not allow it."""
     after = TRANSITIONS[state].get(event)
     if after is None:
-        raise AppProtocolError(_refusal(state, event))
+        raise refusal(state, event)
     return after
 
 
-def _refusal(state: ResponseState, event: ResponseEvent) -> str:
+def refusal(state: ResponseState, event: ResponseEvent) -> AppProtocolError:
+    """The error for an event the table does not allow, in the app's terms."""
     if event is _E.START:
-        return "http.response.start sent twice"
+        return AppProtocolError("http.response.start sent twice")
     if state is _S.WAITING and event is not _E.REPLY:
-        return "http.response.body sent before http.response.start"
-    return f"{event.value} in state {state.value}"
+        return AppProtocolError("http.response.body sent before http.response.start")
+    return AppProtocolError(f"{event.value} in state {state.value}")
 
 
 def log_access(
