@@ -274,9 +274,9 @@ class HTTPConnection(asyncio.Protocol):
                     self.close()
                 return
             elif type(event) is UpgradeRequest:
-                self._start_cycle(event)
+                self._start_cycle(event, upgrade=True)
 
-    def _start_cycle(self, head: RequestHead) -> None:
+    def _start_cycle(self, head: RequestHead, upgrade: bool = False) -> None:
         """A request's cycle; for an upgrade to WebSocket on an ASGI mount, a WebSocket
         cycle (rule 5)."""
         state = self._state
@@ -284,7 +284,7 @@ class HTTPConnection(asyncio.Protocol):
             self._refuse_over_limit()
             return
         target = parse_target(head.target)
-        if type(head) is UpgradeRequest and self._wants_websocket(head, target):
+        if upgrade and self._wants_websocket(head, target):
             self._start_websocket(head, target)
             return
         scope: dict[str, Any] = {
@@ -305,10 +305,10 @@ class HTTPConnection(asyncio.Protocol):
             self._add_to_scope(scope)
         cycle = RequestCycle(self, scope, head.expects_continue, state.access_log)
         self._cycle = cycle
-        state.in_flight += 1  # until _cycle_finished
+        state.in_flight += 1  # until end_cycle
         self._loop.create_task(cycle.run(state.app))  # which ends with `end_cycle`
 
-    def _wants_websocket(self, head: UpgradeRequest, target: RequestTarget) -> bool:
+    def _wants_websocket(self, head: RequestHead, target: RequestTarget) -> bool:
         """Rule 5: an upgrade to WebSocket on a path the router gives to an ASGI mount;
         any other upgrade request is plain HTTP."""
         return is_websocket_request(head) and self._state.serves_websocket(target.path)
@@ -324,7 +324,7 @@ class HTTPConnection(asyncio.Protocol):
         if root_path:
             apply_root_path(scope, root_path)
 
-    def _start_websocket(self, head: UpgradeRequest, target: RequestTarget) -> None:
+    def _start_websocket(self, head: RequestHead, target: RequestTarget) -> None:
         handshake = read_handshake(head)  # a HandshakeError is answered by _reject
         scheme = "ws" if self._tls is None else "wss"
         scope = websocket_scope(head, target, handshake, self._client, self._server, scheme)
@@ -378,27 +378,16 @@ class HTTPConnection(asyncio.Protocol):
 
     # -- the app ---------------------------------------------------------------------
 
-    def end_cycle(self) -> None:
+    def end_cycle(self, drained: bool = False) -> None:
         """The stream's end: the cycle's app has returned and the cycle has answered for
         it. Rule 2: the next pipelined request waits until the transport's buffer is
         under its high-water mark, whatever wrote the response (an app's last `send`, a
         WSGI or static body, the gateway's own error reply). A client that pipelines and
         never reads then costs one response and the high-water mark, not one response
         per request it sent."""
-        if self._writing_paused:  # an attribute check per request; a task only then
+        if self._writing_paused and not drained:  # an attribute check; a task only then
             self._until_writable = self._loop.create_task(self._end_when_writable())
-        else:
-            self._cycle_finished()
-
-    async def _end_when_writable(self) -> None:
-        try:
-            with contextlib.suppress(ClientDisconnected):  # the client left: no wait
-                await self.drain()
-        finally:
-            self._until_writable = None
-            self._cycle_finished()
-
-    def _cycle_finished(self) -> None:
+            return
         cycle = self._cycle
         assert cycle is not None  # end_cycle comes from the running cycle
         self._state.in_flight -= 1
@@ -425,6 +414,14 @@ class HTTPConnection(asyncio.Protocol):
             self._head_since = None
             if untold:
                 self._loop.call_later(DRAIN_IDLE_GRACE_S, self._close_if_idle)
+
+    async def _end_when_writable(self) -> None:
+        try:
+            with contextlib.suppress(ClientDisconnected):  # the client left: no wait
+                await self.drain()
+        finally:
+            self._until_writable = None
+            self.end_cycle(drained=True)
 
     # -- writing and flow control ----------------------------------------------------
 

@@ -209,10 +209,10 @@ class RequestCycle:
         if kind == "http.response.body":
             await self._send_body(message.get("body", b""), message.get("more_body", False))
         elif kind == "http.response.start":
-            after = TRANSITIONS[self.response].get(START)  # next_state, inlined
-            if after is None:
-                raise refusal(self.response, START)
-            self.response = after
+            try:  # next_state, inlined: once per message
+                self.response = TRANSITIONS[self.response][START]
+            except KeyError:
+                raise refusal(self.response, START) from None
             self.status = message["status"]
             # Rule 3: the head waits for the first body, and is framed only then.
             self._start = message
@@ -222,9 +222,10 @@ class RequestCycle:
     async def _send_body(self, body: bytes, more_body: bool) -> None:
         state = self.response
         event = BODY if more_body else LAST_BODY
-        after = TRANSITIONS[state].get(event)  # next_state, inlined: once per message
-        if after is None:
-            raise refusal(state, event)
+        try:  # next_state, inlined: once per message
+            after = TRANSITIONS[state][event]
+        except KeyError:
+            raise refusal(state, event) from None
         if state is COMPLETE:
             return  # ASGI: further messages after the last body are ignored
         start = self._start

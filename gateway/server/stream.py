@@ -103,6 +103,10 @@ class TunnelStream(Stream, Protocol):
 class ResponseState(Enum):
     """Where one HTTP response stands (rule 4)."""
 
+    # Members are singletons compared by identity: hash them so too. Enum's own
+    # `__hash__` is Python code, and the transition table is read on every message.
+    __hash__ = object.__hash__
+
     WAITING = "waiting"  # no http.response.start yet
     STARTED = "started"  # the start came; its head waits for the first body (ASGI)
     SENDING = "sending"  # the head went out; more body is to come
@@ -112,6 +116,8 @@ class ResponseState(Enum):
 
 class ResponseEvent(Enum):
     """What moves a response on: the app's messages and the gateway's own acts."""
+
+    __hash__ = object.__hash__  # as ResponseState's
 
     START = "http.response.start"
     BODY = "http.response.body with more_body"
