@@ -1,8 +1,10 @@
 """One WebSocket's ASGI cycle on an HTTP connection (ASGI WebSocket spec 2.5).
 
 The connection starts a cycle for an upgrade request that asks for WebSocket on a path
-the router gives to an ASGI mount; from then on the cycle owns the connection, whose
-bytes it passes to a WebSocketSession (gateway/http/ws_session.py). Rules:
+the router gives to an ASGI mount; from then on the cycle owns the connection, seen
+through the stream seam as a TunnelStream (gateway/server/stream.py): a denial and a
+refusal are framed by the stream, and after accept the stream carries the bytes of the
+cycle's WebSocketSession (gateway/http/ws_session.py) as they are. Rules:
 1. Phases are explicit (Phase) and every ASGI message is checked against the phase:
    HANDSHAKE until the app answers websocket.connect; DENYING while the app's own HTTP
    response goes out (the `websocket.http.response` extension); OPEN; CLOSING from our
@@ -21,7 +23,7 @@ bytes it passes to a WebSocketSession (gateway/http/ws_session.py). Rules:
    1006, as RFC 6455 §7.1.5 says for a connection that ended without one. Messages
    received before the end are delivered before it.
 4. Flow control both ways, so that what one WebSocket holds is bounded per connection,
-   not only per message: `send` waits on the connection's drain while the transport's
+   not only per message: `send` waits on the stream's drain while the transport's
    buffer is over its high-water mark; reading pauses while more than
    INBOX_HIGH_WATER_BYTES of received messages wait for the app (each counted with
    MESSAGE_OVERHEAD_BYTES, so empty messages add up too), and while our own replies
