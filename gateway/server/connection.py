@@ -1,9 +1,11 @@
 """One HTTP/1.1 connection: the only code that touches a transport.
 
 Rules:
-1. Bytes go into the session (gateway/http) and events come out; this module turns them
-   into ASGI `receive`/`send` for one request cycle at a time. Pipelined requests wait in
-   the session (PAUSED) until the cycle before them has finished (RFC 9112 §9.3.2).
+1. Bytes go into the session (gateway/http) and events come out; the connection is the
+   stream (gateway/server/stream.py) of one request cycle at a time: it feeds the cycle
+   the request, and frames with its session and writes what the cycle sends. Pipelined
+   requests wait in the session (PAUSED) until the cycle before them has finished
+   (RFC 9112 §9.3.2).
 2. Flow control both ways. Reading pauses while a cycle holds more than
    BODY_HIGH_WATER_BYTES of unread body, or while a pipelined request waits. An app's
    `send` waits while the transport's write buffer is over its high-water mark, and
@@ -13,10 +15,11 @@ Rules:
    app, a WSGI or static body, an error reply): a client that never reads costs one
    response plus the high-water mark, not one per request.
 3. Errors carry their reply: a ProtocolError from the session is answered with its
-   status and the connection closes. An app failure before the response starts is a
-   500 (or the status of the ProtocolError it let through, e.g. 413); during the
-   response it closes the connection; after a complete response the connection stays
-   usable, so pooled clients are not reset.
+   status and the connection closes. An app failure is answered by its cycle
+   (gateway/server/cycle.py rule 6) through the stream: a reply before the head went
+   out, a close during the response; after a complete response the connection stays
+   usable, so pooled clients are not reset. The connection asks a cycle for its
+   response's state and never sets it.
 4. Tracebacks go to the error log, never to the client.
 5. An upgrade request (UpgradeRequest) that asks for WebSocket on a path the router
    gives to an ASGI mount starts a WebSocketCycle (gateway/server/websocket.py), which then
@@ -91,6 +94,7 @@ from gateway.http.session import PathAndQuery, UpgradeRequest, parse_target
 from gateway.http.ws_session import is_websocket_request, read_handshake
 from gateway.server.cycle import RequestCycle
 from gateway.server.shared import WorkerShared
+from gateway.server.stream import Fields
 from gateway.server.tls import tls_extension
 from gateway.server.websocket import WebSocketCycle, websocket_scope
 
@@ -119,7 +123,6 @@ LINGER_TIME_S = 10.0
 # closing then may reset it, which is all a flood deserves.
 LINGER_MAX_BYTES = 16 * 1024 * 1024
 error_log = logging.getLogger("gateway.error")
-access_log = logging.getLogger("gateway.access")
 
 
 class HTTPConnection(asyncio.Protocol):
@@ -136,6 +139,7 @@ class HTTPConnection(asyncio.Protocol):
         self._server: tuple[str, int | None] | None = None
         self._tls: dict[str, Any] | None = None  # the ASGI TLS extension, on TLS (rule 8)
         self._proxy: ProxyTrust | None = None  # set when the peer is a trusted proxy (rule 8)
+        self._scope_additions = False  # TLS, proxy or root_path add to every scope
         self._idle_since: float | None = None  # loop time the connection went idle
         self._head_since: float | None = None  # loop time a pending head's first byte came
         self._reading_paused = False
@@ -146,6 +150,8 @@ class HTTPConnection(asyncio.Protocol):
         self._paused_low = 0
         self._paused_since = 0.0
         self._drain_waiter: asyncio.Future[None] | None = None
+        # Rule 2: a cycle that ended while writing was paused, waiting to be finished.
+        self._until_writable: asyncio.Task[None] | None = None
         self._closing = False
         self._lingering = False  # rule 9: reading only to discard, until closed
         self._linger_bytes_left = 0
@@ -165,6 +171,9 @@ class HTTPConnection(asyncio.Protocol):
         if trust is not None:
             unix = isinstance(transport.get_extra_info("sockname"), str)
             self._proxy = trust if trust.trusts_peer(self._client, unix) else None
+        # One check per request instead of three, for the common case of none (rule 8).
+        additions = self._tls is not None or self._proxy is not None
+        self._scope_additions = additions or bool(self._state.config.root_path)
         self._state.connections.add(self)
         self._idle_since = self._loop.time()
         if self._state.draining:  # made after the drain asked the others (state rule 4)
@@ -263,14 +272,19 @@ class HTTPConnection(asyncio.Protocol):
                     self.close()
                 return
             elif type(event) is UpgradeRequest:
-                self._start_upgrade(event)
+                self._start_cycle(event, upgrade=True)
 
-    def _start_cycle(self, head: RequestHead) -> None:
+    def _start_cycle(self, head: RequestHead, upgrade: bool = False) -> None:
+        """A request's cycle; for an upgrade to WebSocket on an ASGI mount, a WebSocket
+        cycle (rule 5)."""
         state = self._state
-        if state.in_flight >= state.concurrency_limit:
+        if state.in_flight >= state.concurrency_limit:  # rule 7
             self._refuse_over_limit()
             return
         target = parse_target(head.target)
+        if upgrade and self._wants_websocket(head, target):
+            self._start_websocket(head, target)
+            return
         scope: dict[str, Any] = {
             "type": "http",
             "asgi": {"version": ASGI_VERSION, "spec_version": HTTP_SPEC_VERSION},
@@ -285,58 +299,59 @@ class HTTPConnection(asyncio.Protocol):
             "client": self._client,
             "server": self._server,
         }
-        if self._tls is not None:
-            scope["extensions"] = {"tls": self._tls}
-        if self._proxy is not None:
-            apply_forwarded(scope, self._proxy)
-        if state.config.root_path:
-            apply_root_path(scope, state.config.root_path)
+        if self._scope_additions:
+            self._add_to_scope(scope)
         cycle = RequestCycle(self, scope, head.expects_continue, state.access_log)
         self._cycle = cycle
-        state.in_flight += 1  # until _cycle_finished
-        self._loop.create_task(self._run_app(cycle))
+        state.in_flight += 1  # until end_cycle
+        self._loop.create_task(cycle.run(state.app))  # which ends with `end_cycle`
 
-    def _start_upgrade(self, head: UpgradeRequest) -> None:
-        """Rule 5: a WebSocket cycle, or a plain HTTP one for any other upgrade."""
-        target = parse_target(head.target)
-        if is_websocket_request(head) and self._state.serves_websocket(target.path):
-            self._start_websocket(head, target)
-        else:
-            self._start_cycle(head)
+    def _wants_websocket(self, head: RequestHead, target: PathAndQuery) -> bool:
+        """Rule 5: an upgrade to WebSocket on a path the router gives to an ASGI mount;
+        any other upgrade request is plain HTTP."""
+        return is_websocket_request(head) and self._state.serves_websocket(target.path)
 
-    def _start_websocket(self, head: UpgradeRequest, target: PathAndQuery) -> None:
-        state = self._state
-        if state.in_flight >= state.concurrency_limit:
-            self._refuse_over_limit()
-            return
+    def _add_to_scope(self, scope: dict[str, Any]) -> None:
+        """What the connection adds to every scope, HTTP or WebSocket: the TLS extension,
+        the proxy's fields (rule 8), the root path (rule 10)."""
+        if self._tls is not None:
+            scope.setdefault("extensions", {})["tls"] = self._tls
+        if self._proxy is not None:
+            apply_forwarded(scope, self._proxy)
+        root_path = self._state.config.root_path
+        if root_path:
+            apply_root_path(scope, root_path)
+
+    def _start_websocket(self, head: RequestHead, target: PathAndQuery) -> None:
         handshake = read_handshake(head)  # a HandshakeError is answered by _reject
         scheme = "ws" if self._tls is None else "wss"
         scope = websocket_scope(head, target, handshake, self._client, self._server, scheme)
-        if self._tls is not None:
-            scope["extensions"]["tls"] = self._tls
-        if self._proxy is not None:
-            apply_forwarded(scope, self._proxy)
-        if state.config.root_path:
-            apply_root_path(scope, state.config.root_path)
-        cycle = WebSocketCycle(self, scope, handshake, self._state.websocket)
+        if self._scope_additions:
+            self._add_to_scope(scope)
+        state = self._state
+        cycle = WebSocketCycle(self, scope, handshake, state.websocket)
         self._websocket = cycle
         if self._closing:
             cycle.shutdown()
         state.in_flight += 1  # until _run_websocket ends
         task = self._loop.create_task(self._run_websocket(cycle))
-        self._state.websocket_tasks.add(task)
-        task.add_done_callback(self._state.websocket_tasks.discard)
+        state.websocket_tasks.add(task)
+        task.add_done_callback(state.websocket_tasks.discard)
 
     async def _run_websocket(self, cycle: WebSocketCycle) -> None:
         try:
             await cycle.run(self._state.app)
         finally:
             self._state.in_flight -= 1
+        self._count(cycle)
+        if self.closed:
+            self._forget()
+
+    def _count(self, cycle: RequestCycle | WebSocketCycle) -> None:
+        """A request or WebSocket ended: count it (max_requests), and log it."""
         self._state.count_request()
         if self._state.access_log:
             cycle.log_access()
-        if self.closed:
-            self._forget()
 
     def _body_received(self, data: bytes) -> None:
         cycle = self._cycle
@@ -347,17 +362,12 @@ class HTTPConnection(asyncio.Protocol):
         """Answer with the status the error implies (bad input, a slow client, a limit),
         if the response has not started, then close (DESIGN §5)."""
         error_log.info("refused a request from %s: %s (%d)", self._client, exc, exc.status)
-        cycle = self._cycle
         # The error's own fields: a 426 names the version we speak (RFC 6455 §4.2.2), a
         # 503 says when to retry.
-        headers = [*self.default_headers(), *exc.headers]
-        reply = self._session.error_response(exc.status, headers)
-        if cycle is not None:
-            cycle.client_gone()
-            if not cycle.response_started:
-                cycle.status = exc.status  # for the access log
-                cycle.bytes_sent = _body_length(reply)
-        self.write(reply)
+        if self._cycle is not None:
+            self._cycle.abandon(exc)  # its reply, if its response has not begun
+        else:
+            self.send_error(exc.status, exc.headers)
         self.close_after_error()
 
     def _refuse_over_limit(self) -> None:
@@ -366,56 +376,20 @@ class HTTPConnection(asyncio.Protocol):
 
     # -- the app ---------------------------------------------------------------------
 
-    async def _run_app(self, cycle: RequestCycle) -> None:
-        try:
-            try:
-                await self._state.app(cycle.scope, cycle.receive, cycle.send)
-            except ClientDisconnected:
-                pass
-            except Exception as exc:
-                self._app_failed(cycle, exc)
-            else:
-                if not cycle.response_complete and not cycle.disconnected:
-                    self._app_failed(cycle, AppProtocolError("app returned without a response"))
-            if self._writing_paused:  # an attribute check per request; a wait only then
-                await self._until_writable()
-        finally:
-            self._cycle_finished(cycle)
-
-    async def _until_writable(self) -> None:
-        """Rule 2: the next pipelined request waits until the transport's buffer is under
-        its high-water mark, whatever wrote the response (an app's last `send`, a WSGI
-        or static body, the gateway's own error reply). A client that pipelines and
+    def end_cycle(self, drained: bool = False) -> None:
+        """The stream's end: the cycle's app has returned and the cycle has answered for
+        it. Rule 2: the next pipelined request waits until the transport's buffer is
+        under its high-water mark, whatever wrote the response (an app's last `send`, a
+        WSGI or static body, the gateway's own error reply). A client that pipelines and
         never reads then costs one response and the high-water mark, not one response
         per request it sent."""
-        with contextlib.suppress(ClientDisconnected):  # the client left: nothing to wait for
-            await self.drain()
-
-    def _app_failed(self, cycle: RequestCycle, exc: Exception) -> None:
-        headers = self.default_headers()
-        if isinstance(exc, HTTPError):  # e.g. 413 from the router, 503 from a WSGI queue
-            error_log.info("request rejected: %s (%d)", exc, exc.status)
-            status = exc.status
-            headers.extend(exc.headers)
-        else:
-            error_log.error("app failed on %s %s", cycle.method, cycle.path, exc_info=exc)
-            status = 500
-        if cycle.disconnected or cycle.response_complete:
-            return  # a complete response stands; the connection stays usable
-        if self._session.response_started:
-            self.close()  # half a response: only closing tells the client it is cut
+        if self._writing_paused and not drained:  # an attribute check; a task only then
+            self._until_writable = self._loop.create_task(self._end_when_writable())
             return
-        cycle.status = status
-        reply = self._session.error_response(status, headers)
-        cycle.bytes_sent = _body_length(reply)  # the access log shows our reply's size
-        self.write(reply)
-        cycle.response_complete = True
-
-    def _cycle_finished(self, cycle: RequestCycle) -> None:
+        cycle = self._cycle
+        assert cycle is not None  # end_cycle comes from the running cycle
         self._state.in_flight -= 1
-        self._state.count_request()
-        if self._state.access_log:
-            cycle.log_access()
+        self._count(cycle)
         self._cycle = None
         if self.closed:
             return
@@ -438,6 +412,14 @@ class HTTPConnection(asyncio.Protocol):
             self._head_since = None
             if untold:
                 self._loop.call_later(DRAIN_IDLE_GRACE_S, self._close_if_idle)
+
+    async def _end_when_writable(self) -> None:
+        try:
+            with contextlib.suppress(ClientDisconnected):  # the client left: no wait
+                await self.drain()
+        finally:
+            self._until_writable = None
+            self.end_cycle(drained=True)
 
     # -- writing and flow control ----------------------------------------------------
 
@@ -476,10 +458,6 @@ class HTTPConnection(asyncio.Protocol):
         data = self._session.take_upgraded()
         self.resume_reading()
         return data
-
-    def error_reply(self, status: int) -> bytes:
-        """The gateway's own plain-text response for `status`, closing the connection."""
-        return self._session.error_response(status, self.default_headers())
 
     def body_consumed(self) -> None:
         """The app took the buffered body: read more unless a pipelined request waits
@@ -575,28 +553,37 @@ class HTTPConnection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.abort()
 
+    # -- the stream (gateway/server/stream.py): one at a time on HTTP/1.1 --------------
+
     def send_continue(self) -> None:
         self.write(self._session.continue_response())
 
-    def response_start(self, status: int, headers: Any, body: bytes, more_body: bool) -> bytes:
-        """The head and the first body part, to go out in one write."""
+    def send_head(self, status: int, headers: Fields, body: bytes, more_body: bool) -> None:
+        """The head and the first body part, framed by the session, in one write."""
         session = self._session
         if self._closing:  # tell the client, so it does not send another request here
             headers = [*headers, (b"connection", b"close")]
         data = session.response_head(status, headers, self._state.default_fields.fields())
         try:
             data += session.response_body(body)
-            return data if more_body else data + session.response_end()
+            if not more_body:
+                data += session.response_end()
         except AppProtocolError:
             # A body that breaks its own framing (shorter or longer than its
             # Content-Length): nothing of this response was written, so it can still be
             # a 500 (rule 3) rather than nothing at all.
             session.discard_response()
             raise
+        self.write(data)
 
-    def response_body(self, data: bytes, more_body: bool) -> bytes:
-        out = self._session.response_body(data)
-        return out if more_body else out + self._session.response_end()
+    def send_body(self, body: bytes, more_body: bool) -> None:
+        data = self._session.response_body(body)
+        self.write(data if more_body else data + self._session.response_end())
+
+    def send_error(self, status: int, headers: Fields = ()) -> int:
+        reply = self._session.error_response(status, [*self.default_headers(), *headers])
+        self.write(reply)
+        return _body_length(reply)
 
     @property
     def writing_paused(self) -> bool:

@@ -1,20 +1,26 @@
 """One HTTP request's ASGI cycle: the `receive` and `send` of an http scope.
 
 Rules:
-1. The cycle never touches the transport: it asks its connection (a Carrier,
-   gateway/server/connection.py) to frame, write and drain, and the connection feeds it the
-   request body and tells it when the client has gone.
+1. The cycle never touches the transport nor frames a byte: it hands the response's
+   status, fields and body to its Stream (gateway/server/stream.py), which frames and
+   writes them, and the stream feeds it the request body and tells it when the client
+   has gone.
 2. `receive` gives the body as it arrived, then http.disconnect once the client has
    gone, the response is complete, or the client half-closed after its body. A 100
    Continue goes out only once the app asks for the body (RFC 9110 §10.1.1).
 3. The response head waits for the first body message (ASGI: the server must not start
-   the response before it), and both go out in one write. It is serialised then too,
-   so an app that fails before its first body (a second start, a return) has sent
+   the response before it), and both go out in one write. It is framed then too, so
+   an app that fails before its first body (a second start, a return) has sent
    nothing and still gets its 500 (DESIGN §5).
-4. `send` waits while the transport's buffer is over its high-water mark, and raises
-   ClientDisconnected once the client has gone.
+4. `send` waits while the stream's writing is paused, and raises ClientDisconnected
+   once the client has gone.
 5. While `receive` waits for body, the cycle remembers since when, for the sweep's
    body_timeout (gateway/server/connection.py rule 6); it arms no timer.
+6. The response's state is the cycle's own ResponseState, changed only through
+   `next_state` (stream rule 4). An app failure before the head went out is answered
+   with the error's reply (a 500, or the status of an HTTPError the app let through);
+   during the response the stream is closed, which is what tells the client the
+   response is cut; a complete response stands.
 """
 
 from __future__ import annotations
@@ -22,26 +28,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Protocol
+from typing import Any
 
-from gateway.asgi import Message
-from gateway.config.access_format import AccessEntry
-from gateway.errors import AppProtocolError, ClientDisconnected
+from gateway.asgi import ASGIApp, Message
+from gateway.errors import AppProtocolError, ClientDisconnected, HTTPError
+from gateway.server.stream import (
+    TRANSITIONS,
+    Fields,
+    ResponseEvent,
+    ResponseState,
+    Stream,
+    log_access,
+    next_state,
+    refusal,
+)
 
-access_log = logging.getLogger("gateway.access")
-
-
-class Carrier(Protocol):
-    """What a cycle needs from its connection."""
-
-    @property
-    def writing_paused(self) -> bool: ...
-    def write(self, data: bytes) -> None: ...
-    async def drain(self) -> None: ...
-    def send_continue(self) -> None: ...
-    def body_consumed(self) -> None: ...
-    def response_start(self, status: int, headers: Any, body: bytes, more_body: bool) -> bytes: ...
-    def response_body(self, data: bytes, more_body: bool) -> bytes: ...
+error_log = logging.getLogger("gateway.error")
+WAITING, STARTED, COMPLETE = ResponseState.WAITING, ResponseState.STARTED, ResponseState.COMPLETE
+START, BODY, LAST_BODY = ResponseEvent.START, ResponseEvent.BODY, ResponseEvent.LAST_BODY
 
 
 class RequestCycle:
@@ -51,31 +55,30 @@ class RequestCycle:
         "_body",
         "_body_complete",
         "_body_delivered",
-        "_conn",
         "_expects_continue",
         "_peer_closed",
         "_response_headers",
         "_start",
+        "_stream",
         "_waiter",
         "_waiting_since",
         "bytes_sent",
         "disconnected",
         "method",
         "path",
-        "response_complete",
-        "response_started",
+        "response",
         "scope",
         "started_at",
         "status",
     )
 
     def __init__(
-        self, conn: Carrier, scope: dict[str, Any], expects_continue: bool, timed: bool
+        self, stream: Stream, scope: dict[str, Any], expects_continue: bool, timed: bool
     ) -> None:
         self.scope = scope
         self.method: str = scope["method"]
         self.path: str = scope["path"]
-        self._conn = conn
+        self._stream = stream
         self._body = bytearray()
         self._body_complete = False
         self._body_delivered = False
@@ -85,14 +88,59 @@ class RequestCycle:
         self._waiting_since = 0.0  # loop time `receive` began to wait (body_timeout)
         self._start: Message | None = None  # the start message, until the first body
         self._response_headers: Any = None  # the app's, for the access log's {name}o
-        self.response_started = False
-        self.response_complete = False
+        self.response = WAITING  # rule 6: read by anyone, written here only
         self.disconnected = False
         self.status = 0
         self.bytes_sent = 0
         self.started_at = time.perf_counter() if timed else 0.0
 
-    # -- fed by the connection -------------------------------------------------------
+    async def run(self, app: ASGIApp) -> None:
+        """Run the app on this cycle and answer for it if it fails (rule 6); then the
+        stream may go on to what follows."""
+        try:
+            await app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass
+        except Exception as exc:
+            self._app_failed(exc)
+        else:
+            if self.response is not COMPLETE and not self.disconnected:
+                self._app_failed(AppProtocolError("app returned without a response"))
+        finally:
+            self._stream.end_cycle()
+
+    def _app_failed(self, exc: Exception) -> None:
+        headers: Fields = ()
+        if isinstance(exc, HTTPError):  # e.g. 413 from the router, 503 from a WSGI queue
+            error_log.info("request rejected: %s (%d)", exc, exc.status)
+            status, headers = exc.status, exc.headers
+        else:
+            error_log.error("app failed on %s %s", self.method, self.path, exc_info=exc)
+            status = 500
+        if self.disconnected or self.response is COMPLETE:
+            return  # a complete response stands; the connection stays usable
+        if self.response is ResponseState.SENDING:
+            self.response = next_state(self.response, ResponseEvent.CUT)
+            self._stream.close()  # half a response: only closing tells the client
+            return
+        self._reply(status, headers)
+
+    def _reply(self, status: int, headers: Fields) -> None:
+        """The gateway's own reply in place of the app's response (rule 6)."""
+        self.response = next_state(self.response, ResponseEvent.REPLY)
+        self.status = status
+        self.bytes_sent = self._stream.send_error(status, headers)  # for the access log
+
+    def abandon(self, error: HTTPError) -> None:
+        """The stream gives up on this request (bad input, a timeout): its error's reply
+        goes out unless the response has begun, and `receive` reports http.disconnect."""
+        if self.response is WAITING or self.response is STARTED:
+            self._reply(error.status, error.headers)
+        elif self.response is ResponseState.SENDING:
+            self.response = next_state(self.response, ResponseEvent.CUT)
+        self.client_gone()
+
+    # -- fed by the stream -----------------------------------------------------------
 
     def body_arrived(self, data: bytes) -> int:
         self._body += data
@@ -123,7 +171,7 @@ class RequestCycle:
             waiter.set_result(None)
 
     def body_stalled(self, now: float, timeout_s: float) -> bool:
-        """The app waits in `receive` for body that has not come for `timeout_s` (rule 6);
+        """The app waits in `receive` for body that has not come for `timeout_s` (rule 5);
         a wait for http.disconnect after the whole body is no stall."""
         waiting = self._waiter is not None and not self._body_complete
         return waiting and now - self._waiting_since >= timeout_s
@@ -134,12 +182,12 @@ class RequestCycle:
         while True:
             if self._body or (self._body_complete and not self._body_delivered):
                 return self._take_body()
-            if self.disconnected or self.response_complete or self._peer_closed:
+            if self.disconnected or self.response is COMPLETE or self._peer_closed:
                 return {"type": "http.disconnect"}
             if self._expects_continue:
                 # RFC 9110 §10.1.1: the 100 goes out only once the app asks for the body.
                 self._expects_continue = False
-                self._conn.send_continue()
+                self._stream.send_continue()
             loop = asyncio.get_running_loop()
             self._waiter = loop.create_future()
             self._waiting_since = loop.time()
@@ -149,7 +197,7 @@ class RequestCycle:
         body = bytes(self._body)
         self._body.clear()
         self._body_delivered = self._body_complete
-        self._conn.body_consumed()
+        self._stream.body_consumed()
         return {"type": "http.request", "body": body, "more_body": not self._body_complete}
 
     # -- ASGI send -------------------------------------------------------------------
@@ -161,50 +209,42 @@ class RequestCycle:
         if kind == "http.response.body":
             await self._send_body(message.get("body", b""), message.get("more_body", False))
         elif kind == "http.response.start":
-            self._start_response(message)
+            try:  # next_state, inlined: once per message
+                self.response = TRANSITIONS[self.response][START]
+            except KeyError:
+                raise refusal(self.response, START) from None
+            self.status = message["status"]
+            # Rule 3: the head waits for the first body, and is framed only then.
+            self._start = message
         else:
             raise AppProtocolError(f"unexpected ASGI message type {kind!r}")
 
-    def _start_response(self, message: Message) -> None:
-        if self.response_started:
-            raise AppProtocolError("http.response.start sent twice")
-        self.response_started = True
-        self.status = message["status"]
-        # The head waits for the first body message (ASGI: the server must not start
-        # the response before it), and both go out in one write. It is serialised then
-        # too, so an app that fails before its first body (a second start, a return)
-        # has sent nothing and still gets its 500 (DESIGN §5).
-        self._start = message
-
     async def _send_body(self, body: bytes, more_body: bool) -> None:
-        if not self.response_started:
-            raise AppProtocolError("http.response.body sent before http.response.start")
-        if self.response_complete:
+        state = self.response
+        event = BODY if more_body else LAST_BODY
+        try:  # next_state, inlined: once per message
+            after = TRANSITIONS[state][event]
+        except KeyError:
+            raise refusal(state, event) from None
+        if state is COMPLETE:
             return  # ASGI: further messages after the last body are ignored
         start = self._start
         if start is None:
-            data = self._conn.response_body(body, more_body)
+            self._stream.send_body(body, more_body)
         else:
             headers = start.get("headers", [])
             self._response_headers = headers
-            data = self._conn.response_start(self.status, headers, body, more_body)
+            self._stream.send_head(self.status, headers, body, more_body)
             # Only now: a body that broke the head's framing raised above, before
             # anything was written, and the head is still to come.
             self._start = None
+        self.response = after
         self.bytes_sent += len(body)
-        self._conn.write(data)
         if not more_body:
-            self.response_complete = True
             self._wake()
-        elif self._conn.writing_paused:
-            await self._conn.drain()
+        elif self._stream.writing_paused:
+            await self._stream.drain()
 
     def log_access(self) -> None:
-        """One access line: the entry is rendered by the access logger's filter
-        (gateway/logs.py), in the format parsed once at start."""
-        duration_s = time.perf_counter() - self.started_at
         headers = () if self._response_headers is None else self._response_headers
-        entry = AccessEntry(
-            self.scope, self.method, self.status, self.bytes_sent, duration_s, headers
-        )
-        access_log.info(entry)
+        log_access(self.scope, self.method, self.status, self.bytes_sent, self.started_at, headers)

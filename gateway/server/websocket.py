@@ -1,8 +1,10 @@
 """One WebSocket's ASGI cycle on an HTTP connection (ASGI WebSocket spec 2.5).
 
 The connection starts a cycle for an upgrade request that asks for WebSocket on a path
-the router gives to an ASGI mount; from then on the cycle owns the connection, whose
-bytes it passes to a WebSocketSession (gateway/http/ws_session.py). Rules:
+the router gives to an ASGI mount; from then on the cycle owns the connection, seen
+through the stream seam as a TunnelStream (gateway/server/stream.py): a denial and a
+refusal are framed by the stream, and after accept the stream carries the bytes of the
+cycle's WebSocketSession (gateway/http/ws_session.py) as they are. Rules:
 1. Phases are explicit (Phase) and every ASGI message is checked against the phase:
    HANDSHAKE until the app answers websocket.connect; DENYING while the app's own HTTP
    response goes out (the `websocket.http.response` extension); OPEN; CLOSING from our
@@ -21,7 +23,7 @@ bytes it passes to a WebSocketSession (gateway/http/ws_session.py). Rules:
    1006, as RFC 6455 §7.1.5 says for a connection that ended without one. Messages
    received before the end are delivered before it.
 4. Flow control both ways, so that what one WebSocket holds is bounded per connection,
-   not only per message: `send` waits on the connection's drain while the transport's
+   not only per message: `send` waits on the stream's drain while the transport's
    buffer is over its high-water mark; reading pauses while more than
    INBOX_HIGH_WATER_BYTES of received messages wait for the app (each counted with
    MESSAGE_OVERHEAD_BYTES, so empty messages add up too), and while our own replies
@@ -50,10 +52,9 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any
 
 from gateway.asgi import ASGI_VERSION, ASGIApp, Message
-from gateway.config.access_format import AccessEntry
 from gateway.config.server_table import ServerConfig
 from gateway.errors import AppProtocolError, ClientDisconnected
 from gateway.http.events import RequestHead
@@ -66,6 +67,7 @@ from gateway.http.ws_session import (
     WebSocketLimits,
     WebSocketSession,
 )
+from gateway.server.stream import TunnelStream, log_access
 
 # The scope claims the version of the keys we send (django/asgiref specs/www.rst, "Spec
 # Versions"): 2.3 is `reason` on websocket.close, 2.4 `send` raising an OSError once the
@@ -91,7 +93,6 @@ INTERNAL_ERROR = 1011
 SERVICE_RESTART = 1012
 
 error_log = logging.getLogger("gateway.error")
-access_log = logging.getLogger("gateway.access")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,26 +107,6 @@ class WebSocketSettings:
     def from_config(cls, config: ServerConfig) -> WebSocketSettings:
         limits = WebSocketLimits(config.ws_max_message_bytes, config.ws_per_message_deflate)
         return cls(limits, config.ws_ping_interval, config.ws_ping_timeout)
-
-
-class Carrier(Protocol):
-    """What a cycle needs from the HTTP connection it took over (gateway/server/connection.py)."""
-
-    closed: bool
-
-    @property
-    def writing_paused(self) -> bool: ...
-    def write(self, data: bytes) -> None: ...
-    async def drain(self) -> None: ...
-    def default_headers(self) -> list[tuple[bytes, bytes]]: ...
-    def response_start(self, status: int, headers: Any, body: bytes, more_body: bool) -> bytes: ...
-    def response_body(self, data: bytes, more_body: bool) -> bytes: ...
-    def error_reply(self, status: int) -> bytes: ...
-    def take_upgraded(self) -> bytes: ...
-    def pause_reading(self) -> None: ...
-    def resume_reading(self) -> None: ...
-    def close(self) -> None: ...
-    def abort(self) -> None: ...
 
 
 def websocket_scope(
@@ -170,13 +151,13 @@ class WebSocketCycle:
 
     def __init__(
         self,
-        conn: Carrier,
+        stream: TunnelStream,
         scope: dict[str, Any],
         handshake: Handshake,
         settings: WebSocketSettings,
     ) -> None:
         self.scope = scope
-        self._conn = conn
+        self._stream = stream
         self._handshake = handshake
         self._settings = settings
         self._loop = asyncio.get_running_loop()
@@ -272,7 +253,7 @@ class WebSocketCycle:
             await self._send_message(message)
         elif kind == "websocket.close":
             self._close(message)
-        elif self._conn.closed or self._phase is Phase.CLOSED:
+        elif self._stream.closed or self._phase is Phase.CLOSED:
             raise ClientDisconnected("client went away")
         elif kind == "websocket.accept":
             self._accept(message)
@@ -289,13 +270,13 @@ class WebSocketCycle:
         head, self._session = self._handshake.accept(
             message.get("subprotocol"),
             message.get("headers") or (),
-            self._conn.default_headers(),
+            self._stream.default_headers(),
             self._settings.limits,
         )
         self._phase, self.status = Phase.OPEN, 101
-        self._conn.write(head)
+        self._stream.write(head)
         early, self._early = bytes(self._early), bytearray()
-        self.data_received(self._conn.take_upgraded() + early)
+        self.data_received(self._stream.take_upgraded() + early)
         if self._phase is Phase.OPEN:
             self._schedule_ping()
 
@@ -310,10 +291,10 @@ class WebSocketCycle:
         if not isinstance(data, str | bytes | bytearray | memoryview):
             raise AppProtocolError("websocket.send needs `bytes` or `text`")
         payload = data if isinstance(data, str) else bytes(data)
-        self._conn.write(self._session.send_message(payload))
+        self._stream.write(self._session.send_message(payload))
         self.bytes_sent += len(payload)
-        if self._conn.writing_paused:
-            await self._conn.drain()
+        if self._stream.writing_paused:
+            await self._stream.drain()
 
     def _close(self, message: Message) -> None:
         if self._phase is Phase.HANDSHAKE:
@@ -341,36 +322,32 @@ class WebSocketCycle:
         if self._phase is not Phase.DENYING:
             raise AppProtocolError("websocket.http.response.body before its start")
         body, more_body = message.get("body", b""), message.get("more_body", False)
-        data = b""
         if self._denial_headers is not None:  # raises, for a bad field, before any byte
-            data = self._conn.response_start(self.status, self._denial_headers, b"", True)
+            self._stream.send_head(self.status, self._denial_headers, b"", True)
             self._denial_headers = None
-        try:
-            data += self._conn.response_body(body, more_body)
-        finally:
-            self._conn.write(data)  # rule 2: a head goes out even if its body breaks
+        self._stream.send_body(body, more_body)  # rule 2: the head is out even if this raises
         self.bytes_sent += len(body)
         if not more_body:
             self._hang_up()
-        elif self._conn.writing_paused:
-            await self._conn.drain()
+        elif self._stream.writing_paused:
+            await self._stream.drain()
 
     def _refuse(self, status: int) -> None:
         self.status = status
-        self._conn.write(self._conn.error_reply(status))
+        self._stream.send_error(status)
         self._hang_up()
 
     def _hang_up(self) -> None:
         """End a WebSocket that never opened: close the connection (after the writes)."""
         self._phase = Phase.CLOSED
         self._tell_disconnect(ABNORMAL_CLOSURE, "")
-        self._conn.close()
+        self._stream.close()
         self._bound_closing()
 
     def _start_closing(self, code: int, reason: str) -> None:
         """Send our Close (rule 6): the app is told now, the peer has CLOSE_TIMEOUT_S."""
         assert self._session is not None  # OPEN
-        self._conn.write(self._session.close(code, reason))
+        self._stream.write(self._session.close(code, reason))
         self._phase = Phase.CLOSING
         self._tell_disconnect(code, reason)
         self._cancel_timers()
@@ -384,7 +361,7 @@ class WebSocketCycle:
     def _close_timed_out(self) -> None:
         self._close_timer = None
         error_log.info("WebSocket peer %s: closing timed out", self.scope["client"])
-        self._conn.abort()
+        self._stream.abort()
 
     def _tell_disconnect(self, code: int, reason: str) -> None:
         if self._disconnect is None:  # the first close is the one that counts (rule 3)
@@ -408,11 +385,11 @@ class WebSocketCycle:
             else:
                 self._session_closed(event)
                 ended = True
-        self._conn.write(session.outgoing())  # pongs, and the Close that ends it all
+        self._stream.write(session.outgoing())  # pongs, and the Close that ends it all
         if ended:  # rule 6: the server closes the TCP connection
-            self._conn.close()
+            self._stream.close()
             self._bound_closing()
-        elif self._conn.writing_paused and not self._backlogged:
+        elif self._stream.writing_paused and not self._backlogged:
             self._backlogged = True  # rule 4: until writing_resumed
             self._hold_reading()
 
@@ -438,12 +415,12 @@ class WebSocketCycle:
         hold = self._inbox_full or self._backlogged
         if hold and not self._reading_paused:
             self._reading_paused = True
-            self._conn.pause_reading()
+            self._stream.pause_reading()
             self._cancel(self._pong_timer)  # rule 5: the pong may wait behind the data
             self._pong_timer = None
         elif not hold and self._reading_paused:
             self._reading_paused = False
-            self._conn.resume_reading()
+            self._stream.resume_reading()
 
     def _session_closed(self, event: SessionClosed) -> None:
         self._phase = Phase.CLOSED
@@ -475,7 +452,7 @@ class WebSocketCycle:
         if self._phase is not Phase.OPEN or self._session is None:
             return
         if not self._reading_paused and self._pong_timer is None:
-            self._conn.write(self._session.ping())
+            self._stream.write(self._session.ping())
             timeout_s = self._settings.ping_timeout_s
             self._pong_timer = self._loop.call_later(timeout_s, self._pong_missing)
         self._schedule_ping()
@@ -483,7 +460,7 @@ class WebSocketCycle:
     def _pong_missing(self) -> None:
         self._pong_timer = None
         error_log.info("WebSocket peer %s did not answer a ping", self.scope["client"])
-        self._conn.abort()
+        self._stream.abort()
 
     def _cancel_timers(self) -> None:
         for timer in (self._ping_timer, self._pong_timer, self._close_timer):
@@ -496,7 +473,6 @@ class WebSocketCycle:
             timer.cancel()
 
     def log_access(self) -> None:
-        """One access line, as for HTTP (gateway/server/cycle.py): the handshake's method, its
-        status (101, or a denial's), the bytes of the messages sent."""
-        duration_s = time.perf_counter() - self.started_at
-        access_log.info(AccessEntry(self.scope, "GET", self.status, self.bytes_sent, duration_s))
+        """As for HTTP: the handshake's method, its status (101, or a denial's), the bytes
+        of the messages sent."""
+        log_access(self.scope, "GET", self.status, self.bytes_sent, self.started_at)

@@ -45,6 +45,7 @@ PENDING = frozenset(
     {
         "gateway/server/connection.py",
         "gateway/server/cycle.py",
+        "gateway/server/stream.py",
         "gateway/server/websocket.py",
         "gateway/server/shared.py",
         "gateway/server/lifespan.py",
