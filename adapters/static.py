@@ -77,7 +77,8 @@ MAX_RANGE_DIGITS = 19
 ALLOW = b"GET, HEAD"
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
 # Percent-encodings that would smuggle a separator or a NUL past the segment checks of
-# the decoded path (rule 1): "/static/..%2Fsecret" decodes to "/static/../secret".
+# the decoded path (rule "no escape from the directory"): "/static/..%2Fsecret" decodes
+# to "/static/../secret".
 _ENCODED_SEPARATORS = (b"%2f", b"%5c", b"%00")
 _BYTE_RANGE = re.compile(rb"bytes=(\d{0,%d})-(\d{0,%d})" % (MAX_RANGE_DIGITS, MAX_RANGE_DIGITS))
 _CONDITIONAL = (b"if-match", b"if-unmodified-since", b"if-none-match", b"if-modified-since")
@@ -112,7 +113,8 @@ class FileChanged(OSError):
 
 
 def content_type(name: str) -> bytes:
-    """The Content-Type of a file called `name` (rule 6)."""
+    """The Content-Type of a file called `name` (rule "Content-Type from the stdlib's own
+    table")."""
     kind, encoding = _TYPES.guess_type(name, strict=False)
     if kind is None or encoding is not None:
         return b"application/octet-stream"
@@ -143,7 +145,7 @@ class FileMeta:
 
 def request_segments(scope: Scope) -> list[str] | None:
     """The path segments below the mount, or None when the path may not name a file
-    of the directory (rule 1)."""
+    of the directory (rule "no escape from the directory")."""
     raw = scope.get("raw_path")
     if raw and any(code in raw.lower() for code in _ENCODED_SEPARATORS):
         return None
@@ -219,7 +221,7 @@ def precondition_status(fields: dict[bytes, bytes], meta: FileMeta) -> HTTPStatu
 
 def byte_range(value: bytes, size: int) -> tuple[int, int] | None:
     """The one range of a Range field, as (start, stop) with stop exclusive; an empty
-    one (start == stop) is unsatisfiable. None: serve the whole file (rule 5)."""
+    one (start == stop) is unsatisfiable. None: serve the whole file (rule "range")."""
     match = _BYTE_RANGE.fullmatch(value.strip().lower())
     if match is None:
         return None  # another unit, several ranges, or not the grammar of §14.1.1
@@ -318,7 +320,8 @@ class StaticFiles:
             file.close()
 
     def open(self, scope: Scope) -> tuple[OpenFile, FileMeta] | None:
-        """The regular file the request names and its metadata, or None (rules 1, 2)."""
+        """The regular file the request names and its metadata, or None (rules "no escape
+        from the directory" and "only regular files")."""
         segments = request_segments(scope)
         if segments is None:
             return None

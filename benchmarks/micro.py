@@ -44,7 +44,8 @@ REQUEST = b"GET %s HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: micro\r\n\r\n
 
 
 class CountingTransport:
-    """Takes the bytes a connection writes and counts the writes (rule 2)."""
+    """Takes the bytes a connection writes and counts the writes (rule "a repetition
+    ends")."""
 
     def __init__(self) -> None:
         self.writes = 0

@@ -82,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _log_sources(config: Config, overrides: Mapping[str, object], sources: dict[str, str]) -> None:
     """At debug level, each setting the command line or the environment gave, as the
-    server holds it, and where it came from (rule 1)."""
+    server holds it, and where it came from (rule "the flags that override the mount
+    file")."""
     for setting, source in sources.items():
         value = getattr(config.server, setting, overrides[setting])
         shown = [str(item) for item in value] if isinstance(value, tuple) else value
@@ -90,7 +91,8 @@ def _log_sources(config: Config, overrides: Mapping[str, object], sources: dict[
 
 
 def _until_the_reader_leaves(command: Callable[[], int]) -> int:
-    """Run a command that prints a report; a closed stdout ends it quietly (rule 4)."""
+    """Run a command that prints a report; a closed stdout ends it quietly (rule "a reader
+    that closes our stdout early")."""
     try:
         exit_status = command()
         sys.stdout.flush()  # a reader that left shows here, not in the interpreter's exit
@@ -134,7 +136,8 @@ TARGET_HELP = 'the mount file (TOML), or one app served at "/": module:attribute
 
 
 def _add_status_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """`gateway status`: its options are not settings (rule 1), so they are declared here."""
+    """`gateway status`: its options are not settings (rule "the flags that override the
+    mount file"), so they are declared here."""
     status_cmd = commands.add_parser(
         "status", help="per-mount traffic, errors, latency and pools of the running server"
     )
@@ -166,8 +169,9 @@ def _add_option(parser: argparse.ArgumentParser, option: CliOption) -> None:
 def _overrides(
     args: argparse.Namespace, environ: Mapping[str, str], sources: dict[str, str]
 ) -> dict[str, object]:
-    """The settings the command line and the environment give, by setting name (rule 1);
-    `sources` learns where each came from, for the debug log."""
+    """The settings the command line and the environment give, by setting name (rule "the
+    flags that override the mount file"); `sources` learns where each came from, for the
+    debug log."""
     values: dict[str, object] = {}
     # --host/--port and --bind name one thing: one of them typed beats all three in the
     # environment, or a GATEWAY_BIND would clash with a --port typed over it.
@@ -235,7 +239,8 @@ def _split_commas(text: str) -> list[str]:
 
 def load_env_file(path: str) -> None:
     """Put a file's KEY=VALUE lines into the environment, under variables already set
-    (rule 1). A GATEWAY_ name that no flag declares is a typo worth naming."""
+    (rule "the flags that override the mount file"). A GATEWAY_ name that no flag
+    declares is a typo worth naming."""
     known = tuple(option.env for option in cli_options())
     try:
         with open(path, encoding="utf-8") as file:

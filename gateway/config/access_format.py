@@ -193,7 +193,7 @@ _PIECE = re.compile(r"%\((?P<atom>[^)]*)\)s|%%|%")
 
 
 class AccessFormat:
-    """A parsed `access_log_format` (rule 2)."""
+    """A parsed `access_log_format` (rule "a format is parsed once")."""
 
     __slots__ = ("_getters", "_template", "text")
 

@@ -214,7 +214,8 @@ _ACCOUNT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\$?")
 
 def account_or_empty(value: object) -> str:
     """A user or group name, or a numeric id, or "" for none. Whether it exists is
-    looked up when the server starts (gateway/process/privileges.py), not here (config rule 1)."""
+    looked up when the server starts (gateway/process/privileges.py), not here
+    (gateway/config/loader.py, rule "config is inert data")."""
     text = expect(value, str, "a string")
     if text and not _ACCOUNT.fullmatch(text):
         raise Invalid(f"must be a user or group name, or a numeric id, got {text!r}")

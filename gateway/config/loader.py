@@ -178,14 +178,16 @@ def _apply_overrides(
     checked = {
         f.name: _check(f, given[f.name], where) for f in fields(ServerConfig) if f.name in given
     }
-    # A path typed on the command line is relative to the shell's directory (rule 5).
+    # A path typed on the command line is relative to the shell's directory (rule "paths
+    # are anchored in one place").
     return _anchored(replace(server, **checked), os.getcwd(), checked.keys())
 
 
 def _anchored(settings: T, base: str, keys: Collection[str] | None = None) -> T:
     """`settings` (a dataclass of them) with its path settings, or those among `keys`,
-    made absolute against `base` (rule 5), so that they mean the same after `chdir`.
-    "" (none) stays; an absolute path only loses its "..", as normpath does."""
+    made absolute against `base` (rule "paths are anchored in one place"), so that they
+    mean the same after `chdir`. "" (none) stays; an absolute path only loses its "..", as
+    normpath does."""
     anchored: dict[str, Any] = {}
     for f in fields(settings):  # type: ignore[arg-type]  # T is always one of the dataclasses
         value = getattr(settings, f.name)
@@ -199,8 +201,9 @@ def _anchored(settings: T, base: str, keys: Collection[str] | None = None) -> T:
 
 
 def _directory_of(path: str) -> str:
-    """Where the mount file's relative paths start (rule 5). An app reference or a
-    `gateway.run()` name is no file: it stands where one would be, the working directory."""
+    """Where the mount file's relative paths start (rule "paths are anchored in one
+    place"). An app reference or a `gateway.run()` name is no file: it stands where one
+    would be, the working directory."""
     return os.path.dirname(os.path.abspath(path))
 
 
@@ -226,7 +229,8 @@ def _load_mount(table: dict[str, Any], where: _Where) -> MountConfig:
 
 
 def _check_rules(rules: Sequence[Rule[T]], settings: T, given: Set[str], where: _Where) -> None:
-    """Raise the first broken rule's Conflict as a ConfigError (rule 2)."""
+    """Raise the first broken rule's Conflict as a ConfigError (rule "what is checked is
+    declared elsewhere")."""
     for rule in rules:
         conflict = rule(settings, given)
         if conflict is not None:

@@ -1,5 +1,6 @@
 """A [[mount]] table: an app (or a directory of files) served under a path prefix, each
-setting declared once (settings.py rule 1), and the rules that span several keys.
+setting declared once (gateway/config/settings.py, rule "each setting is declared once"),
+and the rules that span several keys.
 
 Rules:
 1. A setting's declaration is its field here: default, validator, help, and whether it
@@ -93,7 +94,8 @@ class MountConfig:
         checks.member(DECLARED_INTERFACES),
         "asgi, wsgi or auto (detect; explicit is recommended)",
     )
-    # None after loading only on ASGI and static mounts, which have no pool (rule 3).
+    # None after loading only on ASGI and static mounts, which have no pool (rule "a WSGI
+    # pool's size").
     threads: int | None = setting(
         None,
         checks.int_at_least(1),
@@ -256,7 +258,8 @@ MOUNT_RULES: tuple[Rule[MountConfig], ...] = (
 
 def with_pool_defaults(mount: MountConfig) -> MountConfig:
     """`mount` with its WSGI pool's size and queue where the table left them out (rule
-    3): a WSGI or undetected ("auto") app may get a pool; ASGI and static mounts keep None."""
+    "a WSGI pool's size"): a WSGI or undetected ("auto") app may get a pool; ASGI and
+    static mounts keep None."""
     if mount.static or mount.interface == Interface.ASGI:
         return mount
     threads = DEFAULT_WSGI_THREADS if mount.threads is None else mount.threads

@@ -1,5 +1,6 @@
-"""The [server] table: process-wide settings, each declared once (settings.py rule 1),
-and the rules that span several of its keys.
+"""The [server] table: process-wide settings, each declared once
+(gateway/config/settings.py, rule "each setting is declared once"), and the rules that
+span several of its keys.
 
 Rules:
 1. A setting's declaration is its field here: default, validator, help, path or not,
@@ -7,7 +8,8 @@ Rules:
    command line may override it.
 2. SERVER_RULES are checked on the settings as loaded, the command line's included: TLS
    settings that make sense only together. The files are read when a worker starts
-   (gateway/server/tls.py), not here (config is inert data).
+   (gateway/server/tls.py), not here (gateway/config/loader.py, rule "config is inert
+   data").
 3. Layer 1: stdlib, gateway.config and (through checks) gateway.http.forwarded only.
 """
 

@@ -63,11 +63,12 @@ def setting(
     doc_default: str = "",
     path: bool = False,
 ) -> Any:
-    """A dataclass field that carries its whole declaration in `metadata` (rule 1).
+    """A dataclass field that carries its whole declaration in `metadata` (rule "each
+    setting is declared once").
 
     `doc_default` replaces the rendered default in the reference where the literal one
     would mislead (threads: None stands for a value computed at load time). `path`
-    marks a file or directory, anchored as rule 3 says.
+    marks a file or directory, anchored as rule "a path setting" says.
     """
     meta = {"help": help, "check": check, "cli": cli, "doc": doc_default, "path": path}
     if default is MISSING:
@@ -83,5 +84,6 @@ class Conflict(NamedTuple):
 
 
 Rule = Callable[[T, Set[str]], Conflict | None]
-"""A rule that spans several keys (rule 2): the table's settings as loaded and the keys
-the table itself wrote (a default is no mistake), to a Conflict or None."""
+"""A rule that spans several keys (rule "a rule that spans several keys"): the table's
+settings as loaded and the keys the table itself wrote (a default is no mistake), to a
+Conflict or None."""

@@ -37,7 +37,8 @@ _DATA_END_BYTES = 2
 
 
 class ChunkLines:
-    """Follows one chunked request body's framing in its raw bytes (rule 1)."""
+    """Follows one chunked request body's framing in its raw bytes (rule "only framing is
+    followed")."""
 
     __slots__ = ("_line", "_skip", "done")
 
@@ -57,7 +58,7 @@ class ChunkLines:
                 continue
             end = data.find(b"\n", pos)
             if end < 0:
-                self._line += data[pos:]  # rule 2
+                self._line += data[pos:]  # rule "a line is checked once it is complete"
                 return
             self._line += data[pos : end + 1]
             pos = end + 1

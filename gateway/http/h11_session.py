@@ -1,7 +1,7 @@
 """The HTTP/1.1 session over h11.
 
 h11 parses the request side (request line, fields, body framing, chunked coding,
-pipelining via PAUSED). This module adds what h11 leaves to its user:
+pipelining via PAUSED). This module adds what h11 leaves to its user. Rules:
 1. The request-target limit (414): h11 has one limit for the whole head, so the target is
    checked on its own, and an oversized head whose request line never ended is a 414
    rather than a 431.
@@ -55,8 +55,9 @@ from gateway.http.session import (
 # Room for the method, spaces and version around a target of the maximum length, so a
 # request line that has not ended by then is known to be too long (RFC 9112 §3).
 REQUEST_LINE_OVERHEAD_BYTES = 32
-# Rule 4: control characters but HTAB, CR and LF (CR and LF are counted instead: one
-# pattern with look-arounds for bare ones cost three times as much as this and counts).
+# Control characters but HTAB, CR and LF (rule "h11 is more lenient than llhttp"; CR and
+# LF are counted instead: one pattern with look-arounds for bare ones cost three times as
+# much as this and counts).
 _CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _CONTENT_LENGTH_LIST = re.compile(rb"\ncontent-length:[^\r]*,", re.IGNORECASE)
 _HEAD_END = b"\r\n\r\n"
@@ -71,7 +72,8 @@ class H11Session(ResponseWriter):
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_bytes)
         self._max_target_bytes = max_target_bytes
         self._max_header_bytes = max_header_bytes
-        # Rule 4: the bytes fed while h11 waits for a head (what h11 buffers for it).
+        # The bytes fed while h11 waits for a head, what h11 buffers for it (rule "h11 is
+        # more lenient than llhttp").
         self._head_bytes = bytearray()
         self._chunks: ChunkLines | None = None  # a chunked body's framing, followed
 
@@ -91,7 +93,8 @@ class H11Session(ResponseWriter):
             raise BadRequest(str(exc)) from exc
 
     def _keep_head_bytes(self, data: bytes) -> bytes:
-        """Rules 4 and 5: keep the head's bytes; skip empty lines before it."""
+        """Keep the head's bytes; skip empty lines before it (rules "h11 is more lenient
+        than llhttp" and "empty lines before a request line are skipped")."""
         if not self._head_bytes:
             data = data.lstrip(_CRLF)  # any CR and LF bytes, as llhttp skips them
         self._head_bytes += data
@@ -138,7 +141,8 @@ class H11Session(ResponseWriter):
         return head
 
     def _check_head_bytes(self, headers: Headers) -> None:
-        """Rule 4, on the bytes h11 has just parsed into a head."""
+        """Rule "h11 is more lenient than llhttp", on the bytes h11 has just parsed into a
+        head."""
         raw, self._head_bytes = self._head_bytes, bytearray()
         end = raw.find(_HEAD_END)
         # Without a CRLF CRLF, h11 found the head's end at a bare LF: scan it all.

@@ -26,7 +26,8 @@ connection layer cannot tell them apart. Rules:
    garbage. To answer as h11's session does (501 for an unknown token, 400 for what is
    not a token, session.py), the refused request line is read on up to its first space
    (`_read_refused_method`), when its start is known (`_locate_request_start`, or the first
-   bytes rule 2 kept); behind a chunked body in the same read it is not: 400.
+   bytes that rule "llhttp has no size limits" kept); behind a chunked body in the same
+   read it is not: 400.
 """
 
 from __future__ import annotations
@@ -62,9 +63,10 @@ from gateway.http.session import (
     check_request_head,
 )
 
-# Rule 8: the bytes of an incomplete head kept for reading its method if llhttp refuses
-# it in a later read. llhttp refuses a method by the byte after its longest known one
-# (UNSUBSCRIBE, 11 bytes), so this many always hold the refused part.
+# The bytes of an incomplete head kept for reading its method if llhttp refuses it in a
+# later read (rule "llhttp refuses a method"). llhttp refuses a method by the byte after
+# its longest known one (UNSUBSCRIBE, 11 bytes), so this many always hold the refused
+# part.
 _METHOD_PREFIX_BYTES = 32
 # A token (RFC 9110 "Tokens"): what a method is made of.
 _TOKEN_BYTES = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]*")
@@ -119,13 +121,16 @@ class HttptoolsSession(ResponseWriter):
         self._url = b""
         self._fields: Headers = []
         self._field_bytes = 0  # of its fields, as `head_size` counts them
-        # Rule 2: the bytes of its head fed so far, or -1 if it began in this read.
+        # The bytes of its head fed so far, or -1 if it began in this read (rule "llhttp
+        # has no size limits").
         self._raw_head_bytes = 0
-        self._head_prefix: bytes | None = b""  # rule 8; None where its start is unknown
+        # Rule "llhttp refuses a method" keeps the head's first bytes (`_head_prefix`,
+        # None where its start is unknown), the last head parsed and a refused request line.
+        self._head_prefix: bytes | None = b""
         self._head_tail = b""  # the last bytes of the last read that ended in a head
-        self._last_head: RequestHead | None = None  # rule 8: the last head parsed
+        self._last_head: RequestHead | None = None  # the last head parsed
         self._in_head = False
-        self._method_sniff: bytearray | None = None  # rule 8: a refused request line
+        self._method_sniff: bytearray | None = None  # a refused request line
         # The current cycle.
         self._cycle_open = False
         self._request_done = False
@@ -163,8 +168,9 @@ class HttptoolsSession(ResponseWriter):
             self._error = _translate(exc)
 
     def _count_incomplete_head(self, data: bytes, read: _ReadStart) -> None:
-        """Rule 2: add this read's bytes of the head still incomplete after it, each byte
-        once, from the head's first byte (after the empty lines llhttp skips)."""
+        """Add this read's bytes of the head still incomplete after it, each byte once,
+        from the head's first byte, after the empty lines llhttp skips (rule "llhttp has
+        no size limits")."""
         prefix = self._head_prefix
         if self._raw_head_bytes >= 0:  # the head began in an earlier read: all of this is
             self._raw_head_bytes += len(data)
@@ -223,7 +229,8 @@ class HttptoolsSession(ResponseWriter):
         return _skip_empty_lines(data, position)
 
     def _sniff_refused_method(self, data: bytes, read: _ReadStart, reason: str) -> None:
-        """Rule 8: llhttp refused the method; read the request line from its start."""
+        """llhttp refused the method; read the request line from its start (rule "llhttp
+        refuses a method")."""
         prefix = self._head_prefix
         if self._raw_head_bytes >= 0:  # it began in an earlier read
             if prefix is None or self._raw_head_bytes > len(prefix):
@@ -240,8 +247,9 @@ class HttptoolsSession(ResponseWriter):
         self._read_refused_method(b"")
 
     def _read_refused_method(self, data: bytes) -> None:
-        """Rule 8: a token then a space is an unknown method (501); anything else that
-        is not a token is not a request line (400). Wait for more while all is token."""
+        """A token then a space is an unknown method (501); anything else that is not a
+        token is not a request line (400). Wait for more while all is token (rule "llhttp
+        refuses a method")."""
         line = self._method_sniff
         if line is None:
             return
@@ -272,7 +280,8 @@ class HttptoolsSession(ResponseWriter):
         self._url = b""
         self._fields = []
         self._field_bytes = 0
-        self._raw_head_bytes = -1  # rule 2: counted at the end of this read
+        # Counted at the end of this read (rule "llhttp has no size limits").
+        self._raw_head_bytes = -1
         self._in_head = True
 
     def on_url(self, url: bytes) -> None:
@@ -281,7 +290,9 @@ class HttptoolsSession(ResponseWriter):
             self._fail(RequestTargetTooLong("request target too long"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        value = value.rstrip(_OWS)  # rule 6; the same object when there is none
+        # Rule "a field value loses its trailing whitespace"; the same object when there is
+        # none.
+        value = value.rstrip(_OWS)
         self._fields.append((name.lower(), value))
         self._field_bytes += len(name) + len(value) + FIELD_OVERHEAD_BYTES
         if self._field_bytes + len(self._url) > self._max_header_bytes:
@@ -291,8 +302,9 @@ class HttptoolsSession(ResponseWriter):
         self._in_head = False
         version = self._parser.get_http_version()
         method = self._parser.get_method()
-        # llhttp stops after a request that asks to switch protocols (session rule 4),
-        # and after CONNECT, which stays a plain request (its target is refused).
+        # llhttp stops after a request that asks to switch protocols
+        # (gateway/http/session.py, rule "a request that asks to switch protocols"), and
+        # after CONNECT, which stays a plain request (its target is refused).
         upgrade = method != b"CONNECT" and self._parser.should_upgrade()
         head = (UpgradeRequest if upgrade else RequestHead)(
             method=method,
@@ -322,7 +334,7 @@ class HttptoolsSession(ResponseWriter):
     def next_event(self) -> Event:
         if not self._events and self._error is not None:
             if self._cycle_open and self._request_done:
-                return PAUSED  # rule 7: after this request's cycle
+                return PAUSED  # rule "an error found in bytes after a complete request"
             raise self._error
         if self._events:
             event = self._events[0]

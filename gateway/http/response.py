@@ -44,7 +44,8 @@ Field = tuple[bytes, bytes]
 # Apps send the same few fields over and over (content-type, server, a date that
 # changes once a second): remember this many valid ones rather than check them again.
 _KNOWN_FIELDS = 4096
-# Heads that no body follows, so nothing frames one: 204, 304 and every 1xx (rule 2).
+# Heads that no body follows, so nothing frames one: 204, 304 and every 1xx (rule
+# "Content-Length is held to").
 # One set, so that the common status pays one lookup.
 _UNFRAMED_STATUSES = frozenset({*NO_BODY_STATUSES, *range(100, 200)})
 # The gateway's own error replies end the connection (DESIGN §5).
@@ -69,7 +70,8 @@ class ResponseWriter:
         self._remaining: int | None = None
 
     def _expect_response(self, head: RequestHead) -> None:
-        """Rule 1: what the request decides about its response."""
+        """What the request decides about its response (rule "`_expect_response(head)`
+        starts a cycle")."""
         self._method = head.method
         self._http10 = head.http_version == "1.0"
         # Read from the head, not the parser: it may already be parsing the next request.
@@ -164,7 +166,8 @@ class ResponseWriter:
 
     def error_response(self, status: int, headers: Headers) -> bytes:
         """The gateway's plain-text reply for `status`, whole, if no head has gone out;
-        it says `Connection: close`, which ends keep-alive (rule 2's framing)."""
+        it says `Connection: close`, which ends keep-alive (the framing of rule
+        "Content-Length is held to")."""
         if self._started:
             return b""
         fields, body = plain_reply(status, headers, head_request=self._method == b"HEAD")
@@ -186,7 +189,8 @@ def _status_line(status: int) -> bytes:
 
 @functools.lru_cache(maxsize=_KNOWN_FIELDS)
 def _field_line(name: bytes, value: bytes) -> tuple[bytes, bytes]:
-    """A response field as its line and its lowercased name, checked (rule 3)."""
+    """A response field as its line and its lowercased name, checked (rule "the app's
+    field names and values must be bytes")."""
     if not isinstance(name, bytes) or not isinstance(value, bytes):  # ASGI: byte strings
         raise AppProtocolError(
             f"response header names and values must be bytes, not {type(name).__name__}"

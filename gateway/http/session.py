@@ -96,7 +96,8 @@ class HTTPSession(Protocol):
 class UpgradeRequest(RequestHead):
     """A request head that asks to switch protocols: an Upgrade field with the `upgrade`
     connection option (RFC 9110 §7.8). Its own type, so that ordinary requests pay
-    nothing for the check in the connection layer (rule 4)."""
+    nothing for the check in the connection layer (rule "a request that asks to switch
+    protocols")."""
 
 
 class PathAndQuery:
@@ -173,7 +174,8 @@ def check_request_head(head: RequestHead) -> None:
       HTTP/2 preface sent to this port. A request line without a version (HTTP/0.9's,
       which llhttp reports as 0.9) is not an HTTP/1.x request line: 400, as h11 says.
     - Only SERVED_METHODS: 501 for any other token (h11 hands those over; the httptools
-      session sorts llhttp's refusals the same way, its rule 8).
+      session sorts llhttp's refusals the same way: gateway/http/httptools_session.py,
+      rule "llhttp refuses a method").
     - HTTP/1.1 requires exactly one Host field (RFC 9112 §3.2).
     - Content-Length together with Transfer-Encoding is refused outright: a proxy in
       front may have framed the body the other way (request smuggling, RFC 9112 §6.1).

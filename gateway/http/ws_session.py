@@ -231,7 +231,8 @@ class WebSocketSession:
         self._max_message_bytes = limits.max_message_bytes
         self.state = SessionState.OPEN
         self._out = bytearray()  # pongs and Close replies, until `outgoing` takes them
-        # The fragments of the message being reassembled, as bytes (rule 6).
+        # The fragments of the message being reassembled, as bytes (rule "what a session
+        # holds is bounded by its input").
         self._fragments = bytearray()
         self._message_bytes = 0
         self._close_code = CloseReason.ABNORMAL_CLOSURE.value  # what we sent, once we do
@@ -248,7 +249,7 @@ class WebSocketSession:
             if result is not None:
                 events.append(result)
             if isinstance(result, SessionClosed):
-                break  # rule 4: nothing after the end is read
+                break  # nothing after the end is read (rule "bad input from the peer")
         return events
 
     def outgoing(self) -> bytes:

@@ -25,7 +25,7 @@ from gateway.asgi import ASGIApp, Receive, Scope, Send, send_plain, set_mount_la
 
 PROBE_METHODS = frozenset({"GET", "HEAD"})
 ALLOW = b"GET, HEAD"
-NO_STORE = (b"cache-control", b"no-store")  # rule 2
+NO_STORE = (b"cache-control", b"no-store")  # rule "a probe's answer describes this moment"
 # What the access log shows as the mount that answered a probe.
 HEALTH_MOUNT = "health"
 

@@ -8,9 +8,10 @@ Rules (the ASGI lifespan spec, django/asgiref specs/lifespan.rst):
 1. Startup runs mount by mount, in file order; shutdown runs in reverse order, and only
    for mounts whose startup completed. A startup failure shuts the started ones down and
    raises LifespanError (exit status 3) carrying the app's message.
-2. `lifespan = "auto"`: an app that raises before answering startup, or returns without
-   answering, does not support lifespan; it is logged and the mount is served anyway.
-   `"on"`: the same is a startup failure. `"off"`: the app is never sent lifespan.
+2. Unsupported lifespan: `lifespan = "auto"`: an app that raises before answering
+   startup, or returns without answering, does not support lifespan; it is logged and
+   the mount is served anyway. `"on"`: the same is a startup failure. `"off"`: the app is
+   never sent lifespan.
 3. Apps that cannot take lifespan at all (WSGI apps, via adapters) are completed on their
    behalf without being called.
 4. Each mount's `state` dict goes into its lifespan scope; the router hands a shallow
@@ -18,8 +19,9 @@ Rules (the ASGI lifespan spec, django/asgiref specs/lifespan.rst):
 5. `send` raises AppProtocolError on a message that is not one of the four lifespan
    messages (the ASGI spec, "Error Handling": a server raises out of `send` on an
    invalid message). An app that ignores the scope type and runs its HTTP code at
-   startup therefore fails at its first `send`, which is rule 2's "does not support
-   lifespan", instead of streaming into a `send` that never pushes back.
+   startup therefore fails at its first `send`, which rule "unsupported lifespan" reads
+   as "does not support lifespan", instead of streaming into a `send` that never pushes
+   back.
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ class MountLifespan:
 
     async def _app_sent(self, message: Message) -> None:
         kind = message.get("type")
-        if kind not in LIFESPAN_MESSAGES:  # rule 5
+        if kind not in LIFESPAN_MESSAGES:  # rule "`send` raises AppProtocolError"
             raise AppProtocolError(f"{kind!r} is not a lifespan message")
         if kind.startswith("lifespan.startup.") and self._startup_answer is not None:
             _settle(self._startup_answer, message)
@@ -140,7 +142,8 @@ def _settle(future: asyncio.Future[Message], message: Message) -> None:
 
 
 class LifespanFanout:
-    """Starts and stops every mount's lifespan, in order (rule 1)."""
+    """Starts and stops every mount's lifespan, in order (rule "startup runs mount by
+    mount")."""
 
     def __init__(self, mounts: Sequence[LifespanMount]) -> None:
         self._lifespans = [MountLifespan(m) for m in mounts if _takes_lifespan(m)]

@@ -19,8 +19,9 @@ BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 
 @pytest.mark.parametrize("case", ["asgi-hello", "wsgi-hello", "mixed"])
 def test_micro_serves_every_request_of_its_case(case: str) -> None:
-    """micro.py ends only once every connection has written every response (its rule
-    2), so finishing a short run is the proof; the figure it prints is not checked."""
+    """micro.py ends only once every connection has written every response
+    (benchmarks/micro.py, rule "a repetition ends"), so finishing a short run is the
+    proof; the figure it prints is not checked."""
     done = subprocess.run(
         [sys.executable, str(BENCH_DIR / "micro.py"), case, "--reps", "1", "--rounds", "3"],
         capture_output=True,

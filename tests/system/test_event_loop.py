@@ -81,7 +81,8 @@ def test_without_uvloop_an_app_that_fails_to_load_is_still_one_line(
     tmp_path: Path, without_uvloop: dict[str, str], workers: int
 ) -> None:
     """The warning comes once the apps are loaded: an error that stops the start stays
-    the one line the user has to read (gateway/cli.py rule 3)."""
+    the one line the user has to read (gateway/cli.py, rule "user-facing messages are one
+    line on stderr")."""
     server = f"workers = {workers}\npreload = true"
     config = mount_file(tmp_path / "gateway.toml", server, app="broken_import:app")
     result = subprocess.run(

@@ -418,7 +418,7 @@ def line_index(lines: list[str], *parts: str) -> int:
 
 def assert_replaced_before_stopped(lines: list[str], retiring: int) -> None:
     """Between `retiring` asking for its replacement and its being told to stop, a new
-    worker started and became ready (rule 6 of gateway/process/supervisor.py)."""
+    worker started and became ready (gateway/process/supervisor.py, rule "RETIRE")."""
     asked = line_index(lines, f"[{retiring}]", "asking for a replacement")
     stopped = line_index(lines, f"[{retiring}]", "finishing in-flight requests")
     between = lines[asked:stopped]

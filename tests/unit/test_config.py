@@ -675,7 +675,8 @@ def test_every_path_is_anchored_where_it_was_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, table_key: tuple[str, str]
 ) -> None:
     """A path setting in the file is relative to the file, and on the command line to the
-    working directory, whichever setting it is (loader rule 5: one place anchors them)."""
+    working directory, whichever setting it is: one place anchors them
+    (gateway/config/loader.py, rule "paths are anchored in one place")."""
     table, key = table_key
     (tmp_path / "etc").mkdir()
     (tmp_path / "shell").mkdir()
