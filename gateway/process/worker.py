@@ -365,7 +365,7 @@ def routed(mount: LoadedMount, rules: list[Rule], metrics: WorkerMetrics | None)
     config, loaded = mount.config, mount.loaded
     app = loaded.app
     if metrics is not None:
-        app = metrics.wrap(app, config.prefix or config.name, loaded.pool)
+        app = metrics.wrap(app, config.label, loaded.pool)
     max_body = config.max_body_bytes
     return Mount(config.prefix, app, max_body, loaded.interface, name=config.name, rules=rules)
 
