@@ -34,7 +34,7 @@ from gateway.config.options import bind_from_host_port
 from gateway.errors import ConfigError
 from gateway.logs import configure_logging
 from gateway.process import reload
-from gateway.process.supervisor import serve
+from gateway.process.launcher import serve
 from gateway.process.worker import Worker, load_mounts, new_event_loop
 
 APPS_MODULE = "gateway_run_apps"

@@ -193,12 +193,18 @@ class MountConfig:
     def label(self) -> str:
         """The name users know the mount by, in logs, metrics and errors: its prefix, or
         its name when it has none (a mount reachable only through another's link)."""
-        return self.prefix or self.name
+        return label_of(self.prefix, self.name)
+
+
+def label_of(prefix: str, name: str) -> str:
+    """The mount label of a mount with this prefix and name (MountConfig.label); the
+    router's Mount, which tests also build without a MountConfig, reads it from here."""
+    return prefix or name
 
 
 def _reachable(mount: MountConfig, given: Set[str]) -> Conflict | None:
     """A mount without a prefix is reachable by name only."""
-    if mount.prefix or mount.name:
+    if mount.label:  # a prefix, or else a name
         return None
     reason = "required key is missing (a mount without one needs a name, and serves "
     return Conflict("prefix", reason + "only as another mount's fallback, canary or shadow)")

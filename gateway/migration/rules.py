@@ -70,7 +70,7 @@ DISCARDED_CLOSE_CODE = 1006
 
 
 class RoutingCounters(Protocol):
-    """The routing events a rule counts (gateway/server/metrics.py WorkerMetrics), each under
+    """The routing events a rule counts (gateway/server/mount_metrics.py WorkerMetrics), each under
     the label of the mount that routes (rule 7)."""
 
     def count_fallback(self, mount: str) -> None: ...

@@ -169,7 +169,8 @@ def fork_worker(
         _run_child(info, mounts, sockets, pipe, mask, forget_parent, hooks)
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     link = pipe.supervisor_end()
-    # From its start, so its imports count against worker_timeout (supervisor rule 2).
+    # From its start, so its imports count against worker_timeout
+    # (gateway/process/supervisor.py, rule "a worker's messages").
     deadline = time.monotonic() + config.server.worker_timeout
     return WorkerProcess(pid, generation, link, deadline)
 
@@ -269,6 +270,6 @@ async def _serve_with_link(worker: Worker, link: SupervisorLink) -> None:
 
 def _retire(link: SupervisorLink, served: int) -> None:
     """max_requests reached: the supervisor starts a replacement, then stops this worker
-    (gateway/process/supervisor.py rule 6), which serves on meanwhile."""
+    (gateway/process/supervisor.py, rule "RETIRE"), which serves on meanwhile."""
     worker_log.info("served %d requests (max_requests): asking for a replacement", served)
     link.send(Message.RETIRE)

@@ -4,7 +4,7 @@ Rules:
 1. The names are looked up before anything binds, so an unknown user or group is a
    ConfigError (exit status 1) with nothing opened yet.
 2. The identity is dropped once every socket is bound and the pid file written, before
-   any app is imported or worker forked (gateway/process/supervisor.py `serve`): the apps and
+   any app is imported or worker forked (gateway/process/launcher.py `serve`): the apps and
    the workers never run as root. The order is the one that cannot be undone halfway:
    the supplementary groups first, then the group, then the user (after setuid, a
    process may no longer change its groups).

@@ -3,7 +3,7 @@ replicates), with no supervisor above it.
 
 Rules:
 1. The same Worker as under a supervisor (gateway/process/worker.py), on the same event
-   loop, after the same binding (gateway/process/supervisor.py `serve`).
+   loop, after the same binding (gateway/process/launcher.py `serve`).
 2. Hooks (gateway/process/hooks.py): when_ready runs here once the apps have started and
    the sockets listen, worker_exit as this process stops serving; nothing is forked, so
    post_fork never runs.

@@ -1,8 +1,9 @@
-"""The parent process: bind every socket once, then serve in this process or supervise N
-workers that inherit the sockets (DESIGN §4).
+"""The supervisor (`workers > 1`): N worker processes (gateway/process/children.py) that
+inherit the parent's sockets, started, watched, replaced and stopped here (DESIGN §4).
+The parent binds the sockets and chooses a supervisor over serving alone
+(gateway/process/launcher.py).
 
-`workers = 1` serves in this process: container mode, where the orchestrator replicates.
-`workers > 1` forks that many workers (gateway/process/children.py) and watches them. Rules:
+Rules:
 1. Signal handlers only queue: the C-level handler writes the signal number to a wake-up
    pipe (signal.set_wakeup_fd) and the loop reads it. The loop waits on that pipe and on
    each worker's pipe, with a timeout set by the nearest deadline (a heartbeat, the end
@@ -38,13 +39,11 @@ workers that inherit the sockets (DESIGN §4).
    TTIN and TTOU add and remove a worker (the newest goes first; never below one),
    until a reload starts the file's `workers` again. USR1 reopens the log files here
    and in every worker (one still importing its apps reopens them once its loop runs).
-7. Before serving, in this order: look up `user` and `group`, change to `chdir`, import
-   the hooks and run on_starting, bind, write the pid file, drop privileges; only then
-   are apps imported (here with `preload`, else in the workers) or workers forked.
-8. Hooks (gateway/process/hooks.py): the module is imported here, before anything binds, then
-   on_starting runs; when_ready runs once, when the first generation's workers are all
-   ready; on_reload on a HUP whose file validated, before the new workers start (with
-   the new settings). post_fork and worker_exit run in each worker (children.py).
+7. Hooks (gateway/process/hooks.py), imported and on_starting run by the parent before
+   anything binds (gateway/process/launcher.py): when_ready runs once, when the first
+   generation's workers are all ready; on_reload on a HUP whose file validated, before
+   the new workers start (with the new settings). post_fork and worker_exit run in each
+   worker (children.py).
 """
 
 from __future__ import annotations
@@ -58,22 +57,17 @@ import signal
 import socket
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from gateway.config.loader import Config, load_config
-from gateway.config.server_table import PROCESS_PATHS
-from gateway.errors import ConfigError, GatewayError, StartupError
+from gateway.errors import GatewayError, StartupError
 from gateway.logs import reopen_log_files
 from gateway.process.children import SUPERVISOR_SIGNALS, Progress, WorkerProcess, fork_worker
 from gateway.process.ending import Ending
 from gateway.process.hooks import Hooks, ServerInfo
-from gateway.process.pidfile import PidFile
 from gateway.process.pipe import Message, decode
-from gateway.process.privileges import drop_privileges, resolve_identity
-from gateway.process.single import serve_alone
-from gateway.process.sockets import close_sockets, listening_sockets, socket_files
 from gateway.process.wakeup import SignalPipe, describe_exit
-from gateway.process.worker import LoadedMount, event_loop_factory, load_mounts, use_pythonpath
+from gateway.process.worker import LoadedMount, event_loop_factory, load_mounts
 from gateway.server import metrics
 from gateway.server.tls import server_context
 
@@ -89,56 +83,6 @@ CRASH_WINDOW_S = 10.0
 STOP_MARGIN_S = 5.0
 # Worker exit status for an app that failed to load or start (DESIGN §1).
 EXIT_STARTUP = StartupError.exit_status
-
-
-def serve(config: Config, overrides: Mapping[str, object] | None = None) -> int:
-    """Bind, then serve (one worker) or supervise (several); return the exit status.
-
-    `overrides` are the command line's settings, applied again when the mount file is
-    re-read (SIGHUP).
-    """
-    server_context(config)  # a certificate that does not load: exit 1 before binding
-    metrics.require(config.server)  # metrics_path without prometheus_client: exit 1 too
-    identity = resolve_identity(config)  # an unknown user: exit 1 before binding too
-    config, overrides = change_directory(config, overrides or {})
-    use_pythonpath(config)
-    hooks = Hooks.load(config)  # rule 8
-    hooks.run_before_serving("on_starting", ServerInfo(config, os.getpid()))
-    sockets = listening_sockets(config.server)
-    files = socket_files(sockets, config.server.bind)
-    pid_file = PidFile(config.server.pid)
-    try:
-        pid_file.write()
-        drop_privileges(identity)  # before any app is imported or worker forked
-        if config.server.workers == 1:
-            metrics.check_user_directory(config.server)  # the supervisor's own does it else
-            return serve_alone(config, sockets, hooks)
-        return Supervisor(config, overrides, sockets, hooks).run()
-    finally:
-        close_sockets(sockets, files)
-        pid_file.remove()
-
-
-def change_directory(
-    config: Config, overrides: Mapping[str, object]
-) -> tuple[Config, Mapping[str, object]]:
-    """`chdir`: the working directory the hooks and apps see (and relative unix: socket
-    paths, bound after it). The mount file's own paths were made absolute when it was
-    read; the file itself, and the command line's paths, are made so here, so that a
-    HUP re-reads the same file with the same settings."""
-    directory = config.server.chdir
-    if not directory:
-        return config, overrides
-    config = replace(config, path=os.path.abspath(config.path))
-    typed = {key: getattr(config.server, key) for key in PROCESS_PATHS if key in overrides}
-    overrides = {**overrides, **typed}
-    try:
-        os.chdir(directory)
-    except OSError as exc:
-        reason = f"cannot change to {directory!r}: {exc.strerror or exc}"
-        raise ConfigError(config.path, "server", "chdir", reason) from exc
-    log.info("working directory: %s", directory)
-    return config, overrides
 
 
 @dataclass
@@ -166,7 +110,8 @@ class Supervisor:
         self.sockets = list(sockets)
         self.hooks = hooks
         self.announced_ready = False  # when_ready runs once, for the first generation
-        # Before any app is imported (preload) or worker forked (gateway/server/metrics.py rule 3).
+        # Before any app is imported (preload) or worker forked
+        # (gateway/server/metrics.py, rule "several workers sum").
         self.metrics = metrics.SupervisorMetrics()
         self.metrics.enable(config.server)
         self.current = Generation(1, config, self._preload(config), config.server.workers)
@@ -311,15 +256,15 @@ class Supervisor:
         return len(active) >= generation.target and all(w.ready for w in active)
 
     def _stop_retired(self) -> None:
-        """Stop retiring workers while more than `target` ready ones serve (rule 6)."""
+        """Stop retiring workers while more than `target` ready ones serve (rule "RETIRE")."""
         serving = [w for w in self.current.workers if w.ready and not w.stopping]
         surplus = len(serving) - self.current.target
         for process in [w for w in serving if w.retiring][: max(0, surplus)]:
             self._terminate(process)
 
     def _terminate(self, process: WorkerProcess) -> None:
-        """A graceful stop, sent once (rule 3); past graceful_timeout and a margin, the
-        worker is killed."""
+        """A graceful stop, sent once (rule "TERM and INT"); past graceful_timeout and a
+        margin, the worker is killed."""
         if process.stopping:
             return
         server = self._generation_of(process).config.server
@@ -435,10 +380,10 @@ class Supervisor:
         if config.server.bind != self.current.config.server.bind:
             log.warning("bind changed in the mount file; that needs a restart")
         log.info("reloading %s", config.path)
-        self.hooks.run("on_reload", ServerInfo(config, os.getpid()))  # rule 8
+        self.hooks.run("on_reload", ServerInfo(config, os.getpid()))  # rule "hooks"
         if self.previous is None:
             self.previous = self.current
-        else:  # rule 4: superseded before it was ready
+        else:  # superseded before it was ready (rule "HUP")
             log.info("stopping generation %d, not ready yet", self.current.number)
             for process in self.current.workers:
                 self._terminate(process)

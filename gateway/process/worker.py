@@ -51,7 +51,7 @@ from gateway.routing.health import HealthCheck
 from gateway.routing.router import Mount, Router, Rule
 from gateway.server.connection import HTTPConnection
 from gateway.server.lifespan import LifespanFanout, LifespanMount
-from gateway.server.metrics import WorkerMetrics, worker_metrics
+from gateway.server.mount_metrics import WorkerMetrics, worker_metrics
 from gateway.server.shared import WorkerShared
 from gateway.server.tls import TLS_HANDSHAKE_TIMEOUT_S, TLS_SHUTDOWN_TIMEOUT_S, server_context
 
@@ -260,7 +260,8 @@ class Worker:
 
     def _front(self, router: Router) -> ASGIApp:
         """The app connections call: the router, behind the health endpoints when they
-        are on, and the metrics endpoint in front of everything (gateway/server/metrics.py)."""
+        are on, and the metrics endpoint in front of everything
+        (gateway/server/mount_metrics.py)."""
         path = self.config.server.health_path
         app: ASGIApp = HealthCheck(router, path, lambda: self.ready) if path else router
         if self._metrics is None:
@@ -365,7 +366,7 @@ def routed(mount: LoadedMount, rules: list[Rule], metrics: WorkerMetrics | None)
     config, loaded = mount.config, mount.loaded
     app = loaded.app
     if metrics is not None:
-        app = metrics.wrap(app, config.prefix or config.name, loaded.pool)
+        app = metrics.wrap(app, config.label, loaded.pool)
     max_body = config.max_body_bytes
     return Mount(config.prefix, app, max_body, loaded.interface, name=config.name, rules=rules)
 

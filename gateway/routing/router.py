@@ -47,6 +47,7 @@ from gateway.asgi import (
     set_gateway_extension,
     set_mount_label,
 )
+from gateway.config.mount_table import label_of
 from gateway.errors import RequestBodyTooLarge
 
 
@@ -93,7 +94,7 @@ class Mount:
         self.interface = interface
         self.state: dict[str, Any] = {}  # filled by the mount's lifespan startup
         self.name = name
-        self.label = prefix or name  # the mount label, lifespan and error messages
+        self.label = label_of(prefix, name)  # the mount label, lifespan and error messages
         self.extension = gateway_extension(self.label)  # built once, shared read-only
         self.rules = tuple(rules)
         self.app = app  # whole: any middleware of its own is already around it

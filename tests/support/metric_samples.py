@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.server import metrics
-from gateway.server.metrics import WorkerMetrics
+from gateway.server.mount_metrics import WorkerMetrics
 from support.asgi_seams import answer, call, http_scope
 
 PATH = "/_gateway/metrics"

@@ -1,4 +1,4 @@
-"""Per-mount metrics (gateway/server/metrics.py): the middleware and the endpoint, called as
+"""Per-mount metrics (gateway/server/mount_metrics.py): the middleware and the endpoint, called as
 ASGI apps on a real event loop, read back through the endpoint's own exposition.
 
 These run prometheus_client in its single-process mode (no PROMETHEUS_MULTIPROC_DIR):
@@ -21,8 +21,8 @@ from gateway.asgi import ASGIApp, Scope, mount_label
 from gateway.config.loader import parse_config
 from gateway.config.server_table import ServerConfig
 from gateway.errors import ClientDisconnected, ConfigError, RequestBodyTooLarge, ServiceUnavailable
-from gateway.server import metrics
-from gateway.server.metrics import WorkerMetrics
+from gateway.server import metrics, mount_metrics
+from gateway.server.mount_metrics import WorkerMetrics
 
 # An app that goes on working after its last body message (a background task).
 LINGER_S = 2.5
@@ -59,7 +59,7 @@ def test_requests_are_counted_by_status_class_per_mount(worker_metrics: WorkerMe
         call(worker_metrics.wrap(answer(status), "/api"))
     call(worker_metrics.wrap(answer(200), "/"))
     samples = scrape(worker_metrics)
-    counts = {c: requests(samples, "/api", c) for c in metrics.STATUS_CLASSES}
+    counts = {c: requests(samples, "/api", c) for c in mount_metrics.STATUS_CLASSES}
     assert counts == {"2xx": 3, "3xx": 1, "4xx": 2, "5xx": 1, "none": 0}
     assert requests(samples, "/", "2xx") == 1
     assert value(samples, "gateway_request_duration_seconds_count", mount="/api") == 7
@@ -145,7 +145,7 @@ def test_routing_counters_start_at_zero_and_count(worker_metrics: WorkerMetrics)
     [(200, "2xx"), (299, "2xx"), (301, "3xx"), (418, "4xx"), (599, "5xx"), (0, "none")],
 )
 def test_status_class(status: int, expected: str) -> None:
-    assert metrics.status_class(status) == expected
+    assert mount_metrics.status_class(status) == expected
 
 
 # -- gauges ---------------------------------------------------------------------------------
@@ -246,7 +246,7 @@ def test_the_endpoint_answers_the_text_format_uncached(worker_metrics: WorkerMet
     assert headers[b"content-type"].startswith(b"text/plain; version=")  # the text format
     assert headers[b"cache-control"] == b"no-store"
     assert int(headers[b"content-length"]) == len(send.body)
-    assert mount_label(scope) == metrics.METRICS_MOUNT
+    assert mount_label(scope) == mount_metrics.METRICS_MOUNT
 
 
 @pytest.mark.parametrize("path", ["/", "/_gateway", f"{PATH}/x", f"{PATH}x"])
@@ -271,7 +271,7 @@ def test_scrapes_are_not_counted_as_requests(worker_metrics: WorkerMetrics) -> N
 
 def test_metrics_are_off_by_default() -> None:
     assert ServerConfig().metrics_path == ""
-    assert metrics.worker_metrics(ServerConfig()) is None
+    assert mount_metrics.worker_metrics(ServerConfig()) is None
 
 
 def config_text(metrics_path: str) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from gateway.asgi import Interface, Message, Receive, Scope, Send, mount_label, plain_reply
+from gateway.config.mount_table import MountConfig
 from gateway.errors import RequestBodyTooLarge
 from gateway.routing.router import Mount, Router, declares_over, framing
 
@@ -106,6 +107,15 @@ def test_each_request_gets_a_copy_of_its_mounts_state() -> None:
     assert first == {"db": "A"} and first is not router.mounts[0].state
     assert apps["/b"].scopes[0]["state"] == {}
     assert mount_label(apps["/a"].scopes[0]) == "/a"
+
+
+@pytest.mark.parametrize(("prefix", "name"), [("/api", "new"), ("/", ""), ("", "legacy")])
+def test_a_mount_has_its_configs_label(prefix: str, name: str) -> None:
+    """One mount label: the router's Mount (in scopes, lifespan and errors) and the mount
+    file's MountConfig (in metrics and gateway status) give the same (issue 15, point 4)."""
+    config = MountConfig(prefix=prefix, name=name, app="m:a")
+    mount = Mount(prefix, Recorder(), 1000, Interface.ASGI, name=name)
+    assert mount.label == config.label == (prefix or name)
 
 
 def test_declared_length_over_limit_is_413_before_the_app() -> None:

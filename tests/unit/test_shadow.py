@@ -25,7 +25,7 @@ from gateway.migration.rules import CanaryRule, FallbackRule
 from gateway.migration.shadow import BODY_BYTES, MismatchLog, ShadowPool, ShadowRule, Shadows
 from gateway.process.worker import LoadedMount, _rules, routed
 from gateway.routing.router import Mount, Router
-from gateway.server.metrics import WorkerMetrics
+from gateway.server.mount_metrics import WorkerMetrics
 
 DEADLINE_S = 10.0
 
