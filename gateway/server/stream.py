@@ -66,7 +66,8 @@ class Stream(Protocol):
         """A 100 Continue, if the client waits for one (RFC 9110 §10.1.1)."""
 
     def body_consumed(self) -> None:
-        """The app took the body received so far: read on (rule 3)."""
+        """The app took the body received so far: read on (rule "flow control of the request
+        body")."""
 
     def close(self) -> None:
         """End the stream once what was written has gone out; for half a response this
@@ -78,7 +79,8 @@ class Stream(Protocol):
 
 
 class TunnelStream(Stream, Protocol):
-    """A stream whose request asked to switch protocols (a WebSocket, rule 5)."""
+    """A stream whose request asked to switch protocols (a WebSocket; rule "a stream that
+    switched protocols")."""
 
     @property
     def closed(self) -> bool:
@@ -101,7 +103,7 @@ class TunnelStream(Stream, Protocol):
 
 
 class ResponseState(Enum):
-    """Where one HTTP response stands (rule 4)."""
+    """Where one HTTP response stands (rule "one response's state is one ResponseState")."""
 
     # Members are singletons compared by identity: hash them so too. Enum's own
     # `__hash__` is Python code, and the transition table is read on every message.
