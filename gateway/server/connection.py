@@ -18,8 +18,9 @@ Rules:
    status and the connection closes. An app failure is answered by its cycle
    (gateway/server/cycle.py, rule "an app failure") through the stream: a reply before
    the head went out, a close during the response; after a complete response the
-   connection stays usable, so pooled clients are not reset. The connection asks a
-   cycle for its response's state and never sets it.
+   connection stays usable, so pooled clients are not reset. The connection neither
+   reads nor sets a response's state: an error it meets during a cycle goes to the
+   cycle (`abandon`), which answers it as that state allows.
 4. Tracebacks go to the error log, never to the client.
 5. An upgrade request (UpgradeRequest) that asks for WebSocket on a path the router
    gives to an ASGI mount starts a WebSocketCycle (gateway/server/websocket.py), which then

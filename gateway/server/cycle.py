@@ -17,9 +17,10 @@ Rules:
 5. While `receive` waits for body, the cycle remembers since when, for the sweep's
    body_timeout (gateway/server/connection.py, rule "slow clients are bounded"); it arms
    no timer.
-6. The response's state is the cycle's own ResponseState, changed only through
-   `next_state` (gateway/server/stream.py, rule "one response's state is one
-   ResponseState").
+6. The response's state is the cycle's own ResponseState, changed only by a step of
+   the TRANSITIONS table: through `next_state`, or its lookup inlined in `send`, where
+   it runs once per message (gateway/server/stream.py, rule "one response's state is
+   one ResponseState").
 7. An app failure before the head went out is answered with the error's reply (a 500,
    or the status of an HTTPError the app let through); during the response the stream
    is closed, which is what tells the client the response is cut; a complete response

@@ -36,8 +36,8 @@ from gateway.server.websocket import WebSocketSettings
 
 # The sweep's period, at most (rule "time bounds are held by one periodic sweep";
 # gateway/server/connection.py, rule "slow clients are bounded"): a connection lives at
-# most this much past keep_alive_timeout, header_timeout or body_timeout (and half the
-# shortest of them when that is shorter).
+# most this much past keep_alive_timeout, header_timeout, body_timeout or send_timeout
+# (and half the shortest of them when that is shorter).
 IDLE_SWEEP_INTERVAL_S = 0.5
 # The `http` setting: the two sessions differ only in how bytes become events.
 SESSIONS: dict[str, type[H11Session] | type[HttptoolsSession]] = {
@@ -168,8 +168,8 @@ class WorkerShared:
         return True
 
     def start_idle_sweep(self) -> None:
-        """Hold every connection to its time bounds (idle, head, body), now and then
-        (gateway/server/connection.py, rule "slow clients are bounded").
+        """Hold every connection to its time bounds (idle, head, body, send), now and
+        then (gateway/server/connection.py, rule "slow clients are bounded").
 
         One timer for the worker, not one per connection: arming and cancelling a timer
         on every request costs more than checking every connection twice a second. A

@@ -6,7 +6,8 @@ Rules:
    to nothing else below it: it hands over a status, fields and body parts, and the
    stream's session frames them (gateway/http) and the stream writes them. The cycle
    never sees a byte of HTTP framing. An HTTP/1.1 connection is one stream at a time
-   (gateway/server/connection.py); an HTTP/2 connection is one stream per request.
+   (gateway/server/connection.py); an HTTP/2 connection (none yet) will be one stream
+   per request.
 2. Backpressure is the stream's `writing_paused` and `drain`: a cycle that wrote while
    writing is paused waits in `drain`, which raises ClientDisconnected once the client
    has gone. Writing never waits, so a send that is not paused costs no await.
@@ -14,9 +15,10 @@ Rules:
    body as it arrives and holds reading while the cycle holds too much; the cycle says
    `body_consumed` when the app has taken it.
 4. One response's state is one ResponseState, owned by its cycle, and every change of it
-   goes through `next_state` and the TRANSITIONS table below (h11's `_state.py` is the
-   model). An event the table does not allow in a state is an AppProtocolError, raised
-   before anything is written, so the app's failure can still be answered.
+   is a step of the TRANSITIONS table below (h11's `_state.py` is the model), taken
+   through `next_state` or, on a cycle's hot path, the same lookup inlined. An event
+   the table does not allow in a state is an AppProtocolError, raised before anything
+   is written, so the app's failure can still be answered.
 5. A stream that switched protocols (a WebSocket the app accepted) is a TunnelStream: its
    cycle frames its own messages (gateway/http/ws_session.py) and the stream carries the
    bytes as they are.
