@@ -4,7 +4,7 @@ A mount's rules (FallbackRule, CanaryRule) are data from its [[mount]] table. At
 the router resolves the mount each rule names (`to_mount`) to a MountLink and calls
 `rule.wrap`, which puts one of the small ASGI apps below around the mount's app; a
 mount without rules is served by its app directly and pays nothing for this module
-(gateway/routing/router.py rule 7).
+(gateway/routing/router.py, rule "mounts reach each other by name").
 
 Rules:
 1. A linked mount serves with the routing mount's path semantics: root_path (and so
@@ -70,8 +70,8 @@ DISCARDED_CLOSE_CODE = 1006
 
 
 class RoutingCounters(Protocol):
-    """The routing events a rule counts (gateway/server/mount_metrics.py WorkerMetrics), each under
-    the label of the mount that routes (rule 7)."""
+    """The routing events a rule counts (gateway/server/mount_metrics.py WorkerMetrics),
+    each under the label of the mount that routes (rule "counted when metrics are on")."""
 
     def count_fallback(self, mount: str) -> None: ...
     def count_canary(self, mount: str) -> None: ...
@@ -100,7 +100,8 @@ class FallbackRule:
 
 class Fallback:
     """The strangler fig: the first app answers, unless its status sends the request
-    on to the linked mount (rules 2-4)."""
+    on to the linked mount (rules "fallback decides at the first message", "a discarded
+    response" and "the body the first app reads is kept")."""
 
     __slots__ = ("_body_bytes", "_inner", "_link", "_rule", "_statuses")
 
@@ -138,7 +139,7 @@ class Fallback:
 
 
 class Decision(Enum):
-    """Where a Gate stands (rule 2)."""
+    """Where a Gate stands (rule "fallback decides at the first message")."""
 
     UNDECIDED = "undecided"  # the first app has sent nothing yet
     PASSING = "passing"  # its response goes to the client
@@ -146,7 +147,8 @@ class Decision(Enum):
 
 
 class Gate:
-    """The first app's `send`: its first message decides (rules 2-3)."""
+    """The first app's `send`: its first message decides (rules "fallback decides at the
+    first message" and "a discarded response")."""
 
     __slots__ = ("_send", "_statuses", "_tape", "decision")
 
@@ -182,7 +184,8 @@ def _status_of(message: Message) -> int | None:
 
 
 class Recording(Enum):
-    """What a Tape holds of the body the first app reads (rules 4 and 9)."""
+    """What a Tape holds of the body the first app reads (rules "the body the first app
+    reads is kept" and "a Tape's recording is one enum")."""
 
     KEEPING = "keeping"  # every chunk read so far; more may come
     KEPT = "kept"  # the whole body: the first app read its end within the limit
@@ -200,7 +203,8 @@ TAPE_LIFECYCLE = Transitions(
 
 
 class Tape:
-    """The first app's `receive`: keeps what it reads, for the replay (rules 3-4)."""
+    """The first app's `receive`: keeps what it reads, for the replay (rules "a discarded
+    response" and "the body the first app reads is kept")."""
 
     __slots__ = (
         "_chunks",
@@ -319,7 +323,7 @@ class CanaryRule:
 
 class Canary:
     """Sends a share of a mount's requests to the linked mount, the rest to its own app
-    (rules 5-6)."""
+    (rules "canary" and "WebSockets go to a linked mount only if it is ASGI")."""
 
     __slots__ = ("_canary", "_header", "_key", "_primary", "_rule", "_threshold")
 

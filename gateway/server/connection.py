@@ -16,10 +16,11 @@ Rules:
    response plus the high-water mark, not one per request.
 3. Errors carry their reply: a ProtocolError from the session is answered with its
    status and the connection closes. An app failure is answered by its cycle
-   (gateway/server/cycle.py rule 6) through the stream: a reply before the head went
-   out, a close during the response; after a complete response the connection stays
-   usable, so pooled clients are not reset. The connection asks a cycle for its
-   response's state and never sets it.
+   (gateway/server/cycle.py, rule "an app failure") through the stream: a reply before
+   the head went out, a close during the response; after a complete response the
+   connection stays usable, so pooled clients are not reset. The connection neither
+   reads nor sets a response's state: an error it meets during a cycle goes to the
+   cycle (`abandon`), which answers it as that state allows.
 4. Tracebacks go to the error log, never to the client.
 5. An upgrade request (UpgradeRequest) that asks for WebSocket on a path the router
    gives to an ASGI mount starts a WebSocketCycle (gateway/server/websocket.py), which then
@@ -108,14 +109,14 @@ BODY_HIGH_WATER_BYTES = 64 * 1024
 # clients retry (RFC 9112 §9.3.1 leaves that to them). A client's next request comes
 # within milliseconds, even on a busy machine; a quiet client delays the stop this much.
 DRAIN_IDLE_GRACE_S = 1.0
-# Lingering close (rule 9). After an error reply the connection reads and discards what
-# the client still sends for at most this long: enough for a client that sends its whole
-# request before reading to finish an upload of a few MiB over a 10 Mbit/s uplink
-# (1.25 MB/s), and for the bytes in flight on any link to arrive; past it the client has
-# been told (the reply and our FIN went out first). nginx holds up to 30 s
-# (lingering_time); a shorter bound frees the socket sooner from a client that neither
-# reads nor closes, and equals header_timeout's default, the time we already give a
-# slow client.
+# Lingering close (rule "closing after an error reply"). After an error reply the
+# connection reads and discards what the client still sends for at most this long: enough
+# for a client that sends its whole request before reading to finish an upload of a few
+# MiB over a 10 Mbit/s uplink (1.25 MB/s), and for the bytes in flight on any link to
+# arrive; past it the client has been told (the reply and our FIN went out first). nginx
+# holds up to 30 s (lingering_time); a shorter bound frees the socket sooner from a
+# client that neither reads nor closes, and equals header_timeout's default, the time we
+# already give a slow client.
 LINGER_TIME_S = 10.0
 # ... and at most this many bytes: four times the 4 MiB upload of the report, which
 # already meets a 1 MiB limit, and cheap to discard (a copy from the kernel, no
@@ -137,23 +138,28 @@ class HTTPConnection(asyncio.Protocol):
         self._websocket: WebSocketCycle | None = None  # owns the connection once set
         self._client: tuple[str, int | None] | None = None
         self._server: tuple[str, int | None] | None = None
-        self._tls: dict[str, Any] | None = None  # the ASGI TLS extension, on TLS (rule 8)
-        self._proxy: ProxyTrust | None = None  # set when the peer is a trusted proxy (rule 8)
+        # The ASGI TLS extension, on TLS, and the trust of a peer that is a trusted proxy,
+        # else None (rule "scheme and proxies are settled per connection").
+        self._tls: dict[str, Any] | None = None
+        self._proxy: ProxyTrust | None = None
         self._scope_additions = False  # TLS, proxy or root_path add to every scope
         self._idle_since: float | None = None  # loop time the connection went idle
         self._head_since: float | None = None  # loop time a pending head's first byte came
         self._reading_paused = False
-        self._pipeline_waiting = False  # the session holds the next request's bytes (rule 1)
+        # The session holds the next request's bytes (rule "bytes go into the session").
+        self._pipeline_waiting = False
         self._writing_paused = False
         # While writing is paused: the fewest bytes the client had not taken, and the
         # loop time of that low; a client that reads nothing leaves both (send_timeout).
         self._paused_low = 0
         self._paused_since = 0.0
         self._drain_waiter: asyncio.Future[None] | None = None
-        # Rule 2: a cycle that ended while writing was paused, waiting to be finished.
+        # A cycle that ended while writing was paused, waiting to be finished (rule "flow
+        # control both ways").
         self._until_writable: asyncio.Task[None] | None = None
         self._closing = False
-        self._lingering = False  # rule 9: reading only to discard, until closed
+        # Reading only to discard, until closed (rule "closing after an error reply").
+        self._lingering = False
         self._linger_bytes_left = 0
         self._linger_timer: asyncio.TimerHandle | None = None
         self.closed = False
@@ -171,12 +177,15 @@ class HTTPConnection(asyncio.Protocol):
         if trust is not None:
             unix = isinstance(transport.get_extra_info("sockname"), str)
             self._proxy = trust if trust.trusts_peer(self._client, unix) else None
-        # One check per request instead of three, for the common case of none (rule 8).
+        # One check per request instead of three, for the common case of none (rule
+        # "scheme and proxies are settled per connection").
         additions = self._tls is not None or self._proxy is not None
         self._scope_additions = additions or bool(self._state.config.root_path)
         self._state.connections.add(self)
         self._idle_since = self._loop.time()
-        if self._state.draining:  # made after the drain asked the others (state rule 4)
+        # Made after the drain asked the others (gateway/server/shared.py, rule "a graceful
+        # stop reaches every connection").
+        if self._state.draining:
             self.shutdown()
 
     def data_received(self, data: bytes) -> None:
@@ -194,14 +203,17 @@ class HTTPConnection(asyncio.Protocol):
         self._handle_events()
         if self._cycle is None and self._head_since is None:
             # Part of a request head: header_timeout runs from its first byte, and later
-            # bytes do not move it, so trickling a head buys nothing (rule 6).
+            # bytes do not move it, so trickling a head buys nothing (rule "slow clients
+            # are bounded").
             self._head_since = self._loop.time()
 
     def eof_received(self) -> bool:
         if self._websocket is not None:
             return False  # a peer done sending has nothing to say on a WebSocket: close
         if self._lingering:
-            return False  # rule 9: the client has sent all it will; close now
+            # The client has sent all it will: close now (rule "closing after an error
+            # reply").
+            return False
         if self._cycle is not None:
             self._cycle.peer_closed()
         self.data_received(b"")
@@ -220,7 +232,8 @@ class HTTPConnection(asyncio.Protocol):
         if websocket is not None:
             websocket.connection_lost()
             if not websocket.finished:
-                return  # rule 5: the app's return ends the connection's life
+                # The app's return ends the connection's life (rule "an upgrade request").
+                return
         self._forget()
 
     def _forget(self) -> None:
@@ -276,9 +289,9 @@ class HTTPConnection(asyncio.Protocol):
 
     def _start_cycle(self, head: RequestHead, upgrade: bool = False) -> None:
         """A request's cycle; for an upgrade to WebSocket on an ASGI mount, a WebSocket
-        cycle (rule 5)."""
+        cycle (rule "an upgrade request")."""
         state = self._state
-        if state.in_flight >= state.concurrency_limit:  # rule 7
+        if state.in_flight >= state.concurrency_limit:  # rule "`limit_concurrency`"
             self._refuse_over_limit()
             return
         target = parse_target(head.target)
@@ -307,13 +320,14 @@ class HTTPConnection(asyncio.Protocol):
         self._loop.create_task(cycle.run(state.app))  # which ends with `end_cycle`
 
     def _wants_websocket(self, head: RequestHead, target: PathAndQuery) -> bool:
-        """Rule 5: an upgrade to WebSocket on a path the router gives to an ASGI mount;
-        any other upgrade request is plain HTTP."""
+        """An upgrade to WebSocket on a path the router gives to an ASGI mount; any
+        other upgrade request is plain HTTP (rule "an upgrade request")."""
         return is_websocket_request(head) and self._state.serves_websocket(target.path)
 
     def _add_to_scope(self, scope: dict[str, Any]) -> None:
         """What the connection adds to every scope, HTTP or WebSocket: the TLS extension,
-        the proxy's fields (rule 8), the root path (rule 10)."""
+        the proxy's fields (rule "scheme and proxies are settled per connection"), the
+        root path (rule "`root_path`")."""
         if self._tls is not None:
             scope.setdefault("extensions", {})["tls"] = self._tls
         if self._proxy is not None:
@@ -378,11 +392,11 @@ class HTTPConnection(asyncio.Protocol):
 
     def end_cycle(self, drained: bool = False) -> None:
         """The stream's end: the cycle's app has returned and the cycle has answered for
-        it. Rule 2: the next pipelined request waits until the transport's buffer is
-        under its high-water mark, whatever wrote the response (an app's last `send`, a
-        WSGI or static body, the gateway's own error reply). A client that pipelines and
-        never reads then costs one response and the high-water mark, not one response
-        per request it sent."""
+        it. The next pipelined request waits until the transport's buffer is under its
+        high-water mark, whatever wrote the response (an app's last `send`, a WSGI or
+        static body, the gateway's own error reply). A client that pipelines and never
+        reads then costs one response and the high-water mark, not one response per
+        request it sent (rule "flow control both ways")."""
         if self._writing_paused and not drained:  # an attribute check; a task only then
             self._until_writable = self._loop.create_task(self._end_when_writable())
             return
@@ -400,7 +414,8 @@ class HTTPConnection(asyncio.Protocol):
         if (self._closing and not untold) or not self._session.reusable:
             if cycle.request_complete:
                 self.close()
-            else:  # the client may still be sending the body we did not read (rule 9)
+            else:  # the client may still send the body we did not read (rule "closing
+                # after an error reply")
                 self.close_after_error()
             return
         self._session.start_next_cycle()
@@ -468,7 +483,8 @@ class HTTPConnection(asyncio.Protocol):
     # -- timers and closing ----------------------------------------------------------
 
     def check_deadlines(self, now: float) -> None:
-        """Called by the worker's sweep: hold this connection to rule 6's bounds."""
+        """Called by the worker's sweep: hold this connection to its time bounds (rule
+        "slow clients are bounded")."""
         if self._websocket is not None or self._transport is None or self._lingering:
             return  # a WebSocket has its own pings and timeouts; lingering, its own bound
         config = self._state.config
@@ -500,16 +516,18 @@ class HTTPConnection(asyncio.Protocol):
 
     def close(self) -> None:
         if self._lingering:
-            return  # rule 9: the linger's own bounds close the connection
+            # The linger's own bounds close the connection (rule "closing after an error
+            # reply").
+            return
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
 
     def close_after_error(self) -> None:
-        """Close in stages (rule 9; RFC 9112 "Tearing Down Connections"): flush the
-        reply and half-close, then read and discard what the client still sends until it
-        closes too, or for LINGER_TIME_S or LINGER_MAX_BYTES at most. Closing at once
-        with unread bytes in the socket makes the kernel send a reset, and the client
-        loses the reply it has not read yet."""
+        """Close in stages (rule "closing after an error reply"; RFC 9112 "Tearing Down
+        Connections"): flush the reply and half-close, then read and discard what the
+        client still sends until it closes too, or for LINGER_TIME_S or LINGER_MAX_BYTES
+        at most. Closing at once with unread bytes in the socket makes the kernel send a
+        reset, and the client loses the reply it has not read yet."""
         transport = self._transport
         if transport is None or transport.is_closing() or self._lingering:
             return
@@ -571,7 +589,7 @@ class HTTPConnection(asyncio.Protocol):
         except AppProtocolError:
             # A body that breaks its own framing (shorter or longer than its
             # Content-Length): nothing of this response was written, so it can still be
-            # a 500 (rule 3) rather than nothing at all.
+            # a 500 (rule "errors carry their reply") rather than nothing at all.
             session.discard_response()
             raise
         self.write(data)
@@ -600,10 +618,10 @@ class HTTPConnection(asyncio.Protocol):
 def _bytes_not_taken(transport: asyncio.Transport) -> int:
     """What the client has not taken yet: the transport's write buffer and, where the
     kernel tells (SIOCOUTQ, which Linux spells TIOCOUTQ), the socket's unacknowledged
-    bytes, so that any read by the client shows (send_timeout, rule 6). The transport's
-    buffer alone moves only once the socket is writable again, after the client has read
-    a third of a send buffer that grows to MiBs: a slow but steady reader would look
-    stalled."""
+    bytes, so that any read by the client shows (send_timeout, rule "slow clients are
+    bounded"). The transport's buffer alone moves only once the socket is writable again,
+    after the client has read a third of a send buffer that grows to MiBs: a slow but
+    steady reader would look stalled."""
     buffered = transport.get_write_buffer_size()
     sock = transport.get_extra_info("socket")
     if sock is None:
@@ -631,9 +649,9 @@ def _address(info: object) -> tuple[str, int | None] | None:
 
 
 def apply_root_path(scope: dict[str, Any], root_path: str) -> None:
-    """Rule 10: the proxy took `root_path` off the front of the path; put it back, and
-    say so in root_path, so that the apps build their URLs with it (ASGI spec, "HTTP"
-    connection scope: root_path, and path including it)."""
+    """The proxy took `root_path` off the front of the path; put it back, and say so in
+    root_path, so that the apps build their URLs with it (rule "`root_path`"; ASGI spec,
+    "HTTP" connection scope: root_path, and path including it)."""
     scope["root_path"] = root_path
     scope["path"] = root_path + scope["path"]
     scope["raw_path"] = quote(root_path).encode("ascii") + scope["raw_path"]

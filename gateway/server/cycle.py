@@ -15,12 +15,16 @@ Rules:
 4. `send` waits while the stream's writing is paused, and raises ClientDisconnected
    once the client has gone.
 5. While `receive` waits for body, the cycle remembers since when, for the sweep's
-   body_timeout (gateway/server/connection.py rule 6); it arms no timer.
-6. The response's state is the cycle's own ResponseState, changed only through
-   `next_state` (stream rule 4). An app failure before the head went out is answered
-   with the error's reply (a 500, or the status of an HTTPError the app let through);
-   during the response the stream is closed, which is what tells the client the
-   response is cut; a complete response stands.
+   body_timeout (gateway/server/connection.py, rule "slow clients are bounded"); it arms
+   no timer.
+6. The response's state is the cycle's own ResponseState, changed only by a step of
+   the TRANSITIONS table: through `next_state`, or its lookup inlined in `send`, where
+   it runs once per message (gateway/server/stream.py, rule "one response's state is
+   one ResponseState").
+7. An app failure before the head went out is answered with the error's reply (a 500,
+   or the status of an HTTPError the app let through); during the response the stream
+   is closed, which is what tells the client the response is cut; a complete response
+   stands.
 """
 
 from __future__ import annotations
@@ -88,15 +92,16 @@ class RequestCycle:
         self._waiting_since = 0.0  # loop time `receive` began to wait (body_timeout)
         self._start: Message | None = None  # the start message, until the first body
         self._response_headers: Any = None  # the app's, for the access log's {name}o
-        self.response = WAITING  # rule 6: read by anyone, written here only
+        # Read by anyone, written here only (rule "the response's state").
+        self.response = WAITING
         self.disconnected = False
         self.status = 0
         self.bytes_sent = 0
         self.started_at = time.perf_counter() if timed else 0.0
 
     async def run(self, app: ASGIApp) -> None:
-        """Run the app on this cycle and answer for it if it fails (rule 6); then the
-        stream may go on to what follows."""
+        """Run the app on this cycle and answer for it if it fails (rule "an app
+        failure"); then the stream may go on to what follows."""
         try:
             await app(self.scope, self.receive, self.send)
         except ClientDisconnected:
@@ -126,7 +131,8 @@ class RequestCycle:
         self._reply(status, headers)
 
     def _reply(self, status: int, headers: Fields) -> None:
-        """The gateway's own reply in place of the app's response (rule 6)."""
+        """The gateway's own reply in place of the app's response (rule "an app
+        failure")."""
         self.response = next_state(self.response, ResponseEvent.REPLY)
         self.status = status
         self.bytes_sent = self._stream.send_error(status, headers)  # for the access log
@@ -171,8 +177,9 @@ class RequestCycle:
             waiter.set_result(None)
 
     def body_stalled(self, now: float, timeout_s: float) -> bool:
-        """The app waits in `receive` for body that has not come for `timeout_s` (rule 5);
-        a wait for http.disconnect after the whole body is no stall."""
+        """The app waits in `receive` for body that has not come for `timeout_s` (rule
+        "while `receive` waits"); a wait for http.disconnect after the whole body is no
+        stall."""
         waiting = self._waiter is not None and not self._body_complete
         return waiting and now - self._waiting_since >= timeout_s
 
@@ -214,7 +221,8 @@ class RequestCycle:
             except KeyError:
                 raise refusal(self.response, START) from None
             self.status = message["status"]
-            # Rule 3: the head waits for the first body, and is framed only then.
+            # The head waits for the first body, and is framed only then (rule "the
+            # response head waits").
             self._start = message
         else:
             raise AppProtocolError(f"unexpected ASGI message type {kind!r}")

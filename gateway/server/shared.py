@@ -6,7 +6,7 @@ Rules:
    from it and count themselves in and out (`connections`, `in_flight`).
 2. Time bounds are held by one periodic sweep per worker (`start_idle_sweep`), never a
    timer per request: each connection checks its own deadlines when swept
-   (gateway/server/connection.py rule 6).
+   (gateway/server/connection.py, rule "slow clients are bounded").
 3. Whatever is parsed from the settings (the proxy trust list, the session class) is
    parsed once here, not per connection or per request.
 4. A graceful stop reaches every connection made before it: the drain sets `draining`
@@ -34,9 +34,10 @@ from gateway.http.httptools_session import HttptoolsSession
 from gateway.http.session import HTTPSession
 from gateway.server.websocket import WebSocketSettings
 
-# The sweep's period, at most (rule 6): a connection lives at most this much past
-# keep_alive_timeout, header_timeout or body_timeout (and half the shortest of them when
-# that is shorter).
+# The sweep's period, at most (rule "time bounds are held by one periodic sweep";
+# gateway/server/connection.py, rule "slow clients are bounded"): a connection lives at
+# most this much past keep_alive_timeout, header_timeout, body_timeout or send_timeout
+# (and half the shortest of them when that is shorter).
 IDLE_SWEEP_INTERVAL_S = 0.5
 # The `http` setting: the two sessions differ only in how bytes become events.
 SESSIONS: dict[str, type[H11Session] | type[HttptoolsSession]] = {
@@ -101,19 +102,25 @@ class WorkerShared:
         self.websocket_tasks: set[asyncio.Task[None]] = set()
         self.default_fields = DefaultFields(config.server_header)
         self.access_log = config.access_log
-        self._closed: asyncio.Future[None] | None = None  # the drain's wait (rule 4)
+        # The drain's wait (rule "a graceful stop reaches every connection").
+        self._closed: asyncio.Future[None] | None = None
         # Set by the worker's drain before it asks the connections to finish: a connection
         # whose connection_made comes later (accepted in the same loop turn as the stop,
-        # or a TLS handshake that completes during the drain) is asked at once (rule 4).
+        # or a TLS handshake that completes during the drain) is asked at once (rule "a
+        # graceful stop reaches every connection").
         self.draining = False
-        # Rule 5: max_requests, checked as each request is counted; 0: no limit.
+        # max_requests, checked as each request is counted; 0: no limit (rule
+        # "`request_limit`").
         self.request_limit = request_limit
         self.on_request_limit = on_request_limit
         self.requests_served = 0  # requests and WebSockets served so far (count_request)
-        # Rule 7: requests and WebSockets whose app runs; no limit is the largest int.
+        # Requests and WebSockets whose app runs; no limit is the largest int
+        # (gateway/server/connection.py, rule "`limit_concurrency`").
         self.in_flight = 0
         self.concurrency_limit = config.limit_concurrency or sys.maxsize
-        # Rule 8: parsed once per worker; None when proxy_headers is off.
+        # Parsed once per worker (rule "whatever is parsed from the settings"); None when
+        # proxy_headers is off (gateway/server/connection.py, rule "scheme and proxies are
+        # settled per connection").
         self.proxy_trust = (
             ProxyTrust(config.forwarded_allow_ips, forwarded_host=config.forwarded_host)
             if config.proxy_headers
@@ -133,13 +140,15 @@ class WorkerShared:
     def count_request(self) -> None:
         """One more request or WebSocket served (the connections call it as each ends)."""
         self.requests_served += 1
-        # Rule 5: at the request that reaches the limit, not at the next heartbeat, which
-        # at a few thousand requests a second comes a thousand requests late.
+        # At the request that reaches the limit (rule "`request_limit`"), not at the next
+        # heartbeat, which at a few thousand requests a second comes a thousand requests
+        # late.
         if self.requests_served == self.request_limit and self.on_request_limit is not None:
             self.on_request_limit()
 
     def forget(self, conn: Connection) -> None:
-        """`conn` has ended: it leaves `connections`, and a drain waiting wakes (rule 4)."""
+        """`conn` has ended: it leaves `connections`, and a drain waiting wakes (rule "a
+        graceful stop reaches every connection")."""
         self.connections.discard(conn)
         closed = self._closed
         if closed is not None and not closed.done():
@@ -159,7 +168,8 @@ class WorkerShared:
         return True
 
     def start_idle_sweep(self) -> None:
-        """Hold every connection to rule 6's bounds (idle, head, body), now and then.
+        """Hold every connection to its time bounds (idle, head, body, send), now and
+        then (gateway/server/connection.py, rule "slow clients are bounded").
 
         One timer for the worker, not one per connection: arming and cancelling a timer
         on every request costs more than checking every connection twice a second. A

@@ -6,7 +6,8 @@ Rules:
    to nothing else below it: it hands over a status, fields and body parts, and the
    stream's session frames them (gateway/http) and the stream writes them. The cycle
    never sees a byte of HTTP framing. An HTTP/1.1 connection is one stream at a time
-   (gateway/server/connection.py); an HTTP/2 connection is one stream per request.
+   (gateway/server/connection.py); an HTTP/2 connection (none yet) will be one stream
+   per request.
 2. Backpressure is the stream's `writing_paused` and `drain`: a cycle that wrote while
    writing is paused waits in `drain`, which raises ClientDisconnected once the client
    has gone. Writing never waits, so a send that is not paused costs no await.
@@ -14,9 +15,10 @@ Rules:
    body as it arrives and holds reading while the cycle holds too much; the cycle says
    `body_consumed` when the app has taken it.
 4. One response's state is one ResponseState, owned by its cycle, and every change of it
-   goes through `next_state` and the TRANSITIONS table below (h11's `_state.py` is the
-   model). An event the table does not allow in a state is an AppProtocolError, raised
-   before anything is written, so the app's failure can still be answered.
+   is a step of the TRANSITIONS table below (h11's `_state.py` is the model), taken
+   through `next_state` or, on a cycle's hot path, the same lookup inlined. An event
+   the table does not allow in a state is an AppProtocolError, raised before anything
+   is written, so the app's failure can still be answered.
 5. A stream that switched protocols (a WebSocket the app accepted) is a TunnelStream: its
    cycle frames its own messages (gateway/http/ws_session.py) and the stream carries the
    bytes as they are.
@@ -66,7 +68,8 @@ class Stream(Protocol):
         """A 100 Continue, if the client waits for one (RFC 9110 §10.1.1)."""
 
     def body_consumed(self) -> None:
-        """The app took the body received so far: read on (rule 3)."""
+        """The app took the body received so far: read on (rule "flow control of the request
+        body")."""
 
     def close(self) -> None:
         """End the stream once what was written has gone out; for half a response this
@@ -78,7 +81,8 @@ class Stream(Protocol):
 
 
 class TunnelStream(Stream, Protocol):
-    """A stream whose request asked to switch protocols (a WebSocket, rule 5)."""
+    """A stream whose request asked to switch protocols (a WebSocket; rule "a stream that
+    switched protocols")."""
 
     @property
     def closed(self) -> bool:
@@ -101,7 +105,7 @@ class TunnelStream(Stream, Protocol):
 
 
 class ResponseState(Enum):
-    """Where one HTTP response stands (rule 4)."""
+    """Where one HTTP response stands (rule "one response's state is one ResponseState")."""
 
     # Members are singletons compared by identity: hash them so too. Enum's own
     # `__hash__` is Python code, and the transition table is read on every message.

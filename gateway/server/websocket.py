@@ -41,7 +41,7 @@ cycle's WebSocketSession (gateway/http/ws_session.py) as they are. Rules:
    its handshake is refused at once with 503, and its app told websocket.disconnect
    1012: an app that waits in `receive` before it decides (or never decides) would
    otherwise hold the stop until `graceful_timeout`. Its late accept raises
-   ClientDisconnected, as any `send` after the end (rule 2).
+   ClientDisconnected, as any `send` after the end (rule "before accept").
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ from gateway.server.stream import TunnelStream, log_access
 
 # The scope claims the version of the keys we send (django/asgiref specs/www.rst, "Spec
 # Versions"): 2.3 is `reason` on websocket.close, 2.4 `send` raising an OSError once the
-# connection is closed, and 2.5 `reason` on websocket.disconnect, which rule 3 sends.
+# connection is closed, and 2.5 `reason` on websocket.disconnect, which we send (rule
+# "`websocket.disconnect` comes once").
 WEBSOCKET_SPEC_VERSION = "2.5"
 # Received messages the app has not taken yet, before reading pauses: as for an HTTP
 # body (BODY_HIGH_WATER_BYTES), a burst of small messages arrives without a pause, and
@@ -137,7 +138,7 @@ def websocket_scope(
 
 
 class Phase(Enum):
-    """Where a WebSocket cycle stands (rule 1)."""
+    """Where a WebSocket cycle stands (rule "phases are explicit")."""
 
     HANDSHAKE = "handshake"  # waiting for the app's accept, close or HTTP response
     DENYING = "denying"  # the app's HTTP response is going out
@@ -165,10 +166,13 @@ class WebSocketCycle:
         self._session: WebSocketSession | None = None  # from accept on
         self._inbox: deque[tuple[Message, int]] = deque([({"type": "websocket.connect"}, 0)])
         self._inbox_bytes = 0
-        self._reading_paused = False  # we asked the connection to stop reading: one of
-        self._inbox_full = False  # ... the app has not taken what waits (rule 4)
-        self._backlogged = False  # ... the peer has not read our replies (rule 4)
-        self._disconnect: Message | None = None  # set once the WebSocket is over (rule 3)
+        # We asked the connection to stop reading, for one of two reasons (rule "flow
+        # control both ways"):
+        self._reading_paused = False
+        self._inbox_full = False  # ... the app has not taken what waits
+        self._backlogged = False  # ... the peer has not read our replies
+        # Set once the WebSocket is over (rule "`websocket.disconnect` comes once").
+        self._disconnect: Message | None = None
         self._waiter: asyncio.Future[None] | None = None
         # Bytes that arrive before accept: reading is paused after the head, so one read
         # at most; they follow the bytes the HTTP session kept.
@@ -214,8 +218,8 @@ class WebSocketCycle:
             self._start_closing(NORMAL_CLOSURE, "")
 
     def _end_denial(self) -> None:
-        """Rule 2: a denial the app did not finish. Before its head went out the client
-        gets a 500; after, closing is what tells it the response is cut."""
+        """A denial the app did not finish. Before its head went out the client gets a
+        500; after, closing is what tells it the response is cut (rule "before accept")."""
         if self._denial_headers is not None:
             self._refuse(500)
         else:
@@ -325,7 +329,8 @@ class WebSocketCycle:
         if self._denial_headers is not None:  # raises, for a bad field, before any byte
             self._stream.send_head(self.status, self._denial_headers, b"", True)
             self._denial_headers = None
-        self._stream.send_body(body, more_body)  # rule 2: the head is out even if this raises
+        # The head is out even if this raises (rule "before accept").
+        self._stream.send_body(body, more_body)
         self.bytes_sent += len(body)
         if not more_body:
             self._hang_up()
@@ -345,7 +350,8 @@ class WebSocketCycle:
         self._bound_closing()
 
     def _start_closing(self, code: int, reason: str) -> None:
-        """Send our Close (rule 6): the app is told now, the peer has CLOSE_TIMEOUT_S."""
+        """Send our Close: the app is told now, the peer has CLOSE_TIMEOUT_S (rule "the
+        server closes the TCP connection")."""
         assert self._session is not None  # OPEN
         self._stream.write(self._session.close(code, reason))
         self._phase = Phase.CLOSING
@@ -354,7 +360,8 @@ class WebSocketCycle:
         self._bound_closing()
 
     def _bound_closing(self) -> None:
-        """Rule 6: drop the connection if closing has not ended in CLOSE_TIMEOUT_S."""
+        """Drop the connection if closing has not ended in CLOSE_TIMEOUT_S (rule "the server
+        closes the TCP connection")."""
         self._cancel(self._close_timer)
         self._close_timer = self._loop.call_later(CLOSE_TIMEOUT_S, self._close_timed_out)
 
@@ -364,7 +371,8 @@ class WebSocketCycle:
         self._stream.abort()
 
     def _tell_disconnect(self, code: int, reason: str) -> None:
-        if self._disconnect is None:  # the first close is the one that counts (rule 3)
+        # The first close is the one that counts (rule "`websocket.disconnect` comes once").
+        if self._disconnect is None:
             self._disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
         self._wake()
 
@@ -386,15 +394,16 @@ class WebSocketCycle:
                 self._session_closed(event)
                 ended = True
         self._stream.write(session.outgoing())  # pongs, and the Close that ends it all
-        if ended:  # rule 6: the server closes the TCP connection
+        if ended:  # rule "the server closes the TCP connection"
             self._stream.close()
             self._bound_closing()
         elif self._stream.writing_paused and not self._backlogged:
-            self._backlogged = True  # rule 4: until writing_resumed
+            self._backlogged = True  # until writing_resumed (rule "flow control both ways")
             self._hold_reading()
 
     def writing_resumed(self) -> None:
-        """The transport's buffer is below its low-water mark again: read on (rule 4)."""
+        """The transport's buffer is below its low-water mark again: read on (rule "flow
+        control both ways")."""
         if self._backlogged:
             self._backlogged = False
             self._hold_reading()
@@ -411,12 +420,13 @@ class WebSocketCycle:
 
     def _hold_reading(self) -> None:
         """Pause reading while the inbox is full or our replies are backlogged, else read
-        on (rule 4)."""
+        on (rule "flow control both ways")."""
         hold = self._inbox_full or self._backlogged
         if hold and not self._reading_paused:
             self._reading_paused = True
             self._stream.pause_reading()
-            self._cancel(self._pong_timer)  # rule 5: the pong may wait behind the data
+            # The pong may wait behind the data (rule "keepalive").
+            self._cancel(self._pong_timer)
             self._pong_timer = None
         elif not hold and self._reading_paused:
             self._reading_paused = False
@@ -433,7 +443,7 @@ class WebSocketCycle:
         self._tell_disconnect(ABNORMAL_CLOSURE, "")
 
     def shutdown(self) -> None:
-        """Graceful stop (rule 7)."""
+        """Graceful stop (rule "a graceful stop closes an open WebSocket")."""
         if self._phase is Phase.OPEN:
             self._start_closing(SERVICE_RESTART, "server restarting")
         elif self._phase is Phase.HANDSHAKE:

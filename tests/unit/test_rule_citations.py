@@ -43,14 +43,8 @@ SOURCE_FOLDERS = ("gateway", "adapters")
 
 PENDING = frozenset(
     {
-        "gateway/server/connection.py",
-        "gateway/server/cycle.py",
-        "gateway/server/stream.py",
-        "gateway/server/websocket.py",
-        "gateway/server/shared.py",
         "gateway/process/",
         "gateway/routing/router.py",
-        "gateway/migration/rules.py",
     }
 )
 
