@@ -49,13 +49,9 @@ Rules:
    `proxy_headers`, a peer in `forwarded_allow_ips` gets its requests' `client`,
    `scheme` and Host field from their proxy fields (gateway/http/forwarded.py); requests from
    any other peer, and all of them with `proxy_headers` off, pay one `is None` check.
-9. Closing after an error reply while the client may still be sending (a rejected head,
-   a 408, a body over its limit left unread) happens in stages (RFC 9112 "Tearing Down
-   Connections"): the reply is flushed, the write side half-closed, and what the client
-   still sends is read and discarded until it closes, for LINGER_TIME_S and
-   LINGER_MAX_BYTES at most; then the connection closes. Closing at once would make
-   the kernel reset the connection over unread bytes, and the client lose the reply.
-   A connection closed after a complete exchange closes at once.
+9. Closing after an error reply while the client may still be sending happens in
+   stages (gateway/server/closing.py, rule "closing in stages"). A connection closed
+   after a complete exchange closes at once.
 10. `root_path` (uvicorn's --root-path), for a proxy that strips a prefix: every scope
    starts with it as its root_path, and its path and raw_path get it back in front
    (the ASGI spec keeps root_path inside path); the router matches below it.
@@ -65,11 +61,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
-import struct
-import sys
-import termios
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -93,6 +85,7 @@ from gateway.http.events import (
 from gateway.http.forwarded import ProxyTrust, apply_forwarded
 from gateway.http.session import PathAndQuery, UpgradeRequest, parse_target
 from gateway.http.ws_session import is_websocket_request, read_handshake
+from gateway.server.closing import LingeringClose, SendStall, begin_lingering_close
 from gateway.server.cycle import RequestCycle
 from gateway.server.shared import WorkerShared
 from gateway.server.stream import Fields
@@ -109,20 +102,6 @@ BODY_HIGH_WATER_BYTES = 64 * 1024
 # clients retry (RFC 9112 §9.3.1 leaves that to them). A client's next request comes
 # within milliseconds, even on a busy machine; a quiet client delays the stop this much.
 DRAIN_IDLE_GRACE_S = 1.0
-# Lingering close (rule "closing after an error reply"). After an error reply the
-# connection reads and discards what the client still sends for at most this long: enough
-# for a client that sends its whole request before reading to finish an upload of a few
-# MiB over a 10 Mbit/s uplink (1.25 MB/s), and for the bytes in flight on any link to
-# arrive; past it the client has been told (the reply and our FIN went out first). nginx
-# holds up to 30 s (lingering_time); a shorter bound frees the socket sooner from a
-# client that neither reads nor closes, and equals header_timeout's default, the time we
-# already give a slow client.
-LINGER_TIME_S = 10.0
-# ... and at most this many bytes: four times the 4 MiB upload of the report, which
-# already meets a 1 MiB limit, and cheap to discard (a copy from the kernel, no
-# parsing). A client that goes on sending past it is flooding, not finishing an upload;
-# closing then may reset it, which is all a flood deserves.
-LINGER_MAX_BYTES = 16 * 1024 * 1024
 error_log = logging.getLogger("gateway.error")
 
 
@@ -151,17 +130,14 @@ class HTTPConnection(asyncio.Protocol):
         self._writing_paused = False
         # While writing is paused: the fewest bytes the client had not taken, and the
         # loop time of that low; a client that reads nothing leaves both (send_timeout).
-        self._paused_low = 0
-        self._paused_since = 0.0
+        self._send_stall = SendStall()  # send_timeout, while writing is paused
         self._drain_waiter: asyncio.Future[None] | None = None
         # A cycle that ended while writing was paused, waiting to be finished (rule "flow
         # control both ways").
         self._until_writable: asyncio.Task[None] | None = None
         self._closing = False
         # Reading only to discard, until closed (rule "closing after an error reply").
-        self._lingering = False
-        self._linger_bytes_left = 0
-        self._linger_timer: asyncio.TimerHandle | None = None
+        self._linger: LingeringClose | None = None
         self.closed = False
 
     # -- transport callbacks ---------------------------------------------------------
@@ -192,8 +168,8 @@ class HTTPConnection(asyncio.Protocol):
         if self._websocket is not None:
             self._websocket.data_received(data)
             return
-        if self._lingering:
-            self._discard(data)
+        if self._linger is not None:
+            self._linger.discard(data)
             return
         try:
             self._session.feed(data)
@@ -210,7 +186,7 @@ class HTTPConnection(asyncio.Protocol):
     def eof_received(self) -> bool:
         if self._websocket is not None:
             return False  # a peer done sending has nothing to say on a WebSocket: close
-        if self._lingering:
+        if self._linger is not None:
             # The client has sent all it will: close now (rule "closing after an error
             # reply").
             return False
@@ -223,8 +199,8 @@ class HTTPConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._linger_timer is not None:
-            self._linger_timer.cancel()
+        if self._linger is not None:
+            self._linger.cancel()
         if self._cycle is not None:
             self._cycle.client_gone()
         self._wake_drain_waiter()
@@ -241,7 +217,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._writing_paused = True
-        self._paused_low = sys.maxsize  # the next sweep records the first low
+        self._send_stall.paused()
 
     def resume_writing(self) -> None:
         self._writing_paused = False
@@ -485,10 +461,11 @@ class HTTPConnection(asyncio.Protocol):
     def check_deadlines(self, now: float) -> None:
         """Called by the worker's sweep: hold this connection to its time bounds (rule
         "slow clients are bounded")."""
-        if self._websocket is not None or self._transport is None or self._lingering:
+        if self._websocket is not None or self._transport is None or self._linger:
             return  # a WebSocket has its own pings and timeouts; lingering, its own bound
         config = self._state.config
-        if self._writing_paused and self._send_stalled(now, config.send_timeout):
+        transport = self._transport
+        if self._writing_paused and self._send_stall.stalled(transport, now, config.send_timeout):
             error_log.info("%s read nothing for %s s: aborted", self._client, config.send_timeout)
             self.abort()
             return
@@ -505,17 +482,8 @@ class HTTPConnection(asyncio.Protocol):
         elif self._idle_since is not None and now - self._idle_since >= config.keep_alive_timeout:
             self.close()
 
-    def _send_stalled(self, now: float, timeout_s: float) -> bool:
-        """Paused writing has seen no new low of the bytes not taken for `timeout_s`."""
-        if self._transport is None:
-            return False
-        buffered = _bytes_not_taken(self._transport)
-        if buffered < self._paused_low:
-            self._paused_low, self._paused_since = buffered, now
-        return now - self._paused_since >= timeout_s
-
     def close(self) -> None:
-        if self._lingering:
+        if self._linger is not None:
             # The linger's own bounds close the connection (rule "closing after an error
             # reply").
             return
@@ -523,35 +491,13 @@ class HTTPConnection(asyncio.Protocol):
             self._transport.close()
 
     def close_after_error(self) -> None:
-        """Close in stages (rule "closing after an error reply"; RFC 9112 "Tearing Down
-        Connections"): flush the reply and half-close, then read and discard what the
-        client still sends until it closes too, or for LINGER_TIME_S or LINGER_MAX_BYTES
-        at most. Closing at once with unread bytes in the socket makes the kernel send a
-        reset, and the client loses the reply it has not read yet."""
+        """Close in stages (rule "closing after an error reply"), once."""
         transport = self._transport
-        if transport is None or transport.is_closing() or self._lingering:
+        if transport is None or transport.is_closing() or self._linger is not None:
             return
-        if not transport.can_write_eof():
-            # TLS has no half-close (a close_notify ends both directions). The TLS
-            # transport's close flushes the reply, sends close_notify and reads on,
-            # discarding, until the peer's close_notify or TLS_SHUTDOWN_TIMEOUT_S
-            # (gateway/server/tls.py): a lingering close of its own.
-            transport.close()
-            return
-        self._lingering = True
-        self._linger_bytes_left = LINGER_MAX_BYTES
-        transport.write_eof()  # sent once the buffered reply has gone out
-        self.resume_reading()
-        self._linger_timer = self._loop.call_later(LINGER_TIME_S, self._end_linger)
-
-    def _discard(self, data: bytes) -> None:
-        self._linger_bytes_left -= len(data)
-        if self._linger_bytes_left < 0:
-            self._end_linger()
-
-    def _end_linger(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+        self._linger = begin_lingering_close(transport, self._loop)
+        if self._linger is not None:
+            self._reading_paused = False  # it reads on, to discard
 
     def shutdown(self) -> None:
         """Graceful stop: close once the current response is done, or, if idle, once
@@ -613,24 +559,6 @@ class HTTPConnection(asyncio.Protocol):
     def _write_failed(self) -> bool:
         transport = self._transport
         return transport is not None and transport.is_closing()
-
-
-def _bytes_not_taken(transport: asyncio.Transport) -> int:
-    """What the client has not taken yet: the transport's write buffer and, where the
-    kernel tells (SIOCOUTQ, which Linux spells TIOCOUTQ), the socket's unacknowledged
-    bytes, so that any read by the client shows (send_timeout, rule "slow clients are
-    bounded"). The transport's buffer alone moves only once the socket is writable again,
-    after the client has read a third of a send buffer that grows to MiBs: a slow but
-    steady reader would look stalled."""
-    buffered = transport.get_write_buffer_size()
-    sock = transport.get_extra_info("socket")
-    if sock is None:
-        return buffered
-    try:
-        queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, bytes(4))
-    except (OSError, ValueError):  # not a TCP socket, or a kernel that does not say
-        return buffered
-    return buffered + int(struct.unpack("i", queued)[0])
 
 
 def _body_length(reply: bytes) -> int:

@@ -20,7 +20,7 @@ from support.deadlines import read_until_closed
 from support.servers import Server
 from support.tls_certs import Certs, make_certs
 
-import gateway.server.connection
+import gateway.server.closing
 
 Serve = Callable[[str], Server]
 DEADLINE_S = 30.0
@@ -162,7 +162,7 @@ def test_lingering_ends_at_its_byte_bound(serve: Serve) -> None:
 def test_lingering_ends_at_its_time_bound(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
     """A client that neither sends nor closes after its error reply is closed once the
     linger's time is up (shortened here so that the test is quick)."""
-    monkeypatch.setattr(gateway.server.connection, "LINGER_TIME_S", 0.5)
+    monkeypatch.setattr(gateway.server.closing, "LINGER_TIME_S", 0.5)
     server = plain_server(serve)
     with server.connect() as sock:
         sock.sendall(oversized_head() + b"a" * 1024)  # then silence, the socket open
