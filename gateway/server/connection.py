@@ -48,13 +48,13 @@ Rules:
    makes the scope's scheme "https" ("wss") and gives it the ASGI TLS extension. With
    `proxy_headers`, a peer in `forwarded_allow_ips` gets its requests' `client`,
    `scheme` and Host field from their proxy fields (gateway/http/forwarded.py); requests from
-   any other peer, and all of them with `proxy_headers` off, pay one `is None` check.
+   any other peer, and all of them with `proxy_headers` off, pay one `is None` check
+   (gateway/server/scopes.py, rule "what a connection adds is settled once").
 9. Closing after an error reply while the client may still be sending happens in
    stages (gateway/server/closing.py, rule "closing in stages"). A connection closed
    after a complete exchange closes at once.
-10. `root_path` (uvicorn's --root-path), for a proxy that strips a prefix: every scope
-   starts with it as its root_path, and its path and raw_path get it back in front
-   (the ASGI spec keeps root_path inside path); the router matches below it.
+10. `root_path` (uvicorn's --root-path) is added to every scope with the TLS and proxy
+   fields (gateway/server/scopes.py, rule "`root_path`").
 """
 
 from __future__ import annotations
@@ -62,10 +62,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, cast
-from urllib.parse import quote
+from typing import cast
 
-from gateway.asgi import ASGI_VERSION, HTTP_SPEC_VERSION
 from gateway.errors import (
     AppProtocolError,
     ClientDisconnected,
@@ -82,15 +80,21 @@ from gateway.http.events import (
     RequestData,
     RequestHead,
 )
-from gateway.http.forwarded import ProxyTrust, apply_forwarded
 from gateway.http.session import PathAndQuery, UpgradeRequest, parse_target
 from gateway.http.ws_session import is_websocket_request, read_handshake
 from gateway.server.closing import LingeringClose, SendStall, begin_lingering_close
 from gateway.server.cycle import RequestCycle
+from gateway.server.scopes import (
+    ConnectionFields,
+    address,
+    connection_fields,
+    http_scope,
+    websocket_scope,
+)
 from gateway.server.shared import WorkerShared
 from gateway.server.stream import Fields
 from gateway.server.tls import tls_extension
-from gateway.server.websocket import WebSocketCycle, websocket_scope
+from gateway.server.websocket import WebSocketCycle
 
 # Unread request body a cycle may hold before reading pauses: large enough that a typical
 # form or JSON body arrives in one go, small enough that a thousand slow uploads cost
@@ -119,9 +123,8 @@ class HTTPConnection(asyncio.Protocol):
         self._server: tuple[str, int | None] | None = None
         # The ASGI TLS extension, on TLS, and the trust of a peer that is a trusted proxy,
         # else None (rule "scheme and proxies are settled per connection").
-        self._tls: dict[str, Any] | None = None
-        self._proxy: ProxyTrust | None = None
-        self._scope_additions = False  # TLS, proxy or root_path add to every scope
+        self._tls = False
+        self._fields: ConnectionFields | None = None  # what it adds to every scope
         self._idle_since: float | None = None  # loop time the connection went idle
         self._head_since: float | None = None  # loop time a pending head's first byte came
         self._reading_paused = False
@@ -145,18 +148,16 @@ class HTTPConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, but implement it.
         self._transport = cast(asyncio.Transport, transport)
-        self._client = _address(transport.get_extra_info("peername"))
-        self._server = _address(transport.get_extra_info("sockname"))
+        self._client = address(transport.get_extra_info("peername"))
+        self._server = address(transport.get_extra_info("sockname"))
         ssl_object = transport.get_extra_info("ssl_object")
-        self._tls = tls_extension(ssl_object) if ssl_object is not None else None
-        trust = self._state.proxy_trust
+        self._tls = ssl_object is not None
+        tls = tls_extension(ssl_object) if ssl_object is not None else None
+        proxy, trust = None, self._state.proxy_trust
         if trust is not None:
             unix = isinstance(transport.get_extra_info("sockname"), str)
-            self._proxy = trust if trust.trusts_peer(self._client, unix) else None
-        # One check per request instead of three, for the common case of none (rule
-        # "scheme and proxies are settled per connection").
-        additions = self._tls is not None or self._proxy is not None
-        self._scope_additions = additions or bool(self._state.config.root_path)
+            proxy = trust if trust.trusts_peer(self._client, unix) else None
+        self._fields = connection_fields(tls, proxy, self._state.config.root_path)
         self._state.connections.add(self)
         self._idle_since = self._loop.time()
         # Made after the drain asked the others (gateway/server/shared.py, rule "a graceful
@@ -274,22 +275,9 @@ class HTTPConnection(asyncio.Protocol):
         if upgrade and self._wants_websocket(head, target):
             self._start_websocket(head, target)
             return
-        scope: dict[str, Any] = {
-            "type": "http",
-            "asgi": {"version": ASGI_VERSION, "spec_version": HTTP_SPEC_VERSION},
-            "http_version": head.http_version,
-            "method": head.method.decode("ascii"),
-            "scheme": "http" if self._tls is None else "https",
-            "path": target.path,
-            "raw_path": target.raw_path,
-            "query_string": target.query_string,
-            "root_path": "",
-            "headers": head.headers,
-            "client": self._client,
-            "server": self._server,
-        }
-        if self._scope_additions:
-            self._add_to_scope(scope)
+        scope = http_scope(head, target, self._client, self._server, self._tls)
+        if self._fields is not None:
+            self._fields.add_to(scope)
         cycle = RequestCycle(self, scope, head.expects_continue, state.access_log)
         self._cycle = cycle
         state.in_flight += 1  # until end_cycle
@@ -300,24 +288,11 @@ class HTTPConnection(asyncio.Protocol):
         other upgrade request is plain HTTP (rule "an upgrade request")."""
         return is_websocket_request(head) and self._state.serves_websocket(target.path)
 
-    def _add_to_scope(self, scope: dict[str, Any]) -> None:
-        """What the connection adds to every scope, HTTP or WebSocket: the TLS extension,
-        the proxy's fields (rule "scheme and proxies are settled per connection"), the
-        root path (rule "`root_path`")."""
-        if self._tls is not None:
-            scope.setdefault("extensions", {})["tls"] = self._tls
-        if self._proxy is not None:
-            apply_forwarded(scope, self._proxy)
-        root_path = self._state.config.root_path
-        if root_path:
-            apply_root_path(scope, root_path)
-
     def _start_websocket(self, head: RequestHead, target: PathAndQuery) -> None:
         handshake = read_handshake(head)  # a HandshakeError is answered by _reject
-        scheme = "ws" if self._tls is None else "wss"
-        scope = websocket_scope(head, target, handshake, self._client, self._server, scheme)
-        if self._scope_additions:
-            self._add_to_scope(scope)
+        scope = websocket_scope(head, target, handshake, self._client, self._server, self._tls)
+        if self._fields is not None:
+            self._fields.add_to(scope)
         state = self._state
         cycle = WebSocketCycle(self, scope, handshake, state.websocket)
         self._websocket = cycle
@@ -565,21 +540,3 @@ def _body_length(reply: bytes) -> int:
     """The body's size in one of the gateway's own replies (head and body), for the
     access log."""
     return len(reply) - reply.find(b"\r\n\r\n") - 4 if reply else 0
-
-
-def _address(info: object) -> tuple[str, int | None] | None:
-    """ASGI `client`/`server` from a socket address: [host, port], or [path, None]."""
-    if isinstance(info, tuple) and len(info) >= 2:
-        return (str(info[0]), int(info[1]))
-    if isinstance(info, str) and info:
-        return (info, None)
-    return None
-
-
-def apply_root_path(scope: dict[str, Any], root_path: str) -> None:
-    """The proxy took `root_path` off the front of the path; put it back, and say so in
-    root_path, so that the apps build their URLs with it (rule "`root_path`"; ASGI spec,
-    "HTTP" connection scope: root_path, and path including it)."""
-    scope["root_path"] = root_path
-    scope["path"] = root_path + scope["path"]
-    scope["raw_path"] = quote(root_path).encode("ascii") + scope["raw_path"]

@@ -54,11 +54,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from gateway.asgi import ASGI_VERSION, ASGIApp, Message
+from gateway.asgi import ASGIApp, Message
 from gateway.config.server_table import ServerConfig
 from gateway.errors import AppProtocolError, ClientDisconnected
-from gateway.http.events import RequestHead
-from gateway.http.session import PathAndQuery
 from gateway.http.ws_session import (
     Handshake,
     MessageReceived,
@@ -69,11 +67,6 @@ from gateway.http.ws_session import (
 )
 from gateway.server.stream import TunnelStream, log_access
 
-# The scope claims the version of the keys we send (django/asgiref specs/www.rst, "Spec
-# Versions"): 2.3 is `reason` on websocket.close, 2.4 `send` raising an OSError once the
-# connection is closed, and 2.5 `reason` on websocket.disconnect, which we send (rule
-# "`websocket.disconnect` comes once").
-WEBSOCKET_SPEC_VERSION = "2.5"
 # Received messages the app has not taken yet, before reading pauses: as for an HTTP
 # body (BODY_HIGH_WATER_BYTES), a burst of small messages arrives without a pause, and
 # a peer that sends faster than its app reads costs this plus one read and one message.
@@ -108,33 +101,6 @@ class WebSocketSettings:
     def from_config(cls, config: ServerConfig) -> WebSocketSettings:
         limits = WebSocketLimits(config.ws_max_message_bytes, config.ws_per_message_deflate)
         return cls(limits, config.ws_ping_interval, config.ws_ping_timeout)
-
-
-def websocket_scope(
-    head: RequestHead,
-    target: PathAndQuery,
-    handshake: Handshake,
-    client: tuple[str, int | None] | None,
-    server: tuple[str, int | None] | None,
-    scheme: str,
-) -> dict[str, Any]:
-    """The `websocket` scope; path, root_path and the rest as for HTTP. `scheme` is
-    "ws", or "wss" on a TLS connection."""
-    return {
-        "type": "websocket",
-        "asgi": {"version": ASGI_VERSION, "spec_version": WEBSOCKET_SPEC_VERSION},
-        "http_version": head.http_version,
-        "scheme": scheme,
-        "path": target.path,
-        "raw_path": target.raw_path,
-        "query_string": target.query_string,
-        "root_path": "",
-        "headers": head.headers,
-        "client": client,
-        "server": server,
-        "subprotocols": list(handshake.subprotocols),
-        "extensions": {"websocket.http.response": {}},
-    }
 
 
 class Phase(Enum):

@@ -24,7 +24,8 @@ from gateway.errors import ClientDisconnected
 from gateway.http.h11_session import H11Session
 from gateway.http.session import UpgradeRequest, parse_target
 from gateway.http.ws_session import WebSocketLimits, read_handshake
-from gateway.server.websocket import WebSocketCycle, WebSocketSettings, websocket_scope
+from gateway.server.scopes import websocket_scope
+from gateway.server.websocket import WebSocketCycle, WebSocketSettings
 
 # No pings: a test's timing never depends on the keepalive.
 SETTINGS = WebSocketSettings(WebSocketLimits(1 << 20, False), 0.0, 10.0)
@@ -62,7 +63,7 @@ def start(app: ASGIApp) -> tuple[WebSocketCycle, MemoryStream, Client, asyncio.T
     head = client.handshake()
     handshake = read_handshake(head)
     target = parse_target(head.target)
-    scope = websocket_scope(head, target, handshake, ("127.0.0.1", 5000), None, "ws")
+    scope = websocket_scope(head, target, handshake, ("127.0.0.1", 5000), None, tls=False)
     cycle = WebSocketCycle(stream, scope, handshake, SETTINGS)
     return cycle, stream, client, asyncio.create_task(cycle.run(app))
 
