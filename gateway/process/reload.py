@@ -134,7 +134,8 @@ def _flag_arguments(option: CliOption, value: object) -> list[str]:
 
 @dataclass(frozen=True)
 class WatchPlan:
-    """The directories handed to watchfiles, and which of their files count (rule 2)."""
+    """The directories handed to watchfiles, and which of their files count (rule
+    "watched")."""
 
     mount_file: str  # absolute
     source_dirs: tuple[str, ...]  # the pythonpath directories that exist
@@ -208,7 +209,7 @@ class Watcher:
                 *self.plan.roots,
                 watch_filter=self.plan,
                 stop_event=self._stop,
-                raise_interrupt=False,  # signals are the loop's business (rule 3)
+                raise_interrupt=False,  # the loop's (rule "signal handlers only queue")
             )
             for batch in batches:
                 self._changes.put(sorted({path for _, path in batch}))
@@ -313,7 +314,7 @@ class Reloader:
             self._shut_down(0)
         elif signum == signal.SIGINT and self.server is not None:
             log.info("fast stop")
-            self._signal_server(signal.SIGTERM)  # the server's second TERM (rule 6)
+            self._signal_server(signal.SIGTERM)  # its second TERM (rule "TERM, INT and HUP")
 
     def _shut_down(self, status: int) -> None:
         self.status = status

@@ -42,7 +42,8 @@ class BindError(GatewayError):
 
 
 def listening_sockets(server: ServerConfig) -> list[socket.socket]:
-    """The sockets to serve: systemd's when it activated us (rule 4), else `bind`'s."""
+    """The sockets to serve: systemd's when it activated us (rule "systemd socket
+    activation"), else `bind`'s."""
     return systemd_sockets() or bind_sockets(server.bind, server.unix_socket_mode, server.backlog)
 
 
@@ -119,7 +120,8 @@ def bind_socket(
 
 
 class _Refused(Exception):
-    """A bind we decline on purpose (rules 2 and 3); the message is the reason."""
+    """A bind we decline on purpose (rules "`unix:PATH`" and "`fd://N`"); the message
+    is the reason."""
 
 
 def _adopt_fd(fd: int) -> socket.socket:
@@ -168,7 +170,8 @@ def _bind_unix(path: str, mode: int | None, backlog: int) -> socket.socket:
 
 
 def _remove_stale_socket(path: str) -> None:
-    """Remove a socket file nothing listens on; refuse anything else at `path` (rule 2)."""
+    """Remove a socket file nothing listens on; refuse anything else at `path` (rule
+    "`unix:PATH`")."""
     try:
         mode = os.lstat(path).st_mode  # lstat: a symlink is judged, never followed
     except FileNotFoundError:
