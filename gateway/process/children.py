@@ -16,9 +16,10 @@ Rules:
    exited (a zombie) is not an error.
 4. Hooks (gateway/process/hooks.py): post_fork runs in the child once it has dropped the
    supervisor's state, before its apps load (after, with `preload`: they came with the
-   fork); a post_fork that raises fails the worker's start (exit status 3). worker_exit
-   runs as the worker leaves, whether it served or failed to start; a worker killed by
-   a signal runs neither.
+   fork); a post_fork that raises fails the worker's start (exit status 3), and no
+   worker_exit follows. Once post_fork has returned, worker_exit runs as the worker
+   leaves, whether it served or its apps failed to load or start; a worker killed by a
+   signal runs no worker_exit.
 5. A record's lifecycle is two enums, one per party, as h11 keeps one state per role:
    Progress is what the worker has said (its messages, gateway/process/pipe.py), Ending
    what the supervisor has done to end it (its signals, gateway/process/ending.py). Each
@@ -94,7 +95,9 @@ PROGRESS = Transitions(
     "worker progress",
     {
         Progress.BOOTING: {Progress.READY},
-        Progress.READY: {Progress.RETIRING},  # READY comes first: it is a pipe's first byte
+        # READY comes first: the worker sends it as it begins to serve, and a RETIRE read
+        # before it is ignored (gateway/process/supervisor.py `_on_messages`).
+        Progress.READY: {Progress.RETIRING},
         Progress.RETIRING: (),
     },
 )

@@ -15,7 +15,8 @@ Rules:
    status 3, like an app that fails to load. A hook that fails while the server serves
    (when_ready, on_reload, worker_exit) is logged with its traceback, and the server
    goes on: a broken notification must not take the site down.
-4. Beside the supervisor (tests/unit/test_layering.py); stdlib, config and errors only.
+4. Beside the supervisor, in gateway/process/ (tests/unit/test_layering.py checks the
+   folder's imports); of the gateway, it imports config and errors only.
 """
 
 from __future__ import annotations

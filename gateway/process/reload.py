@@ -22,10 +22,11 @@ Rules:
    can read the terminal; a Ctrl-C therefore reaches the server directly too, beside our
    TERM. That TERM is still sent, since an INT for this process alone (`kill -INT`)
    reaches no one else; and it is harmless, since a server takes one INT and one TERM,
-   in either order, as one graceful stop (gateway/process/single.py StopSignals; a supervisor
-   makes only a second INT fast). A second INT is passed on as a second TERM: a fast
-   stop for a `workers = 1` server even when the INTs reached this process alone. (A
-   second Ctrl-C reaches the server directly, as its own second INT.)
+   in either order, as one graceful stop (gateway/process/single.py StopSignals; a
+   supervisor makes only a second INT fast). An INT that comes once the stop has begun
+   (a second one, say) is passed on as a second TERM: a fast stop for a `workers = 1`
+   server even when the INTs reached this process alone. (A second Ctrl-C reaches the
+   server directly, as its own second INT.)
 7. watchfiles is an optional extra: without it, ReloadUnavailable (exit status 1) is
    raised before anything is bound.
 """

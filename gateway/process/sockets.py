@@ -1,9 +1,10 @@
 """Listening sockets: bound once, before any worker starts, and handed to the workers.
 
 Rules:
-1. Every address in `bind` is bound here and nowhere else (DESIGN §4): the supervisor
-   binds, workers inherit. A failure closes whatever was already opened and raises
-   BindError (exit status 1) naming the address and the reason.
+1. Every address in `bind` is bound here and nowhere else (DESIGN §4): the parent binds
+   (gateway/process/launcher.py, or the reloader), and the workers or the server it runs
+   inherit. A failure closes whatever was already opened and raises BindError (exit
+   status 1) naming the address and the reason.
 2. `unix:PATH`: a stale socket file (left by a server that died: nothing accepts on it)
    is removed first. A socket some live server still listens on is refused, never
    stolen, and so is a path that is not a socket (a regular file, a symlink, a
