@@ -16,9 +16,10 @@ Rules:
    exited (a zombie) is not an error.
 4. Hooks (gateway/process/hooks.py): post_fork runs in the child once it has dropped the
    supervisor's state, before its apps load (after, with `preload`: they came with the
-   fork); a post_fork that raises fails the worker's start (exit status 3). worker_exit
-   runs as the worker leaves, whether it served or failed to start; a worker killed by
-   a signal runs neither.
+   fork); a post_fork that raises fails the worker's start (exit status 3), and no
+   worker_exit follows. Once post_fork has returned, worker_exit runs as the worker
+   leaves, whether it served or its apps failed to load or start; a worker killed by a
+   signal runs no worker_exit.
 5. A record's lifecycle is two enums, one per party, as h11 keeps one state per role:
    Progress is what the worker has said (its messages, gateway/process/pipe.py), Ending
    what the supervisor has done to end it (its signals, gateway/process/ending.py). Each
@@ -82,7 +83,8 @@ IGNORED_BEFORE_LOOP = (
 
 
 class Progress(Enum):
-    """How far a worker has come, by its own messages (rule 5)."""
+    """How far a worker has come, by its own messages (rule "a record's lifecycle is
+    two enums")."""
 
     BOOTING = "booting"  # forked: importing and starting its apps
     READY = "ready"  # said READY: serving
@@ -93,7 +95,9 @@ PROGRESS = Transitions(
     "worker progress",
     {
         Progress.BOOTING: {Progress.READY},
-        Progress.READY: {Progress.RETIRING},  # READY comes first: it is a pipe's first byte
+        # READY comes first: the worker sends it as it begins to serve, and a RETIRE read
+        # before it is ignored (gateway/process/supervisor.py `_on_messages`).
+        Progress.READY: {Progress.RETIRING},
         Progress.RETIRING: (),
     },
 )
@@ -141,7 +145,9 @@ class WorkerProcess:
         self.send_signal(ENDING_SIGNALS[ending])
 
     def send_signal(self, signum: int) -> None:
-        with contextlib.suppress(ProcessLookupError):  # rule 3
+        # Its pid is still its own, a zombie at worst (rule "a worker's pid is signalled
+        # only while the supervisor holds its record").
+        with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signum)
 
 
@@ -158,11 +164,12 @@ def fork_worker(
 ) -> WorkerProcess:
     """Fork a worker that serves `config` on `sockets` (with `mounts` if preloaded).
 
-    In the child, `forget_parent` closes what belongs to the supervisor (rule 2), and
-    `hooks` post_fork and worker_exit run (rule 4).
+    In the child, `forget_parent` closes what belongs to the supervisor (rule "the child
+    drops what it inherited"), and `hooks` post_fork and worker_exit run (rule "hooks").
     """
     pipe = Pipe.open()  # before the fork: the child checks the supervisor is its parent
-    mask = set(signal.pthread_sigmask(signal.SIG_BLOCK, SUPERVISOR_SIGNALS))  # rule 1
+    # Until the child has set its own (rule "the supervisor's signals are blocked").
+    mask = set(signal.pthread_sigmask(signal.SIG_BLOCK, SUPERVISOR_SIGNALS))
     pid = os.fork()
     if pid == 0:
         info = WorkerInfo(config, os.getpid(), generation, preloaded=mounts is not None)
@@ -185,14 +192,16 @@ def _run_child(
     hooks: Hooks,
 ) -> NoReturn:
     """In the forked child: take the worker's signals, drop the parent's state, run
-    post_fork, serve, run worker_exit, exit (rules 2 and 4)."""
+    post_fork, serve, run worker_exit, exit (rules "the child drops what it inherited"
+    and "hooks")."""
     status = 1
     try:
         supervisor = pipe.worker_end()
         signal.set_wakeup_fd(-1)
         for signum in SUPERVISOR_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
-        for signum in IGNORED_BEFORE_LOOP:  # until the event loop takes them (rule 1)
+        # Until the event loop takes them (rule "the supervisor's signals are blocked").
+        for signum in IGNORED_BEFORE_LOOP:
             signal.signal(signum, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         forget_parent()
@@ -215,7 +224,7 @@ def _serve_with_hooks(
     hooks: Hooks,
 ) -> int:
     """post_fork (its failure is the worker's failed start: exit status 3), serve, and
-    worker_exit however serving ended (rule 4)."""
+    worker_exit however serving ended (rule "hooks")."""
     hooks.run_before_serving("post_fork", info)
     try:
         return serve_supervised(info.config, sockets, mounts, supervisor)
@@ -232,9 +241,10 @@ def serve_supervised(
     mounts: list[LoadedMount] | None,
     link: SupervisorLink,
 ) -> int:
-    """A forked worker, its signals set (rule 1): serve until SIGTERM (graceful) or
-    SIGQUIT (fast). `mounts` are the apps the supervisor preloaded, or None to import
-    them here. Raises StartupError (exit status 3) when an app fails to load or start.
+    """A forked worker, its signals set (rule "the supervisor's signals are blocked"):
+    serve until SIGTERM (graceful) or SIGQUIT (fast). `mounts` are the apps the
+    supervisor preloaded, or None to import them here. Raises StartupError (exit status
+    3) when an app fails to load or start.
     """
     loaded = mounts if mounts is not None else load_mounts(config)
     limit = request_limit(config)
@@ -247,7 +257,7 @@ def serve_supervised(
 
 def request_limit(config: Config) -> int:
     """This worker's max_requests plus its own share of the jitter (0: no limit), so
-    workers started together do not all retire together (rule 6)."""
+    workers started together do not all retire together (rule "under the supervisor")."""
     limit = config.server.max_requests
     if limit:
         limit += random.randint(0, config.server.max_requests_jitter)

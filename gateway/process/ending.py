@@ -6,10 +6,15 @@ Rules:
 1. One enum, Ending, moved only through ENDING (gateway/lifecycle.py): NOT_ASKED;
    STOPPING once SIGTERM is sent, when the child is held to the stop's bound; and after
    SIGKILL either HUNG (the child went silent, so its exit is a failure) or KILLED (it
-   did not stop in time: its exit was asked for).
+   did not stop in time: its exit was asked for). A stop that reaches a HUNG child
+   before its exit is reaped moves it on to STOPPING: that exit is then expected.
 2. Each ending is sent with its own signal (ENDING_SIGNALS): a caller moves the child
-   and signals it in one step, and cannot send one signal for another ending.
-3. Once SIGKILL is sent no deadline is left: only the child's exit is awaited.
+   and signals it in one step, and cannot send one signal for another ending. Other
+   signals (a fast stop's SIGQUIT or second TERM, USR1, the last resort's SIGKILL on a
+   parent's way out) are sent beside it and move nothing.
+3. Once SIGKILL is sent no deadline is left: only the child's exit is awaited. (A HUNG
+   child that a stop moves on to STOPPING is held to the stop's bound again; its exit
+   comes first, since SIGKILL cannot be caught.)
 """
 
 from __future__ import annotations

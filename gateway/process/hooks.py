@@ -10,12 +10,13 @@ Rules:
    `pythonpath` on sys.path (where the apps are looked for); forked workers inherit it.
    With `workers = 1` nothing forks: on_starting, when_ready and worker_exit run in the
    one process, post_fork and on_reload never.
-3. A hook that fails before the server serves (the module does not import, on_starting
-   or post_fork raises) stops the start with one line and exit status 3, like an app
-   that fails to load. A hook that fails while the server serves (when_ready,
-   on_reload, worker_exit) is logged with its traceback, and the server goes on: a
-   broken notification must not take the site down.
-4. Beside the supervisor (tests/unit/test_layering.py); stdlib, config and errors only.
+3. A failing hook: a hook that fails before the server serves (the module does not
+   import, on_starting or post_fork raises) stops the start with one line and exit
+   status 3, like an app that fails to load. A hook that fails while the server serves
+   (when_ready, on_reload, worker_exit) is logged with its traceback, and the server
+   goes on: a broken notification must not take the site down.
+4. Beside the supervisor, in gateway/process/ (tests/unit/test_layering.py checks the
+   folder's imports); of the gateway, it imports config and errors only.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ HOOK_NAMES = SERVER_HOOKS + WORKER_HOOKS
 
 class HookError(StartupError):
     """The hooks module did not import, or a hook failed before the server served
-    (exit status 3, rule 3)."""
+    (exit status 3: rule "a failing hook")."""
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,9 @@ class Hooks:
 
     @classmethod
     def load(cls, config: Config) -> Hooks:
-        """Import `config.server.hooks` and take its hook functions (rule 2); HookError
-        if it does not import or names a hook that is not a function."""
+        """Import `config.server.hooks` and take its hook functions (rule "the module is
+        imported once"); HookError if it does not import or names a hook that is not a
+        function."""
         name = config.server.hooks
         if not name:
             return cls.none()
@@ -101,7 +103,8 @@ class Hooks:
         return hook in self._functions
 
     def run_before_serving(self, hook: str, info: ServerInfo | WorkerInfo) -> None:
-        """Call `hook` where its failure stops the start: HookError (rule 3)."""
+        """Call `hook` where its failure stops the start: HookError (rule "a failing
+        hook")."""
         function = self._functions.get(hook)
         if function is None:
             return
@@ -111,7 +114,8 @@ class Hooks:
             raise HookError(f"hooks: {self.module}.{hook} failed: {_describe(exc)}") from exc
 
     def run(self, hook: str, info: ServerInfo | WorkerInfo) -> None:
-        """Call `hook` while the server serves: a failure is logged, not raised (rule 3)."""
+        """Call `hook` while the server serves: a failure is logged, not raised (rule "a
+        failing hook")."""
         function = self._functions.get(hook)
         if function is None:
             return

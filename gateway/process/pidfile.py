@@ -12,7 +12,7 @@ Rules:
 3. Removed at every exit that runs Python's cleanup (a clean stop, a failed start), and
    only while it still holds our pid; a file the server may no longer remove (it
    dropped privileges) is left with a warning. A server killed with SIGKILL leaves it:
-   rule 2 then treats it as stale.
+   rule "a file that names another live process" then treats it as stale.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ class PidFile:
         self._written = False
 
     def write(self) -> None:
-        """Write our pid (rule 1), unless another live process holds the file (rule 2)."""
+        """Write our pid (rule "written once every socket is bound"), unless another live
+        process holds the file (rule "a file that names another live process")."""
         if not self.path:
             return
         other = _holder(self.path)
@@ -56,7 +57,8 @@ class PidFile:
         self._written = True
 
     def remove(self) -> None:
-        """Remove the file if we wrote it and it is still ours (rule 3)."""
+        """Remove the file if we wrote it and it is still ours (rule "removed at every
+        exit")."""
         if not self._written or _holder(self.path) != os.getpid():
             return
         try:

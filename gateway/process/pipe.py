@@ -13,7 +13,8 @@ Rules:
    MAX_BEAT_INTERVAL_S at most, or a quarter of worker_timeout when that is shorter.
 3. The worker never blocks on the pipe: a full pipe (a supervisor busy importing apps)
    drops the message. Dropping is safe: a beat that found no room is one of many, and
-   READY is the first byte of an empty pipe.
+   READY and RETIRE, each sent once, find room, since only beats come before them and
+   a pipe fills (64 KiB on Linux) only after hours of beats that nobody reads.
 4. The pipe also tells the worker when its supervisor is gone (killed with SIGKILL, so
    it could stop nobody): a write fails with EPIPE, or the worker has a new parent pid.
    The next beat then begins a graceful stop, so an orphan stops within one interval and

@@ -38,8 +38,9 @@ class Identity:
 
 
 def resolve_identity(config: Config) -> Identity | None:
-    """The identity `user`/`group` ask for (rule 1), or None when neither is set, or
-    when it is the one the process already has (rule 3)."""
+    """The identity `user`/`group` ask for (rule "the names are looked up before
+    anything binds"), or None when neither is set, or when it is the one the process
+    already has (rule "changing identity needs root")."""
     server = config.server
     if not (server.user or server.group):
         return None
@@ -88,7 +89,8 @@ def _account(
 
 
 def drop_privileges(identity: Identity | None) -> None:
-    """Become `identity` for good (rule 2); nothing when it is None."""
+    """Become `identity` for good (rule "the identity is dropped once every socket is
+    bound"); nothing when it is None."""
     if identity is None:
         return
     if identity.user is not None:

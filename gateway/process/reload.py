@@ -22,10 +22,11 @@ Rules:
    can read the terminal; a Ctrl-C therefore reaches the server directly too, beside our
    TERM. That TERM is still sent, since an INT for this process alone (`kill -INT`)
    reaches no one else; and it is harmless, since a server takes one INT and one TERM,
-   in either order, as one graceful stop (gateway/process/single.py StopSignals; a supervisor
-   makes only a second INT fast). A second INT is passed on as a second TERM: a fast
-   stop for a `workers = 1` server even when the INTs reached this process alone. (A
-   second Ctrl-C reaches the server directly, as its own second INT.)
+   in either order, as one graceful stop (gateway/process/single.py StopSignals; a
+   supervisor makes only a second INT fast). An INT that comes once the stop has begun
+   (a second one, say) is passed on as a second TERM: a fast stop for a `workers = 1`
+   server even when the INTs reached this process alone. (A second Ctrl-C reaches the
+   server directly, as its own second INT.)
 7. watchfiles is an optional extra: without it, ReloadUnavailable (exit status 1) is
    raised before anything is bound.
 """
@@ -134,7 +135,8 @@ def _flag_arguments(option: CliOption, value: object) -> list[str]:
 
 @dataclass(frozen=True)
 class WatchPlan:
-    """The directories handed to watchfiles, and which of their files count (rule 2)."""
+    """The directories handed to watchfiles, and which of their files count (rule
+    "watched")."""
 
     mount_file: str  # absolute
     source_dirs: tuple[str, ...]  # the pythonpath directories that exist
@@ -208,7 +210,7 @@ class Watcher:
                 *self.plan.roots,
                 watch_filter=self.plan,
                 stop_event=self._stop,
-                raise_interrupt=False,  # signals are the loop's business (rule 3)
+                raise_interrupt=False,  # the loop's (rule "signal handlers only queue")
             )
             for batch in batches:
                 self._changes.put(sorted({path for _, path in batch}))
@@ -313,7 +315,7 @@ class Reloader:
             self._shut_down(0)
         elif signum == signal.SIGINT and self.server is not None:
             log.info("fast stop")
-            self._signal_server(signal.SIGTERM)  # the server's second TERM (rule 6)
+            self._signal_server(signal.SIGTERM)  # its second TERM (rule "TERM, INT and HUP")
 
     def _shut_down(self, status: int) -> None:
         self.status = status

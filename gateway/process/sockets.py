@@ -1,9 +1,10 @@
 """Listening sockets: bound once, before any worker starts, and handed to the workers.
 
 Rules:
-1. Every address in `bind` is bound here and nowhere else (DESIGN §4): the supervisor
-   binds, workers inherit. A failure closes whatever was already opened and raises
-   BindError (exit status 1) naming the address and the reason.
+1. Every address in `bind` is bound here and nowhere else (DESIGN §4): the parent binds
+   (gateway/process/launcher.py, or the reloader), and the workers or the server it runs
+   inherit. A failure closes whatever was already opened and raises BindError (exit
+   status 1) naming the address and the reason.
 2. `unix:PATH`: a stale socket file (left by a server that died: nothing accepts on it)
    is removed first. A socket some live server still listens on is refused, never
    stolen, and so is a path that is not a socket (a regular file, a symlink, a
@@ -42,7 +43,8 @@ class BindError(GatewayError):
 
 
 def listening_sockets(server: ServerConfig) -> list[socket.socket]:
-    """The sockets to serve: systemd's when it activated us (rule 4), else `bind`'s."""
+    """The sockets to serve: systemd's when it activated us (rule "systemd socket
+    activation"), else `bind`'s."""
     return systemd_sockets() or bind_sockets(server.bind, server.unix_socket_mode, server.backlog)
 
 
@@ -119,7 +121,8 @@ def bind_socket(
 
 
 class _Refused(Exception):
-    """A bind we decline on purpose (rules 2 and 3); the message is the reason."""
+    """A bind we decline on purpose (rules "`unix:PATH`" and "`fd://N`"); the message
+    is the reason."""
 
 
 def _adopt_fd(fd: int) -> socket.socket:
@@ -168,7 +171,8 @@ def _bind_unix(path: str, mode: int | None, backlog: int) -> socket.socket:
 
 
 def _remove_stale_socket(path: str) -> None:
-    """Remove a socket file nothing listens on; refuse anything else at `path` (rule 2)."""
+    """Remove a socket file nothing listens on; refuse anything else at `path` (rule
+    "`unix:PATH`")."""
     try:
         mode = os.lstat(path).st_mode  # lstat: a symlink is judged, never followed
     except FileNotFoundError:

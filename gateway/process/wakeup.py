@@ -40,7 +40,8 @@ class SignalPipe:
             signal.signal(signum, _queued)
 
     def take(self) -> bytes:
-        """The signals queued so far, one byte each (rule 3: never waits)."""
+        """The signals queued so far, one byte each; never waits (rule "pipes are
+        non-blocking")."""
         return read_ready(self.read_fd) or b""
 
     def restore(self) -> None:
@@ -66,4 +67,5 @@ def describe_exit(code: int) -> str:
 
 
 def _queued(signum: int, frame: object) -> None:
-    """The Python-level handler: the pipe already carries the signal (rule 2)."""
+    """The Python-level handler: the pipe already carries the signal (rule "a
+    Python-level handler must still be installed")."""

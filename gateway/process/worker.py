@@ -12,7 +12,8 @@ Rules:
    and open WebSockets get a 1012 Close (their apps are waited for too), drop the
    rest and cancel the WebSocket apps still running, then lifespan shutdown, then the
    WSGI pools. Every connection made before the stop is asked to finish, also one whose
-   connection_made comes after the drain began (gateway/server/shared.py rule 4).
+   connection_made comes after the drain began (gateway/server/shared.py, rule "a
+   graceful stop reaches every connection").
 4. The worker's lifecycle is one enum, WorkerState, moved only through its table
    (WORKER_LIFECYCLE, gateway/lifecycle.py). How a process runs the worker (its signals,
    a supervisor's pipe) is the caller's: gateway/process/single.py for `workers = 1`,
@@ -117,7 +118,7 @@ def _in_context(exc: AppLoadError, config: Config, number: int, mount: MountConf
 
 
 class WorkerState(Enum):
-    """Where a worker is in its life (rule 4)."""
+    """Where a worker is in its life (rule "the worker's lifecycle is one enum")."""
 
     STARTING = "starting"  # lifespan startup; not listening yet; readiness 503
     READY = "ready"  # started in every mount and listening; readiness 200
@@ -240,8 +241,9 @@ class Worker:
         await fanout.shutdown(timeout_s)
 
     def _build_mount(self, mount: LoadedMount, number: int) -> Mount:
-        """The mount whole (rule 6): its rules, the shadow copy outermost (the answer the
-        client gets is the one compared), around its app as measured."""
+        """The mount whole (rule "each mount is built whole"): its rules, the shadow copy
+        outermost (the answer the client gets is the one compared), around its app as
+        measured."""
         config = mount.config
         rules = _rules(config, self._metrics)
         if config.shadow:
@@ -302,7 +304,9 @@ class Worker:
         return servers
 
     async def _drain(self, servers: list[asyncio.Server], state: WorkerShared) -> None:
-        state.draining = True  # from here on a new connection asks itself (state rule 4)
+        # From here on a new connection asks itself (gateway/server/shared.py, rule "a
+        # graceful stop reaches every connection").
+        state.draining = True
         for server in servers:
             server.close()
         # A connection accepted before the close gets its connection_made a loop turn
@@ -360,9 +364,10 @@ async def _cancel_apps(tasks: set[asyncio.Task[None]]) -> None:
 
 
 def routed(mount: LoadedMount, rules: list[Rule], metrics: WorkerMetrics | None) -> Mount:
-    """The Mount of a loaded app, built whole (rule 6): its app behind the metrics
-    middleware when metrics are on (counted under the mount's label, with its WSGI pool
-    if it has one), and its `rules`, which the Router links around that once."""
+    """The Mount of a loaded app, built whole (rule "each mount is built whole"): its app
+    behind the metrics middleware when metrics are on (counted under the mount's label,
+    with its WSGI pool if it has one), and its `rules`, which the Router links around
+    that once."""
     config, loaded = mount.config, mount.loaded
     app = loaded.app
     if metrics is not None:
@@ -407,7 +412,8 @@ def _describe(sock: socket.socket, scheme: str) -> str:
 
 @functools.cache
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
-    """uvloop's event loop, or asyncio's own where uvloop cannot be imported (rule 5).
+    """uvloop's event loop, or asyncio's own where uvloop cannot be imported (rule "the
+    event loop is uvloop's").
 
     Asked once the apps are loaded, so an error that stops the start stays the one line
     it is; cached, so the warning is one line per server: the supervisor asks before it
@@ -423,5 +429,6 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """The loop a worker serves on, for code that runs one elsewhere (gateway/api.py's
-    TestServer): the choice of loop stays this module's own (rule 5)."""
+    TestServer): the choice of loop stays this module's own (rule "the event loop is
+    uvloop's")."""
     return event_loop_factory()()

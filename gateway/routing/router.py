@@ -102,7 +102,7 @@ class Mount:
 
     def link(self, links: Sequence[MountLink]) -> None:
         """Wrap the app in its rules, each with its resolved link (the Router does, once,
-        at startup: rule 7)."""
+        at startup: rule "mounts reach each other by name")."""
         handler = self.app
         for rule, link in zip(self.rules, links, strict=True):
             handler = rule.wrap(handler, link)
@@ -110,7 +110,8 @@ class Mount:
 
 
 class MountLink:
-    """Enters a mount by name on behalf of another mount's rule (rule 7)."""
+    """Enters a mount by name on behalf of another mount's rule (rule "mounts reach each
+    other by name")."""
 
     __slots__ = ("mount", "route", "serves_websocket")
 
@@ -134,9 +135,11 @@ class Router:
         self._link()
 
     def _link(self) -> None:
-        """Resolve each rule's name to its mount and wrap the mount's app (rule 7). A
-        MountLink looks its mount's handler up when called, so the order does not matter;
-        the config has already refused unknown names and loops (gateway/config/links.py)."""
+        """Resolve each rule's name to its mount and wrap the mount's app (rule "mounts
+        reach each other by name"). A MountLink looks its mount's handler up when called,
+        so the order does not matter; the config has already refused unknown names and
+        loops (gateway/config/links.py, rules "a link names a mount" and "links never
+        loop")."""
         by_name = {mount.name: mount for mount in self.mounts if mount.name}
         for mount in self.mounts:
             links = []
@@ -160,7 +163,8 @@ class Router:
             candidate = candidate[:cut] if cut > 0 else "/"
 
     def serves_websocket(self, path: str) -> bool:
-        """A WebSocket upgrade to `path` goes to an app: its mount is ASGI (rule 6)."""
+        """A WebSocket upgrade to `path` goes to an app: its mount is ASGI (rule
+        "WebSocket scopes are routed the same way")."""
         mount = self.match(path)
         return mount is not None and mount.interface == Interface.ASGI
 
@@ -176,7 +180,7 @@ class Router:
         scope["root_path"] = root_path + mount.root
         scope["state"] = mount.state.copy()
         set_gateway_extension(scope, mount.extension)
-        length = framing(scope["headers"])  # rule 5
+        length = framing(scope["headers"])  # rule "a mount's body limit is enforced here"
         if length is None:
             receive = LimitedReceive(receive, mount.max_body_bytes)
         elif length > mount.max_body_bytes:

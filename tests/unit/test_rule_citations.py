@@ -20,11 +20,6 @@ statements (docstrings) are held to two checks:
    the start of exactly one rule of the cited module, ending on a word boundary ("every"
    does not name "Everything ..."). A module is cited only by a path written right before
    the citation, else the citation names the module it is in.
-
-PENDING lists the modules other branches are rewriting while this check was written:
-their own citations are not checked yet (their Rules blocks still are, when another
-module cites them). An entry that ends in "/" stands for the whole folder. The lead
-converts them after the merge and empties PENDING.
 """
 
 from __future__ import annotations
@@ -41,12 +36,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE_FOLDERS = ("gateway", "adapters")
 
-PENDING = frozenset(
-    {
-        "gateway/process/",
-        "gateway/routing/router.py",
-    }
-)
 
 # The line that opens a Rules block: "Rules:", "... Rules:", "Rules (the ASGI spec):".
 RULES_HEADING = re.compile(r"\bRules\b[^\n:]*:[ \t]*$", re.MULTILINE)
@@ -170,12 +159,6 @@ def citation_problems(path: str, source: str, rules: Mapping[str, list[str]]) ->
     return problems
 
 
-def is_pending(path: str) -> bool:
-    return any(
-        path == entry or (entry.endswith("/") and path.startswith(entry)) for entry in PENDING
-    )
-
-
 def discover() -> dict[str, str]:
     """Every module's text by its path from the repository's top."""
     found: dict[str, str] = {}
@@ -192,7 +175,7 @@ SOURCES = discover()
 RULES = {path: rules_of(source) for path, source in SOURCES.items()}
 
 
-@pytest.mark.parametrize("path", sorted(p for p in SOURCES if not is_pending(p)))
+@pytest.mark.parametrize("path", sorted(SOURCES))
 def test_rules_are_cited_by_name(path: str) -> None:
     assert citation_problems(path, SOURCES[path], RULES) == []
 
@@ -204,11 +187,6 @@ def test_the_tree_and_its_rules_were_found() -> None:
     # A block with a heading that ends a sentence, and one whose items span lines.
     assert RULES["adapters/disconnect.py"][2].startswith("The watch starts after the body")
     assert len(RULES["gateway/server/metrics.py"]) == 4
-
-
-def test_every_pending_entry_is_a_module_or_folder() -> None:
-    for entry in PENDING:
-        assert (ROOT / entry).is_dir() if entry.endswith("/") else entry in SOURCES, entry
 
 
 # --- the checker itself: it must catch what it claims to catch -----------------------------
