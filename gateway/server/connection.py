@@ -353,8 +353,11 @@ class HTTPConnection(asyncio.Protocol):
             return
         cycle = self._cycle
         assert cycle is not None  # end_cycle comes from the running cycle
-        self._state.in_flight -= 1
-        self._count(cycle)
+        state = self._state
+        state.in_flight -= 1
+        state.count_request()  # as `_count`, written out: this runs once per request
+        if state.access_log:
+            cycle.log_access()
         self._cycle = None
         if self.closed:
             return
