@@ -31,6 +31,7 @@ Rules:
 from __future__ import annotations
 
 import contextlib
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -66,6 +67,7 @@ HARD_BOUND_FACTOR = 4
 _HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
+_GOAWAY = 0x7  # the frame type (RFC 9113 §6.8)
 _SCHEMES = frozenset({b"http", b"https"})
 # RFC 9113 §6.5.2: a field's size is its name's and value's lengths plus 32.
 _FIELD_OVERHEAD = 32
@@ -135,6 +137,7 @@ class H2Session:
         config = h2.config.H2Configuration(client_side=False, header_encoding=None)
         self._conn = h2.connection.H2Connection(config)
         self._max_header_bytes = max_header_bytes
+        self._last_stream_id: int | None = None  # once a GOAWAY went out
         self._conn.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
@@ -162,6 +165,10 @@ class H2Session:
 
     def _translate(self, event: h2.events.Event) -> StreamEvent | PeerGone | None:
         if isinstance(event, h2.events.RequestReceived):
+            last = self._last_stream_id
+            if last is not None and (event.stream_id or 0) > last:
+                self._conn.reset_stream(event.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+                return None  # after our GOAWAY: the client may retry it elsewhere
             return self._request(event)
         if isinstance(event, h2.events.DataReceived):
             assert event.stream_id is not None and event.data is not None
@@ -196,12 +203,15 @@ class H2Session:
         method = path = scheme = authority = b""
         headers: list[Field] = []
         size = 0
-        has_host = False
+        has_host = expects_continue = False
         for name, value in fields:
             size += len(name) + len(value) + _FIELD_OVERHEAD
             if name[:1] != b":":
                 headers.append((name, value))
                 has_host = has_host or name == b"host"
+                expects_continue = expects_continue or (
+                    name == b"expect" and value.lower() == b"100-continue"
+                )
             elif name == b":method":
                 method = value
             elif name == b":path":
@@ -220,7 +230,7 @@ class H2Session:
             raise BadRequest(f"bad :scheme {scheme[:20]!r}")
         if authority and not has_host:
             headers.insert(0, (b"host", authority))
-        return RequestHead(method, path, headers, "2")
+        return RequestHead(method, path, headers, "2", expects_continue=expects_continue)
 
     # -- the response side -------------------------------------------------------------
 
@@ -265,9 +275,18 @@ class H2Session:
         with contextlib.suppress(h2.exceptions.StreamClosedError):
             self._conn.reset_stream(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
 
-    def goaway(self) -> None:
-        """A graceful stop: no new streams; those up to the last one opened go on."""
-        self._conn.close_connection(h2.errors.ErrorCodes.NO_ERROR)
+    def goaway(self) -> bytes:
+        """A graceful stop (RFC 9113 §6.8): GOAWAY NO_ERROR naming the last stream
+        opened, those up to it go on, and any later one is refused. Written here, not
+        by h2's `close_connection`, which would end the streams in flight with it."""
+        self._last_stream_id = self._conn.highest_inbound_stream_id
+        frame = struct.pack(">I", 8)[1:] + bytes((_GOAWAY, 0)) + bytes(4)
+        return self._conn.data_to_send() + frame + struct.pack(">II", self._last_stream_id, 0)
+
+    def send_continue(self, stream_id: int) -> None:
+        """An interim 100 Continue (RFC 9110 §10.1.1) before the stream's response."""
+        with contextlib.suppress(h2.exceptions.StreamClosedError):
+            self._conn.send_headers(stream_id, [(b":status", b"100")])
 
 
 def response_fields(

@@ -1,0 +1,133 @@
+"""HTTP/2 over real sockets with a real client (httpx with h2): prior knowledge in
+cleartext (h2c) and ALPN over TLS, ASGI and WSGI mounts, routing, several streams on
+one connection, and `http2 = false`."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+
+import httpx
+import pytest
+from support.deadlines import read_response
+from support.servers import Server
+from support.tls_certs import Certs, make_certs
+
+from gateway.http.h2_session import PREFACE
+
+Serve = Callable[[str], Server]
+DEADLINE_S = 10.0
+MOUNTS = """
+[[mount]]
+prefix = "/asgi"
+app = "probe_asgi:app"
+interface = "asgi"
+
+[[mount]]
+prefix = "/wsgi"
+app = "probe_wsgi:app"
+interface = "wsgi"
+threads = 2
+"""
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+def h2c_client(server: Server) -> httpx.Client:
+    """Prior knowledge: the client opens with the HTTP/2 preface (RFC 9113 §3.3)."""
+    return httpx.Client(base_url=server.url, http1=False, http2=True, timeout=DEADLINE_S)
+
+
+def check_asgi_and_wsgi(client: httpx.Client, scheme: str) -> None:
+    scope = client.get("/asgi/scope?a=1").json()
+    assert (scope["http_version"], scope["scheme"], scope["method"]) == ("2", scheme, "GET")
+    assert (scope["root_path"], scope["path"], scope["query_string"]) == (
+        "/asgi",
+        "/asgi/scope",
+        "a=1",
+    )
+    # :authority became the Host field the apps read (RFC 9113 §8.3.1).
+    assert ["host", client.base_url.netloc.decode()] in scope["headers"]
+    posted = client.post("/asgi/echo", content=b"x" * 100_000)
+    assert posted.http_version == "HTTP/2"
+    assert posted.content == b"x" * 100_000
+    environ = client.get("/wsgi/environ").json()
+    assert environ["SERVER_PROTOCOL"] == "HTTP/2"
+    assert environ["wsgi.url_scheme"] == scheme
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/wsgi", "/environ")
+    digest = client.post("/wsgi/digest", content=b"y" * 70_000).json()
+    assert digest["length"] == 70_000
+    assert client.get("/nowhere").status_code == 404
+    assert client.get("/asgi/nowhere").status_code == 404
+
+
+def test_prior_knowledge_in_cleartext(serve: Serve) -> None:
+    server = serve("[server]\n" + MOUNTS)
+    with h2c_client(server) as client:
+        check_asgi_and_wsgi(client, "http")
+
+
+def test_alpn_chooses_h2_over_tls(serve: Serve, certs: Certs) -> None:
+    settings = f"certfile = {str(certs.cert)!r}\nkeyfile = {str(certs.key)!r}\n"
+    server = serve("[server]\n" + settings + MOUNTS)
+    url = f"https://127.0.0.1:{server.port}"
+    context = certs.client_context()
+    with httpx.Client(base_url=url, http2=True, verify=context, timeout=DEADLINE_S) as client:
+        assert client.get("/asgi/scope").http_version == "HTTP/2"
+        check_asgi_and_wsgi(client, "https")
+
+
+def test_root_path_is_added_per_stream(serve: Serve) -> None:
+    server = serve('[server]\nroot_path = "/outer"\n' + MOUNTS)
+    with h2c_client(server) as client:
+        scope = client.get("/asgi/scope").json()
+    assert (scope["root_path"], scope["path"]) == ("/outer/asgi", "/outer/asgi/scope")
+
+
+def test_a_slow_stream_does_not_hold_up_a_fast_one(serve: Serve) -> None:
+    server = serve("[server]\n" + MOUNTS)
+    finished: list[str] = []
+
+    async def fetch(client: httpx.AsyncClient, path: str) -> None:
+        response = await client.get(path)
+        assert response.status_code == 200 and response.http_version == "HTTP/2"
+        finished.append(path)
+
+    async def both() -> None:
+        async with httpx.AsyncClient(
+            base_url=server.url, http1=False, http2=True, timeout=DEADLINE_S
+        ) as client:
+            await fetch(client, "/asgi/echo")  # the connection, before the race
+            slow = asyncio.create_task(fetch(client, "/asgi/sleep?2"))
+            await asyncio.sleep(0)
+            await fetch(client, "/asgi/stream")
+            await slow
+
+    asyncio.run(both())
+    assert finished == ["/asgi/echo", "/asgi/stream", "/asgi/sleep?2"]
+
+
+def test_http2_off_answers_the_preface_as_http_1_1_does(serve: Serve) -> None:
+    server = serve("[server]\nhttp2 = false\n" + MOUNTS)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE_S) as sock:
+        sock.sendall(PREFACE)
+        assert read_response(sock).startswith(b"HTTP/1.1 505 ")
+
+
+def test_the_preface_in_pieces_is_still_http2(serve: Serve) -> None:
+    server = serve("[server]\n" + MOUNTS)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE_S) as sock:
+        for piece in (PREFACE[:3], PREFACE[3:10], PREFACE[10:]):
+            sock.sendall(piece)
+        sock.sendall(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")  # an empty SETTINGS
+        head = b""
+        while len(head) < 9:  # recv may return less than asked: read the frame's head
+            piece = sock.recv(9 - len(head))
+            assert piece, "closed before the server's preface"
+            head += piece
+    # The server's preface is a SETTINGS frame (RFC 9113 §3.4): type 4 on stream 0.
+    assert head[3] == 0x4 and head[5:9] == bytes(4)
