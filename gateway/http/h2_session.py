@@ -164,11 +164,14 @@ class H2Session:
         return out
 
     def _translate(self, event: h2.events.Event) -> StreamEvent | PeerGone | None:
-        if isinstance(event, h2.events.RequestReceived):
-            last = self._last_stream_id
-            if last is not None and (event.stream_id or 0) > last:
+        last = self._last_stream_id
+        if last is not None and (getattr(event, "stream_id", 0) or 0) > last:
+            # A stream opened after our GOAWAY: refused, so the client may retry it
+            # elsewhere (RFC 9113 §8.7), and nothing of it reaches the connection.
+            if isinstance(event, h2.events.RequestReceived):
                 self._conn.reset_stream(event.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
-                return None  # after our GOAWAY: the client may retry it elsewhere
+            return None
+        if isinstance(event, h2.events.RequestReceived):
             return self._request(event)
         if isinstance(event, h2.events.DataReceived):
             assert event.stream_id is not None and event.data is not None
@@ -254,10 +257,12 @@ class H2Session:
             sent = 0
             while sent < len(data) and window > 0:
                 size = min(window, frame_size, len(data) - sent)
-                conn.send_data(stream_id, data[sent : sent + size])
+                piece = data[sent : sent + size]
                 sent += size
                 window -= size
-            if sent == len(data) and end:
+                # The last piece carries END_STREAM: no empty DATA frame to end it.
+                conn.send_data(stream_id, piece, end_stream=end and sent == len(data))
+            if end and not data:
                 conn.end_stream(stream_id)
         except h2.exceptions.StreamClosedError:
             raise ClientDisconnected("the client reset the stream") from None

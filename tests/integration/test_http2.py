@@ -6,11 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Callable
+from pathlib import Path
 
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
 import httpx
+import hyperframe.frame
 import pytest
-from support.deadlines import read_response
+from support.deadlines import read_response, read_until_closed, wait_until
 from support.servers import Server
 from support.tls_certs import Certs, make_certs
 
@@ -131,3 +138,110 @@ def test_the_preface_in_pieces_is_still_http2(serve: Serve) -> None:
             head += piece
     # The server's preface is a SETTINGS frame (RFC 9113 §3.4): type 4 on stream 0.
     assert head[3] == 0x4 and head[5:9] == bytes(4)
+
+
+class RawH2:
+    """A raw HTTP/2 client on h2, for what httpx does not let a test hold still: its
+    receive windows, and the frames themselves."""
+
+    def __init__(self, server: Server, window: int | None = None) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE_S)
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding=None))
+        self.conn.initiate_connection()
+        if window is not None:  # every stream's receive window, until acknowledged
+            self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
+        self.events: list[h2.events.Event] = []
+        self._flush()
+
+    def _flush(self) -> None:
+        self.sock.sendall(self.conn.data_to_send())
+
+    def get(self, stream_id: int, path: str) -> None:
+        fields = [(":method", "GET"), (":scheme", "http"), (":authority", "t"), (":path", path)]
+        self.conn.send_headers(stream_id, fields, end_stream=True)
+        self._flush()
+
+    def read_until(self, done: Callable[[list[h2.events.Event]], bool]) -> None:
+        """Read and answer frames until `done(events so far)`, the deadline, or the close."""
+        deadline = time.monotonic() + DEADLINE_S
+        while not done(self.events):
+            assert time.monotonic() < deadline, f"not done: {self.events}"
+            data = self.sock.recv(65536)
+            if not data:
+                return
+            self.events += self.conn.receive_data(data)
+            self._flush()
+
+    def ended(self, stream_id: int) -> bool:
+        return any(
+            isinstance(e, h2.events.StreamEnded) and e.stream_id == stream_id for e in self.events
+        )
+
+    def status(self, stream_id: int) -> bytes:
+        for event in self.events:
+            if isinstance(event, h2.events.ResponseReceived) and event.stream_id == stream_id:
+                return dict(event.headers or [])[b":status"]
+        return b""
+
+
+def test_a_stream_waiting_for_its_window_does_not_hold_up_another(serve: Serve) -> None:
+    server = serve("[server]\n" + MOUNTS)
+    client = RawH2(server, window=1024)
+    with client.sock:
+        client.get(1, "/asgi/big")  # 64 MiB: its stream's window closes after 1 KiB
+        client.read_until(lambda events: any(isinstance(e, h2.events.DataReceived) for e in events))
+        client.get(3, "/asgi/stream")
+        client.read_until(lambda events: client.ended(3))
+        assert client.status(3) == b"200" and not client.ended(1)
+        big = [
+            e for e in client.events if isinstance(e, h2.events.DataReceived) and e.stream_id == 1
+        ]
+        assert sum(len(e.data or b"") for e in big) <= 1024
+
+
+def test_limit_concurrency_counts_streams(
+    serve: Serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    probe_log = tmp_path / "probe.log"
+    monkeypatch.setenv("PROBE_LIFESPAN_LOG", str(probe_log))
+    server = serve("[server]\nlimit_concurrency = 1\n" + MOUNTS)
+    client = RawH2(server)
+    with client.sock:
+        client.get(1, "/asgi/sleep?1")
+        wait_until(lambda: probe_log.exists() and "sleep-start" in probe_log.read_text())
+        client.get(3, "/asgi/scope")
+        client.read_until(lambda events: client.ended(3) and client.ended(1))
+        assert (client.status(3), client.status(1)) == (b"503", b"200")
+
+
+def test_a_graceful_stop_sends_goaway_and_finishes_the_streams_in_flight(
+    serve: Serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    probe_log = tmp_path / "probe.log"  # tests/apps/probe_asgi.py notes "sleep-start"
+    monkeypatch.setenv("PROBE_LIFESPAN_LOG", str(probe_log))
+    server = serve("[server]\n" + MOUNTS)
+    client = RawH2(server)
+    with client.sock:
+        client.get(1, "/asgi/sleep?1")
+        wait_until(lambda: probe_log.exists() and "sleep-start" in probe_log.read_text())
+        server.loop.call_soon_threadsafe(server.worker.request_stop)
+        received, closed = read_until_closed(client.sock, DEADLINE_S)
+    assert closed
+    # Parsed frame by frame: h2's client refuses any frame after a GOAWAY, though RFC
+    # 9113 §6.8 lets the streams up to its last one go on.
+    sent = frames(received)
+    goaway = [f for f in sent if isinstance(f, hyperframe.frame.GoAwayFrame)]
+    data = [f for f in sent if isinstance(f, hyperframe.frame.DataFrame) and f.stream_id == 1]
+    assert [(f.last_stream_id, f.error_code) for f in goaway] == [(1, 0)]
+    assert sent.index(goaway[0]) < sent.index(data[0])
+    assert b"".join(f.data for f in data) == b"slept" and "END_STREAM" in data[-1].flags
+
+
+def frames(data: bytes) -> list[hyperframe.frame.Frame]:
+    out = []
+    while len(data) >= 9:
+        frame, length = hyperframe.frame.Frame.parse_frame_header(memoryview(data[:9]))
+        frame.parse_body(memoryview(data[9 : 9 + length]))
+        out.append(frame)
+        data = data[9 + length :]
+    return out

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
+import hyperframe.frame
 import pytest
 
 from gateway.errors import (
@@ -172,3 +174,42 @@ def test_a_send_on_a_reset_stream_is_a_disconnect() -> None:
     exchange(pair)
     with pytest.raises(ClientDisconnected):
         session.send_head(1, 200, [], [])
+
+
+def frames(data: bytes) -> list[hyperframe.frame.Frame]:
+    """The frames in `data`, parsed without a connection's state: h2's client refuses any
+    frame after a GOAWAY, though RFC 9113 §6.8 lets the streams before it go on."""
+    out = []
+    while data:
+        frame, length = hyperframe.frame.Frame.parse_frame_header(memoryview(data[:9]))
+        frame.parse_body(memoryview(data[9 : 9 + length]))
+        out.append(frame)
+        data = data[9 + length :]
+    return out
+
+
+def test_a_goaway_names_the_last_stream_and_refuses_later_ones() -> None:
+    pair = connected()
+    client, session = pair
+    client.send_headers(1, REQUEST, end_stream=True)
+    exchange(pair)
+    client.send_headers(3, REQUEST, end_stream=True)  # crosses the GOAWAY on the wire
+    sent = session.goaway()
+    assert exchange(pair) == []  # no StreamHead for stream 3
+    session.send_head(1, 200, [], [])
+    session.send_body(1, b"done", end=True)  # stream 1 goes on
+    sent += session.data_to_send()
+    parsed = [(type(f).__name__, f.stream_id) for f in frames(sent)]
+    assert parsed == [
+        ("GoAwayFrame", 0),
+        ("RstStreamFrame", 3),
+        ("HeadersFrame", 1),
+        ("DataFrame", 1),
+    ]
+    goaway, reset, _, data = frames(sent)
+    assert isinstance(goaway, hyperframe.frame.GoAwayFrame)
+    assert isinstance(reset, hyperframe.frame.RstStreamFrame)
+    assert isinstance(data, hyperframe.frame.DataFrame)
+    assert (goaway.last_stream_id, goaway.error_code) == (1, 0)
+    assert reset.error_code == h2.errors.ErrorCodes.REFUSED_STREAM
+    assert data.data == b"done" and "END_STREAM" in data.flags
