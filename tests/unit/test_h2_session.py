@@ -16,6 +16,7 @@ from gateway.errors import (
     RequestHeadersTooLarge,
 )
 from gateway.http.h2_session import (
+    MAX_CONCURRENT_STREAMS,
     H2Session,
     StreamData,
     StreamEnd,
@@ -213,3 +214,14 @@ def test_a_goaway_names_the_last_stream_and_refuses_later_ones() -> None:
     assert (goaway.last_stream_id, goaway.error_code) == (1, 0)
     assert reset.error_code == h2.errors.ErrorCodes.REFUSED_STREAM
     assert data.data == b"done" and "END_STREAM" in data.flags
+
+
+def test_more_concurrent_streams_than_advertised_is_a_connection_error() -> None:
+    client, session = connected()
+    # h2's client holds itself to our limit: let it past, to break it.
+    client.remote_settings.max_concurrent_streams = 2 * MAX_CONCURRENT_STREAMS
+    client.remote_settings.acknowledge()
+    for stream in range(MAX_CONCURRENT_STREAMS + 1):
+        client.send_headers(1 + 2 * stream, REQUEST)  # each stays open: no END_STREAM
+    with pytest.raises(BadRequest, match="inbound streams"):
+        session.feed(client.data_to_send())
