@@ -5,6 +5,7 @@ one connection, and `http2 = false`."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from collections.abc import Callable
@@ -245,3 +246,14 @@ def frames(data: bytes) -> list[hyperframe.frame.Frame]:
         out.append(frame)
         data = data[9 + length :]
     return out
+
+
+def test_each_stream_has_its_access_line(serve: Serve, caplog: pytest.LogCaptureFixture) -> None:
+    server = serve("[server]\n" + MOUNTS)
+    with caplog.at_level(logging.INFO, logger="gateway.access"), h2c_client(server) as client:
+        for n in range(3):
+            assert client.get(f"/asgi/scope?n={n}").status_code == 200
+        # Written as each stream's cycle ends, in the server's thread: wait for them.
+        wait_until(lambda: sum("/asgi/scope?n=" in r.message for r in caplog.records) == 3)
+    lines = [r.message for r in caplog.records if "/asgi/scope?n=" in r.message]
+    assert all("HTTP/2" in line for line in lines), lines
