@@ -239,6 +239,10 @@ class HTTPConnection(asyncio.Protocol):
             return False
         if self._cycle is not None:
             self._cycle.peer_closed()
+        if self._preface is not None:  # part of a preface, then the end: HTTP/1.1's
+            seen, self._preface = self._preface, None
+            if seen:
+                self.data_received(seen)
         self.data_received(b"")
         # Keep our side open while a cycle can still answer (a client may half-close
         # after sending its request); the cycle's end closes the transport.

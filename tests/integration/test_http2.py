@@ -257,3 +257,12 @@ def test_each_stream_has_its_access_line(serve: Serve, caplog: pytest.LogCapture
         wait_until(lambda: sum("/asgi/scope?n=" in r.message for r in caplog.records) == 3)
     lines = [r.message for r in caplog.records if "/asgi/scope?n=" in r.message]
     assert all("HTTP/2" in line for line in lines), lines
+
+
+def test_part_of_a_preface_then_the_end_gets_http_1_1_s_answer(serve: Serve) -> None:
+    server = serve("[server]\n" + MOUNTS)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE_S) as sock:
+        sock.sendall(PREFACE[:16])  # "PRI * HTTP/2.0\r\n", then no more
+        sock.shutdown(socket.SHUT_WR)
+        received, _ = read_until_closed(sock, DEADLINE_S)
+    assert received.startswith(b"HTTP/1.1 "), received
