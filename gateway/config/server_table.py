@@ -121,6 +121,15 @@ class ServerConfig:
         'send a "server: gateway" field with every response unless the app sent one',
         Flag("--no-server-header", OptionKind.BOOL_OFF, 'send no "server" field'),
     )
+    # On: a client that does not speak HTTP/2 never notices (TLS offers it by ALPN, and
+    # cleartext takes it only from a client that opens with its preface, RFC 9113 §3.3,
+    # §3.4); off answers such a preface as HTTP/1.1 does any other bad request line.
+    http2: bool = setting(
+        True,
+        checks.boolean,
+        "serve HTTP/2: by ALPN over TLS, with prior knowledge (h2c) in cleartext",
+        Flag("--no-http2", OptionKind.BOOL_OFF, "serve HTTP/1.1 only"),
+    )
     keep_alive_timeout: float = setting(
         KEEP_ALIVE_TIMEOUT_S,
         checks.seconds(positive=True),

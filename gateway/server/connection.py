@@ -55,6 +55,12 @@ Rules:
    after a complete exchange closes at once.
 10. `root_path` (uvicorn's --root-path) is added to every scope with the TLS and proxy
    fields (gateway/server/scopes.py, rule "`root_path`").
+11. HTTP/2 takes the connection over before any request, with `http2` on: a TLS
+   connection whose ALPN chose h2, at connection_made; a cleartext one whose first
+   bytes are the HTTP/2 preface (prior knowledge, RFC 9113 §3.3), however they are
+   split. The transport then goes to an H2Connection (gateway/server/h2_connection.py)
+   with the bytes read so far. Only the first bytes are looked at: once they are not
+   the preface, each read pays one `is None` check.
 """
 
 from __future__ import annotations
@@ -80,10 +86,12 @@ from gateway.http.events import (
     RequestData,
     RequestHead,
 )
+from gateway.http.h2_session import PREFACE
 from gateway.http.session import PathAndQuery, UpgradeRequest, parse_target
 from gateway.http.ws_session import is_websocket_request, read_handshake
 from gateway.server.closing import LingeringClose, SendStall, begin_lingering_close
 from gateway.server.cycle import RequestCycle
+from gateway.server.h2_connection import H2Connection
 from gateway.server.scopes import (
     ConnectionFields,
     address,
@@ -141,6 +149,9 @@ class HTTPConnection(asyncio.Protocol):
         self._closing = False
         # Reading only to discard, until closed (rule "closing after an error reply").
         self._linger: LingeringClose | None = None
+        # The first bytes while they may still be the HTTP/2 preface, else None (rule
+        # "HTTP/2 takes the connection over").
+        self._preface: bytes | None = None
         self.closed = False
 
     # -- transport callbacks ---------------------------------------------------------
@@ -158,6 +169,12 @@ class HTTPConnection(asyncio.Protocol):
             unix = isinstance(transport.get_extra_info("sockname"), str)
             proxy = trust if trust.trusts_peer(self._client, unix) else None
         self._fields = connection_fields(tls, proxy, self._state.config.root_path)
+        if self._state.config.http2:
+            if ssl_object is None:
+                self._preface = b""
+            elif ssl_object.selected_alpn_protocol() == "h2":
+                self._hand_to_http2(b"")
+                return
         self._state.connections.add(self)
         self._idle_since = self._loop.time()
         # Made after the drain asked the others (gateway/server/shared.py, rule "a graceful
@@ -166,6 +183,10 @@ class HTTPConnection(asyncio.Protocol):
             self.shutdown()
 
     def data_received(self, data: bytes) -> None:
+        if self._preface is not None:
+            data = self._look_for_preface(data)
+            if not data:
+                return
         if self._websocket is not None:
             self._websocket.data_received(data)
             return
@@ -184,6 +205,31 @@ class HTTPConnection(asyncio.Protocol):
             # are bounded").
             self._head_since = self._loop.time()
 
+    def _look_for_preface(self, data: bytes) -> bytes:
+        """What is left for HTTP/1.1 of the first bytes: nothing while they may be the
+        preface, or once they were (rule "HTTP/2 takes the connection over")."""
+        assert self._preface is not None
+        seen = self._preface + data
+        if len(seen) < len(PREFACE) and PREFACE.startswith(seen):
+            self._preface = seen
+            return b""
+        self._preface = None
+        if seen.startswith(PREFACE):
+            self._hand_to_http2(seen)
+            return b""
+        return seen
+
+    def _hand_to_http2(self, data: bytes) -> None:
+        transport = self._transport
+        assert transport is not None
+        h2 = H2Connection(self._state, self._client, self._server, self._tls, self._fields)
+        self._state.connections.discard(self)
+        self.closed = True  # this protocol is done with the transport
+        transport.set_protocol(h2)
+        h2.connection_made(transport)
+        if data:
+            h2.data_received(data)
+
     def eof_received(self) -> bool:
         if self._websocket is not None:
             return False  # a peer done sending has nothing to say on a WebSocket: close
@@ -193,6 +239,10 @@ class HTTPConnection(asyncio.Protocol):
             return False
         if self._cycle is not None:
             self._cycle.peer_closed()
+        if self._preface is not None:  # part of a preface, then the end: HTTP/1.1's
+            seen, self._preface = self._preface, None
+            if seen:
+                self.data_received(seen)
         self.data_received(b"")
         # Keep our side open while a cycle can still answer (a client may half-close
         # after sending its request); the cycle's end closes the transport.

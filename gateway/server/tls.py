@@ -7,9 +7,10 @@ Rules:
    own context. A file that cannot be read, a certificate or key that does not load, a
    key that does not match its certificate, a wrong password: a ConfigError naming the
    key (exit status 1) before anything is served.
-2. TLS 1.2 and later (RFC 8996 retired 1.0 and 1.1). ALPN (RFC 7301) offers http/1.1
-   alone: we speak no HTTP/2, and a client that offers only h2 gets no ALPN answer
-   rather than a failed handshake.
+2. TLS 1.2 and later (RFC 8996 retired 1.0 and 1.1). ALPN (RFC 7301) offers h2 first,
+   then http/1.1, when `http2` is on (the connection hands a TLS connection that chose
+   h2 to gateway/server/h2_connection.py); http/1.1 alone when it is off, and a client
+   that offers only h2 then gets no ALPN answer rather than a failed handshake.
 3. Client certificates (mTLS) are verified against `ca_certs` alone, never the system's
    CA store, which would admit a certificate from any public CA.
 4. An encrypted key is never prompted for on a terminal (OpenSSL's default when no
@@ -33,7 +34,8 @@ from typing import Any
 from gateway.config.loader import Config
 from gateway.errors import ConfigError
 
-ALPN_PROTOCOLS = ["http/1.1"]
+ALPN_PROTOCOLS = ["h2", "http/1.1"]  # in our order of preference
+ALPN_HTTP1_ONLY = ["http/1.1"]
 MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
 VERIFY_MODES = {
     "none": ssl.CERT_NONE,
@@ -82,7 +84,7 @@ def server_context(config: Config) -> ssl.SSLContext | None:
         return None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = MINIMUM_VERSION
-    context.set_alpn_protocols(ALPN_PROTOCOLS)
+    context.set_alpn_protocols(ALPN_PROTOCOLS if server.http2 else ALPN_HTTP1_ONLY)
     _load_chain(context, config)
     if server.ca_certs:
         _load_client_cas(context, config)

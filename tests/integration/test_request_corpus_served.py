@@ -30,6 +30,8 @@ from support.servers import Server
 CASES = load_corpus()
 MOUNTS = f"""
 [server]
+# The corpus is HTTP/1.1's: its HTTP/2 preface must get HTTP/1.1's answer (a 505).
+http2 = false
 max_header_bytes = {CORPUS_MAX_HEADER_BYTES}
 max_target_bytes = {CORPUS_MAX_TARGET_BYTES}
 

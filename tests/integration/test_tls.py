@@ -77,7 +77,7 @@ def test_apps_see_https(serve: Serve, certs: Certs) -> None:
 
 
 def test_alpn_negotiates_http_1_1_and_tls_1_2_or_later(serve: Serve, certs: Certs) -> None:
-    server = serve(tls_mount_file(certs))
+    server = serve(tls_mount_file(certs, "http2 = false"))  # h2 by ALPN: test_http2.py
     offers_h2 = certs.client_context()
     offers_h2.set_alpn_protocols(["h2", "http/1.1"])
     with tls_socket(server, offers_h2) as tls:

@@ -51,6 +51,7 @@ VALUES: dict[str, tuple[str, str]] = {
     "--access-log-format": ("%(h)s %(s)s", "'%(h)s %(s)s'"),
     "--log-format": ("json", "'json'"),
     "--no-server-header": ("", "False"),
+    "--no-http2": ("", "False"),
     "--hooks": ("quiet_hooks", "'quiet_hooks'"),
     "--pid": (PID_FILE, repr(PID_FILE)),
     "--chdir": (str(APPS_DIR), repr(str(APPS_DIR))),

@@ -111,6 +111,7 @@ THIRD_PARTY_OWNERS: dict[str, str] = {
     "h11": "gateway.http.*",
     "httptools": "gateway.http.*",
     "wsproto": "gateway.http.*",
+    "h2": "gateway.http.*",
     "a2wsgi": "gateway.adapters.*",
     "asgiref": "gateway.adapters.*",
     "uvloop": "gateway.process.worker",

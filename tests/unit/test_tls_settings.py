@@ -96,7 +96,7 @@ def test_a_context_for_tls_1_2_and_later_without_client_certificates(
     assert context is not None
     assert context.minimum_version == ssl.TLSVersion.TLSv1_2
     assert context.verify_mode == ssl.CERT_NONE
-    assert ALPN_PROTOCOLS == ["http/1.1"]
+    assert ALPN_PROTOCOLS == ["h2", "http/1.1"]
 
 
 def test_client_certificates_are_checked_against_ca_certs_alone(
