@@ -50,7 +50,7 @@ from gateway.errors import (
     RequestHeadersTooLarge,
 )
 from gateway.http.events import RequestHead
-from gateway.http.response import _field_line
+from gateway.http.response import field_line
 from gateway.http.session import SERVED_METHODS
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -302,7 +302,7 @@ def response_fields(
     fields: list[Field] = [(b":status", b"%d" % status)]
     names: set[bytes] = set()
     for name, value in headers:
-        lowered = _field_line(name, value)[1]
+        lowered = field_line(name, value)[1]
         if lowered not in _HOP_BY_HOP:
             fields.append((lowered, value))
             names.add(lowered)

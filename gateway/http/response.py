@@ -97,7 +97,7 @@ class ResponseWriter:
         length = coding = connection = None
         names: set[bytes] = set()
         for name, value in headers:
-            line, name = _field_line(name, value)
+            line, name = field_line(name, value)
             lines.append(line)
             names.add(name)
             if name == b"content-length":
@@ -108,7 +108,7 @@ class ResponseWriter:
                 connection = value
         for name, value in defaults:
             if name not in names:
-                lines.append(_field_line(name, value)[0])
+                lines.append(field_line(name, value)[0])
         lines.extend(self._framing(status, length, coding, connection))
         lines.append(b"\r\n")
         self._started = True
@@ -188,7 +188,7 @@ def _status_line(status: int) -> bytes:
 
 
 @functools.lru_cache(maxsize=_KNOWN_FIELDS)
-def _field_line(name: bytes, value: bytes) -> tuple[bytes, bytes]:
+def field_line(name: bytes, value: bytes) -> tuple[bytes, bytes]:
     """A response field as its line and its lowercased name, checked (rule "the app's
     field names and values must be bytes")."""
     if not isinstance(name, bytes) or not isinstance(value, bytes):  # ASGI: byte strings

@@ -356,17 +356,12 @@ class HTTPConnection(asyncio.Protocol):
     async def _run_websocket(self, cycle: WebSocketCycle) -> None:
         try:
             await cycle.run(self._state.app)
-        finally:
-            self._state.in_flight -= 1
-        self._count(cycle)
+        except BaseException:
+            self._state.in_flight -= 1  # cancelled by the stop: neither counted nor logged
+            raise
+        self._state.request_ended(cycle)
         if self.closed:
             self._forget()
-
-    def _count(self, cycle: RequestCycle | WebSocketCycle) -> None:
-        """A request or WebSocket ended: count it (max_requests), and log it."""
-        self._state.count_request()
-        if self._state.access_log:
-            cycle.log_access()
 
     def _body_received(self, data: bytes) -> None:
         cycle = self._cycle
@@ -403,11 +398,7 @@ class HTTPConnection(asyncio.Protocol):
             return
         cycle = self._cycle
         assert cycle is not None  # end_cycle comes from the running cycle
-        state = self._state
-        state.in_flight -= 1
-        state.count_request()  # as `_count`, written out: this runs once per request
-        if state.access_log:
-            cycle.log_access()
+        self._state.request_ended(cycle)
         self._cycle = None
         if self.closed:
             return

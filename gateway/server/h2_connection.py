@@ -31,7 +31,7 @@ import logging
 from typing import cast
 
 from gateway.asgi import plain_reply
-from gateway.errors import ClientDisconnected, ProtocolError, ServiceUnavailable
+from gateway.errors import ClientDisconnected, HTTPError, ProtocolError, ServiceUnavailable
 from gateway.http.h2_session import (
     H2Session,
     PeerGone,
@@ -283,13 +283,13 @@ class H2Connection(asyncio.Protocol):
         state.in_flight += 1  # until stream_ended
         self.loop.create_task(cycle.run(state.app))
 
-    def _refuse(self, stream_id: int, method: bytes, error: Exception) -> None:
-        """The gateway's own reply on one stream; the connection goes on."""
-        status = getattr(error, "status", 400)
+    def _refuse(self, stream_id: int, method: bytes, error: HTTPError) -> None:
+        """The gateway's own reply on one stream, the one the error implies; the
+        connection goes on."""
         stream = H2Stream(self, stream_id, method)
         stream.cycle_done = True
         self._streams[stream_id] = stream
-        stream.send_error(status, getattr(error, "headers", ()))
+        stream.send_error(error.status, error.headers)
         self.forget_if_done(stream)
 
     def _window_opened(self, stream_id: int) -> None:
@@ -326,7 +326,7 @@ class H2Connection(asyncio.Protocol):
     # -- the streams -------------------------------------------------------------------
 
     def default_fields(self) -> tuple[tuple[bytes, bytes], ...]:
-        return tuple(self._state.default_fields.fields())
+        return self._state.default_fields.fields()
 
     def flush(self) -> None:
         data = self.session.data_to_send()
@@ -335,11 +335,8 @@ class H2Connection(asyncio.Protocol):
 
     def stream_ended(self, stream: H2Stream) -> None:
         """A stream's cycle ended (rule "a stream is one request")."""
-        state = self._state
-        state.in_flight -= 1
-        state.count_request()
-        if state.access_log and stream.cycle is not None:
-            stream.cycle.log_access()
+        if stream.cycle is not None:
+            self._state.request_ended(stream.cycle)
         self.forget_if_done(stream)
 
     def forget_if_done(self, stream: H2Stream) -> None:

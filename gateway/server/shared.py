@@ -47,6 +47,12 @@ SESSIONS: dict[str, type[H11Session] | type[HttptoolsSession]] = {
 }
 
 
+class EndedCycle(Protocol):
+    """A cycle that has ended, as `request_ended` sees it."""
+
+    def log_access(self) -> None: ...
+
+
 class Connection(Protocol):
     """What the state and the worker's drain ask of a live connection."""
 
@@ -113,7 +119,7 @@ class WorkerShared:
         # "`request_limit`").
         self.request_limit = request_limit
         self.on_request_limit = on_request_limit
-        self.requests_served = 0  # requests and WebSockets served so far (count_request)
+        self.requests_served = 0  # requests and WebSockets served so far (request_ended)
         # Requests and WebSockets whose app runs; no limit is the largest int
         # (gateway/server/connection.py, rule "`limit_concurrency`").
         self.in_flight = 0
@@ -137,14 +143,19 @@ class WorkerShared:
         )
         self._sweep_interval_s = min(IDLE_SWEEP_INTERVAL_S, *(b / 2 for b in bounds))
 
-    def count_request(self) -> None:
-        """One more request or WebSocket served (the connections call it as each ends)."""
+    def request_ended(self, cycle: EndedCycle) -> None:
+        """A request, HTTP/2 stream or WebSocket ended: it leaves `in_flight`, is counted
+        (max_requests) and logged. One place for every connection type; one call per
+        request on the hot path."""
+        self.in_flight -= 1
         self.requests_served += 1
         # At the request that reaches the limit (rule "`request_limit`"), not at the next
         # heartbeat, which at a few thousand requests a second comes a thousand requests
         # late.
         if self.requests_served == self.request_limit and self.on_request_limit is not None:
             self.on_request_limit()
+        if self.access_log:
+            cycle.log_access()
 
     def forget(self, conn: Connection) -> None:
         """`conn` has ended: it leaves `connections`, and a drain waiting wakes (rule "a
