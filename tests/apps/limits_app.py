@@ -114,6 +114,9 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
         await _long_poll(name, receive, send)
     elif route == "read-body":
         await _read_body(name, receive, send)
+    elif route == "gated-read":  # reads nothing until the gate opens
+        await gate(name).wait_async()
+        await _read_body(name, receive, send)
     elif route == "stream":
         await _stream(send)
     else:

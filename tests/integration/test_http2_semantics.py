@@ -5,8 +5,10 @@ points 2 and 3)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Iterator
+from types import ModuleType
 
 import h2.errors
 import h2.events
@@ -39,6 +41,17 @@ threads = 2
 prefix = "/bad"
 app = "misbehaving_apps:asgi_app"
 interface = "asgi"
+
+[[mount]]
+prefix = "/limits"
+app = "limits_app:app"
+interface = "asgi"
+
+[[mount]]
+prefix = "/limits-wsgi"
+app = "limits_app:wsgi_app"
+interface = "wsgi"
+threads = 4
 """
 REQUEST = [(":method", "GET"), (":scheme", "http"), (":authority", "t"), (":path", "/asgi/scope")]
 POST = [(":method", "POST"), *REQUEST[1:3], (":path", "/asgi/echo")]
@@ -193,3 +206,74 @@ def frames(data: bytes) -> list[hyperframe.frame.Frame]:
         out.append(frame)
         data = data[9 + length :]
     return out
+
+
+# -- flow control is backpressure (issue 16, point 3) -----------------------------------
+
+# The server's initial windows, stream and connection (RFC 9113 §6.9.2): it advertises
+# no other.
+WINDOW = 65_535
+LIMITS = {"asgi": "/limits", "wsgi": "/limits-wsgi"}
+
+
+def limits_app() -> ModuleType:
+    """The limits_app module the server imported (the same object: one process)."""
+    return importlib.import_module("limits_app")
+
+
+def send_what_the_windows_allow(client: RawH2, stream_id: int, body: bytes) -> bytes:
+    """Send as much of `body` as the client's send windows allow; the rest."""
+    size = min(client.conn.local_flow_control_window(stream_id), len(body))
+    for start in range(0, size, 16_384):  # the default SETTINGS_MAX_FRAME_SIZE
+        client.conn.send_data(stream_id, body[start : min(size, start + 16_384)])
+    if size == len(body):
+        client.conn.end_stream(stream_id)
+    client.flush()
+    return body[size:]
+
+
+@pytest.mark.parametrize("interface", ["asgi", "wsgi"])
+def test_an_app_that_does_not_read_throttles_its_own_upload(server: Server, interface: str) -> None:
+    name = f"h2-upload-{interface}"
+    body = b"u" * (8 * WINDOW)
+    with RawH2(server.port) as client:
+        path = f"{LIMITS[interface]}/gated-read/{name}"
+        client.request(1, "POST", path, ("content-length", str(len(body))))
+        left = send_what_the_windows_allow(client, 1, body)
+        wait_until(lambda: limits_app().gate(name).waiting == 1)
+        client.round_trip()  # the server has read all of it, and acknowledged what it took
+        # What a WINDOW_UPDATE let in: the WSGI adapter takes the body that came before
+        # it hands the call to a thread (adapters/wsgi.py, rule "few hand-offs").
+        left = send_what_the_windows_allow(client, 1, left)
+        client.round_trip()
+        # The rest waits in the client: the server holds no more than the window.
+        assert len(body) - len(left) <= 2 * WINDOW
+        assert client.conn.local_flow_control_window(1) == 0
+        limits_app().gate(name).open()
+        while left:  # the app reads: the windows open as it does
+            client.read_until(lambda events: client.conn.local_flow_control_window(1) > 0)
+            left = send_what_the_windows_allow(client, 1, left)
+        client.read_until(lambda events: client.ended(1))
+        assert client.body(1) == str(len(body)).encode()
+    assert limits_app().outcomes[name] == "complete"
+
+
+@pytest.mark.parametrize("interface", ["asgi", "wsgi"])
+def test_an_apps_send_waits_on_the_windows_and_other_streams_go_on(
+    server: Server, interface: str
+) -> None:
+    streamed = limits_app().streamed
+    piece = len(limits_app().STREAM_PIECE)
+    with RawH2(server.port, window=1024) as client:
+        client.get(1, f"{LIMITS[interface]}/stream")  # 64 MiB, its window 1 KiB
+        client.read_until(lambda events: len(client.body(1)) == 1024)
+        for stream_id in (3, 5, 7):  # the stuck stream holds up no other
+            client.get(stream_id, "/asgi/scope")
+            client.read_until(lambda events, s=stream_id: client.ended(s))  # type: ignore[misc]
+        # The app waits in send (a WSGI app: its thread, in write): a piece or two are
+        # held, never the 64 MiB it would have sent by now.
+        held = streamed[interface]
+        assert held * piece <= 4 * piece, held
+        client.acknowledge(1, len(client.body(1)))  # a WINDOW_UPDATE lets it on
+        client.auto_acknowledge = True
+        client.read_until(lambda events: streamed[interface] > held + 2)
