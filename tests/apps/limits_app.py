@@ -119,6 +119,10 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
         await _read_body(name, receive, send)
     elif route == "stream":
         await _stream(send)
+    elif route == "answer-then-read":  # its response begins before it reads the body
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"begun", "more_body": True})
+        await _read_body(name, receive, send)
     else:
         await _respond(send, b"ok")
 

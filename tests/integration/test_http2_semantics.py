@@ -186,6 +186,18 @@ def test_a_stalled_request_body_gets_408_on_its_stream(server: Server) -> None:
         goes_on(client, 3)
 
 
+def test_a_stalled_request_body_resets_a_stream_whose_response_began(server: Server) -> None:
+    with RawH2(server.port) as client:
+        client.request(1, "POST", "/limits/answer-then-read/h2-stalled")
+        client.send_data(1, b"a part, and then nothing for body_timeout")
+        client.read_until(lambda events: client.finished(1))
+        assert (client.status(1), client.body(1)) == (b"200", b"begun")
+        assert not client.ended(1) and client.reset_code(1) is not None
+        goes_on(client, 3)
+    # The app's receive said http.disconnect.
+    wait_until(lambda: limits_app().outcomes.get("h2-stalled") == "http.disconnect")
+
+
 def test_a_header_block_that_never_ends_ends_the_connection(server: Server) -> None:
     with RawH2(server.port) as client:
         client.round_trip()
