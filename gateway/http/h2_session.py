@@ -324,6 +324,7 @@ class H2Session:
 
     def reset(self, stream_id: int) -> None:
         """Abandon a stream (a response cut short): RST_STREAM INTERNAL_ERROR."""
+        self._lengths.pop(stream_id, None)
         with contextlib.suppress(h2.exceptions.StreamClosedError):
             self._conn.reset_stream(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
 
