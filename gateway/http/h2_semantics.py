@@ -4,13 +4,15 @@ h2: what gateway/http/h2_session.py holds a stream's fields and body lengths to.
 Rules:
 1. A malformed request (RFC 9113 §8.1.1) is a MalformedRequest, which the session
    answers with RST_STREAM PROTOCOL_ERROR on that stream alone; the connection goes
-   on. Malformed are: a field name that is empty, uppercase or not a token (§8.2.1), a
-   value with NUL, CR or LF or with whitespace at either end (§8.2.1), a pseudo-header
-   field that is unknown, repeated or after a regular field (§8.3), :method, :scheme or
-   :path missing or :path empty (§8.3.1), a connection-specific field or a TE other
-   than "trailers" (§8.2.2), a Host field that differs from :authority (§8.3.1), a
-   Content-Length that is not a number or whose values differ (h2 finds these first,
-   and ends the connection), and trailers with a pseudo-header field (§8.1).
+   on. Malformed are: a field name that is empty or uppercase (§8.2.1) or not a token
+   (RFC 9110 §5.1, which HTTP/1.1 holds names to as well; §8.2.1 forbids a subset of
+   what it forbids), a value with NUL, CR or LF or with whitespace at either end
+   (§8.2.1), a pseudo-header field that is unknown, repeated or after a regular field
+   (§8.3), :method, :scheme or :path missing or :path empty (§8.3.1), a
+   connection-specific field or a TE other than "trailers" (§8.2.2), a Host field that
+   differs from :authority (§8.3.1), a Content-Length that is not a number or whose
+   values differ (h2 finds these first, and ends the connection), and trailers with a
+   pseudo-header field (§8.1).
 2. A well-formed request the gateway does not serve gets HTTP/1.1's reply for it, on
    its stream: a field section over `max_header_bytes` (431, sized as RFC 9113 §6.5.2
    sizes it), a method not served or CONNECT (501: RFC 8441 is not served yet), a :path
