@@ -319,3 +319,26 @@ def test_more_concurrent_streams_than_advertised_is_a_connection_error() -> None
         client.send_headers(1 + 2 * stream, REQUEST)  # each stays open: no END_STREAM
     with pytest.raises(BadRequest, match="inbound streams"):
         session.feed(client.data_to_send())
+
+
+def test_a_header_block_is_open_until_its_last_continuation() -> None:
+    client, session = connected()
+    block = client.encoder.encode(REQUEST)
+    headers = hyperframe.frame.HeadersFrame(1, block[:5], flags=["END_STREAM"])
+    assert session.feed(headers.serialize()) == []
+    assert session.header_block_open  # no other frame may come (RFC 9113 §6.10)
+    rest = hyperframe.frame.ContinuationFrame(1, block[5:], flags=["END_HEADERS"])
+    events = session.feed(rest.serialize())
+    assert [type(e) for e in events] == [StreamHead, StreamEnd]
+    assert not session.header_block_open
+
+
+def test_stop_reading_resets_the_stream_without_error() -> None:
+    pair = connected()
+    client, session = pair
+    client.send_headers(1, POST)
+    exchange(pair)
+    session.send_head(1, 408, [], [])
+    session.send_body(1, b"", end=True)
+    session.stop_reading(1)
+    assert reset_codes(pair) == {1: h2.errors.ErrorCodes.NO_ERROR}
