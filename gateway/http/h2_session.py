@@ -3,25 +3,23 @@ head, body and end in, bytes out. Built on h2 (python-hyper), the only module th
 imports it, and the place where its exceptions become gateway.errors.
 
 Rules:
-1. RFC 9113 §8 semantics of a request, checked before a stream becomes a StreamHead:
-   h2 (`validate_inbound_headers`) refuses the malformed heads as a connection error:
-   pseudo-header fields missing, repeated, unknown or after a regular field,
-   connection-specific fields (§8.2.2), a TE other than "trailers", uppercase names, a
-   Host that disagrees with :authority, and it holds DATA to Content-Length (§8.1.1).
-   What it does not check is checked here, and answered on the stream with the error's
-   reply, as HTTP/1.1 answers the same request: a method the gateway does not serve
-   (501), CONNECT (501: RFC 8441 is not served yet), a :path that is neither
-   origin-form nor OPTIONS' "*" (400), a :scheme other than http or https (400), and
-   a field section over `max_header_bytes` (431, counted as RFC 9113 §6.5.2 counts it).
-2. The scope sees HTTP/1.1's fields: :authority becomes a Host field when the client
-   sent none (RFC 9113 §8.3.1: it takes Host's place), and the pseudo-header fields are
-   left out.
-3. Flow control is backpressure (issue 16 point 3): a stream's DATA is acknowledged,
+1. RFC 9113 §8 semantics of a request are gateway/http/h2_semantics.py's, checked
+   here, not by h2 (`validate_inbound_headers` is off, and h2's count of DATA against
+   Content-Length is taken out: both would end the connection). A malformed request
+   (§8.1.1: its fields, DATA that breaks its Content-Length, trailers with a
+   pseudo-header field) is reset, RST_STREAM PROTOCOL_ERROR, and nothing more of it
+   reaches the connection but a StreamReset; the connection goes on. A well-formed
+   request the gateway does not serve is a StreamRefused, answered on the stream with
+   the error's reply as HTTP/1.1 answers it. Request trailers that pass are dropped
+   (ASGI has none); the body ends with them. What h2 still checks itself (a
+   Content-Length that is not a number, or repeated with another value; the HPACK
+   bound) is a connection error, as RFC 9113 §5.4.1 allows for a stream error.
+2. Flow control is backpressure (issue 16 point 3): a stream's DATA is acknowledged,
    so its receive window opens again, only when the connection says the app consumed
    it (`acknowledge`). Sending takes only what the stream's and the connection's send
    windows allow (`send_body` returns what is left); a WindowOpened event says when to
    try the rest.
-4. Errors: an h2 ProtocolError from the peer's bytes is a connection error; h2 has
+3. Errors: an h2 ProtocolError from the peer's bytes is a connection error; h2 has
    queued its GOAWAY, and `feed` raises the gateway's ProtocolError. A send on a
    stream the client has reset raises ClientDisconnected. An app's field that no HTTP
    response may carry is an AppProtocolError raised before anything is encoded (the
@@ -41,17 +39,18 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import h2.stream
 
-from gateway.errors import (
-    BadRequest,
-    ClientDisconnected,
-    MethodNotImplemented,
-    ProtocolError,
-    RequestHeadersTooLarge,
-)
+from gateway.errors import BadRequest, ClientDisconnected, ProtocolError
 from gateway.http.events import RequestHead
+from gateway.http.h2_semantics import (
+    CONNECTION_SPECIFIC,
+    BodyLength,
+    MalformedRequest,
+    check_trailers,
+    read_request_head,
+)
 from gateway.http.response import field_line
-from gateway.http.session import SERVED_METHODS
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # Streams one client may have open at once. RFC 9113 §6.5.2 advises no fewer than 100,
@@ -62,15 +61,7 @@ MAX_CONCURRENT_STREAMS = 100
 # this many times larger is not even decoded (the advertised MAX_HEADER_LIST_SIZE, which
 # h2's HPACK decoder enforces): a connection error, so an HPACK bomb costs little.
 HARD_BOUND_FACTOR = 4
-# Connection-specific fields (RFC 9113 §8.2.2) an app written for HTTP/1.1 may send:
-# dropped from its response, as they mean nothing here.
-_HOP_BY_HOP = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
-)
 _GOAWAY = 0x7  # the frame type (RFC 9113 §6.8)
-_SCHEMES = frozenset({b"http", b"https"})
-# RFC 9113 §6.5.2: a field's size is its name's and value's lengths plus 32.
-_FIELD_OVERHEAD = 32
 Field = tuple[bytes, bytes]
 
 
@@ -110,9 +101,11 @@ class StreamEnd:
 
 @dataclass(slots=True)
 class StreamReset:
-    """The client reset the stream: it wants no response."""
+    """The client reset the stream: it wants no response. Or the request was malformed,
+    and the session reset it (`reason` says why, rule "RFC 9113 §8 semantics")."""
 
     stream_id: int
+    reason: str = ""
 
 
 @dataclass(slots=True)
@@ -130,14 +123,42 @@ class PeerGone:
 StreamEvent = StreamHead | StreamRefused | StreamData | StreamEnd | StreamReset | WindowOpened
 
 
+class _UncountedStream(h2.stream.H2Stream):
+    """h2's stream without its count of DATA against Content-Length, whose error ends the
+    connection: the session counts, and resets only the stream (RFC 9113 §8.1.1)."""
+
+    def _track_content_length(self, length: int, end_stream: bool) -> None:
+        return None
+
+
+class _Connection(h2.connection.H2Connection):
+    """h2's connection, whose streams are `_UncountedStream`s. h2 has no switch for its
+    count: its stream class is swapped as each stream begins, before any frame of it."""
+
+    def _begin_new_stream(
+        self, stream_id: int, allowed_ids: h2.connection.AllowedStreamIDs
+    ) -> h2.stream.H2Stream:
+        stream = super()._begin_new_stream(stream_id, allowed_ids)
+        stream.__class__ = _UncountedStream
+        return stream
+
+
 class H2Session:
     """The server side of one HTTP/2 connection."""
 
     def __init__(self, max_header_bytes: int) -> None:
-        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
-        self._conn = h2.connection.H2Connection(config)
+        # Inbound fields are checked by gateway/http/h2_semantics.py, not by h2, which
+        # would end the connection for what is a stream error (RFC 9113 §8.1.1).
+        config = h2.config.H2Configuration(
+            client_side=False, header_encoding=None, validate_inbound_headers=False
+        )
+        self._conn = _Connection(config)
         self._max_header_bytes = max_header_bytes
         self._last_stream_id: int | None = None  # once a GOAWAY went out
+        # Request bodies with a Content-Length, until they end; one per open stream.
+        self._lengths: dict[int, BodyLength] = {}
+        # Streams reset as malformed during one `feed`: their later events are dropped.
+        self._dropped: set[int] = set()
         self._conn.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
@@ -158,9 +179,12 @@ class H2Session:
             raise BadRequest(f"HTTP/2 connection error: {exc}") from None
         out: list[StreamEvent | PeerGone] = []
         for event in events:
+            if getattr(event, "stream_id", None) in self._dropped:
+                continue
             mine = self._translate(event)
             if mine is not None:
                 out.append(mine)
+        self._dropped.clear()
         return out
 
     def _translate(self, event: h2.events.Event) -> StreamEvent | PeerGone | None:
@@ -174,13 +198,15 @@ class H2Session:
         if isinstance(event, h2.events.RequestReceived):
             return self._request(event)
         if isinstance(event, h2.events.DataReceived):
-            assert event.stream_id is not None and event.data is not None
-            return StreamData(event.stream_id, event.data, event.flow_controlled_length or 0)
+            return self._data(event)
         if isinstance(event, h2.events.StreamEnded):
             assert event.stream_id is not None
-            return StreamEnd(event.stream_id)
+            return self._ended(event.stream_id)
+        if isinstance(event, h2.events.TrailersReceived):
+            return self._trailers(event)
         if isinstance(event, h2.events.StreamReset):
             assert event.stream_id is not None
+            self._lengths.pop(event.stream_id, None)
             return StreamReset(event.stream_id)
         if isinstance(event, h2.events.WindowUpdated):
             return WindowOpened(event.stream_id or 0)
@@ -188,52 +214,73 @@ class H2Session:
             return WindowOpened(0)  # INITIAL_WINDOW_SIZE may have grown every window
         if isinstance(event, h2.events.ConnectionTerminated):
             return PeerGone()
-        return None  # settings acks, pings (h2 answers them), trailers, priorities
+        return None  # settings acks, pings (h2 answers them), priorities
 
-    def _request(self, event: h2.events.RequestReceived) -> StreamHead | StreamRefused:
+    def _request(
+        self, event: h2.events.RequestReceived
+    ) -> StreamHead | StreamRefused | StreamReset:
         stream_id = event.stream_id
         assert stream_id is not None and event.headers is not None
         ended = event.stream_ended is not None
         try:
-            head = self._read_head(event.headers)
+            head, length = read_request_head(event.headers, self._max_header_bytes)
+            if length is not None:
+                self._body_length(stream_id, length, ended)
+        except MalformedRequest as exc:
+            return self._malformed(stream_id, exc)
         except ProtocolError as exc:
             return StreamRefused(stream_id, exc)
         return StreamHead(stream_id, head, ended)
 
-    def _read_head(self, fields: Iterable[Field]) -> RequestHead:
-        """The head of a request h2 found well-formed, held to what h2 does not check
-        (rule "RFC 9113 §8 semantics"), with HTTP/1.1's fields (rule "the scope")."""
-        method = path = scheme = authority = b""
-        headers: list[Field] = []
-        size = 0
-        has_host = expects_continue = False
-        for name, value in fields:
-            size += len(name) + len(value) + _FIELD_OVERHEAD
-            if name[:1] != b":":
-                headers.append((name, value))
-                has_host = has_host or name == b"host"
-                expects_continue = expects_continue or (
-                    name == b"expect" and value.lower() == b"100-continue"
-                )
-            elif name == b":method":
-                method = value
-            elif name == b":path":
-                path = value
-            elif name == b":scheme":
-                scheme = value
-            elif name == b":authority":
-                authority = value
-        if size > self._max_header_bytes:
-            raise RequestHeadersTooLarge(f"request fields over {self._max_header_bytes} bytes")
-        if method == b"CONNECT" or method not in SERVED_METHODS:
-            raise MethodNotImplemented(f"method {method[:20]!r} is not served over HTTP/2")
-        if not (path[:1] == b"/" or (path == b"*" and method == b"OPTIONS")):
-            raise BadRequest(f"bad :path {path[:40]!r}")
-        if scheme not in _SCHEMES:
-            raise BadRequest(f"bad :scheme {scheme[:20]!r}")
-        if authority and not has_host:
-            headers.insert(0, (b"host", authority))
-        return RequestHead(method, path, headers, "2", expects_continue=expects_continue)
+    def _body_length(self, stream_id: int, length: int, ended: bool) -> None:
+        """Hold the stream's DATA to its Content-Length here, not in h2 (`_Connection`)
+        (gateway/http/h2_semantics.py, rule "Content-Length is held to")."""
+        counter = BodyLength(length)
+        if ended:
+            counter.end()
+        self._lengths[stream_id] = counter
+
+    def _data(self, event: h2.events.DataReceived) -> StreamData | StreamReset:
+        stream_id, data = event.stream_id, event.data
+        assert stream_id is not None and data is not None
+        flow_length = event.flow_controlled_length or 0
+        counter = self._lengths.get(stream_id)
+        if counter is not None:
+            try:
+                counter.add(len(data))
+            except MalformedRequest as exc:
+                self.acknowledge(stream_id, flow_length)  # nobody will read it
+                return self._malformed(stream_id, exc)
+        return StreamData(stream_id, data, flow_length)
+
+    def _ended(self, stream_id: int) -> StreamEnd | StreamReset:
+        counter = self._lengths.pop(stream_id, None)
+        if counter is not None:
+            try:
+                counter.end()
+            except MalformedRequest as exc:
+                return self._malformed(stream_id, exc)
+        return StreamEnd(stream_id)
+
+    def _trailers(self, event: h2.events.TrailersReceived) -> StreamReset | None:
+        """Request trailers: checked, then dropped (ASGI has no request trailers); the
+        StreamEnded that follows them ends the body."""
+        assert event.stream_id is not None and event.headers is not None
+        try:
+            check_trailers(event.headers)
+        except MalformedRequest as exc:
+            return self._malformed(event.stream_id, exc)
+        return None
+
+    def _malformed(self, stream_id: int, exc: MalformedRequest) -> StreamReset:
+        """RST_STREAM PROTOCOL_ERROR (gateway/http/h2_semantics.py, rule "a malformed
+        request"); the rest of the stream's events in this batch are dropped. A stream
+        the connection knows of learns it is gone by a StreamReset."""
+        self._dropped.add(stream_id)
+        self._lengths.pop(stream_id, None)
+        with contextlib.suppress(h2.exceptions.StreamClosedError):
+            self._conn.reset_stream(stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+        return StreamReset(stream_id, str(exc))
 
     # -- the response side -------------------------------------------------------------
 
@@ -277,8 +324,27 @@ class H2Session:
 
     def reset(self, stream_id: int) -> None:
         """Abandon a stream (a response cut short): RST_STREAM INTERNAL_ERROR."""
+        self._lengths.pop(stream_id, None)
         with contextlib.suppress(h2.exceptions.StreamClosedError):
             self._conn.reset_stream(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+
+    def stop_reading(self, stream_id: int) -> None:
+        """The response is complete and the rest of the request is not wanted: RST_STREAM
+        NO_ERROR (RFC 9113 §8.1), so the client stops sending it."""
+        self._lengths.pop(stream_id, None)
+        with contextlib.suppress(h2.exceptions.StreamClosedError):
+            self._conn.reset_stream(stream_id, h2.errors.ErrorCodes.NO_ERROR)
+
+    @property
+    def header_block_open(self) -> bool:
+        """A HEADERS frame came without END_HEADERS, and its CONTINUATION has not: no other
+        frame may come until it ends (RFC 9113 §6.10). h2 holds the block in its frame
+        buffer, and offers no public way to see it."""
+        return bool(self._conn.incoming_buffer._headers_buffer)
+
+    def give_up(self) -> None:
+        """End the connection: GOAWAY NO_ERROR, naming the last stream opened."""
+        self._conn.close_connection(h2.errors.ErrorCodes.NO_ERROR)
 
     def goaway(self) -> bytes:
         """A graceful stop (RFC 9113 §6.8): GOAWAY NO_ERROR naming the last stream
@@ -303,7 +369,9 @@ def response_fields(
     names: set[bytes] = set()
     for name, value in headers:
         lowered = field_line(name, value)[1]
-        if lowered not in _HOP_BY_HOP:
+        # Connection-specific fields (RFC 9113 §8.2.2) an app written for HTTP/1.1 may
+        # send are dropped: they mean nothing here.
+        if lowered not in CONNECTION_SPECIFIC:
             fields.append((lowered, value))
             names.add(lowered)
     fields.extend(field for field in defaults if field[0] not in names)

@@ -22,6 +22,11 @@ Rules:
    the session) ends every stream and closes after h2's GOAWAY.
 6. A connection without a stream in flight closes after `keep_alive_timeout` (the
    worker's sweep, as on HTTP/1.1).
+7. Slow clients are bounded per stream, as on HTTP/1.1: a stream whose app waits for
+   body that has not come for `body_timeout` gets its 408 and RST_STREAM NO_ERROR, or,
+   once its response has begun, RST_STREAM. A header block left open (HEADERS without
+   its last CONTINUATION) for `header_timeout` holds every stream up (RFC 9113 §6.10):
+   GOAWAY, and the connection closes.
 """
 
 from __future__ import annotations
@@ -31,7 +36,14 @@ import logging
 from typing import cast
 
 from gateway.asgi import plain_reply
-from gateway.errors import ClientDisconnected, HTTPError, ProtocolError, ServiceUnavailable
+from gateway.errors import (
+    ClientDisconnected,
+    HTTPError,
+    ProtocolError,
+    RequestTimeout,
+    ServiceUnavailable,
+)
+from gateway.http.h2_semantics import ResponseLength
 from gateway.http.h2_session import (
     H2Session,
     PeerGone,
@@ -58,6 +70,7 @@ class H2Stream:
         "_conn",
         "_drain_waiter",
         "_head_sent",
+        "_length",
         "_no_body",
         "_pending",
         "_pending_end",
@@ -80,6 +93,7 @@ class H2Stream:
         self._pending_end = False
         self._unacknowledged = 0  # flow-controlled bytes the app has not consumed
         self._drain_waiter: asyncio.Future[None] | None = None
+        self._length: ResponseLength | None = None  # the body the app declared
 
     # -- the seam ----------------------------------------------------------------------
 
@@ -98,8 +112,13 @@ class H2Stream:
         if self.closed:
             raise ClientDisconnected("the client reset the stream")
         conn = self._conn
+        headers = list(headers)
+        # Raised before the head is framed, so the app still gets its 500
+        # (gateway/http/h2_semantics.py, rule "Content-Length is held to").
+        length = ResponseLength(status, headers, self._no_body)
+        length.send(len(body), not more_body)
         conn.session.send_head(self.stream_id, status, headers, conn.default_fields())
-        self._head_sent = True
+        self._head_sent, self._length = True, length
         if status in NO_BODY_STATUSES:
             self._no_body = True
         self._send(body, not more_body)
@@ -107,6 +126,8 @@ class H2Stream:
     def send_body(self, body: bytes, more_body: bool) -> None:
         if self.closed:
             raise ClientDisconnected("the client reset the stream")
+        if self._length is not None:
+            self._length.send(len(body), not more_body)  # a cut if it raises
         self._send(body, not more_body)
 
     def _send(self, body: bytes, end: bool) -> None:
@@ -162,6 +183,21 @@ class H2Stream:
             self._conn.flush()
             self.gone()
 
+    def timed_out(self, error: HTTPError) -> None:
+        """The client left its request body unfinished for body_timeout: its 408, and the
+        rest of the request refused; or, if the response has begun, the stream reset
+        (rule "slow clients are bounded per stream")."""
+        cycle = self.cycle
+        if cycle is None:
+            return
+        began = self._head_sent
+        cycle.abandon(error)
+        if began:
+            self.close()
+        elif self._pending is None:
+            self._conn.session.stop_reading(self.stream_id)
+            self._conn.flush()
+
     def end_cycle(self) -> None:
         self.cycle_done = True
         self._conn.stream_ended(self)
@@ -213,6 +249,7 @@ class H2Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._streams: dict[int, H2Stream] = {}
         self._idle_since: float | None = self.loop.time()
+        self._header_block_since: float | None = None  # a header block's first frame
         self._closing = False
         self.writing_paused = False
         self.closed = False
@@ -238,6 +275,10 @@ class H2Connection(asyncio.Protocol):
         for event in events:
             self._handle(event)
         self.flush()
+        if not self.session.header_block_open:
+            self._header_block_since = None
+        elif self._header_block_since is None:  # header_timeout runs from its first frame
+            self._header_block_since = self.loop.time()
 
     def _handle(self, event: object) -> None:
         if type(event) is StreamData:
@@ -257,6 +298,8 @@ class H2Connection(asyncio.Protocol):
         elif type(event) is StreamRefused:
             self._refuse(event.stream_id, b"GET", event.error)
         elif type(event) is StreamReset:
+            if event.reason:  # a malformed request, reset by the session
+                error_log.info("%s: stream %d: %s", self._client, event.stream_id, event.reason)
             stream = self._streams.get(event.stream_id)
             if stream is not None:
                 stream.gone()
@@ -349,8 +392,27 @@ class H2Connection(asyncio.Protocol):
     # -- timers and closing ------------------------------------------------------------
 
     def check_deadlines(self, now: float) -> None:
+        """Called by the worker's sweep (rule "slow clients are bounded per stream")."""
+        config = self._state.config
         since = self._idle_since
-        if since is not None and now - since >= self._state.config.keep_alive_timeout:
+        if since is not None and now - since >= config.keep_alive_timeout:
+            self.close()
+            return
+        timeout = config.body_timeout
+        for stream in list(self._streams.values()):
+            cycle = stream.cycle
+            live = cycle is not None and not stream.closed and not stream.cycle_done
+            if live and cycle is not None and cycle.body_stalled(now, timeout):
+                stream.timed_out(RequestTimeout(f"no request body for {timeout} s"))
+        block = self._header_block_since
+        if block is not None and now - block >= config.header_timeout:
+            # No other frame may come until the block ends (RFC 9113 §6.10): the whole
+            # connection waits on this stream, so it ends.
+            timeout = config.header_timeout
+            error_log.info("%s: header block not complete after %s s", self._client, timeout)
+            self.session.give_up()
+            self.flush()
+            self._end_streams()
             self.close()
 
     def shutdown(self) -> None:

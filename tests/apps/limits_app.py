@@ -114,8 +114,15 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
         await _long_poll(name, receive, send)
     elif route == "read-body":
         await _read_body(name, receive, send)
+    elif route == "gated-read":  # reads nothing until the gate opens
+        await gate(name).wait_async()
+        await _read_body(name, receive, send)
     elif route == "stream":
         await _stream(send)
+    elif route == "answer-then-read":  # its response begins before it reads the body
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"begun", "more_body": True})
+        await _read_body(name, receive, send)
     else:
         await _respond(send, b"ok")
 

@@ -22,6 +22,7 @@ from gateway.http.h2_session import (
     StreamEnd,
     StreamHead,
     StreamRefused,
+    StreamReset,
     WindowOpened,
 )
 
@@ -96,31 +97,124 @@ def test_what_h2_does_not_check_is_refused_on_the_stream(
     assert isinstance(refused, StreamRefused) and isinstance(refused.error, error)
 
 
-@pytest.mark.parametrize(
-    "field",
-    [
-        ("connection", "keep-alive"),  # connection-specific (RFC 9113 §8.2.2)
-        ("te", "gzip"),  # TE only "trailers"
-        ("host", "other.example"),  # disagrees with :authority
-    ],
-)
-def test_a_malformed_head_is_a_connection_error(field: tuple[str, str]) -> None:
-    client, session = connected()
-    # h2's client would refuse to send these itself.
+def raw_client(pair: Pair) -> h2.connection.H2Connection:
+    """The pair's client, let past h2's own checks: it would refuse to send these."""
+    client = pair[0]
     client.config.validate_outbound_headers = False
     client.config.normalize_outbound_headers = False
-    client.send_headers(1, [*REQUEST, field], end_stream=True)
-    with pytest.raises(BadRequest):
-        session.feed(client.data_to_send())
-    assert any(isinstance(e, h2.events.ConnectionTerminated) for e in answers((client, session)))
+    return client
 
 
-def test_content_length_must_agree_with_data() -> None:
-    client, session = connected()
-    client.send_headers(1, [*REQUEST[1:], (":method", "POST"), ("content-length", "3")])
-    client.send_data(1, b"abcd", end_stream=True)
+def reset_codes(pair: Pair) -> dict[int, int]:
+    """The RST_STREAM frames the session sent: stream id -> error code."""
+    return {
+        e.stream_id: e.error_code
+        for e in answers(pair)
+        if isinstance(e, h2.events.StreamReset) and e.stream_id and e.error_code is not None
+    }
+
+
+POST = [(n, v) for n, v in REQUEST if n != ":method"] + [(":method", "POST")]
+MALFORMED = {
+    "uppercase name": [*REQUEST, ("Accept", "*/*")],
+    "name not a token": [*REQUEST, ("a b", "c")],
+    "value with CR LF": [*REQUEST, ("x-a", "b\r\nx-c: d")],
+    "value with whitespace around": [*REQUEST, ("x-a", " b")],
+    "unknown pseudo-header": [*REQUEST, (":status", "200")],
+    "repeated pseudo-header": [*REQUEST, (":path", "/b")],
+    "pseudo-header after a regular field": [*REQUEST[:3], ("accept", "*/*"), REQUEST[3]],
+    ":method missing": REQUEST[1:],
+    ":scheme missing": [f for f in REQUEST if f[0] != ":scheme"],
+    ":path missing": REQUEST[:3],
+    ":path empty": [*REQUEST[:3], (":path", "")],
+    "connection-specific field": [*REQUEST, ("connection", "keep-alive")],
+    "transfer-encoding": [*REQUEST, ("transfer-encoding", "chunked")],
+    "TE other than trailers": [*REQUEST, ("te", "gzip")],
+    "Host differs from :authority": [*REQUEST, ("host", "other.example")],
+    "Content-Length with END_STREAM": [*POST, ("content-length", "3")],
+}
+
+
+@pytest.mark.parametrize("fields", MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_malformed_head_resets_its_stream_and_the_connection_goes_on(
+    fields: list[tuple[str, str]],
+) -> None:
+    pair = connected()
+    raw_client(pair).send_headers(1, fields, end_stream=True)
+    # Nothing of stream 1 reaches the connection but the news that it is gone.
+    assert [type(e) for e in exchange(pair)] == [StreamReset]
+    assert reset_codes(pair) == {1: h2.errors.ErrorCodes.PROTOCOL_ERROR}
+    pair[0].send_headers(3, REQUEST, end_stream=True)
+    assert [type(e) for e in exchange(pair)] == [StreamHead, StreamEnd]
+
+
+def test_te_trailers_is_well_formed() -> None:
+    pair = connected()
+    pair[0].send_headers(1, [*REQUEST, ("te", "trailers")], end_stream=True)
+    assert isinstance(exchange(pair)[0], StreamHead)
+
+
+@pytest.mark.parametrize(
+    ("pieces", "end_with_data"),
+    [
+        ([b"ab", b"cd"], True),  # more DATA than the Content-Length
+        ([b"ab"], True),  # END_STREAM before it
+        ([b"ab"], False),  # END_STREAM, on trailers, before it
+    ],
+)
+def test_data_that_breaks_the_content_length_resets_the_stream(
+    pieces: list[bytes], end_with_data: bool
+) -> None:
+    pair = connected()
+    client = pair[0]
+    client.send_headers(1, [*POST, ("content-length", "3")])
+    for n, piece in enumerate(pieces):
+        client.send_data(1, piece, end_stream=end_with_data and n == len(pieces) - 1)
+    if not end_with_data:
+        client.send_headers(1, [("x-checksum", "1")], end_stream=True)
+    events = exchange(pair)
+    assert isinstance(events[0], StreamHead)
+    # What fits reaches the app; then the stream is reset, and no StreamEnd follows.
+    assert isinstance(events[-1], StreamReset) and "Content-Length" in events[-1].reason
+    assert not any(isinstance(e, StreamEnd) for e in events)
+    assert reset_codes(pair) == {1: h2.errors.ErrorCodes.PROTOCOL_ERROR}
+
+
+def test_a_body_that_keeps_to_its_content_length_is_served() -> None:
+    pair = connected()
+    pair[0].send_headers(1, [*POST, ("content-length", "3")])
+    pair[0].send_data(1, b"abc", end_stream=True)
+    events = exchange(pair)
+    assert [type(e) for e in events] == [StreamHead, StreamData, StreamEnd]
+
+
+def test_request_trailers_end_the_body_and_are_dropped() -> None:
+    pair = connected()
+    pair[0].send_headers(1, POST)
+    pair[0].send_data(1, b"abc")
+    pair[0].send_headers(1, [("x-checksum", "1")], end_stream=True)
+    events = exchange(pair)
+    # ASGI has no request trailers: the app sees the body, then its end.
+    assert [type(e) for e in events] == [StreamHead, StreamData, StreamEnd]
+
+
+def test_trailers_with_a_pseudo_header_reset_the_stream() -> None:
+    pair = connected()
+    client = raw_client(pair)
+    client.send_headers(1, POST)
+    client.send_data(1, b"abc")
+    client.send_headers(1, [(":path", "/b")], end_stream=True)
+    assert [type(e) for e in exchange(pair)] == [StreamHead, StreamData, StreamReset]
+    assert reset_codes(pair) == {1: h2.errors.ErrorCodes.PROTOCOL_ERROR}
+
+
+def test_a_content_length_that_is_not_a_number_is_left_to_h2() -> None:
+    # h2 checks it before the session sees the head, as a connection error; RFC 9113
+    # §5.4.1 lets an endpoint treat a stream error so.
+    pair = connected()
+    raw_client(pair).send_headers(1, [*POST, ("content-length", "x")], end_stream=True)
     with pytest.raises(BadRequest):
-        session.feed(client.data_to_send())
+        exchange(pair)
 
 
 def test_the_receive_window_opens_only_as_the_body_is_consumed() -> None:
@@ -225,3 +319,26 @@ def test_more_concurrent_streams_than_advertised_is_a_connection_error() -> None
         client.send_headers(1 + 2 * stream, REQUEST)  # each stays open: no END_STREAM
     with pytest.raises(BadRequest, match="inbound streams"):
         session.feed(client.data_to_send())
+
+
+def test_a_header_block_is_open_until_its_last_continuation() -> None:
+    client, session = connected()
+    block = client.encoder.encode(REQUEST)
+    headers = hyperframe.frame.HeadersFrame(1, block[:5], flags=["END_STREAM"])
+    assert session.feed(headers.serialize()) == []
+    assert session.header_block_open  # no other frame may come (RFC 9113 §6.10)
+    rest = hyperframe.frame.ContinuationFrame(1, block[5:], flags=["END_HEADERS"])
+    events = session.feed(rest.serialize())
+    assert [type(e) for e in events] == [StreamHead, StreamEnd]
+    assert not session.header_block_open
+
+
+def test_stop_reading_resets_the_stream_without_error() -> None:
+    pair = connected()
+    client, session = pair
+    client.send_headers(1, POST)
+    exchange(pair)
+    session.send_head(1, 408, [], [])
+    session.send_body(1, b"", end=True)
+    session.stop_reading(1)
+    assert reset_codes(pair) == {1: h2.errors.ErrorCodes.NO_ERROR}

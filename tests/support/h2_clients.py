@@ -1,0 +1,131 @@
+"""A raw HTTP/2 client on h2, for what httpx does not let a test hold still: its receive
+windows, the frames themselves, and requests h2 would refuse to send.
+
+Rules:
+1. Every read has the deadline of tests/support/deadlines.py: `read_until` fails the test
+   once it passes, and returns at the server's close.
+2. What the server sends is answered as h2 answers it (settings acks, pings); the receive
+   windows open only when a test says so (`acknowledge`), or at once with
+   `auto_acknowledge`.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Sequence
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+
+from support.deadlines import CLIENT_TIMEOUT_S
+
+Fields = Sequence[tuple[str, str]]
+Events = list[h2.events.Event]
+
+
+class RawH2:
+    """One HTTP/2 connection to a test server, by prior knowledge (RFC 9113 §3.3)."""
+
+    def __init__(self, port: int, window: int | None = None, checked: bool = True) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=CLIENT_TIMEOUT_S)
+        config = h2.config.H2Configuration(header_encoding=None)
+        # Unchecked, it sends what a test asks, malformed or not.
+        config.validate_outbound_headers = config.normalize_outbound_headers = checked
+        self.conn = h2.connection.H2Connection(config)
+        self.conn.initiate_connection()
+        if window is not None:  # every stream's receive window, until acknowledged
+            self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
+        self.events: Events = []
+        self.closed = False
+        self.auto_acknowledge = False
+        self.flush()
+
+    def __enter__(self) -> RawH2:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+    def flush(self) -> None:
+        if data := self.conn.data_to_send():
+            self.sock.sendall(data)
+
+    def request(self, stream_id: int, method: str, path: str, *fields: tuple[str, str]) -> None:
+        """A request head; its body, if any, is the test's to send."""
+        head = [(":method", method), (":scheme", "http"), (":authority", "t"), (":path", path)]
+        self.conn.send_headers(stream_id, [*head, *fields], end_stream=method in ("GET", "HEAD"))
+        self.flush()
+
+    def get(self, stream_id: int, path: str) -> None:
+        self.request(stream_id, "GET", path)
+
+    def send_raw_headers(self, stream_id: int, fields: Fields, end: bool = True) -> None:
+        self.conn.send_headers(stream_id, list(fields), end_stream=end)
+        self.flush()
+
+    def send_data(self, stream_id: int, data: bytes, end: bool = False) -> None:
+        self.conn.send_data(stream_id, data, end_stream=end)
+        self.flush()
+
+    def read_until(self, done: Callable[[Events], bool]) -> None:
+        """Read and answer frames until `done(events so far)`, the deadline, or the close."""
+        deadline = time.monotonic() + CLIENT_TIMEOUT_S
+        while not done(self.events):
+            assert time.monotonic() < deadline, f"not done: {self.events}"
+            data = self.sock.recv(65536)
+            if not data:
+                self.closed = True
+                return
+            events = self.conn.receive_data(data)
+            self.events += events
+            if self.auto_acknowledge:
+                for event in events:
+                    if isinstance(event, h2.events.DataReceived) and event.stream_id:
+                        self.acknowledge(event.stream_id, event.flow_controlled_length or 0)
+            self.flush()
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        """Open the receive windows by `size`, as an app that consumed it would."""
+        if size:
+            self.conn.acknowledge_received_data(size, stream_id)
+            self.flush()
+
+    def round_trip(self) -> None:
+        """A PING and its ACK: the server has read everything sent before it."""
+        self.conn.ping(b"semantic")
+        self.flush()
+        count = len(self.events)
+        self.read_until(
+            lambda events: any(isinstance(e, h2.events.PingAckReceived) for e in events[count:])
+        )
+
+    def ended(self, stream_id: int) -> bool:
+        return any(
+            isinstance(e, h2.events.StreamEnded) and e.stream_id == stream_id for e in self.events
+        )
+
+    def reset_code(self, stream_id: int) -> int | None:
+        """The error code of the server's RST_STREAM on the stream, if it sent one."""
+        for event in self.events:
+            if isinstance(event, h2.events.StreamReset) and event.stream_id == stream_id:
+                return int(event.error_code) if event.error_code is not None else None
+        return None
+
+    def finished(self, stream_id: int) -> bool:
+        return self.ended(stream_id) or self.reset_code(stream_id) is not None
+
+    def status(self, stream_id: int) -> bytes:
+        for event in self.events:
+            if isinstance(event, h2.events.ResponseReceived) and event.stream_id == stream_id:
+                return dict(event.headers or [])[b":status"]
+        return b""
+
+    def body(self, stream_id: int) -> bytes:
+        return b"".join(
+            e.data or b""
+            for e in self.events
+            if isinstance(e, h2.events.DataReceived) and e.stream_id == stream_id
+        )

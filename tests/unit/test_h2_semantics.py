@@ -1,0 +1,73 @@
+"""gateway/http/h2_semantics.py: the fields and lengths of HTTP/2 requests and responses,
+as plain values (the session's tests, tests/unit/test_h2_session.py, feed it frames)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.errors import AppProtocolError, MethodNotImplemented
+from gateway.http.h2_semantics import (
+    BodyLength,
+    MalformedRequest,
+    ResponseLength,
+    read_request_head,
+)
+
+REQUEST = [(b":method", b"POST"), (b":scheme", b"https"), (b":path", b"/"), (b":authority", b"a")]
+
+
+def test_content_length_read_once_from_equal_fields() -> None:
+    fields = [*REQUEST, (b"content-length", b"3"), (b"content-length", b"3")]
+    assert read_request_head(fields, 8192)[1] == 3
+
+
+@pytest.mark.parametrize("values", [[b"3", b"4"], [b"x"], [b"-1"]])
+def test_a_content_length_that_is_not_one_number_is_malformed(values: list[bytes]) -> None:
+    fields = [*REQUEST, *((b"content-length", value) for value in values)]
+    with pytest.raises(MalformedRequest):
+        read_request_head(fields, 8192)
+
+
+def test_connect_needs_neither_scheme_nor_path_and_is_not_served() -> None:
+    with pytest.raises(MethodNotImplemented):
+        read_request_head([(b":method", b"CONNECT"), (b":authority", b"a:443")], 8192)
+
+
+def test_a_body_is_held_to_its_length() -> None:
+    body = BodyLength(3)
+    body.add(2)
+    with pytest.raises(MalformedRequest):
+        body.end()
+    with pytest.raises(MalformedRequest):
+        body.add(2)
+
+
+@pytest.mark.parametrize(
+    ("parts", "error"),
+    [
+        ([(b"abc", True)], None),
+        ([(b"ab", False), (b"c", True)], None),
+        ([(b"abcd", True)], "too much"),
+        ([(b"ab", False), (b"cd", False)], "too much"),
+        ([(b"ab", True)], "too little"),
+        ([(b"ab", False), (b"", True)], "too little"),
+    ],
+)
+def test_a_response_is_held_to_its_declared_length(
+    parts: list[tuple[bytes, bool]], error: str | None
+) -> None:
+    length = ResponseLength(200, [(b"Content-Length", b"3")], no_body=False)
+    *first, (last, end) = parts
+    for body, more in first:
+        length.send(len(body), more)
+    if error is None:
+        length.send(len(last), end)
+    else:
+        with pytest.raises(AppProtocolError, match=error):
+            length.send(len(last), end)
+
+
+@pytest.mark.parametrize(("status", "no_body"), [(200, True), (204, False), (304, False)])
+def test_no_body_follows_a_declared_length_of_head_204_and_304(status: int, no_body: bool) -> None:
+    length = ResponseLength(status, [(b"content-length", b"10")], no_body)
+    length.send(0, True)  # the length describes a body that is not sent (RFC 9110 §8.6)
