@@ -1,6 +1,6 @@
 """HTTP/2 with the clients people use (issue 16, point 7): curl over TLS (ALPN h2) and
 with prior knowledge in cleartext, to ASGI and WSGI mounts, with a body bigger than a
-stream's window each way; h2load's load of many streams on a few connections; httpx
+stream's window; h2load's load of many streams on a few connections; httpx
 with many concurrent streams on one connection, and a download far bigger than the
 windows. A client that speaks neither HTTP/1.x nor HTTP/2 gets no reply at all
 (gateway/http/first_bytes.py). tests/integration/test_http2.py holds the rest of httpx.
@@ -38,8 +38,8 @@ app = "probe_wsgi:app"
 interface = "wsgi"
 threads = 4
 """
-# Bigger than a stream's initial window (65,535 bytes, RFC 9113 §6.9.2) on both sides,
-# so the upload waits for the server's WINDOW_UPDATEs.
+# Bigger than a stream's initial window (65,535 bytes, RFC 9113 §6.9.2), so the upload
+# waits for the server's WINDOW_UPDATEs.
 BODY = bytes(range(256)) * 1024
 # A program's whole run, far above what it takes here.
 PROGRAM_DEADLINE_S = 60.0
@@ -119,7 +119,7 @@ def test_curl_with_prior_knowledge_in_cleartext(
 def test_curl_http2_in_cleartext_without_prior_knowledge_gets_http_1_1(
     serve: Serve, body_file: Path
 ) -> None:
-    # `--http2` in cleartext asks for `Upgrade: h2c`, which RFC 9113 §3.1 dropped: the
+    # `--http2` in cleartext asks for `Upgrade: h2c`, which RFC 9113 §3.1 deprecated: the
     # gateway ignores it (RFC 9110 §7.8 lets a server) and answers in HTTP/1.1, with
     # the body read as the request's (gateway/http/httptools_session.py, rule "an
     # Upgrade request (or CONNECT) stops llhttp").
