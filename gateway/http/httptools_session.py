@@ -16,7 +16,12 @@ connection layer cannot tell them apart. Rules:
 5. An Upgrade request (or CONNECT) stops llhttp and comes as an UpgradeRequest; the
    bytes after it are kept. `take_upgraded` hands them to the new protocol; otherwise
    the next cycle parses them with a new parser, so an upgrade that is not taken falls
-   back to plain HTTP.
+   back to plain HTTP. An Upgrade request with a body is never taken (a WebSocket
+   handshake has none, gateway/http/ws_session.py), but httptools has llhttp skip the
+   body of every Upgrade request: llhttp frames that body again, in a parser primed
+   with the request's framing field alone (`_read_upgrade_body`), so the app gets it
+   and no byte of it is ever parsed as a request (as `Upgrade: h2c` with a POST would be:
+   request smuggling).
 6. A field value loses its trailing whitespace (RFC 9112 "Field Syntax": OWS is not
    part of the value); llhttp strips only the leading one.
 7. An error found in bytes after a complete request waits until that request's cycle
@@ -99,6 +104,17 @@ def _is_chunked(head: RequestHead) -> bool:
     return any(name == b"transfer-encoding" for name, _ in head.headers)
 
 
+def _body_framing(head: RequestHead) -> bytes | None:
+    """The field that frames a request's body (check_request_head allowed only one), or
+    None if it has no body."""
+    for name, value in head.headers:
+        if name == b"transfer-encoding":
+            return b"transfer-encoding: " + value
+        if name == b"content-length" and int(value) > 0:
+            return b"content-length: " + value
+    return None
+
+
 def _skip_empty_lines(data: bytes, position: int) -> int:
     """The first byte at or after `position` that is not CR or LF (or the end)."""
     found = _NOT_EMPTY_LINE.search(data, position)
@@ -131,6 +147,7 @@ class HttptoolsSession(ResponseWriter):
         self._last_head: RequestHead | None = None  # the last head parsed
         self._in_head = False
         self._method_sniff: bytearray | None = None  # a refused request line
+        self._framing_only = False  # parsing the framing of an Upgrade request's body
         # The current cycle.
         self._cycle_open = False
         self._request_done = False
@@ -159,13 +176,32 @@ class HttptoolsSession(ResponseWriter):
             if self._in_head:
                 self._count_incomplete_head(data, _ReadStart(queued, was_in_head, last_head))
         except httptools.HttpParserUpgrade as upgrade:
-            self._upgraded = bytearray(data[upgrade.args[0] :])
+            rest = data[upgrade.args[0] :]
+            if not self._read_upgrade_body(rest):
+                self._upgraded = bytearray(rest)
         except ProtocolError as exc:  # our own size check, after feed_data
             self._error = exc
         except httptools.HttpParserInvalidMethodError as exc:
             self._sniff_refused_method(data, _ReadStart(queued, was_in_head, last_head), str(exc))
         except httptools.HttpParserError as exc:
             self._error = _translate(exc)
+
+    def _read_upgrade_body(self, rest: bytes) -> bool:
+        """Give an Upgrade request with a body its body, framed by llhttp (rule "an
+        Upgrade request (or CONNECT) stops llhttp"); False if it has none."""
+        head = self._last_head
+        framing = _body_framing(head) if head is not None else None
+        if framing is None:
+            return False
+        ended = self._events.pop()  # llhttp ended the request at its head
+        assert ended is REQUEST_END
+        self._parser = httptools.HttpRequestParser(self)
+        self._framing_only = True  # its head is not a request of the client's
+        self._parser.feed_data(b"POST / HTTP/1.1\r\n" + framing + b"\r\n\r\n")
+        self._framing_only = False
+        if rest:
+            self._parse(rest)
+        return True
 
     def _count_incomplete_head(self, data: bytes, read: _ReadStart) -> None:
         """Add this read's bytes of the head still incomplete after it, each byte once,
@@ -300,6 +336,8 @@ class HttptoolsSession(ResponseWriter):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        if self._framing_only:  # rule "an Upgrade request (or CONNECT) stops llhttp"
+            return
         version = self._parser.get_http_version()
         method = self._parser.get_method()
         # llhttp stops after a request that asks to switch protocols

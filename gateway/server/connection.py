@@ -59,8 +59,9 @@ Rules:
    connection whose ALPN chose h2, at connection_made; a cleartext one whose first
    bytes are the HTTP/2 preface (prior knowledge, RFC 9113 §3.3), however they are
    split. The transport then goes to an H2Connection (gateway/server/h2_connection.py)
-   with the bytes read so far. Only the first bytes are looked at: once they are not
-   the preface, each read pays one `is None` check.
+   with the bytes read so far. A first line that names another protocol closes the
+   connection without a word (gateway/http/first_bytes.py). Only the first bytes are
+   looked at: once they are not the preface, each read pays one `is None` check.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ from gateway.http.events import (
     RequestData,
     RequestHead,
 )
-from gateway.http.h2_session import PREFACE
+from gateway.http.first_bytes import FirstBytes, classify_first_bytes
 from gateway.http.session import PathAndQuery, UpgradeRequest, parse_target
 from gateway.http.ws_session import is_websocket_request, read_handshake
 from gateway.server.closing import LingeringClose, SendStall, begin_lingering_close
@@ -210,12 +211,18 @@ class HTTPConnection(asyncio.Protocol):
         preface, or once they were (rule "HTTP/2 takes the connection over")."""
         assert self._preface is not None
         seen = self._preface + data
-        if len(seen) < len(PREFACE) and PREFACE.startswith(seen):
+        spoken = classify_first_bytes(seen)
+        if spoken is FirstBytes.UNDECIDED:
             self._preface = seen
             return b""
         self._preface = None
-        if seen.startswith(PREFACE):
+        if spoken is FirstBytes.HTTP2:
             self._hand_to_http2(seen)
+            return b""
+        if spoken is FirstBytes.OTHER_PROTOCOL:
+            # gateway/http/first_bytes.py, rule "a first line shaped like a request line".
+            error_log.info("closed a connection from %s: not HTTP", self._client)
+            self.close()
             return b""
         return seen
 

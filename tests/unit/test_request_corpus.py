@@ -67,7 +67,7 @@ class Replay:
         self.session.feed(piece)
         while not self.closed:
             event = self.session.next_event()
-            if type(event) is RequestHead:
+            if isinstance(event, RequestHead):  # an UpgradeRequest too: none is taken here
                 parse_target(event.target)
                 self._head = event
             elif type(event) is RequestData:
