@@ -10,7 +10,8 @@ Rules:
    Host that disagrees with :authority, and it holds DATA to Content-Length (§8.1.1).
    What it does not check is checked here, and answered on the stream with the error's
    reply, as HTTP/1.1 answers the same request: a method the gateway does not serve
-   (501), CONNECT (501: RFC 8441 is not served yet), a :path that is neither
+   (501), a CONNECT that is not RFC 8441's WebSocket (501; rule "websocket over
+   HTTP/2"), a :path that is neither
    origin-form nor OPTIONS' "*" (400), a :scheme other than http or https (400), and
    a field section over `max_header_bytes` (431, counted as RFC 9113 §6.5.2 counts it).
 2. The scope sees HTTP/1.1's fields: :authority becomes a Host field when the client
@@ -26,6 +27,11 @@ Rules:
    stream the client has reset raises ClientDisconnected. An app's field that no HTTP
    response may carry is an AppProtocolError raised before anything is encoded (the
    HPACK state is shared by every stream, so a field must not fail half-way through).
+5. WebSocket over HTTP/2 (RFC 8441): the session advertises
+   SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 (§3), and an extended CONNECT whose :protocol is
+   "websocket" (§4; h2 checks that :scheme and :path are there) becomes a StreamHead
+   whose method is CONNECT: the only CONNECT that does (`is_websocket_connect`). Its
+   stream is a tunnel: the response is a 200 HEADERS, then DATA both ways.
 """
 
 from __future__ import annotations
@@ -68,6 +74,10 @@ _HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
 _GOAWAY = 0x7  # the frame type (RFC 9113 §6.8)
+# RST_STREAM's error codes (RFC 9113 §7) that `reset` sends.
+NO_ERROR = int(h2.errors.ErrorCodes.NO_ERROR)
+INTERNAL_ERROR = int(h2.errors.ErrorCodes.INTERNAL_ERROR)
+CANCEL = int(h2.errors.ErrorCodes.CANCEL)
 _SCHEMES = frozenset({b"http", b"https"})
 # RFC 9113 §6.5.2: a field's size is its name's and value's lengths plus 32.
 _FIELD_OVERHEAD = 32
@@ -143,6 +153,8 @@ class H2Session:
             initial_values={
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: HARD_BOUND_FACTOR * max_header_bytes,
+                # rule "websocket over HTTP/2"
+                h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1,
             },
         )
         self._conn.initiate_connection()
@@ -203,7 +215,7 @@ class H2Session:
     def _read_head(self, fields: Iterable[Field]) -> RequestHead:
         """The head of a request h2 found well-formed, held to what h2 does not check
         (rule "RFC 9113 §8 semantics"), with HTTP/1.1's fields (rule "the scope")."""
-        method = path = scheme = authority = b""
+        method = path = scheme = authority = protocol = b""
         headers: list[Field] = []
         size = 0
         has_host = expects_continue = False
@@ -223,9 +235,14 @@ class H2Session:
                 scheme = value
             elif name == b":authority":
                 authority = value
+            elif name == b":protocol":
+                protocol = value
         if size > self._max_header_bytes:
             raise RequestHeadersTooLarge(f"request fields over {self._max_header_bytes} bytes")
-        if method == b"CONNECT" or method not in SERVED_METHODS:
+        if method == b"CONNECT":
+            if protocol != b"websocket":  # rule "websocket over HTTP/2"
+                raise MethodNotImplemented(f"CONNECT for {protocol[:20]!r} is not served")
+        elif method not in SERVED_METHODS:
             raise MethodNotImplemented(f"method {method[:20]!r} is not served over HTTP/2")
         if not (path[:1] == b"/" or (path == b"*" and method == b"OPTIONS")):
             raise BadRequest(f"bad :path {path[:40]!r}")
@@ -275,10 +292,12 @@ class H2Session:
             with contextlib.suppress(h2.exceptions.StreamClosedError):
                 self._conn.acknowledge_received_data(flow_length, stream_id)
 
-    def reset(self, stream_id: int) -> None:
-        """Abandon a stream (a response cut short): RST_STREAM INTERNAL_ERROR."""
+    def reset(self, stream_id: int, code: int = INTERNAL_ERROR) -> None:
+        """Abandon a stream: RST_STREAM INTERNAL_ERROR for a response cut short; NO_ERROR
+        after a complete response to a request that goes on (RFC 9113 §8.1), CANCEL for
+        a tunnel given up on."""
         with contextlib.suppress(h2.exceptions.StreamClosedError):
-            self._conn.reset_stream(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            self._conn.reset_stream(stream_id, code)
 
     def goaway(self) -> bytes:
         """A graceful stop (RFC 9113 §6.8): GOAWAY NO_ERROR naming the last stream
@@ -308,3 +327,9 @@ def response_fields(
             names.add(lowered)
     fields.extend(field for field in defaults if field[0] not in names)
     return fields
+
+
+def is_websocket_connect(head: RequestHead) -> bool:
+    """The head of an extended CONNECT for WebSocket, the only CONNECT a StreamHead
+    carries (rule "websocket over HTTP/2")."""
+    return head.method == b"CONNECT"

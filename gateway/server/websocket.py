@@ -237,14 +237,11 @@ class WebSocketCycle:
     def _accept(self, message: Message) -> None:
         if self._phase is not Phase.HANDSHAKE:
             raise AppProtocolError(f"websocket.accept in phase {self._phase.value}")
-        head, self._session = self._handshake.accept(
-            message.get("subprotocol"),
-            message.get("headers") or (),
-            self._stream.default_headers(),
-            self._settings.limits,
+        fields, session = self._handshake.accept_fields(
+            message.get("subprotocol"), message.get("headers") or (), self._settings.limits
         )
-        self._phase, self.status = Phase.OPEN, 101
-        self._stream.write(head)
+        self.status = self._stream.switch_protocols(fields)
+        self._phase, self._session = Phase.OPEN, session
         early, self._early = bytes(self._early), bytearray()
         self.data_received(self._stream.take_upgraded() + early)
         if self._phase is Phase.OPEN:
@@ -449,6 +446,8 @@ class WebSocketCycle:
             timer.cancel()
 
     def log_access(self) -> None:
-        """As for HTTP: the handshake's method, its status (101, or a denial's), the bytes
-        of the messages sent."""
-        log_access(self.scope, "GET", self.status, self.bytes_sent, self.started_at)
+        """As for HTTP: the handshake's method, its status (101, 200 over HTTP/2, or a
+        denial's), the bytes of the messages sent."""
+        # Over HTTP/2 the handshake is an extended CONNECT (RFC 8441 §4).
+        method = "CONNECT" if self.scope["http_version"] == "2" else "GET"
+        log_access(self.scope, method, self.status, self.bytes_sent, self.started_at)
