@@ -299,12 +299,12 @@ class H2Connection(asyncio.Protocol):
         """An extended CONNECT (RFC 8441 §4) on a path the router gives to an ASGI mount
         runs a WebSocket on a tunnel stream (gateway/server/h2_tunnel.py); on any other
         it is plain HTTP, as HTTP/1.1 serves an upgrade there (gateway/server/connection.py,
-        rule "an upgrade request"), a GET as RFC 6455 §4.1 asks (False)."""
+        rule "an upgrade request"), a GET without a body as RFC 6455 §4.1 asks (False)."""
         from gateway.server.h2_tunnel import start_websocket  # built on H2Stream, below
 
         head, target = event.head, parse_target(event.head.target)
         if not self._state.serves_websocket(target.path):
-            head.method = b"GET"
+            head.method, event.ended = b"GET", True
             return False
         try:
             handshake = read_extended_connect(head)

@@ -1,0 +1,279 @@
+"""WebSocket over HTTP/2 (RFC 8441; issue 16, point 6) over real sockets: an extended
+CONNECT opened with the `h2` library as a raw client, wsproto in client mode over the
+stream's DATA (tests/support/ws_clients.py `H2Client`, `H2WebSocket`), and a headless
+Chromium that opens `new WebSocket` on a page it loaded over TLS h2.
+
+The apps are tests/apps/ws_apps.py (read in this process: the `serve` fixture runs the
+server here) and tests/apps/probe_asgi.py. Every wait is on a condition or a read with a
+deadline.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import h2.settings
+import pytest
+from hyperframe.frame import DataFrame, Frame, GoAwayFrame
+from support.deadlines import wait_until
+from support.servers import Server
+from support.ws_clients import DEADLINE_S, H2Client, H2WebSocket
+from wsproto.events import BytesMessage, CloseConnection, TextMessage
+
+Serve = Callable[[str], Server]
+SMALL_LIMIT_BYTES = 65536
+MOUNTS = """
+[[mount]]
+prefix = "/ws"
+app = "ws_apps:app"
+interface = "asgi"
+
+[[mount]]
+prefix = "/asgi"
+app = "probe_asgi:app"
+interface = "asgi"
+
+[[mount]]
+prefix = "/wsgi"
+app = "probe_wsgi:app"
+interface = "wsgi"
+threads = 2
+"""
+
+
+def mounts(*server_settings: str) -> str:
+    """A short graceful_timeout: a test that fails with a WebSocket open stops soon."""
+    return "\n".join(["[server]", "graceful_timeout = 5", *server_settings, MOUNTS])
+
+
+@pytest.fixture
+def server(serve: Serve) -> Server:
+    return serve(mounts())
+
+
+def client_of(server: Server) -> H2Client:
+    """An h2c connection with prior knowledge (RFC 9113 §3.3)."""
+    return H2Client(server.connect())
+
+
+def app_disconnect(key: str) -> dict[str, Any]:
+    """The websocket.disconnect ws_apps got for connection `key`, once it has."""
+    disconnects = importlib.import_module("ws_apps").disconnects
+    wait_until(lambda: key in disconnects, DEADLINE_S)
+    message: dict[str, Any] = disconnects[key]
+    return message
+
+
+def opened(client: H2Client, path: str, **options: Any) -> H2WebSocket:
+    ws = client.connect_websocket(path, **options)
+    ws.accepted()
+    return ws
+
+
+def test_the_server_advertises_extended_connect(server: Server) -> None:
+    with client_of(server) as client:
+        setting = h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL
+        assert client.server_settings.get(setting) == 1  # RFC 8441 §3
+
+
+def test_echo_text_and_bytes(server: Server) -> None:
+    with client_of(server) as client:
+        ws = client.connect_websocket("/ws/echo")
+        fields = ws.accepted()
+        # The request was the handshake: none of HTTP/1.1's upgrade fields (RFC 8441 §5).
+        assert not {b"upgrade", b"connection", b"sec-websocket-accept"} & fields.keys()
+        ws.send(TextMessage("héllo"))
+        assert ws.receive_message() == "héllo"
+        ws.send(BytesMessage(b"\x00\xff" * 40_000))  # over one DATA frame's 16 KiB
+        assert ws.receive_message() == b"\x00\xff" * 40_000
+
+
+def test_the_scope_says_http_2_and_ws(server: Server) -> None:
+    with client_of(server) as client:
+        ws = opened(client, "/ws/scope?x=1", protocols=("chat.v1",))
+        scope = json.loads(ws.receive_message())
+    assert (scope["type"], scope["http_version"], scope["scheme"]) == ("websocket", "2", "ws")
+    assert (scope["root_path"], scope["path"], scope["query_string"]) == ("/ws", "/ws/scope", "x=1")
+    assert scope["subprotocols"] == ["chat.v1"]
+    assert ["host", "127.0.0.1"] in scope["headers"]  # from :authority (RFC 9113 §8.3.1)
+
+
+def test_the_app_chooses_the_subprotocol(server: Server) -> None:
+    with client_of(server) as client:
+        ws = opened(client, "/ws/subprotocol", protocols=("chat.v1", "chat.v2"))
+        assert json.loads(ws.receive_message()) == {"chosen": "chat.v2"}
+        fields = ws.log.fields
+    assert fields is not None
+    assert fields[b"sec-websocket-protocol"] == b"chat.v2"
+    assert fields[b"x-accepted-by"] == b"ws_apps"
+
+
+def test_permessage_deflate_is_agreed_and_works(server: Server) -> None:
+    with client_of(server) as client:
+        ws = opened(client, "/ws/echo", deflate=True)
+        assert ws.log.fields is not None
+        assert ws.log.fields[b"sec-websocket-extensions"].startswith(b"permessage-deflate")
+        ws.send(TextMessage("squeeze " * 10_000))
+        assert ws.receive_message() == "squeeze " * 10_000
+
+
+def test_the_apps_close_code_reaches_the_client_and_ends_the_stream(server: Server) -> None:
+    with client_of(server) as client:
+        ws = opened(client, "/ws/close?code=4000&reason=bye")
+        close = ws.wait_close()
+        assert (close.code, close.reason) == (4000, "bye")
+        ws.end()  # our side, after our Close went (RFC 8441 §4: END_STREAM is the FIN)
+        ws.wait_stream_over()
+        assert ws.log.ended and ws.log.reset is None
+
+
+def test_the_clients_close_reaches_the_app(server: Server) -> None:
+    key = uuid.uuid4().hex
+    with client_of(server) as client:
+        ws = opened(client, f"/ws/echo?id={key}")
+        ws.send(CloseConnection(code=4001, reason="done"))
+        answer = ws.next_event()
+        assert isinstance(answer, CloseConnection) and answer.code == 4001
+        ws.wait_stream_over()  # closing the WebSocket ends the stream
+        assert ws.log.ended
+    assert app_disconnect(key)["code"] == 4001
+
+
+def test_a_close_before_accept_is_a_403_on_the_stream(server: Server) -> None:
+    with client_of(server) as client:
+        stream_id = client.connect_websocket("/ws/reject").stream_id
+        assert client.response(stream_id)[0] == 403
+        probe = client.get("/asgi/scope")  # the connection goes on
+        assert client.response(probe)[0] == 200
+
+
+def test_a_denial_is_the_apps_own_response(server: Server) -> None:
+    with client_of(server) as client:
+        stream_id = client.connect_websocket("/ws/deny").stream_id
+        status, body = client.response(stream_id)
+    assert (status, body) == (401, importlib.import_module("ws_apps").DENIAL_BODY)
+
+
+def test_a_reset_from_the_client_is_a_disconnect_1006(server: Server) -> None:
+    key = uuid.uuid4().hex
+    with client_of(server) as client:
+        ws = opened(client, f"/ws/wait?id={key}")
+        ws.reset()
+        assert app_disconnect(key)["code"] == 1006
+        probe = client.get("/asgi/scope")
+        assert client.response(probe)[0] == 200
+
+
+def test_websockets_and_requests_share_a_connection(server: Server) -> None:
+    with client_of(server) as client:
+        first = opened(client, "/ws/echo")
+        second = opened(client, "/ws/echo")
+        request = client.get("/asgi/scope")
+        first.send(TextMessage("one"))
+        second.send(BytesMessage(b"two"))
+        assert client.response(request)[0] == 200
+        assert (first.receive_message(), second.receive_message()) == ("one", b"two")
+        first.send(CloseConnection(code=1000))
+        first.wait_stream_over()
+        second.send(TextMessage("still here"))
+        assert second.receive_message() == "still here"
+
+
+def test_ws_max_message_bytes_is_held(serve: Serve) -> None:
+    server = serve(mounts(f"ws_max_message_bytes = {SMALL_LIMIT_BYTES}"))
+    with client_of(server) as client:
+        ws = opened(client, "/ws/echo")
+        ws.send(BytesMessage(b"x" * SMALL_LIMIT_BYTES))
+        assert ws.receive_message() == b"x" * SMALL_LIMIT_BYTES
+        ws.send(BytesMessage(b"x" * (SMALL_LIMIT_BYTES + 1)))
+        assert ws.wait_close().code == 1009  # RFC 6455 §7.4.1
+
+
+def test_a_wsgi_mount_gets_plain_http(server: Server) -> None:
+    with client_of(server) as client:
+        stream_id = client.connect_websocket("/wsgi/environ").stream_id
+        status, body = client.response(stream_id)
+    environ = json.loads(body)
+    assert status == 200 and environ["REQUEST_METHOD"] == "GET"
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/wsgi", "/environ")
+
+
+@pytest.mark.parametrize("protocol", [None, b"not-websocket"])
+def test_other_connects_are_not_served(server: Server, protocol: bytes | None) -> None:
+    with client_of(server) as client:
+        stream_id = client.conn.get_next_available_stream_id()
+        fields = [(b":method", b"CONNECT"), (b":authority", b"127.0.0.1:443")]
+        if protocol is not None:  # extended: with :scheme and :path (RFC 8441 §4)
+            fields += [(b":protocol", protocol), (b":scheme", b"http"), (b":path", b"/ws/echo")]
+        client.send_headers(stream_id, fields)
+        assert client.status(stream_id) == 501
+
+
+def test_a_graceful_stop_closes_with_1012(server: Server) -> None:
+    with client_of(server) as client:
+        ws = opened(client, "/ws/echo")
+        server.loop.call_soon_threadsafe(server.worker.request_stop)
+        # Frame by frame: h2's client takes no frame after a GOAWAY, though RFC 9113
+        # §6.8 lets the streams up to its last one go on.
+        close, goaway = answer_close_after_goaway(ws)
+    assert close.code == 1012 and goaway == (ws.stream_id, 0)
+
+
+def answer_close_after_goaway(ws: H2WebSocket) -> tuple[CloseConnection, tuple[int, int]]:
+    """Read raw frames until the server closes the connection: the WebSocket's Close
+    (answered, with our END_STREAM) and the GOAWAY's last stream and error code."""
+    sock, buffer = ws.client.sock, b""
+    close: CloseConnection | None = None
+    goaway = (-1, -1)
+    deadline = time.monotonic() + DEADLINE_S
+    while (data := recv_until(sock, deadline)) is not None:
+        buffer += data
+        while len(buffer) >= 9:
+            frame, length = Frame.parse_frame_header(memoryview(buffer[:9]))
+            if len(buffer) < 9 + length:
+                break
+            frame.parse_body(memoryview(buffer[9 : 9 + length]))
+            buffer = buffer[9 + length :]
+            if isinstance(frame, GoAwayFrame):
+                goaway = (frame.last_stream_id, frame.error_code)
+            elif isinstance(frame, DataFrame) and frame.stream_id == ws.stream_id and frame.data:
+                assert ws.ws is not None and close is None, "DATA after the Close"
+                ws.ws.receive_data(bytes(frame.data))
+                for event in ws.ws.events():
+                    if isinstance(event, CloseConnection):
+                        close = event
+                        answer = DataFrame(ws.stream_id, ws.ws.send(event.response()))
+                        answer.flags.add("END_STREAM")
+                        sock.sendall(answer.serialize())
+    assert close is not None, "no Close before the connection closed"
+    return close, goaway
+
+
+def recv_until(sock: socket.socket, deadline: float) -> bytes | None:
+    """One read before `deadline`; None once the server has closed."""
+    remaining = deadline - time.monotonic()
+    assert remaining > 0, "the server did not close before the deadline"
+    sock.settimeout(remaining)
+    try:
+        data = sock.recv(65536)
+    except ConnectionResetError:
+        return None
+    return data or None
+
+
+def test_a_client_that_does_not_read_holds_the_app_in_send(server: Server) -> None:
+    flood = importlib.import_module("ws_apps").flood
+    with client_of(server) as client:
+        client.holding = True  # no WINDOW_UPDATE: the send windows close (RFC 9113 §6.9)
+        ws = opened(client, "/ws/flood")
+        # The app waits in `send` once the windows (64 KiB by default) and one message
+        # are out: far from the flood's 32 MiB.
+        wait_until(lambda: flood.blocked_for() > 0.5, DEADLINE_S)
+        client.pump_until(lambda: len(ws.log.data) >= 65_535)  # the stream's whole window
+        assert not flood.finished and flood.bytes_sent <= 4 * 64 * 1024
