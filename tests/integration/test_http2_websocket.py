@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import h2.settings
@@ -23,6 +26,7 @@ import pytest
 from hyperframe.frame import DataFrame, Frame, GoAwayFrame
 from support.deadlines import wait_until
 from support.servers import Server
+from support.tls_certs import Certs, make_certs
 from support.ws_clients import DEADLINE_S, H2Client, H2WebSocket
 from wsproto.events import BytesMessage, CloseConnection, TextMessage
 
@@ -277,3 +281,56 @@ def test_a_client_that_does_not_read_holds_the_app_in_send(server: Server) -> No
         wait_until(lambda: flood.blocked_for() > 0.5, DEADLINE_S)
         client.pump_until(lambda: len(ws.log.data) >= 65_535)  # the stream's whole window
         assert not flood.finished and flood.bytes_sent <= 4 * 64 * 1024
+
+
+# -- a real browser ---------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Chromium's start on two busy cores, the page, the WebSocket and the report: generous,
+# and a browser that never connects still fails the test in under a minute.
+BROWSER_DEADLINE_S = 45.0
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: chromium)")
+def test_chromium_opens_its_websocket_over_http2(
+    serve: Serve, certs: Certs, tmp_path: Path
+) -> None:
+    tls = f"certfile = {str(certs.cert)!r}\nkeyfile = {str(certs.key)!r}\n"
+    server = serve(f'[server]\n{tls}\n[[mount]]\nprefix = "/"\napp = "browser_ws:app"\n')
+    page = importlib.import_module("browser_ws")
+    page.seen.clear()
+    page.reports.clear()
+    assert CHROMIUM is not None
+    log = (tmp_path / "chromium.log").open("wb")
+    browser = subprocess.Popen(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",  # the tests may run as root, where the sandbox refuses
+            "--disable-gpu",
+            "--no-first-run",
+            "--ignore-certificate-errors",  # the test's own CA
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"https://127.0.0.1:{server.port}/",
+        ],
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        wait_until(lambda: bool(page.reports), BROWSER_DEADLINE_S)
+    finally:
+        browser.terminate()
+        try:
+            browser.wait(DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            browser.kill()
+            browser.wait(DEADLINE_S)
+        log.close()
+    assert page.reports == [{"echo": [page.MESSAGE]}]
+    # Chromium took the page's HTTP/2 connection for the WebSocket (RFC 8441).
+    assert page.seen == ["2"]
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("certs"))
