@@ -4,7 +4,10 @@ The connection starts a cycle for an upgrade request that asks for WebSocket on 
 the router gives to an ASGI mount; from then on the cycle owns the connection, seen
 through the stream seam as a TunnelStream (gateway/server/stream.py): a denial and a
 refusal are framed by the stream, and after accept the stream carries the bytes of the
-cycle's WebSocketSession (gateway/http/ws_session.py) as they are. Rules:
+cycle's WebSocketSession (gateway/http/ws_session.py) as they are. Over HTTP/2 the
+request is an extended CONNECT (RFC 8441) and the stream is one HTTP/2 stream
+(gateway/server/h2_tunnel.py): the cycle is the same, and where the rules below say
+"connection" and "TCP connection", read "stream". Rules:
 1. Phases are explicit (Phase) and every ASGI message is checked against the phase:
    HANDSHAKE until the app answers websocket.connect; DENYING while the app's own HTTP
    response goes out (the `websocket.http.response` extension); OPEN; CLOSING from our

@@ -174,6 +174,55 @@ def test_a_reset_from_the_client_is_a_disconnect_1006(server: Server) -> None:
         assert client.response(probe)[0] == 200
 
 
+def test_the_clients_end_of_stream_without_a_close_is_1006(server: Server) -> None:
+    key = uuid.uuid4().hex
+    with client_of(server) as client:
+        ws = opened(client, f"/ws/wait?id={key}")
+        ws.end()  # TCP's FIN, over HTTP/2 (RFC 8441 §4): no Close frame came
+        ws.wait_stream_over()
+        assert ws.log.ended and ws.log.reset is None  # the server ended its side too
+    assert app_disconnect(key)["code"] == 1006  # RFC 6455 §7.1.5
+
+
+def test_an_app_that_does_not_receive_holds_the_clients_window_shut(server: Server) -> None:
+    key = uuid.uuid4().hex
+    gates = importlib.import_module("ws_apps").gates
+    with client_of(server) as client:
+        ws = opened(client, f"/ws/gated-count?id={key}")
+        wait_until(lambda: key in gates, DEADLINE_S)
+        sent = 0
+        for _ in range(MAX_PIECES):  # bounded: a server that reads on takes them all
+            if client.conn.local_flow_control_window(ws.stream_id) < FRAME_BYTES:
+                if window_stays_shut(client, ws.stream_id):
+                    break
+                continue
+            ws.send(BytesMessage(PIECE))
+            sent += len(PIECE)
+        # The inbox's mark and one stream window, not the MAX_PIECES on offer.
+        assert sent < MAX_PIECES * len(PIECE) // 4, "the server read what nobody received"
+        server.loop.call_soon_threadsafe(gates[key].set)
+        ws.send(TextMessage("count"))
+        assert ws.receive_message() == str(sent)
+
+
+PIECE = b"p" * 4096
+FRAME_BYTES = len(PIECE) + 14  # a masked frame's head is at most 14 bytes (RFC 6455 §5.2)
+MAX_PIECES = 1024  # 4 MiB: sixteen times the inbox's mark and a stream window together
+# A window that stays shut this long is held by the server: one that read on would
+# open it within a round trip.
+STALL_S = 0.5
+
+
+def window_stays_shut(client: H2Client, stream_id: int) -> bool:
+    """Read for STALL_S; False as soon as the server opens the stream's window."""
+    end = time.monotonic() + STALL_S
+    while time.monotonic() < end:
+        assert client.pump(end), "the server closed the connection"
+        if client.conn.local_flow_control_window(stream_id) >= FRAME_BYTES:
+            return False
+    return True
+
+
 def test_websockets_and_requests_share_a_connection(server: Server) -> None:
     with client_of(server) as client:
         first = opened(client, "/ws/echo")
