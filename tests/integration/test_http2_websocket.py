@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import shutil
 import socket
 import subprocess
@@ -221,6 +222,19 @@ def window_stays_shut(client: H2Client, stream_id: int) -> bool:
         if client.conn.local_flow_control_window(stream_id) >= FRAME_BYTES:
             return False
     return True
+
+
+def test_the_access_line_says_connect_200_over_http_2(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="gateway.access"), client_of(server) as client:
+        ws = opened(client, "/ws/close?code=1000")
+        ws.wait_close()
+        ws.end()
+        # Written when the app has returned, in the server's thread: wait for it.
+        wait_until(lambda: any("/ws/close" in r.message for r in caplog.records), DEADLINE_S)
+    [line] = [r.message for r in caplog.records if "/ws/close" in r.message]
+    assert '"CONNECT /ws/close?code=1000 HTTP/2" 200 ' in line and line.endswith(" websocket")
 
 
 def test_websockets_and_requests_share_a_connection(server: Server) -> None:
