@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import h2.errors
 import h2.settings
 import pytest
 from hyperframe.frame import DataFrame, Frame, GoAwayFrame
@@ -29,7 +30,7 @@ from support.deadlines import wait_until
 from support.servers import Server
 from support.tls_certs import Certs, make_certs
 from support.ws_clients import DEADLINE_S, H2Client, H2WebSocket
-from wsproto.events import BytesMessage, CloseConnection, TextMessage
+from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 
 Serve = Callable[[str], Server]
 SMALL_LIMIT_BYTES = 65536
@@ -235,6 +236,19 @@ def test_the_access_line_says_connect_200_over_http_2(
         wait_until(lambda: any("/ws/close" in r.message for r in caplog.records), DEADLINE_S)
     [line] = [r.message for r in caplog.records if "/ws/close" in r.message]
     assert '"CONNECT /ws/close?code=1000 HTTP/2" 200 ' in line and line.endswith(" websocket")
+
+
+def test_a_peer_that_does_not_answer_pings_is_dropped_with_cancel(serve: Serve) -> None:
+    server = serve(mounts("ws_ping_interval = 0.2", "ws_ping_timeout = 0.5"))
+    key = uuid.uuid4().hex
+    with client_of(server) as client:
+        ws = opened(client, f"/ws/wait?id={key}")
+        assert isinstance(ws.next_event(), Ping)  # left unanswered
+        ws.wait_stream_over()
+        assert ws.log.reset == h2.errors.ErrorCodes.CANCEL  # the stream, not the connection
+        probe = client.get("/asgi/scope")
+        assert client.response(probe)[0] == 200
+    assert app_disconnect(key)["code"] == 1006
 
 
 def test_websockets_and_requests_share_a_connection(server: Server) -> None:
