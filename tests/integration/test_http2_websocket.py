@@ -296,6 +296,15 @@ def test_other_connects_are_not_served(server: Server, protocol: bytes | None) -
         assert client.status(stream_id) == 501
 
 
+def test_an_extended_connect_without_a_version_is_400(server: Server) -> None:
+    with client_of(server) as client:
+        stream_id = client.conn.get_next_available_stream_id()
+        fields = [(b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":scheme", b"http")]
+        fields += [(b":path", b"/ws/echo"), (b":authority", b"127.0.0.1")]
+        client.send_headers(stream_id, fields)  # RFC 8441 §5 keeps RFC 6455's version
+        assert client.status(stream_id) == 400
+
+
 def test_a_graceful_stop_closes_with_1012(server: Server) -> None:
     with client_of(server) as client:
         ws = opened(client, "/ws/echo")
