@@ -8,14 +8,16 @@ Rules:
    (RFC 9110 §5.1, which HTTP/1.1 holds names to as well; §8.2.1 forbids a subset of
    what it forbids), a value with NUL, CR or LF or with whitespace at either end
    (§8.2.1), a pseudo-header field that is unknown, repeated or after a regular field
-   (§8.3), :method, :scheme or :path missing or :path empty (§8.3.1), a
+   (§8.3), :method, :scheme or :path missing or :path empty (§8.3.1; RFC 8441 §4:
+   an extended CONNECT has them too), :protocol on a method other than CONNECT, a
    connection-specific field or a TE other than "trailers" (§8.2.2), a Host field that
    differs from :authority (§8.3.1), a Content-Length that is not a number or whose
    values differ (h2 finds these first, and ends the connection), and trailers with a
    pseudo-header field (§8.1).
 2. A well-formed request the gateway does not serve gets HTTP/1.1's reply for it, on
    its stream: a field section over `max_header_bytes` (431, sized as RFC 9113 §6.5.2
-   sizes it), a method not served or CONNECT (501: RFC 8441 is not served yet), a :path
+   sizes it), a method not served or a CONNECT other than RFC 8441's for WebSocket
+   (501), a :path
    that is neither origin-form nor OPTIONS' "*" (400), a :scheme other than http or
    https (400).
 3. The request's fields, as the scope sees them, are HTTP/1.1's: :authority becomes a
@@ -47,7 +49,7 @@ from gateway.http.session import NO_BODY_STATUSES, SERVED_METHODS
 Field = tuple[bytes, bytes]
 # RFC 9113 §6.5.2: a field's size is its name's and value's lengths plus 32.
 _FIELD_OVERHEAD = 32
-_PSEUDO = frozenset({b":method", b":scheme", b":path", b":authority"})
+_PSEUDO = frozenset({b":method", b":scheme", b":path", b":authority", b":protocol"})
 # RFC 9113 §8.2.2: fields that belong to one HTTP/1.1 connection.
 CONNECTION_SPECIFIC = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
@@ -86,6 +88,7 @@ class _Pseudo:
     scheme: bytes | None = None
     path: bytes | None = None
     authority: bytes | None = None
+    protocol: bytes | None = None  # RFC 8441's extended CONNECT
 
     def set(self, name: bytes, value: bytes) -> None:
         if name not in _PSEUDO:
@@ -136,12 +139,16 @@ def read_request_head(
 
 def _check_pseudo(pseudo: _Pseudo, hosts: set[bytes]) -> bytes:
     """The method of a request whose pseudo-header fields are all there (RFC 9113
-    §8.3.1; CONNECT has neither :scheme nor :path, §8.5)."""
+    §8.3.1; a plain CONNECT has neither :scheme nor :path, §8.5, and an extended one
+    has both, RFC 8441 §4)."""
     method = pseudo.method
     if method is None:
         raise MalformedRequest(":method missing")
-    if method != b"CONNECT" and (pseudo.scheme is None or not pseudo.path):
+    plain_connect = method == b"CONNECT" and pseudo.protocol is None
+    if not plain_connect and (pseudo.scheme is None or not pseudo.path):
         raise MalformedRequest(":scheme or :path missing or empty")
+    if pseudo.protocol is not None and method != b"CONNECT":
+        raise MalformedRequest(":protocol on a request that is not CONNECT")
     if len(hosts) > 1 or (pseudo.authority is not None and hosts - {pseudo.authority}):
         raise MalformedRequest("Host differs from :authority")
     return method
@@ -157,7 +164,11 @@ def _content_length(values: set[bytes]) -> int | None:
 
 def _check_served(method: bytes, pseudo: _Pseudo) -> None:
     """Rule "a well-formed request the gateway does not serve"."""
-    if method == b"CONNECT" or method not in SERVED_METHODS:
+    if method == b"CONNECT":
+        if pseudo.protocol != b"websocket":  # RFC 8441 §4; gateway/http/h2_session.py
+            protocol = (pseudo.protocol or b"")[:20]
+            raise MethodNotImplemented(f"CONNECT for {protocol!r} is not served")
+    elif method not in SERVED_METHODS:
         raise MethodNotImplemented(f"method {method[:20]!r} is not served over HTTP/2")
     path = pseudo.path or b""
     if not (path[:1] == b"/" or (path == b"*" and method == b"OPTIONS")):

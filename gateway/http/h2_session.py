@@ -24,6 +24,11 @@ Rules:
    stream the client has reset raises ClientDisconnected. An app's field that no HTTP
    response may carry is an AppProtocolError raised before anything is encoded (the
    HPACK state is shared by every stream, so a field must not fail half-way through).
+4. WebSocket over HTTP/2 (RFC 8441): the session advertises
+   SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 (§3), and an extended CONNECT whose :protocol is
+   "websocket" (§4; gateway/http/h2_semantics.py checks it) becomes a StreamHead
+   whose method is CONNECT: the only CONNECT that does (`is_websocket_connect`). Its
+   stream is a tunnel: the response is a 200 HEADERS, then DATA both ways.
 """
 
 from __future__ import annotations
@@ -62,6 +67,10 @@ MAX_CONCURRENT_STREAMS = 100
 # h2's HPACK decoder enforces): a connection error, so an HPACK bomb costs little.
 HARD_BOUND_FACTOR = 4
 _GOAWAY = 0x7  # the frame type (RFC 9113 §6.8)
+# RST_STREAM's error codes (RFC 9113 §7) that `reset` sends.
+NO_ERROR = int(h2.errors.ErrorCodes.NO_ERROR)
+INTERNAL_ERROR = int(h2.errors.ErrorCodes.INTERNAL_ERROR)
+CANCEL = int(h2.errors.ErrorCodes.CANCEL)
 Field = tuple[bytes, bytes]
 
 
@@ -164,6 +173,8 @@ class H2Session:
             initial_values={
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: HARD_BOUND_FACTOR * max_header_bytes,
+                # rule "websocket over HTTP/2"
+                h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1,
             },
         )
         self._conn.initiate_connection()
@@ -322,18 +333,18 @@ class H2Session:
             with contextlib.suppress(h2.exceptions.StreamClosedError):
                 self._conn.acknowledge_received_data(flow_length, stream_id)
 
-    def reset(self, stream_id: int) -> None:
-        """Abandon a stream (a response cut short): RST_STREAM INTERNAL_ERROR."""
+    def reset(self, stream_id: int, code: int = INTERNAL_ERROR) -> None:
+        """Abandon a stream: RST_STREAM INTERNAL_ERROR for a response cut short; NO_ERROR
+        after a complete response to a request that goes on (RFC 9113 §8.1), CANCEL for
+        a tunnel given up on."""
         self._lengths.pop(stream_id, None)
         with contextlib.suppress(h2.exceptions.StreamClosedError):
-            self._conn.reset_stream(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            self._conn.reset_stream(stream_id, code)
 
     def stop_reading(self, stream_id: int) -> None:
         """The response is complete and the rest of the request is not wanted: RST_STREAM
         NO_ERROR (RFC 9113 §8.1), so the client stops sending it."""
-        self._lengths.pop(stream_id, None)
-        with contextlib.suppress(h2.exceptions.StreamClosedError):
-            self._conn.reset_stream(stream_id, h2.errors.ErrorCodes.NO_ERROR)
+        self.reset(stream_id, NO_ERROR)
 
     @property
     def header_block_open(self) -> bool:
@@ -376,3 +387,9 @@ def response_fields(
             names.add(lowered)
     fields.extend(field for field in defaults if field[0] not in names)
     return fields
+
+
+def is_websocket_connect(head: RequestHead) -> bool:
+    """The head of an extended CONNECT for WebSocket, the only CONNECT a StreamHead
+    carries (rule "websocket over HTTP/2")."""
+    return head.method == b"CONNECT"

@@ -1,4 +1,5 @@
-"""The WebSocket side of a connection, sans I/O: RFC 6455 through wsproto, RFC 7692.
+"""The WebSocket side of a connection, sans I/O: RFC 6455 through wsproto, RFC 7692, and
+RFC 8441's handshake over HTTP/2.
 
 The HTTP session has already parsed the upgrade request; this module takes over from
 its RequestHead, so the request is never serialised and parsed a second time. Rules:
@@ -6,9 +7,10 @@ its RequestHead, so the request is never serialised and parsed a second time. Ru
    (RFC 6455 §4.2.1 item 3). `read_handshake` checks the rest of §4.2.1 and raises
    HandshakeError, whose status is the reply: 400 for a malformed handshake, 426 with
    `Sec-WebSocket-Version: 13` for another protocol version (§4.2.2).
-2. `Handshake.accept` returns the bytes of the 101 and the WebSocketSession that speaks
-   frames from then on; permessage-deflate is agreed there when the client offered it
-   and the setting allows it (gateway/http/ws_deflate.py).
+2. `Handshake.accept_fields` returns the fields of the accept and the WebSocketSession
+   that speaks frames from then on; permessage-deflate is agreed there when the client
+   offered it and the setting allows it (gateway/http/ws_deflate.py). The stream frames
+   the accept: a 101 on HTTP/1.1 (`accept` gives its bytes), a 200 on HTTP/2.
 3. Bytes in, events out: whole messages (fragments joined, RFC 6455 §5.4), pongs, and
    SessionClosed once the connection is over, with the close code the app is told.
    Pings are answered here (§5.5.2); the pong, like the reply to a Close, waits in
@@ -24,6 +26,10 @@ its RequestHead, so the request is never serialised and parsed a second time. Ru
    thirty times their size. wsproto's own buffer holds at most the last read: every
    read is parsed to its end before the next, and data frames are passed on piece by
    piece, not held until they are whole.
+7. Over HTTP/2 (RFC 8441) the request is an extended CONNECT, read by
+   `read_extended_connect`: no Upgrade, Connection or Sec-WebSocket-Key (§5), so the
+   accept has no Sec-WebSocket-Accept either; the version, subprotocols and extensions
+   are read as RFC 6455 reads them, and the frames are the same.
 """
 
 from __future__ import annotations
@@ -105,16 +111,32 @@ def read_handshake(head: RequestHead) -> Handshake:
     if fields.get(b"content-length", [b"0"]) != [b"0"] or b"transfer-encoding" in fields:
         # Frames follow the head at once; a body would leave their start in doubt.
         raise HandshakeError("a WebSocket handshake has no body")
+    _check_version(fields)
+    keys = fields.get(b"sec-websocket-key", [])
+    if len(keys) != 1 or not _is_valid_key(keys[0]):
+        raise HandshakeError("Sec-WebSocket-Key must be one base64-encoded 16-byte nonce")
+    return _handshake(fields, keys[0].strip())
+
+
+def read_extended_connect(head: RequestHead) -> Handshake:
+    """Check an HTTP/2 extended CONNECT for WebSocket (RFC 8441 §5; its :protocol was
+    checked by the HTTP/2 session); raise HandshakeError (rule "over HTTP/2")."""
+    fields = _fields_by_name(head.headers)
+    _check_version(fields)
+    return _handshake(fields, None)
+
+
+def _check_version(fields: dict[bytes, list[bytes]]) -> None:
     versions = fields.get(b"sec-websocket-version", [])
     if not versions:
         raise HandshakeError("missing Sec-WebSocket-Version")
     if versions != [WEBSOCKET_VERSION]:
         raise UnsupportedVersion("unsupported Sec-WebSocket-Version")
-    keys = fields.get(b"sec-websocket-key", [])
-    if len(keys) != 1 or not _is_valid_key(keys[0]):
-        raise HandshakeError("Sec-WebSocket-Key must be one base64-encoded 16-byte nonce")
+
+
+def _handshake(fields: dict[bytes, list[bytes]], key: bytes | None) -> Handshake:
     return Handshake(
-        key=keys[0].strip(),
+        key=key,
         subprotocols=_list_values(fields.get(b"sec-websocket-protocol", [])),
         extension_offers=_list_values(fields.get(b"sec-websocket-extensions", [])),
     )
@@ -142,9 +164,10 @@ def _is_valid_key(key: bytes) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Handshake:
-    """A valid opening handshake, waiting for the app's answer."""
+    """A valid opening handshake, waiting for the app's answer; `key` is None over HTTP/2
+    (rule "over HTTP/2")."""
 
-    key: bytes
+    key: bytes | None
     subprotocols: list[str]
     extension_offers: list[str]
 
@@ -155,18 +178,32 @@ class Handshake:
         defaults: Sequence[tuple[bytes, bytes]],
         limits: WebSocketLimits,
     ) -> tuple[bytes, WebSocketSession]:
-        """The 101 (RFC 6455 §4.2.2 item 5) and the session that speaks frames after it.
+        """The bytes of the 101 (RFC 6455 §4.2.2 item 5), as HTTP/1.1 frames the accept,
+        and the session (see `accept_fields`)."""
+        fields, session = self.accept_fields(subprotocol, headers, limits)
+        return interim_head(101, fields, defaults), session
+
+    def accept_fields(
+        self,
+        subprotocol: str | None,
+        headers: Iterable[tuple[bytes, bytes]],
+        limits: WebSocketLimits,
+    ) -> tuple[list[tuple[bytes, bytes]], WebSocketSession]:
+        """The fields of the accept and the session that speaks frames after it.
 
         Raises AppProtocolError, before anything is sent, for a subprotocol the client
-        did not offer or a field that is invalid or belongs to the handshake.
+        did not offer or a field that belongs to the handshake; the stream that frames
+        the fields checks them as it checks every response field.
         """
         if subprotocol is not None and subprotocol not in self.subprotocols:
             raise AppProtocolError(f"subprotocol {subprotocol!r} was not offered by the client")
-        fields = [
-            (b"upgrade", b"websocket"),
-            (b"connection", b"Upgrade"),
-            (b"sec-websocket-accept", generate_accept_token(self.key)),
-        ]
+        fields: list[tuple[bytes, bytes]] = []
+        if self.key is not None:  # HTTP/1.1's upgrade; RFC 8441 §5 drops all three
+            fields += [
+                (b"upgrade", b"websocket"),
+                (b"connection", b"Upgrade"),
+                (b"sec-websocket-accept", generate_accept_token(self.key)),
+            ]
         if subprotocol is not None:
             fields.append((b"sec-websocket-protocol", subprotocol.encode("latin-1")))
         deflate = None
@@ -174,9 +211,9 @@ class Handshake:
             deflate = negotiate_deflate(self.extension_offers, limits.max_message_bytes)
         if deflate is not None:
             fields.append((b"sec-websocket-extensions", deflate[1]))
-        head = interim_head(101, [*fields, *_app_fields(headers)], defaults)
+        fields += _app_fields(headers)
         extensions: list[Extension] = [deflate[0]] if deflate is not None else []
-        return head, WebSocketSession(Connection(ConnectionType.SERVER, extensions), limits)
+        return fields, WebSocketSession(Connection(ConnectionType.SERVER, extensions), limits)
 
 
 def _app_fields(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -88,6 +88,7 @@ from gateway.http.events import (
     RequestHead,
 )
 from gateway.http.first_bytes import FirstBytes, classify_first_bytes
+from gateway.http.response import interim_head
 from gateway.http.session import PathAndQuery, UpgradeRequest, parse_target
 from gateway.http.ws_session import is_websocket_request, read_handshake
 from gateway.server.closing import LingeringClose, SendStall, begin_lingering_close
@@ -469,6 +470,11 @@ class HTTPConnection(asyncio.Protocol):
         if self._reading_paused and self._transport is not None and not self.closed:
             self._reading_paused = False
             self._transport.resume_reading()
+
+    def switch_protocols(self, fields: list[tuple[bytes, bytes]]) -> int:
+        """The WebSocket's 101 (RFC 6455 §4.2.2 item 5)."""
+        self.write(interim_head(101, fields, self.default_headers()))
+        return 101
 
     def take_upgraded(self) -> bytes:
         """For a WebSocket cycle that accepted: the bytes after the head; read on."""

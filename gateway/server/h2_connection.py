@@ -53,10 +53,12 @@ from gateway.http.h2_session import (
     StreamRefused,
     StreamReset,
     WindowOpened,
+    is_websocket_connect,
 )
 from gateway.http.session import NO_BODY_STATUSES, parse_target
+from gateway.http.ws_session import HandshakeError, read_extended_connect
 from gateway.server.cycle import RequestCycle
-from gateway.server.scopes import Address, ConnectionFields, http_scope
+from gateway.server.scopes import Address, ConnectionFields, http_scope, websocket_scope
 from gateway.server.shared import WorkerShared
 from gateway.server.stream import Fields
 
@@ -202,6 +204,9 @@ class H2Stream:
         self.cycle_done = True
         self._conn.stream_ended(self)
 
+    def shutdown(self) -> None:
+        """A graceful stop: a request goes on to its end (a tunnel's closes)."""
+
     # -- fed by the connection ---------------------------------------------------------
 
     def body_arrived(self, data: bytes, flow_length: int) -> None:
@@ -211,6 +216,11 @@ class H2Stream:
             return
         self._unacknowledged += flow_length
         cycle.body_arrived(data)
+
+    def body_ended(self) -> None:
+        """The client's END_STREAM."""
+        if self.cycle is not None:
+            self.cycle.body_complete()
 
     def gone(self) -> None:
         self.closed = True
@@ -291,8 +301,8 @@ class H2Connection(asyncio.Protocol):
             self._start_cycle(event)
         elif type(event) is StreamEnd:
             stream = self._streams.get(event.stream_id)
-            if stream is not None and stream.cycle is not None:
-                stream.cycle.body_complete()
+            if stream is not None:
+                stream.body_ended()
         elif type(event) is WindowOpened:
             self._window_opened(event.stream_id)
         elif type(event) is StreamRefused:
@@ -313,6 +323,8 @@ class H2Connection(asyncio.Protocol):
             limit = state.config.limit_concurrency
             self._refuse(event.stream_id, head.method, ServiceUnavailable(f"limit {limit}"))
             return
+        if is_websocket_connect(head) and self._started_websocket(event):
+            return
         scope = http_scope(head, parse_target(head.target), self._client, self._server, self._tls)
         if self._fields is not None:
             self._fields.add_to(scope)
@@ -325,6 +337,32 @@ class H2Connection(asyncio.Protocol):
         self._idle_since = None
         state.in_flight += 1  # until stream_ended
         self.loop.create_task(cycle.run(state.app))
+
+    def _started_websocket(self, event: StreamHead) -> bool:
+        """An extended CONNECT (RFC 8441 §4) on a path the router gives to an ASGI mount
+        runs a WebSocket on a tunnel stream (gateway/server/h2_tunnel.py); on any other
+        it is plain HTTP, as HTTP/1.1 serves an upgrade there (gateway/server/connection.py,
+        rule "an upgrade request"), a GET without a body as RFC 6455 §4.1 asks (False)."""
+        from gateway.server.h2_tunnel import start_websocket  # built on H2Stream, below
+
+        head, target = event.head, parse_target(event.head.target)
+        if not self._state.serves_websocket(target.path):
+            head.method, event.ended = b"GET", True
+            return False
+        try:
+            handshake = read_extended_connect(head)
+        except HandshakeError as exc:
+            self._refuse(event.stream_id, head.method, exc)
+            return True
+        scope = websocket_scope(head, target, handshake, self._client, self._server, self._tls)
+        if self._fields is not None:
+            self._fields.add_to(scope)
+        stream = start_websocket(self, event.stream_id, scope, handshake, self._state)
+        self._streams[event.stream_id] = stream
+        self._idle_since = None
+        if self._closing:
+            stream.shutdown()
+        return True
 
     def _refuse(self, stream_id: int, method: bytes, error: HTTPError) -> None:
         """The gateway's own reply on one stream, the one the error implies; the
@@ -420,6 +458,8 @@ class H2Connection(asyncio.Protocol):
         if not self._closing and self._transport is not None and not self.closed:
             self._transport.write(self.session.goaway())
         self._closing = True
+        for stream in list(self._streams.values()):
+            stream.shutdown()  # a WebSocket closes (gateway/server/h2_tunnel.py)
         self._close_if_idle()
 
     def _close_if_idle(self) -> None:

@@ -21,7 +21,8 @@ Rules:
    is written, so the app's failure can still be answered.
 5. A stream that switched protocols (a WebSocket the app accepted) is a TunnelStream: its
    cycle frames its own messages (gateway/http/ws_session.py) and the stream carries the
-   bytes as they are.
+   bytes as they are: over HTTP/1.1 the connection's bytes, over HTTP/2 a stream's DATA
+   (gateway/server/h2_tunnel.py).
 6. Every request and WebSocket is logged the same way when it ends (`log_access`).
 """
 
@@ -90,6 +91,11 @@ class TunnelStream(Stream, Protocol):
 
     def default_headers(self) -> list[tuple[bytes, bytes]]:
         """The fields every response gets unless it sends its own (`date`, `server`)."""
+
+    def switch_protocols(self, fields: list[tuple[bytes, bytes]]) -> int:
+        """Send the accept with these fields, framed as the protocol below frames it (a
+        101 on HTTP/1.1, a 200 on an HTTP/2 stream, RFC 8441 §5); its status. A field
+        that breaks the framing raises AppProtocolError before anything is written."""
 
     def take_upgraded(self) -> bytes:
         """Switch protocols: the bytes that followed the request's head; read on."""

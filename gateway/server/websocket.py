@@ -4,7 +4,10 @@ The connection starts a cycle for an upgrade request that asks for WebSocket on 
 the router gives to an ASGI mount; from then on the cycle owns the connection, seen
 through the stream seam as a TunnelStream (gateway/server/stream.py): a denial and a
 refusal are framed by the stream, and after accept the stream carries the bytes of the
-cycle's WebSocketSession (gateway/http/ws_session.py) as they are. Rules:
+cycle's WebSocketSession (gateway/http/ws_session.py) as they are. Over HTTP/2 the
+request is an extended CONNECT (RFC 8441) and the stream is one HTTP/2 stream
+(gateway/server/h2_tunnel.py): the cycle is the same, and where the rules below say
+"connection" and "TCP connection", read "stream". Rules:
 1. Phases are explicit (Phase) and every ASGI message is checked against the phase:
    HANDSHAKE until the app answers websocket.connect; DENYING while the app's own HTTP
    response goes out (the `websocket.http.response` extension); OPEN; CLOSING from our
@@ -237,14 +240,11 @@ class WebSocketCycle:
     def _accept(self, message: Message) -> None:
         if self._phase is not Phase.HANDSHAKE:
             raise AppProtocolError(f"websocket.accept in phase {self._phase.value}")
-        head, self._session = self._handshake.accept(
-            message.get("subprotocol"),
-            message.get("headers") or (),
-            self._stream.default_headers(),
-            self._settings.limits,
+        fields, session = self._handshake.accept_fields(
+            message.get("subprotocol"), message.get("headers") or (), self._settings.limits
         )
-        self._phase, self.status = Phase.OPEN, 101
-        self._stream.write(head)
+        self.status = self._stream.switch_protocols(fields)
+        self._phase, self._session = Phase.OPEN, session
         early, self._early = bytes(self._early), bytearray()
         self.data_received(self._stream.take_upgraded() + early)
         if self._phase is Phase.OPEN:
@@ -449,6 +449,8 @@ class WebSocketCycle:
             timer.cancel()
 
     def log_access(self) -> None:
-        """As for HTTP: the handshake's method, its status (101, or a denial's), the bytes
-        of the messages sent."""
-        log_access(self.scope, "GET", self.status, self.bytes_sent, self.started_at)
+        """As for HTTP: the handshake's method, its status (101, 200 over HTTP/2, or a
+        denial's), the bytes of the messages sent."""
+        # Over HTTP/2 the handshake is an extended CONNECT (RFC 8441 §4).
+        method = "CONNECT" if self.scope["http_version"] == "2" else "GET"
+        log_access(self.scope, method, self.status, self.bytes_sent, self.started_at)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from gateway.errors import AppProtocolError, ClientDisconnected
+from gateway.http.response import interim_head
 
 # How long a test waits for a cycle to reach a condition: generous for a loaded
 # machine, and still a quick failure when the condition never comes.
@@ -110,6 +111,11 @@ class MemoryStream:
 
     def default_headers(self) -> list[tuple[bytes, bytes]]:
         return list(DEFAULT_FIELDS)
+
+    def switch_protocols(self, fields: list[tuple[bytes, bytes]]) -> int:
+        """The 101, as an HTTP/1.1 connection frames it."""
+        self.write(interim_head(101, fields, self.default_headers()))
+        return 101
 
     def take_upgraded(self) -> bytes:
         data, self.upgraded = self.upgraded, b""

@@ -5,6 +5,9 @@
   `upgrade_response` is the server's answer that it got, `rejection` the refusal.
 - `RawClient` is wsproto over a plain socket: frames as they come, pings answered only
   when told, and `client_frame` makes the frames a well-behaved client never sends.
+- `H2Client` is h2 by hand on one HTTP/2 connection, and `H2WebSocket` wsproto in
+  client mode over one of its streams: WebSocket over HTTP/2 (RFC 8441), beside plain
+  requests, with the frames and the flow-control windows in the test's hands.
 - `read_http_response`, `read_frame` and `send_until_stalled` read and write a raw
   socket with deadlines, for handshakes by hand, frames as sent, and flow control.
 
@@ -20,16 +23,21 @@ import socket
 import struct
 import time
 from collections import deque
+from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.http11 import Response
 from websockets.sync.client import ClientConnection, connect
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
+from wsproto.connection import Connection, ConnectionState
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -39,7 +47,7 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
-from wsproto.extensions import PerMessageDeflate
+from wsproto.extensions import Extension, PerMessageDeflate
 
 from support.servers import Server
 
@@ -349,3 +357,242 @@ def send_until_stalled(sock: socket.socket, data: bytes) -> int:
     finally:
         sock.setblocking(True)
     return sent
+
+
+# --- WebSocket over HTTP/2 (RFC 8441): h2 and wsproto by hand -------------------------
+
+
+@dataclass
+class H2StreamLog:
+    """What one stream of an H2Client has received."""
+
+    fields: dict[bytes, bytes] | None = None  # the response head, pseudo-fields included
+    data: bytearray = field(default_factory=bytearray)  # DATA not handed to a WebSocket yet
+    ended: bool = False  # the server's END_STREAM
+    reset: int | None = None  # the server's RST_STREAM error code
+
+
+class H2Client:
+    """A raw HTTP/2 client (h2) on one connection, for WebSockets over extended CONNECT
+    (RFC 8441) and plain requests side by side. Received DATA is acknowledged at once
+    unless `holding`, so a test can play a client that stops reading."""
+
+    def __init__(self, sock: socket.socket, authority: str = "127.0.0.1") -> None:
+        self.sock = sock
+        self.authority = authority
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding=None))
+        self.conn.initiate_connection()
+        self.streams: dict[int, H2StreamLog] = {}
+        self.holding = False
+        self.server_settings: dict[int, int] = {}
+        self.goaway: int | None = None  # the error code of the server's GOAWAY
+        self.flush()
+        # RFC 8441 §4: no extended CONNECT before the server's SETTINGS allows it.
+        self.pump_until(lambda: bool(self.server_settings))
+
+    def __enter__(self) -> H2Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.sock.close()
+
+    def flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            self.sock.sendall(data)
+
+    def connect_websocket(
+        self, path: str, protocols: tuple[str, ...] = (), deflate: bool = False
+    ) -> H2WebSocket:
+        """Open an extended CONNECT for WebSocket; the answer comes with `accepted`."""
+        stream_id = self.conn.get_next_available_stream_id()
+        fields = [
+            (b":method", b"CONNECT"),
+            (b":protocol", b"websocket"),
+            (b":scheme", b"http"),
+            (b":authority", self.authority.encode()),
+            (b":path", path.encode()),
+            (b"sec-websocket-version", b"13"),
+        ]
+        if protocols:
+            fields.append((b"sec-websocket-protocol", ", ".join(protocols).encode()))
+        offer = PerMessageDeflate() if deflate else None
+        if offer is not None:
+            value = f"{offer.name}; {offer.offer()}"  # offer() gives the parameters only
+            fields.append((b"sec-websocket-extensions", value.encode()))
+        self.send_headers(stream_id, fields)
+        return H2WebSocket(self, stream_id, offer)
+
+    def send_headers(
+        self, stream_id: int, fields: list[tuple[bytes, bytes]], end: bool = False
+    ) -> None:
+        self.streams[stream_id] = H2StreamLog()
+        self.conn.send_headers(stream_id, fields, end_stream=end)
+        self.flush()
+
+    def send_data(self, stream_id: int, data: bytes, end: bool = False) -> None:
+        """DATA within the server's windows, waiting for them to open (bounded by the
+        deadline)."""
+        deadline = time.monotonic() + DEADLINE_S
+        view = memoryview(data)
+        while view:
+            window = self.conn.local_flow_control_window(stream_id)
+            size = min(window, self.conn.max_outbound_frame_size, len(view))
+            if size == 0:
+                assert time.monotonic() < deadline, "the server's window stayed closed"
+                assert self.pump(deadline), "the server closed the connection"
+                continue
+            self.conn.send_data(stream_id, bytes(view[:size]))
+            self.flush()
+            view = view[size:]
+        if end:
+            self.conn.end_stream(stream_id)
+            self.flush()
+
+    def get(self, path: str) -> int:
+        """A plain GET on a new stream; its id."""
+        stream_id = self.conn.get_next_available_stream_id()
+        fields = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", path.encode())]
+        self.send_headers(stream_id, [*fields, (b":authority", self.authority.encode())], True)
+        return stream_id
+
+    def pump(self, deadline: float) -> bool:
+        """Read once (until `deadline`) and take in the frames; False once closed."""
+        self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        try:
+            data = self.sock.recv(65536)
+        except TimeoutError:
+            return True
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            return False
+        for event in self.conn.receive_data(data):
+            self._take(event)
+        self.flush()
+        return True
+
+    def pump_until(self, done: Callable[[], bool], deadline_s: float = DEADLINE_S) -> None:
+        deadline = time.monotonic() + deadline_s
+        while not done():
+            assert time.monotonic() < deadline, "the server did not answer before the deadline"
+            assert self.pump(deadline), "the server closed the connection"
+
+    def _take(self, event: h2.events.Event) -> None:
+        stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
+        if isinstance(event, h2.events.RemoteSettingsChanged):
+            self.server_settings.update(
+                {code: change.new_value for code, change in event.changed_settings.items()}
+            )
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.goaway = event.error_code
+        elif stream is None:
+            return
+        elif isinstance(event, h2.events.ResponseReceived):
+            stream.fields = dict(event.headers or [])
+        elif isinstance(event, h2.events.DataReceived):
+            stream.data += event.data or b""
+            if not self.holding and event.stream_id is not None:
+                self.conn.acknowledge_received_data(
+                    event.flow_controlled_length or 0, event.stream_id
+                )
+        elif isinstance(event, h2.events.StreamEnded):
+            stream.ended = True
+        elif isinstance(event, h2.events.StreamReset):
+            stream.reset = int(event.error_code or 0)
+
+    def status(self, stream_id: int) -> int:
+        """The response's status, once its head has come."""
+        self.pump_until(lambda: self.streams[stream_id].fields is not None)
+        fields = self.streams[stream_id].fields
+        assert fields is not None
+        return int(fields[b":status"])
+
+    def response(self, stream_id: int) -> tuple[int, bytes]:
+        """A whole response: status and body."""
+        log = self.streams[stream_id]
+        self.pump_until(lambda: log.ended or log.reset is not None)
+        return self.status(stream_id), bytes(log.data)
+
+
+class H2WebSocket:
+    """One WebSocket on an H2Client's stream: wsproto in client mode over its DATA (no
+    HTTP/1.1 handshake: the 200 is the accept, RFC 8441 §5)."""
+
+    def __init__(self, client: H2Client, stream_id: int, offer: PerMessageDeflate | None):
+        self.client = client
+        self.stream_id = stream_id
+        self.log = client.streams[stream_id]
+        self._offer = offer
+        self.ws: Connection | None = None
+        self.pending: deque[Event] = deque()
+
+    def accepted(self) -> dict[bytes, bytes]:
+        """Wait for the server's 200 and start speaking frames; its fields."""
+        status = self.client.status(self.stream_id)
+        assert self.log.fields is not None
+        assert status == 200, (status, self.log.fields)
+        extensions: list[Extension] = []
+        agreed = self.log.fields.get(b"sec-websocket-extensions")
+        if self._offer is not None and agreed is not None:
+            self._offer.finalize(agreed.decode())
+            extensions.append(self._offer)
+        self.ws = Connection(ConnectionType.CLIENT, extensions)
+        return self.log.fields
+
+    def send(self, event: Event, end: bool = False) -> None:
+        assert self.ws is not None, "accepted() first"
+        self.client.send_data(self.stream_id, self.ws.send(event), end)
+
+    def end(self) -> None:
+        """Our END_STREAM (TCP's FIN, RFC 8441 §4)."""
+        self.client.conn.end_stream(self.stream_id)
+        self.client.flush()
+
+    def reset(self) -> None:
+        self.client.conn.reset_stream(self.stream_id, h2.errors.ErrorCodes.CANCEL)
+        self.client.flush()
+
+    def next_event(self, deadline_s: float = DEADLINE_S) -> Event:
+        """The next WebSocket event; a stream that ended or was reset without a Close
+        reads as Close 1006."""
+        assert self.ws is not None, "accepted() first"
+        ws, log = self.ws, self.log
+        deadline = time.monotonic() + deadline_s
+        while True:
+            if log.data:
+                data, log.data = bytes(log.data), bytearray()
+                ws.receive_data(data)
+                self.pending.extend(ws.events())
+            if self.pending:
+                return self.pending.popleft()
+            if log.ended or log.reset is not None:
+                return CloseConnection(code=1006)
+            assert time.monotonic() < deadline, "no WebSocket event before the deadline"
+            assert self.client.pump(deadline), "the server closed the connection"
+
+    def receive_message(self) -> str | bytes:
+        """One whole message (pings are answered by wsproto's events: not here)."""
+        parts: list[Any] = []
+        for _ in range(100_000):
+            event = self.next_event()
+            if not isinstance(event, TextMessage | BytesMessage):
+                raise AssertionError(f"expected a message, got {event!r}")
+            parts.append(event.data)
+            if event.message_finished:
+                return "".join(parts) if isinstance(event, TextMessage) else b"".join(parts)
+        raise AssertionError("a message that never ended")
+
+    def wait_close(self) -> CloseConnection:
+        """Read until the server's Close, and answer it (RFC 6455 §5.5.1)."""
+        for _ in range(100_000):
+            event = self.next_event()
+            if isinstance(event, CloseConnection):
+                if self.ws is not None and self.ws.state is ConnectionState.REMOTE_CLOSING:
+                    self.send(event.response())
+                return event
+        raise AssertionError("the server never closed")
+
+    def wait_stream_over(self) -> None:
+        """Until the server has ended or reset the stream."""
+        self.client.pump_until(lambda: self.log.ended or self.log.reset is not None)

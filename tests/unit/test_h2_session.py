@@ -17,6 +17,7 @@ from gateway.errors import (
 )
 from gateway.http.h2_session import (
     MAX_CONCURRENT_STREAMS,
+    NO_ERROR,
     H2Session,
     StreamData,
     StreamEnd,
@@ -24,6 +25,7 @@ from gateway.http.h2_session import (
     StreamRefused,
     StreamReset,
     WindowOpened,
+    is_websocket_connect,
 )
 
 MAX_HEADER_BYTES = 8 * 1024
@@ -342,3 +344,37 @@ def test_stop_reading_resets_the_stream_without_error() -> None:
     session.send_body(1, b"", end=True)
     session.stop_reading(1)
     assert reset_codes(pair) == {1: h2.errors.ErrorCodes.NO_ERROR}
+
+
+def test_extended_connect_for_websocket_is_a_stream_head() -> None:
+    client, session = connected()
+    # RFC 8441 §3: the client may open an extended CONNECT only once this is 1.
+    assert client.remote_settings.enable_connect_protocol == 1
+    request = [(n, v) for n, v in REQUEST if n != ":method"]
+    client.send_headers(1, [(":method", "CONNECT"), (":protocol", "websocket"), *request])
+    head = exchange((client, session))[0]
+    assert isinstance(head, StreamHead) and not head.ended
+    assert is_websocket_connect(head.head) and head.head.target == b"/a?b"
+
+
+@pytest.mark.parametrize("protocol", [None, "not-websocket"])
+def test_any_other_connect_is_not_served(protocol: str | None) -> None:
+    client, session = connected()
+    fields = [(":method", "CONNECT"), (":authority", "example.com:443")]
+    if protocol is not None:  # an extended CONNECT has :scheme and :path (RFC 8441 §4)
+        fields += [(":protocol", protocol), (":scheme", "http"), (":path", "/")]
+    client.send_headers(1, fields)
+    refused = exchange((client, session))[0]
+    assert isinstance(refused, StreamRefused)
+    assert isinstance(refused.error, MethodNotImplemented)
+
+
+def test_a_reset_after_a_complete_response_says_no_error() -> None:
+    pair = connected()
+    pair[0].send_headers(1, REQUEST)  # the request goes on: no END_STREAM
+    exchange(pair)
+    pair[1].send_head(1, 200, [], [])
+    pair[1].send_body(1, b"done", end=True)
+    pair[1].reset(1, NO_ERROR)
+    reset = [e for e in answers(pair) if isinstance(e, h2.events.StreamReset)]
+    assert [(e.stream_id, e.error_code) for e in reset] == [(1, h2.errors.ErrorCodes.NO_ERROR)]

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
+from wsproto.connection import Connection, ConnectionState
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -47,6 +47,7 @@ from gateway.http.ws_session import (
     WebSocketLimits,
     WebSocketSession,
     is_websocket_request,
+    read_extended_connect,
     read_handshake,
 )
 
@@ -545,3 +546,43 @@ def test_a_code_that_may_not_be_sent_is_an_app_error(code: int) -> None:
 
 def test_session_type_is_what_accept_returns() -> None:
     assert isinstance(Peer().session, WebSocketSession)
+
+
+# -- over HTTP/2 (RFC 8441) ---------------------------------------------------------------
+
+
+def extended_connect(*fields: tuple[bytes, bytes]) -> RequestHead:
+    """The head an HTTP/2 session makes of an extended CONNECT for WebSocket."""
+    return RequestHead(b"CONNECT", b"/chat", [(b"host", b"example.com"), *fields], "2")
+
+
+def test_an_extended_connect_is_a_handshake_without_a_key() -> None:
+    head = extended_connect(
+        (b"sec-websocket-version", b"13"), (b"sec-websocket-protocol", b"chat.v1, chat.v2")
+    )
+    handshake = read_extended_connect(head)
+    assert handshake.key is None and handshake.subprotocols == ["chat.v1", "chat.v2"]
+    fields, _ = handshake.accept_fields("chat.v2", [(b"x-app", b"1")], LIMITS)
+    # RFC 8441 §5: none of HTTP/1.1's upgrade fields; the choice and the app's are kept.
+    assert fields == [(b"sec-websocket-protocol", b"chat.v2"), (b"x-app", b"1")]
+
+
+def test_an_extended_connect_still_names_version_13() -> None:
+    with pytest.raises(HandshakeError) as missing:
+        read_extended_connect(extended_connect())
+    assert missing.value.status == 400
+    with pytest.raises(UnsupportedVersion):
+        read_extended_connect(extended_connect((b"sec-websocket-version", b"8")))
+
+
+def test_frames_over_http2_are_rfc_6455_s_with_deflate() -> None:
+    offer = (b"sec-websocket-extensions", b"permessage-deflate; client_max_window_bits")
+    handshake = read_extended_connect(extended_connect((b"sec-websocket-version", b"13"), offer))
+    fields, session = handshake.accept_fields(None, [], LIMITS)
+    agreed = dict(fields)[b"sec-websocket-extensions"]
+    assert agreed.startswith(b"permessage-deflate")
+    client_deflate = PerMessageDeflate()
+    client_deflate.finalize(agreed.decode())
+    client = Connection(ConnectionType.CLIENT, [client_deflate])
+    events = session.receive_data(client.send(TextMessage("over h2 " * 100)))
+    assert events == [MessageReceived("over h2 " * 100)]
