@@ -29,12 +29,14 @@ Rules:
    "websocket" (§4; gateway/http/h2_semantics.py checks it) becomes a StreamHead
    whose method is CONNECT: the only CONNECT that does (`is_websocket_connect`). Its
    stream is a tunnel: the response is a 200 HEADERS, then DATA both ways.
+5. A graceful stop is the two-step GOAWAY of gateway/http/h2_goaway.py: `goaway_notice`,
+   then, once NoticeSeen (or a bound) says the client has read it, `goaway`, after which
+   a stream past the last one named is refused and never reaches the connection.
 """
 
 from __future__ import annotations
 
 import contextlib
-import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -48,6 +50,7 @@ import h2.stream
 
 from gateway.errors import BadRequest, ClientDisconnected, ProtocolError
 from gateway.http.events import RequestHead
+from gateway.http.h2_goaway import Goaway, GoawayStep
 from gateway.http.h2_semantics import (
     CONNECTION_SPECIFIC,
     BodyLength,
@@ -66,7 +69,6 @@ MAX_CONCURRENT_STREAMS = 100
 # this many times larger is not even decoded (the advertised MAX_HEADER_LIST_SIZE, which
 # h2's HPACK decoder enforces): a connection error, so an HPACK bomb costs little.
 HARD_BOUND_FACTOR = 4
-_GOAWAY = 0x7  # the frame type (RFC 9113 §6.8)
 # RST_STREAM's error codes (RFC 9113 §7) that `reset` sends.
 NO_ERROR = int(h2.errors.ErrorCodes.NO_ERROR)
 INTERNAL_ERROR = int(h2.errors.ErrorCodes.INTERNAL_ERROR)
@@ -129,6 +131,12 @@ class PeerGone:
     """The client sent GOAWAY: it opens no more streams."""
 
 
+@dataclass(slots=True)
+class NoticeSeen:
+    """The client acknowledged the GOAWAY notice's PING: what it sent before it read the
+    notice has all arrived (rule "a graceful stop")."""
+
+
 StreamEvent = StreamHead | StreamRefused | StreamData | StreamEnd | StreamReset | WindowOpened
 
 
@@ -163,11 +171,11 @@ class H2Session:
         )
         self._conn = _Connection(config)
         self._max_header_bytes = max_header_bytes
-        self._last_stream_id: int | None = None  # once a GOAWAY went out
         # Request bodies with a Content-Length, until they end; one per open stream.
         self._lengths: dict[int, BodyLength] = {}
         # Streams reset as malformed during one `feed`: their later events are dropped.
         self._dropped: set[int] = set()
+        self._goaway = Goaway()  # rule "a graceful stop"
         self._conn.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
@@ -182,13 +190,13 @@ class H2Session:
     def data_to_send(self) -> bytes:
         return self._conn.data_to_send()
 
-    def feed(self, data: bytes) -> list[StreamEvent | PeerGone]:
+    def feed(self, data: bytes) -> list[StreamEvent | PeerGone | NoticeSeen]:
         """The events in `data` (rule "errors" for what it raises)."""
         try:
             events = self._conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             raise BadRequest(f"HTTP/2 connection error: {exc}") from None
-        out: list[StreamEvent | PeerGone] = []
+        out: list[StreamEvent | PeerGone | NoticeSeen] = []
         for event in events:
             if getattr(event, "stream_id", None) in self._dropped:
                 continue
@@ -198,9 +206,8 @@ class H2Session:
         self._dropped.clear()
         return out
 
-    def _translate(self, event: h2.events.Event) -> StreamEvent | PeerGone | None:
-        last = self._last_stream_id
-        if last is not None and (getattr(event, "stream_id", 0) or 0) > last:
+    def _translate(self, event: h2.events.Event) -> StreamEvent | PeerGone | NoticeSeen | None:
+        if self._goaway.refuses(getattr(event, "stream_id", 0) or 0):
             # A stream opened after our GOAWAY: refused, so the client may retry it
             # elsewhere (RFC 9113 §8.7), and nothing of it reaches the connection.
             if isinstance(event, h2.events.RequestReceived):
@@ -225,6 +232,8 @@ class H2Session:
             return WindowOpened(0)  # INITIAL_WINDOW_SIZE may have grown every window
         if isinstance(event, h2.events.ConnectionTerminated):
             return PeerGone()
+        if isinstance(event, h2.events.PingAckReceived):
+            return NoticeSeen() if self._goaway.answers_notice(event.ping_data) else None
         return None  # settings acks, pings (h2 answers them), priorities
 
     def _request(
@@ -357,13 +366,19 @@ class H2Session:
         """End the connection: GOAWAY NO_ERROR, naming the last stream opened."""
         self._conn.close_connection(h2.errors.ErrorCodes.NO_ERROR)
 
+    @property
+    def goaway_step(self) -> GoawayStep:
+        return self._goaway.step
+
+    def goaway_notice(self) -> bytes:
+        """What is queued, then the first step of a graceful stop (rule "a graceful
+        stop"): GOAWAY 2^31-1 and a PING; every stream goes on being served."""
+        return self._conn.data_to_send() + self._goaway.notice()
+
     def goaway(self) -> bytes:
-        """A graceful stop (RFC 9113 §6.8): GOAWAY NO_ERROR naming the last stream
-        opened, those up to it go on, and any later one is refused. Written here, not
-        by h2's `close_connection`, which would end the streams in flight with it."""
-        self._last_stream_id = self._conn.highest_inbound_stream_id
-        frame = struct.pack(">I", 8)[1:] + bytes((_GOAWAY, 0)) + bytes(4)
-        return self._conn.data_to_send() + frame + struct.pack(">II", self._last_stream_id, 0)
+        """What is queued, then the final GOAWAY (RFC 9113 §6.8) naming the last stream
+        received: those up to it go on, any later one is refused."""
+        return self._conn.data_to_send() + self._goaway.final(self._conn.highest_inbound_stream_id)
 
     def send_continue(self, stream_id: int) -> None:
         """An interim 100 Continue (RFC 9110 §10.1.1) before the stream's response."""

@@ -8,8 +8,10 @@ Rules:
    An app that fails to import or to start raises StartupError (exit status 3).
 3. Stop in a known order (DESIGN §4): readiness turns 503 (and stays so for
    `shutdown_delay` while requests are still served), stop accepting, let in-flight
-   responses finish within `graceful_timeout` while idle keep-alive connections close
-   and open WebSockets get a 1012 Close (their apps are waited for too), drop the
+   responses finish within `graceful_timeout` while idle keep-alive connections close,
+   HTTP/2 connections get the two-step GOAWAY and serve the streams it names
+   (gateway/server/h2_connection.py, rule "a graceful `shutdown()`") and open
+   WebSockets get a 1012 Close (their apps are waited for too), drop the
    rest and cancel the WebSocket apps still running, then lifespan shutdown, then the
    WSGI pools. Every connection made before the stop is asked to finish, also one whose
    connection_made comes after the drain began (gateway/server/shared.py, rule "a

@@ -1,8 +1,8 @@
 """How a connection ends when its peer does not cooperate: in stages after an error reply,
 and at once when the client stops reading.
 
-Any connection type uses these (HTTP/1.1 today; HTTP/2, whose GOAWAY is also followed
-by a lingering close, next): they need a transport and the loop, nothing of the protocol.
+Any connection type uses these (HTTP/1.1, and HTTP/2 after its final GOAWAY): they need
+a transport and the loop, nothing of the protocol.
 
 Rules:
 1. Closing in stages. After an error reply while the client may still be sending (a
@@ -49,12 +49,17 @@ class LingeringClose:
 
     __slots__ = ("_bytes_left", "_timer", "_transport")
 
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        loop: asyncio.AbstractEventLoop,
+        time_s: float = LINGER_TIME_S,
+    ) -> None:
         self._transport = transport
         self._bytes_left = LINGER_MAX_BYTES
         transport.write_eof()  # sent once the buffered reply has gone out
         transport.resume_reading()
-        self._timer = loop.call_later(LINGER_TIME_S, self.end)
+        self._timer = loop.call_later(time_s, self.end)
 
     def discard(self, data: bytes) -> None:
         """Bytes the client still sent: dropped, and counted against LINGER_MAX_BYTES."""
@@ -71,14 +76,15 @@ class LingeringClose:
 
 
 def begin_lingering_close(
-    transport: asyncio.Transport, loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport, loop: asyncio.AbstractEventLoop, time_s: float = LINGER_TIME_S
 ) -> LingeringClose | None:
-    """Close in stages where the transport can half-close; else its own close, which on
-    TLS lingers by itself (rule "TLS has no half-close"), and None."""
+    """Close in stages where the transport can half-close, reading on for `time_s` at
+    most; else its own close, which on TLS lingers by itself (rule "TLS has no
+    half-close"), and None."""
     if not transport.can_write_eof():
         transport.close()
         return None
-    return LingeringClose(transport, loop)
+    return LingeringClose(transport, loop, time_s)
 
 
 class SendStall:

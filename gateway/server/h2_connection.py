@@ -17,9 +17,18 @@ Rules:
    The transport's own high-water mark pauses every stream.
 4. Once a cycle has ended, its stream's later DATA is acknowledged at once, so a body
    the app never read does not shrink the connection's window for the other streams.
-5. A graceful `shutdown()` sends GOAWAY with the last stream opened, lets the streams in
-   flight finish, then closes. A connection error from the client (a ProtocolError from
-   the session) ends every stream and closes after h2's GOAWAY.
+5. A graceful `shutdown()` (a stop, a reload, max_requests: the worker's drain) is the
+   two-step GOAWAY (gateway/http/h2_goaway.py, rule "two steps"): the notice, GOAWAY
+   2^31-1 and a PING, at once; the final GOAWAY naming the last stream received once the
+   client has acknowledged the PING, or GOAWAY_ACK_TIMEOUT_S after the notice (checked
+   by the worker's sweep). Every stream up to the final one is served to its end; once
+   none is left the connection flushes and closes in stages, reading on for
+   GOAWAY_LINGER_S at most (gateway/server/closing.py, rule "closing in stages"), so the
+   client's last frames do not make the kernel reset the replies away. A stream still
+   running when the drain's graceful_timeout ends is cut with the connection (`abort`).
+   A client's GOAWAY closes the connection once its streams are done; a connection
+   error from the client (a ProtocolError from the session) ends every stream and
+   closes after h2's GOAWAY.
 6. A connection without a stream in flight closes after `keep_alive_timeout` (the
    worker's sweep, as on HTTP/1.1).
 7. Slow clients are bounded per stream, as on HTTP/1.1: a stream whose app waits for
@@ -43,9 +52,11 @@ from gateway.errors import (
     RequestTimeout,
     ServiceUnavailable,
 )
+from gateway.http.h2_goaway import GoawayStep
 from gateway.http.h2_semantics import ResponseLength
 from gateway.http.h2_session import (
     H2Session,
+    NoticeSeen,
     PeerGone,
     StreamData,
     StreamEnd,
@@ -57,12 +68,27 @@ from gateway.http.h2_session import (
 )
 from gateway.http.session import NO_BODY_STATUSES, parse_target
 from gateway.http.ws_session import HandshakeError, read_extended_connect
+from gateway.server.closing import LingeringClose, begin_lingering_close
 from gateway.server.cycle import RequestCycle
 from gateway.server.scopes import Address, ConnectionFields, http_scope, websocket_scope
 from gateway.server.shared import WorkerShared
 from gateway.server.stream import Fields
 
 error_log = logging.getLogger("gateway.error")
+
+# How long after the GOAWAY notice the final GOAWAY waits for the client's ACK of its
+# PING (rule "a graceful `shutdown()`"): the ACK comes one round trip after the notice,
+# milliseconds on any network a client would still be served over; a second is many
+# round trips, and the worker's sweep adds up to half a second more. RFC 9113 §6.8 asks
+# for at least one round trip.
+GOAWAY_ACK_TIMEOUT_S = 1.0
+# The lingering close after the final GOAWAY: the client's frames sent before it read
+# our end (a WINDOW_UPDATE for the last DATA, its own GOAWAY) arrive within a round trip,
+# and a client that reads closes at our FIN within one more. Shorter than the
+# LINGER_TIME_S of an error reply, which waits for an upload: no body is coming here,
+# and a client that does not read (an idle pooled connection) should not hold the
+# worker's drain for long.
+GOAWAY_LINGER_S = 2.0
 
 
 class H2Stream:
@@ -260,7 +286,9 @@ class H2Connection(asyncio.Protocol):
         self._streams: dict[int, H2Stream] = {}
         self._idle_since: float | None = self.loop.time()
         self._header_block_since: float | None = None  # a header block's first frame
-        self._closing = False
+        self._closing = False  # no stream will come: close once the last one is done
+        self._noticed_at = 0.0  # when the GOAWAY notice went out
+        self._linger: LingeringClose | None = None  # reading only to discard, until closed
         self.writing_paused = False
         self.closed = False
 
@@ -274,6 +302,9 @@ class H2Connection(asyncio.Protocol):
             self.shutdown()
 
     def data_received(self, data: bytes) -> None:
+        if self._linger is not None:
+            self._linger.discard(data)
+            return
         try:
             events = self.session.feed(data)
         except ProtocolError as exc:
@@ -316,6 +347,8 @@ class H2Connection(asyncio.Protocol):
         elif type(event) is PeerGone:
             self._closing = True
             self._close_if_idle()
+        elif type(event) is NoticeSeen:
+            self._final_goaway()
 
     def _start_cycle(self, event: StreamHead) -> None:
         state, head = self._state, event.head
@@ -387,6 +420,8 @@ class H2Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._linger is not None:
+            self._linger.cancel()
         self._end_streams()
         self._state.forget(self)
 
@@ -410,8 +445,10 @@ class H2Connection(asyncio.Protocol):
         return self._state.default_fields.fields()
 
     def flush(self) -> None:
-        data = self.session.data_to_send()
-        if data and self._transport is not None and not self.closed:
+        self._write(self.session.data_to_send())
+
+    def _write(self, data: bytes) -> None:
+        if data and self._transport is not None and not self.closed and self._linger is None:
             self._transport.write(data)
 
     def stream_ended(self, stream: H2Stream) -> None:
@@ -432,6 +469,9 @@ class H2Connection(asyncio.Protocol):
     def check_deadlines(self, now: float) -> None:
         """Called by the worker's sweep (rule "slow clients are bounded per stream")."""
         config = self._state.config
+        noticed = self.session.goaway_step is GoawayStep.NOTICED
+        if noticed and now - self._noticed_at >= GOAWAY_ACK_TIMEOUT_S:
+            self._final_goaway()  # rule "a graceful `shutdown()`": the client did not answer
         since = self._idle_since
         if since is not None and now - since >= config.keep_alive_timeout:
             self.close()
@@ -454,20 +494,32 @@ class H2Connection(asyncio.Protocol):
             self.close()
 
     def shutdown(self) -> None:
-        """Graceful stop (rule "a graceful `shutdown()`")."""
-        if not self._closing and self._transport is not None and not self.closed:
-            self._transport.write(self.session.goaway())
-        self._closing = True
+        """Graceful stop, its first step (rule "a graceful `shutdown()`"): the GOAWAY
+        notice; every stream the client sent goes on being served."""
+        if self.session.goaway_step is GoawayStep.OPEN and not self._closing:
+            self._write(self.session.goaway_notice())
+            self._noticed_at = self.loop.time()
         for stream in list(self._streams.values()):
             stream.shutdown()  # a WebSocket closes (gateway/server/h2_tunnel.py)
-        self._close_if_idle()
+
+    def _final_goaway(self) -> None:
+        """The second step: no stream after the last one received is served, and the
+        connection closes once those are done."""
+        if self.session.goaway_step is GoawayStep.NOTICED:
+            self._write(self.session.goaway())
+            self._closing = True
+            self._close_if_idle()
 
     def _close_if_idle(self) -> None:
-        if self._closing and not self._streams:
-            self.flush()
-            self.close()
+        transport = self._transport
+        if self._closing and not self._streams and transport is not None and not self.closed:
+            self.flush()  # the last reply goes out before the end
+            if self._linger is None and not transport.is_closing():
+                self._linger = begin_lingering_close(transport, self.loop, GOAWAY_LINGER_S)
 
     def close(self) -> None:
+        if self._linger is not None:
+            return  # the linger's own bounds close it (rule "a graceful `shutdown()`")
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
 

@@ -15,10 +15,12 @@ from gateway.errors import (
     MethodNotImplemented,
     RequestHeadersTooLarge,
 )
+from gateway.http.h2_goaway import MAX_STREAM_ID, NOTICE_PING_DATA, GoawayStep
 from gateway.http.h2_session import (
     MAX_CONCURRENT_STREAMS,
     NO_ERROR,
     H2Session,
+    NoticeSeen,
     StreamData,
     StreamEnd,
     StreamHead,
@@ -27,6 +29,7 @@ from gateway.http.h2_session import (
     WindowOpened,
     is_websocket_connect,
 )
+from gateway.lifecycle import LifecycleError
 
 MAX_HEADER_BYTES = 8 * 1024
 REQUEST = [
@@ -285,31 +288,78 @@ def frames(data: bytes) -> list[hyperframe.frame.Frame]:
     return out
 
 
-def test_a_goaway_names_the_last_stream_and_refuses_later_ones() -> None:
+def ping_ack(data: bytes) -> bytes:
+    """A client's PING ACK, written by hand: h2's client takes no frame after a GOAWAY."""
+    return hyperframe.frame.PingFrame(0, data, flags=["ACK"]).serialize()
+
+
+def test_the_goaway_notice_names_the_largest_stream_and_serves_those_that_cross_it() -> None:
     pair = connected()
     client, session = pair
     client.send_headers(1, REQUEST, end_stream=True)
     exchange(pair)
-    client.send_headers(3, REQUEST, end_stream=True)  # crosses the GOAWAY on the wire
-    sent = session.goaway()
-    assert exchange(pair) == []  # no StreamHead for stream 3
+    client.send_headers(3, REQUEST, end_stream=True)  # crosses the notice on the wire
+    notice = frames(session.goaway_notice())
+    assert [type(f).__name__ for f in notice] == ["GoAwayFrame", "PingFrame"]
+    goaway, ping = notice
+    assert isinstance(goaway, hyperframe.frame.GoAwayFrame)
+    assert isinstance(ping, hyperframe.frame.PingFrame)
+    assert (goaway.last_stream_id, goaway.error_code) == (MAX_STREAM_ID, 0)
+    assert ping.opaque_data == NOTICE_PING_DATA and "ACK" not in ping.flags
+    assert [type(e) for e in exchange(pair)] == [StreamHead, StreamEnd]  # stream 3 is served
+    assert session.goaway_step is GoawayStep.NOTICED
+
+
+def test_only_the_ack_of_the_notice_s_ping_says_the_client_has_seen_it() -> None:
+    pair = connected()
+    _, session = pair
+    assert session.feed(ping_ack(NOTICE_PING_DATA)) == []  # no notice sent yet
+    session.goaway_notice()
+    assert session.feed(ping_ack(b"other...")) == []
+    assert session.feed(ping_ack(NOTICE_PING_DATA)) == [NoticeSeen()]
+
+
+def test_the_final_goaway_names_the_last_stream_received_and_refuses_later_ones() -> None:
+    pair = connected()
+    client, session = pair
+    client.send_headers(1, REQUEST, end_stream=True)
+    exchange(pair)
+    sent = session.goaway_notice()
+    client.send_headers(3, REQUEST, end_stream=True)
+    exchange(pair)
+    client.send_headers(5, REQUEST, end_stream=True)  # crosses the final GOAWAY
+    sent += session.goaway()
+    assert exchange(pair) == []  # no StreamHead for stream 5
     session.send_head(1, 200, [], [])
     session.send_body(1, b"done", end=True)  # stream 1 goes on
     sent += session.data_to_send()
     parsed = [(type(f).__name__, f.stream_id) for f in frames(sent)]
     assert parsed == [
         ("GoAwayFrame", 0),
-        ("RstStreamFrame", 3),
+        ("PingFrame", 0),
+        ("GoAwayFrame", 0),
+        ("RstStreamFrame", 5),
         ("HeadersFrame", 1),
         ("DataFrame", 1),
     ]
-    goaway, reset, _, data = frames(sent)
+    _, _, goaway, reset, _, data = frames(sent)
     assert isinstance(goaway, hyperframe.frame.GoAwayFrame)
     assert isinstance(reset, hyperframe.frame.RstStreamFrame)
     assert isinstance(data, hyperframe.frame.DataFrame)
-    assert (goaway.last_stream_id, goaway.error_code) == (1, 0)
+    assert (goaway.last_stream_id, goaway.error_code) == (3, 0)
     assert reset.error_code == h2.errors.ErrorCodes.REFUSED_STREAM
     assert data.data == b"done" and "END_STREAM" in data.flags
+
+
+def test_the_goaway_steps_come_in_order_and_once() -> None:
+    _, session = connected()
+    with pytest.raises(LifecycleError):
+        session.goaway()  # no final GOAWAY without the notice
+    session.goaway_notice()
+    with pytest.raises(LifecycleError):
+        session.goaway_notice()
+    session.goaway()
+    assert session.goaway_step is GoawayStep.FINAL
 
 
 def test_more_concurrent_streams_than_advertised_is_a_connection_error() -> None:

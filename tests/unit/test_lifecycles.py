@@ -16,6 +16,7 @@ import pytest
 
 from gateway.asgi import Message
 from gateway.config.loader import load_config
+from gateway.http.h2_goaway import GOAWAY_STEPS, GoawayStep
 from gateway.lifecycle import LifecycleError, Transitions
 from gateway.migration.rules import TAPE_LIFECYCLE, Recording, Tape
 from gateway.process.children import PROGRESS, Progress, WorkerProcess
@@ -28,6 +29,7 @@ TABLES: list[tuple[Transitions[Any], type[Enum]]] = [
     (PROGRESS, Progress),
     (ENDING, Ending),
     (TAPE_LIFECYCLE, Recording),
+    (GOAWAY_STEPS, GoawayStep),
 ]
 
 
