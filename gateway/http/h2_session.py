@@ -53,7 +53,6 @@ from gateway.http.events import RequestHead
 from gateway.http.response import field_line
 from gateway.http.session import SERVED_METHODS
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # Streams one client may have open at once. RFC 9113 §6.5.2 advises no fewer than 100,
 # and browsers open about that many; each stream costs a task and a scope, so a client
 # gets as much concurrency as a hundred HTTP/1.1 connections and no more.

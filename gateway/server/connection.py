@@ -60,7 +60,9 @@ Rules:
    bytes are the HTTP/2 preface (prior knowledge, RFC 9113 §3.3), however they are
    split. The transport then goes to an H2Connection (gateway/server/h2_connection.py)
    with the bytes read so far. Only the first bytes are looked at: once they are not
-   the preface, each read pays one `is None` check.
+   the preface, each read pays one `is None` check. The HTTP/2 machinery (and h2) is
+   imported at the first such connection, so a worker that serves HTTP/1.1 only never
+   loads it.
 """
 
 from __future__ import annotations
@@ -86,12 +88,11 @@ from gateway.http.events import (
     RequestData,
     RequestHead,
 )
-from gateway.http.h2_session import PREFACE
+from gateway.http.h2_preface import PREFACE
 from gateway.http.session import PathAndQuery, UpgradeRequest, parse_target
 from gateway.http.ws_session import is_websocket_request, read_handshake
 from gateway.server.closing import LingeringClose, SendStall, begin_lingering_close
 from gateway.server.cycle import RequestCycle
-from gateway.server.h2_connection import H2Connection
 from gateway.server.scopes import (
     ConnectionFields,
     address,
@@ -220,6 +221,11 @@ class HTTPConnection(asyncio.Protocol):
         return seen
 
     def _hand_to_http2(self, data: bytes) -> None:
+        # Imported here, at a worker's first HTTP/2 connection: h2 costs a worker about
+        # 1.2 MiB, which one whose clients all speak HTTP/1.1 does not pay (rule "HTTP/2
+        # takes the connection over").
+        from gateway.server.h2_connection import H2Connection
+
         transport = self._transport
         assert transport is not None
         h2 = H2Connection(self._state, self._client, self._server, self._tls, self._fields)

@@ -22,7 +22,7 @@ from support.deadlines import read_response, read_until_closed, wait_until
 from support.servers import Server
 from support.tls_certs import Certs, make_certs
 
-from gateway.http.h2_session import PREFACE
+from gateway.http.h2_preface import PREFACE
 
 Serve = Callable[[str], Server]
 DEADLINE_S = 10.0
