@@ -62,9 +62,9 @@ MAX_CONCURRENT_STREAMS = 100
 # h2's HPACK decoder enforces): a connection error, so an HPACK bomb costs little.
 HARD_BOUND_FACTOR = 4
 # Connection-specific fields (RFC 9113 §8.2.2) an app written for HTTP/1.1 may send:
-# dropped from its response, as they mean nothing here.
+# dropped from its response, as they mean nothing here. TE may be in a request only.
 _HOP_BY_HOP = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+    {b"connection", b"keep-alive", b"proxy-connection", b"te", b"transfer-encoding", b"upgrade"}
 )
 _GOAWAY = 0x7  # the frame type (RFC 9113 §6.8)
 _SCHEMES = frozenset({b"http", b"https"})
@@ -133,7 +133,12 @@ class H2Session:
     """The server side of one HTTP/2 connection."""
 
     def __init__(self, max_header_bytes: int) -> None:
-        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        # h2's outbound validation would check again, on every response, what
+        # `response_fields` has checked (rule "errors"), and it raises half-way through
+        # an HPACK block, which breaks every stream of the connection.
+        config = h2.config.H2Configuration(
+            client_side=False, header_encoding=None, validate_outbound_headers=False
+        )
         self._conn = h2.connection.H2Connection(config)
         self._max_header_bytes = max_header_bytes
         self._last_stream_id: int | None = None  # once a GOAWAY went out
