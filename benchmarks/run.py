@@ -166,7 +166,7 @@ def describe(run: Run) -> str:
         text += f"  ERRORS: non-2xx {run.non_2xx}, socket {run.socket_errors}"
     if run.starved:
         text += (
-            f"  STARVED, dropped: wrk waited {run.wrk_wait:.1%}, others ran {run.others_cpu:.1%}"
+            f"  STARVED, dropped: load waited {run.wrk_wait:.1%}, others ran {run.others_cpu:.1%}"
         )
     return text
 
