@@ -3,6 +3,14 @@
 The gateway serves each case from its mount file in benchmarks/configs/; a peer serves the
 same app alone ("module:attribute" from benchmarks/apps/). Every server gets one worker;
 every WSGI server gets a pool of WSGI_THREADS threads.
+
+Rules:
+1. A case over HTTP/2 (`http2`: h2c with prior knowledge, loaded by h2load) pairs only
+   with the servers that speak it: the gateway (its default variant; the `[server]
+   http` variants differ in their HTTP/1.1 session only), hypercorn, which runs the
+   same h2 library as the gateway, and granian (its `--http auto` takes a client's
+   HTTP/2 preface). Every other case is HTTP/1.1, loaded by wrk; hypercorn serves
+   only the HTTP/2 cases, where it is the peer that tells what the gateway adds to h2.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ class Case:
     paced: bool = False  # a fixed offered rate via paced.lua, for latency comparisons
     alone_config: str = ""  # mixed case: the same app served alone by the gateway
     noshadow_config: str = ""  # shadow case: the same app without its shadow
+    http2: bool = False  # h2c with prior knowledge, by h2load (rule "a case over HTTP/2")
 
 
 def _is_json(body: bytes) -> bool:
@@ -93,6 +102,10 @@ CASES = [
          " 100%); gateway-noshadow: the same app alone; compare their p99",
          "fastapi-shadow.toml", "/json", "bench_fastapi:app", _is_json,
          noshadow_config="fastapi-json.toml", paced=True),
+    Case("h2-asgi-hello", "asgi", 'plain ASGI app, "Hello, world!", over HTTP/2 (h2c)',
+         "asgi-hello.toml", "/", "bench_asgi:hello", _is_hello, http2=True),
+    Case("h2-fastapi-json", "asgi", "FastAPI, small JSON dict, over HTTP/2 (h2c)",
+         "fastapi-json.toml", "/json", "bench_fastapi:app", _is_json, http2=True),
 ]  # fmt: skip
 
 
@@ -143,6 +156,14 @@ def _granian(interface: str, target: str, at: Launch) -> list[str]:
     )  # fmt: skip
 
 
+def _hypercorn(target: str, at: Launch) -> list[str]:
+    # No access log unless asked for one; h2c with prior knowledge needs no flag.
+    return _py(
+        "hypercorn", "--worker-class", "uvloop", "--workers", "1", "--log-level", "warning",
+        "--bind", f"{HOST}:{at.port}", target,
+    )  # fmt: skip
+
+
 def _gunicorn(target: str, at: Launch) -> list[str]:
     return _py(
         "gunicorn", "--workers", "1", "--worker-class", "gthread",
@@ -152,21 +173,31 @@ def _gunicorn(target: str, at: Launch) -> list[str]:
 
 
 def _asgi(case: Case) -> bool:
+    """An ASGI case over HTTP/1.1 (rule "a case over HTTP/2")."""
+    return case.interface == "asgi" and not case.http2
+
+
+def _asgi_h2(case: Case) -> bool:
+    return case.interface == "asgi" and case.http2
+
+
+def _asgi_any(case: Case) -> bool:
     return case.interface == "asgi"
 
 
 def _wsgi(case: Case) -> bool:
-    return case.interface == "wsgi"
+    return case.interface == "wsgi" and not case.http2
 
 
 PEERS = [
     Server("uvicorn-httptools", "peer", _asgi, lambda c, at: _uvicorn("httptools", c.target, at)),
     Server("uvicorn-h11", "peer", _asgi, lambda c, at: _uvicorn("h11", c.target, at)),
-    Server("granian-asgi", "peer", _asgi, lambda c, at: _granian("asgi", c.target, at)),
+    Server("granian-asgi", "peer", _asgi_any, lambda c, at: _granian("asgi", c.target, at)),
     Server("granian-wsgi", "peer", _wsgi, lambda c, at: _granian("wsgi", c.target, at)),
     Server("gunicorn-gthread", "peer", _wsgi, lambda c, at: _gunicorn(c.target, at)),
     Server("uvicorn-a2wsgi", "peer", _wsgi,
            lambda c, at: _uvicorn("httptools", c.a2wsgi_target, at)),
+    Server("hypercorn", "peer", _asgi_h2, lambda c, at: _hypercorn(c.target, at)),
 ]  # fmt: skip
 
 
@@ -203,7 +234,8 @@ def gateway_variant(configs: ConfigFiles, http: str | None) -> Server:
     return Server(
         f"gateway-{http}" if http else "gateway",
         "gateway",
-        serves=lambda case: True,
+        # Rule "a case over HTTP/2": the `http` variants are the same HTTP/2 server.
+        serves=lambda case: http is None or not case.http2,
         argv=lambda case, at: _gateway(configs.path(case.config, http), at),
         gateway_path=True,
         inherits_socket=True,

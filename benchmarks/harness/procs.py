@@ -108,6 +108,25 @@ def check_once(port: int, path: str, case: Case) -> str:
     return ""
 
 
+def check_once_h2c(port: int, path: str, case: Case) -> str:
+    """One HTTP/2 request with prior knowledge, as h2load sends them, by curl (the
+    standard library speaks no HTTP/2); "" if the answer is right, else what was wrong."""
+    argv = [
+        "curl", "--silent", "--show-error", "--http2-prior-knowledge",
+        "--max-time", str(REQUEST_TIMEOUT_S), "--output", "-",
+        "--write-out", "\n%{http_version} %{http_code}", f"http://{HOST}:{port}{path}",
+    ]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, timeout=REQUEST_TIMEOUT_S + 5, check=False)
+    if done.returncode != 0:
+        return f"curl exited {done.returncode}: {done.stderr.decode(errors='replace')[-200:]}"
+    body, _, status_line = done.stdout.rpartition(b"\n")
+    if status_line != b"2 200":
+        return f"HTTP version and status {status_line.decode(errors='replace')!r} for {path}"
+    if not case.expect(body):
+        return f"unexpected body for {path}: {body[:60]!r}"
+    return ""
+
+
 def wait_ready(running: Running, path: str, case: Case) -> None:
     """Poll connect + one request until the answer is right, within READY_TIMEOUT_S."""
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -117,7 +136,8 @@ def wait_ready(running: Running, path: str, case: Case) -> None:
             code = running.process.returncode
             raise RuntimeError(f"exited with {code}: {log_tail(running.log)}")
         try:
-            problem = check_once(running.port, path, case)
+            check = check_once_h2c if case.http2 else check_once
+            problem = check(running.port, path, case)
         except OSError as exc:
             problem = f"{type(exc).__name__}: {exc}"
         if not problem:

@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import re
 import subprocess
-from dataclasses import dataclass
 
 from harness.cases import BENCH_DIR, Case
+from harness.load import GRACE_S, LOAD_CORE, LoadResult
 
-WRK_CORE = "1"
 POST_LUA = BENCH_DIR / "post16k.lua"
 PACED_LUA = BENCH_DIR / "paced.lua"
-WRK_GRACE_S = 30.0  # wrk stops on its own after -d; this bounds a wrk that hangs
 UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
-
-
-@dataclass
-class WrkResult:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    requests: int
-    non_2xx: int
-    socket_errors: int  # connect + read + write + timeout
 
 
 def wrk_argv(url: str, case: Case, duration: float, connections: int) -> list[str]:
@@ -31,14 +19,14 @@ def wrk_argv(url: str, case: Case, duration: float, connections: int) -> list[st
     if case.paced:
         script = ["-s", str(PACED_LUA)]
     return [
-        "taskset", "-c", WRK_CORE, "wrk", "-t1", f"-c{connections}",
+        "taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}",
         f"-d{max(1, round(duration))}s", "--latency", *script, url,
     ]  # fmt: skip
 
 
 def run_wrk(argv: list[str], duration: float) -> str:
-    """Run wrk to its end (bounded by duration + WRK_GRACE_S) and return its output."""
-    done = subprocess.run(argv, capture_output=True, timeout=duration + WRK_GRACE_S, check=False)
+    """Run wrk to its end (bounded by duration + GRACE_S) and return its output."""
+    done = subprocess.run(argv, capture_output=True, timeout=duration + GRACE_S, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"wrk exited {done.returncode}: {done.stderr.decode()[-300:]}")
     return done.stdout.decode()
@@ -49,7 +37,7 @@ def _latency_ms(text: str, percentile: str) -> float:
     return float(found[1]) * UNIT_MS[found[2]] if found else float("nan")
 
 
-def parse_wrk(text: str) -> WrkResult:
+def parse_wrk(text: str) -> LoadResult:
     """Read `wrk --latency` output: req/s, p50, p99, non-2xx and socket errors."""
     rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
     requests = re.search(r"^\s*(\d+) requests in", text, re.M)
@@ -57,7 +45,7 @@ def parse_wrk(text: str) -> WrkResult:
     errors = SOCKET_ERRORS.search(text)
     if not rps or not requests:
         raise RuntimeError(f"cannot read wrk output: {text[-300:]!r}")
-    return WrkResult(
+    return LoadResult(
         rps=float(rps[1]),
         p50_ms=_latency_ms(text, "50"),
         p99_ms=_latency_ms(text, "99"),

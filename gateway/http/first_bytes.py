@@ -15,7 +15,11 @@ Rules:
    §3.4). The connection closes without a word. The first line is looked at in the
    bytes that ruled the preface out (the first read, in practice); a line not complete
    in them is HTTP/1.1's.
-4. Everything else is HTTP/1.1's, which answers what is wrong with it (a 400, a 501, or
+4. This module imports no HTTP/2 machinery: every cleartext connection compares its
+   first bytes with PREFACE, and h2 is imported only at the first connection that
+   opens with it (gateway/server/connection.py), so a worker whose clients all speak
+   HTTP/1.1 never loads it.
+5. Everything else is HTTP/1.1's, which answers what is wrong with it (a 400, a 501, or
    a 505 for "PRI * HTTP/2.0" followed by anything but the rest of the preface).
 """
 
@@ -23,7 +27,8 @@ from __future__ import annotations
 
 import enum
 
-from gateway.http.h2_session import PREFACE
+# The client connection preface (RFC 9113 §3.4).
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
 class FirstBytes(enum.Enum):

@@ -60,7 +60,6 @@ from gateway.http.h2_semantics import (
 )
 from gateway.http.response import field_line
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # Streams one client may have open at once. RFC 9113 §6.5.2 advises no fewer than 100,
 # and browsers open about that many; each stream costs a task and a scope, so a client
 # gets as much concurrency as a hundred HTTP/1.1 connections and no more.
@@ -73,6 +72,9 @@ HARD_BOUND_FACTOR = 4
 NO_ERROR = int(h2.errors.ErrorCodes.NO_ERROR)
 INTERNAL_ERROR = int(h2.errors.ErrorCodes.INTERNAL_ERROR)
 CANCEL = int(h2.errors.ErrorCodes.CANCEL)
+# What an app written for HTTP/1.1 may send that no HTTP/2 response carries
+# (RFC 9113 §8.2.2): dropped from its response. TE may be in a request only.
+_NOT_IN_RESPONSES = CONNECTION_SPECIFIC | {b"te"}
 Field = tuple[bytes, bytes]
 
 
@@ -165,9 +167,15 @@ class H2Session:
 
     def __init__(self, max_header_bytes: int) -> None:
         # Inbound fields are checked by gateway/http/h2_semantics.py, not by h2, which
-        # would end the connection for what is a stream error (RFC 9113 §8.1.1).
+        # would end the connection for what is a stream error (RFC 9113 §8.1.1). h2's
+        # outbound validation would check again, on every response, what
+        # `response_fields` has checked (rule "errors"), and it raises half-way through
+        # an HPACK block, which breaks every stream of the connection.
         config = h2.config.H2Configuration(
-            client_side=False, header_encoding=None, validate_inbound_headers=False
+            client_side=False,
+            header_encoding=None,
+            validate_inbound_headers=False,
+            validate_outbound_headers=False,
         )
         self._conn = _Connection(config)
         self._max_header_bytes = max_header_bytes
@@ -397,7 +405,7 @@ def response_fields(
         lowered = field_line(name, value)[1]
         # Connection-specific fields (RFC 9113 §8.2.2) an app written for HTTP/1.1 may
         # send are dropped: they mean nothing here.
-        if lowered not in CONNECTION_SPECIFIC:
+        if lowered not in _NOT_IN_RESPONSES:
             fields.append((lowered, value))
             names.add(lowered)
     fields.extend(field for field in defaults if field[0] not in names)

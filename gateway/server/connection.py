@@ -62,6 +62,8 @@ Rules:
    with the bytes read so far. A first line that names another protocol closes the
    connection without a word (gateway/http/first_bytes.py). Only the first bytes are
    looked at: once they are not the preface, each read pays one `is None` check.
+   The HTTP/2 machinery (and h2) is imported at the first such connection, so a worker
+   that serves HTTP/1.1 only never loads it.
 """
 
 from __future__ import annotations
@@ -93,7 +95,6 @@ from gateway.http.session import PathAndQuery, UpgradeRequest, parse_target
 from gateway.http.ws_session import is_websocket_request, read_handshake
 from gateway.server.closing import LingeringClose, SendStall, begin_lingering_close
 from gateway.server.cycle import RequestCycle
-from gateway.server.h2_connection import H2Connection
 from gateway.server.scopes import (
     ConnectionFields,
     address,
@@ -228,6 +229,11 @@ class HTTPConnection(asyncio.Protocol):
         return seen
 
     def _hand_to_http2(self, data: bytes) -> None:
+        # Imported here, at a worker's first HTTP/2 connection: h2 costs a worker about
+        # 1.2 MiB, which one whose clients all speak HTTP/1.1 does not pay (rule "HTTP/2
+        # takes the connection over").
+        from gateway.server.h2_connection import H2Connection
+
         transport = self._transport
         assert transport is not None
         h2 = H2Connection(self._state, self._client, self._server, self._tls, self._fields)

@@ -22,8 +22,8 @@ from support.h2_clients import RawH2
 from support.servers import Server
 from support.tls_certs import Certs, make_certs
 
+from gateway.http.first_bytes import PREFACE
 from gateway.http.h2_goaway import MAX_STREAM_ID
-from gateway.http.h2_session import PREFACE
 
 Serve = Callable[[str], Server]
 DEADLINE_S = 10.0

@@ -17,7 +17,7 @@ import pytest
 BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-@pytest.mark.parametrize("case", ["asgi-hello", "wsgi-hello", "mixed"])
+@pytest.mark.parametrize("case", ["asgi-hello", "wsgi-hello", "mixed", "h2-asgi-hello"])
 def test_micro_serves_every_request_of_its_case(case: str) -> None:
     """micro.py ends only once every connection has written every response
     (benchmarks/micro.py, rule "a repetition ends"), so finishing a short run is the

@@ -16,8 +16,16 @@ import pytest
 BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH_DIR))
 
-from harness.cases import CASES, PEERS  # noqa: E402 - the runner's own import root
+from harness.cases import (  # noqa: E402 - the runner's own import root
+    CASES,
+    PEERS,
+    Case,
+    ConfigFiles,
+    all_servers,
+    gateway_variant,
+)
 from harness.cpu import STARVED_SHARE, Snapshot, starvation  # noqa: E402
+from harness.h2load import h2load_argv, latency_percentiles_ms, parse_h2load  # noqa: E402
 from harness.summary import Run, summarize  # noqa: E402
 from harness.wrk import parse_wrk, wrk_argv  # noqa: E402
 
@@ -110,3 +118,107 @@ def test_wrk_runs_one_thread_pinned_to_its_own_core() -> None:
     argv = wrk_argv("http://127.0.0.1:8000/", CASE, 10, 64)
     assert argv[:6] == ["taskset", "-c", "1", "wrk", "-t1", "-c64"]
     assert "--latency" in argv and "-d10s" in argv
+
+
+# h2load -c 64 -m 10 -t 1 -D 3 --warm-up-time 1 against the gateway's asgi-hello, verbatim.
+H2LOAD_OUTPUT = """starting benchmark...
+spawning thread #0: 64 total client(s). Timing-based test with 1s of warm-up time and 3s of main duration for measurements.
+Warm-up started for thread #0.
+progress: 9% of clients started
+progress: 93% of clients started
+Application protocol: h2c
+Warm-up phase is over for thread #0.
+Main benchmark duration is started for thread #0.
+Main benchmark duration is over for thread #0. Stopping all clients.
+Stopped all clients for thread #0
+
+finished in 4.00s, 5946.00 req/s, 210.48KB/s
+requests: 17838 total, 17838 started, 17838 done, 17838 succeeded, 0 failed, 0 errored, 0 timeout
+status codes: 17838 2xx, 0 3xx, 0 4xx, 0 5xx
+traffic: 631.43KB (646584) total, 119.99KB (122873) headers (space savings 94.29%), 290.53KB (297505) data
+                     min         max         mean         sd        +/- sd
+time for request:    95.88ms    211.81ms    107.54ms     10.28ms    91.87%
+time for connect:        0us         0us         0us         0us     0.00%
+time to 1st byte:        0us         0us         0us         0us     0.00%
+req/s           :      80.95       93.30       92.86        2.01    95.31%
+"""  # noqa: E501 - as h2load wrote it
+# Lines of an h2load --log-file (start in us since the epoch, status, us to the end of the
+# response), as written against hypercorn: a status of 0 is a stream whose head came in
+# the warm-up; -1 would be a failed stream.
+H2LOAD_LOG = """1796540051757476\t0\t221379
+1796540051845434\t200\t139857
+1796540051845437\t200\t139868
+1796540051845441\t200\t139869
+"""
+
+
+def test_h2load_output_gives_rate_requests_and_latency_from_its_log() -> None:
+    result = parse_h2load(H2LOAD_OUTPUT, H2LOAD_LOG)
+    assert (result.rps, result.requests) == (5946.0, 17838)
+    assert (result.non_2xx, result.socket_errors) == (0, 0)
+    assert (result.p50_ms, result.p99_ms) == pytest.approx((139.868, 221.379))
+
+
+@pytest.mark.parametrize(
+    "counts",
+    ["17838 succeeded, 2 failed, 0 errored, 0 timeout", "17838 succeeded, 0 failed, 1 errored,"
+     " 0 timeout", "17838 succeeded, 0 failed, 0 errored, 4 timeout"],
+)  # fmt: skip
+def test_a_request_h2load_did_not_complete_fails_the_run(counts: str) -> None:
+    text = H2LOAD_OUTPUT.replace("17838 succeeded, 0 failed, 0 errored, 0 timeout", counts)
+    with pytest.raises(RuntimeError, match="h2load: "):
+        parse_h2load(text, H2LOAD_LOG)
+
+
+def test_h2load_answers_other_than_2xx_flag_the_run() -> None:
+    text = H2LOAD_OUTPUT.replace("0 4xx, 0 5xx", "3 4xx, 2 5xx")
+    assert parse_h2load(text, H2LOAD_LOG).non_2xx == 5
+
+
+def test_h2load_output_it_cannot_read_fails_the_run() -> None:
+    with pytest.raises(RuntimeError, match="cannot read h2load output"):
+        parse_h2load("connect: Connection refused\n", "")
+
+
+def test_latency_percentiles_are_nearest_rank_and_leave_failed_streams_out() -> None:
+    log = "".join(f"1\t200\t{us}\n" for us in range(1000, 101_000, 1000))  # 1..100 ms
+    log += "1\t-1\t9999999\n"
+    assert latency_percentiles_ms(log, (50, 99, 100)) == [50.0, 99.0, 100.0]
+
+
+def test_h2load_runs_one_thread_pinned_with_its_warm_up_in_the_same_process() -> None:
+    argv = h2load_argv("http://127.0.0.1:8000/", 10, 2, 64, 10, Path("/tmp/x.tsv"))
+    assert argv[:5] == ["taskset", "-c", "1", "h2load", "-t1"]
+    assert {"-c64", "-m10", "-D10", "--warm-up-time=2", "--log-file=/tmp/x.tsv"} <= set(argv)
+    assert argv[-1].startswith("http://")  # h2c with prior knowledge
+
+
+def serving(case: Case, tmp_path: Path) -> set[str]:
+    configs = ConfigFiles(tmp_path)
+    servers = [*all_servers(configs, []), gateway_variant(configs, "h11")]
+    return {server.name for server in servers if server.serves(case)}
+
+
+def test_http2_cases_pair_only_with_servers_that_speak_it(tmp_path: Path) -> None:
+    for name in ("h2-asgi-hello", "h2-fastapi-json"):
+        case = next(case for case in CASES if case.name == name)
+        assert case.http2
+        assert serving(case, tmp_path) == {"gateway", "hypercorn", "granian-asgi"}
+
+
+def test_http1_cases_keep_their_servers_and_hypercorn_is_only_an_http2_peer(
+    tmp_path: Path,
+) -> None:
+    assert serving(CASE, tmp_path) == {
+        "gateway", "gateway-h11", "uvicorn-httptools", "uvicorn-h11", "granian-asgi",
+    }  # fmt: skip
+    wsgi = next(case for case in CASES if case.name == "wsgi-hello")
+    assert "hypercorn" not in serving(wsgi, tmp_path)
+
+
+def test_http2_cases_serve_the_same_apps_as_their_http1_twins() -> None:
+    by_name = {case.name: case for case in CASES}
+    for name in ("asgi-hello", "fastapi-json"):
+        http1, http2 = by_name[name], by_name[f"h2-{name}"]
+        assert (http2.config, http2.path, http2.target) == (http1.config, http1.path, http1.target)
+        assert http2.expect is http1.expect

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.http.first_bytes import FirstBytes, classify_first_bytes
-from gateway.http.h2_session import PREFACE
+from gateway.http.first_bytes import PREFACE, FirstBytes, classify_first_bytes
 
 
 @pytest.mark.parametrize("cut", range(1, len(PREFACE)))
