@@ -26,6 +26,13 @@ Rules:
    stream the client has reset raises ClientDisconnected. An app's field that no HTTP
    response may carry is an AppProtocolError raised before anything is encoded (the
    HPACK state is shared by every stream, so a field must not fail half-way through).
+5. Streams past MAX_CONCURRENT_STREAMS are refused one by one, with RST_STREAM
+   REFUSED_STREAM (RFC 9113 §5.1.2), after their header block was decoded: the
+   connection counts its streams and calls `refuse`; h2 holds only a hard bound,
+   HARD_BOUND_FACTOR times larger, as a connection error.
+6. What a client may make us do for free is counted before h2 sees its bytes
+   (gateway/http/h2_guard.py): past a bound, `feed` queues GOAWAY ENHANCE_YOUR_CALM
+   and raises the gateway's ProtocolError, as for any connection error.
 """
 
 from __future__ import annotations
@@ -50,13 +57,16 @@ from gateway.errors import (
     RequestHeadersTooLarge,
 )
 from gateway.http.events import RequestHead
+from gateway.http.h2_guard import H2Guard
 from gateway.http.response import field_line
 from gateway.http.session import SERVED_METHODS
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # Streams one client may have open at once. RFC 9113 §6.5.2 advises no fewer than 100,
 # and browsers open about that many; each stream costs a task and a scope, so a client
-# gets as much concurrency as a hundred HTTP/1.1 connections and no more.
+# gets as much concurrency as a hundred HTTP/1.1 connections and no more. A stream the
+# client reset holds its place until its app has returned (gateway/server/h2_connection.py,
+# rule "a stream is one request"), so resetting streams buys no more concurrency.
 MAX_CONCURRENT_STREAMS = 100
 # A field section over max_header_bytes gets its 431 on the stream, as on HTTP/1.1; one
 # this many times larger is not even decoded (the advertised MAX_HEADER_LIST_SIZE, which
@@ -138,6 +148,7 @@ class H2Session:
         self._conn = h2.connection.H2Connection(config)
         self._max_header_bytes = max_header_bytes
         self._last_stream_id: int | None = None  # once a GOAWAY went out
+        self.greeted = False  # the client's SETTINGS came: its handshake is over
         self._conn.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
@@ -146,12 +157,30 @@ class H2Session:
             },
         )
         self._conn.initiate_connection()
+        self._guard = H2Guard(HARD_BOUND_FACTOR * max_header_bytes, MAX_CONCURRENT_STREAMS)
+        self._hold_streams_loosely()
+
+    def _hold_streams_loosely(self) -> None:
+        """Leave MAX_CONCURRENT_STREAMS to the connection (rule "streams past
+        MAX_CONCURRENT_STREAMS"), h2 holding only HARD_BOUND_FACTOR times as many: h2
+        treats a stream past its limit as a connection error, raised before the header
+        block is decoded, which leaves the HPACK state behind the client's. Called
+        after our SETTINGS frame went out with the advertised figure."""
+        settings = self._conn.local_settings
+        codes = h2.settings.SettingCodes
+        values = {codes(code): settings[code] for code in settings}
+        values[codes.MAX_CONCURRENT_STREAMS] = HARD_BOUND_FACTOR * MAX_CONCURRENT_STREAMS
+        self._conn.local_settings = h2.settings.Settings(client=False, initial_values=values)
 
     def data_to_send(self) -> bytes:
         return self._conn.data_to_send()
 
     def feed(self, data: bytes) -> list[StreamEvent | PeerGone]:
         """The events in `data` (rule "errors" for what it raises)."""
+        abuse = self._guard.scan(data)  # rule "what a client may make us do for free"
+        if abuse is not None:
+            self._conn.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+            raise BadRequest(f"HTTP/2 connection ended: {abuse.reason}")
         try:
             events = self._conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -185,6 +214,7 @@ class H2Session:
         if isinstance(event, h2.events.WindowUpdated):
             return WindowOpened(event.stream_id or 0)
         if isinstance(event, h2.events.RemoteSettingsChanged):
+            self.greeted = True  # the client's preface is complete (RFC 9113 §3.4)
             return WindowOpened(0)  # INITIAL_WINDOW_SIZE may have grown every window
         if isinstance(event, h2.events.ConnectionTerminated):
             return PeerGone()
@@ -279,6 +309,19 @@ class H2Session:
         """Abandon a stream (a response cut short): RST_STREAM INTERNAL_ERROR."""
         with contextlib.suppress(h2.exceptions.StreamClosedError):
             self._conn.reset_stream(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+
+    def refuse(self, stream_id: int) -> None:
+        """A stream past MAX_CONCURRENT_STREAMS: RST_STREAM REFUSED_STREAM, which tells
+        the client it may retry it (RFC 9113 §5.1.2, §8.7), counted by the guard."""
+        with contextlib.suppress(h2.exceptions.StreamClosedError):
+            self._conn.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+        self._guard.stream_refused()
+
+    def give_up(self, stream_id: int) -> None:
+        """A stream whose client opened no window for `send_timeout`: RST_STREAM CANCEL
+        (RFC 9113 §7: the stream is no longer needed)."""
+        with contextlib.suppress(h2.exceptions.StreamClosedError):
+            self._conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
 
     def goaway(self) -> bytes:
         """A graceful stop (RFC 9113 §6.8): GOAWAY NO_ERROR naming the last stream

@@ -16,6 +16,7 @@ from gateway.errors import (
     RequestHeadersTooLarge,
 )
 from gateway.http.h2_session import (
+    HARD_BOUND_FACTOR,
     MAX_CONCURRENT_STREAMS,
     H2Session,
     StreamData,
@@ -216,12 +217,32 @@ def test_a_goaway_names_the_last_stream_and_refuses_later_ones() -> None:
     assert data.data == b"done" and "END_STREAM" in data.flags
 
 
-def test_more_concurrent_streams_than_advertised_is_a_connection_error() -> None:
-    client, session = connected()
+def open_streams(client: h2.connection.H2Connection, count: int) -> None:
+    """`count` streams, each left open (no END_STREAM), past any limit we advertised."""
     # h2's client holds itself to our limit: let it past, to break it.
-    client.remote_settings.max_concurrent_streams = 2 * MAX_CONCURRENT_STREAMS
+    client.remote_settings.max_concurrent_streams = 2 * HARD_BOUND_FACTOR * MAX_CONCURRENT_STREAMS
     client.remote_settings.acknowledge()
-    for stream in range(MAX_CONCURRENT_STREAMS + 1):
-        client.send_headers(1 + 2 * stream, REQUEST)  # each stays open: no END_STREAM
+    for stream in range(count):
+        client.send_headers(1 + 2 * stream, REQUEST)
+
+
+def test_streams_past_the_advertised_limit_reach_the_connection_which_refuses_them() -> None:
+    pair = connected()
+    client, session = pair
+    open_streams(client, MAX_CONCURRENT_STREAMS + 1)
+    heads = [e for e in exchange(pair) if isinstance(e, StreamHead)]
+    assert len(heads) == MAX_CONCURRENT_STREAMS + 1  # decoded, so HPACK stays in step
+    session.refuse(heads[-1].stream_id)
+    resets = [e for e in answers(pair) if isinstance(e, h2.events.StreamReset)]
+    assert [(e.stream_id, e.error_code) for e in resets] == [
+        (heads[-1].stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+    ]
+    client.send_headers(1 + 2 * (MAX_CONCURRENT_STREAMS + 1), REQUEST, end_stream=True)
+    assert isinstance(exchange(pair)[0], StreamHead)  # the connection goes on
+
+
+def test_streams_past_the_hard_bound_are_a_connection_error() -> None:
+    client, session = connected()
+    open_streams(client, HARD_BOUND_FACTOR * MAX_CONCURRENT_STREAMS + 1)
     with pytest.raises(BadRequest, match="inbound streams"):
         session.feed(client.data_to_send())
