@@ -212,6 +212,8 @@ class HTTPConnection(asyncio.Protocol):
         seen = self._preface + data
         if len(seen) < len(PREFACE) and PREFACE.startswith(seen):
             self._preface = seen
+            if self._head_since is None:  # part of a preface is part of a head, timed so
+                self._head_since = self._loop.time()
             return b""
         self._preface = None
         if seen.startswith(PREFACE):

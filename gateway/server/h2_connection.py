@@ -20,8 +20,27 @@ Rules:
 5. A graceful `shutdown()` sends GOAWAY with the last stream opened, lets the streams in
    flight finish, then closes. A connection error from the client (a ProtocolError from
    the session) ends every stream and closes after h2's GOAWAY.
-6. A connection without a stream in flight closes after `keep_alive_timeout` (the
-   worker's sweep, as on HTTP/1.1).
+6. A connection without a stream in flight sends GOAWAY and closes after
+   `keep_alive_timeout` (the worker's sweep, as on HTTP/1.1; RFC 9113 §9.1 asks for the
+   GOAWAY, so that a client knows which of its streams were seen).
+7. Streams are held to MAX_CONCURRENT_STREAMS by the connection, counting every stream
+   whose cycle has not ended: one the client reset still counts until its app has
+   returned, so that Rapid Reset (CVE-2023-44487) buys no more apps running at once than
+   honest requests. A stream past it is refused (gateway/http/h2_session.py, rule
+   "streams past MAX_CONCURRENT_STREAMS"), and counted with the client's resets.
+8. A client that does not read is bounded three ways. While the transport's writing is
+   paused, reading pauses too, so what the client sends cannot make us queue more
+   answers (PING and SETTINGS acknowledgements, RST_STREAM) than one read's worth. A
+   connection whose writing stays paused with no new low of the bytes the client has
+   not taken for `send_timeout` is aborted, as on HTTP/1.1 (gateway/server/closing.py,
+   rule "a client that reads nothing"). A stream whose body waits for a window the
+   client does not open (INITIAL_WINDOW_SIZE 0, no WINDOW_UPDATE) for `send_timeout` is
+   reset (RST_STREAM CANCEL) and its app's `send` raises ClientDisconnected; the
+   connection and its other streams go on.
+9. The handshake is bounded by `header_timeout`: a connection whose client has not sent
+   its SETTINGS (the end of its preface, RFC 9113 §3.4) by then is closed. The preface
+   is to HTTP/2 what a request head is to HTTP/1.1, so it gets a head's time. (TLS has
+   its own handshake bound, gateway/server/tls.py.)
 """
 
 from __future__ import annotations
@@ -33,6 +52,7 @@ from typing import cast
 from gateway.asgi import plain_reply
 from gateway.errors import ClientDisconnected, HTTPError, ProtocolError, ServiceUnavailable
 from gateway.http.h2_session import (
+    MAX_CONCURRENT_STREAMS,
     H2Session,
     PeerGone,
     StreamData,
@@ -43,6 +63,7 @@ from gateway.http.h2_session import (
     WindowOpened,
 )
 from gateway.http.session import NO_BODY_STATUSES, parse_target
+from gateway.server.closing import SendStall
 from gateway.server.cycle import RequestCycle
 from gateway.server.scopes import Address, ConnectionFields, http_scope
 from gateway.server.shared import WorkerShared
@@ -55,6 +76,7 @@ class H2Stream:
     """One stream's side of the seam (gateway/server/stream.py `Stream`)."""
 
     __slots__ = (
+        "_blocked_since",
         "_conn",
         "_drain_waiter",
         "_head_sent",
@@ -80,6 +102,7 @@ class H2Stream:
         self._pending_end = False
         self._unacknowledged = 0  # flow-controlled bytes the app has not consumed
         self._drain_waiter: asyncio.Future[None] | None = None
+        self._blocked_since = 0.0  # loop time the body last waited for a window, or moved
 
     # -- the seam ----------------------------------------------------------------------
 
@@ -119,6 +142,7 @@ class H2Stream:
             left = self._conn.session.send_body(self.stream_id, body, end)
             if left:
                 self._pending, self._pending_end = left, end
+                self._blocked_since = self._conn.loop.time()
         self._conn.flush()
 
     def window_opened(self) -> None:
@@ -131,10 +155,25 @@ class H2Stream:
         except ClientDisconnected:
             self.gone()
             return
+        if len(left) < len(pending):  # the client took some: the wait starts again
+            self._blocked_since = self._conn.loop.time()
         self._pending = left or None
         if not left:
             self.wake()
             self._conn.forget_if_done(self)
+
+    def send_stalled(self, now: float, timeout_s: float) -> bool:
+        """The body has waited for a window, with nothing taken, for `timeout_s` (rule
+        "a client that does not read")."""
+        return (
+            self._pending is not None and not self.closed and now - self._blocked_since >= timeout_s
+        )
+
+    def give_up(self) -> None:
+        """Reset a stream the client stopped reading (rule "a client that does not read")."""
+        self._conn.session.give_up(self.stream_id)
+        self._conn.flush()
+        self.gone()
 
     def send_error(self, status: int, headers: Fields = ()) -> int:
         if self._head_sent or self.closed:
@@ -212,7 +251,9 @@ class H2Connection(asyncio.Protocol):
         self._client, self._server, self._tls, self._fields = client, server, tls, fields
         self._transport: asyncio.Transport | None = None
         self._streams: dict[int, H2Stream] = {}
-        self._idle_since: float | None = self.loop.time()
+        self._started = self.loop.time()  # for the handshake's bound
+        self._idle_since: float | None = self._started
+        self._send_stall = SendStall()  # send_timeout, while writing is paused
         self._closing = False
         self.writing_paused = False
         self.closed = False
@@ -266,6 +307,9 @@ class H2Connection(asyncio.Protocol):
 
     def _start_cycle(self, event: StreamHead) -> None:
         state, head = self._state, event.head
+        if len(self._streams) >= MAX_CONCURRENT_STREAMS:  # rule "streams are held"
+            self.session.refuse(event.stream_id)
+            return
         if state.in_flight >= state.concurrency_limit:  # rule "a stream is one request"
             limit = state.config.limit_concurrency
             self._refuse(event.stream_id, head.method, ServiceUnavailable(f"limit {limit}"))
@@ -315,9 +359,14 @@ class H2Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.writing_paused = True
+        self._send_stall.paused()
+        if self._transport is not None:  # rule "a client that does not read"
+            self._transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.writing_paused = False
+        if self._transport is not None and not self.closed:
+            self._transport.resume_reading()
         for stream in list(self._streams.values()):
             stream.window_opened()
             if not stream.writing_paused:
@@ -349,9 +398,36 @@ class H2Connection(asyncio.Protocol):
     # -- timers and closing ------------------------------------------------------------
 
     def check_deadlines(self, now: float) -> None:
-        since = self._idle_since
-        if since is not None and now - since >= self._state.config.keep_alive_timeout:
+        """Called by the worker's sweep (rules "a client that does not read", "the
+        handshake is bounded" and "a connection without a stream in flight")."""
+        config, transport = self._state.config, self._transport
+        if transport is None:
+            return
+        if self.writing_paused and self._send_stall.stalled(transport, now, config.send_timeout):
+            error_log.info("%s read nothing for %s s: aborted", self._client, config.send_timeout)
+            self.abort()
+            return
+        if transport.is_closing():
+            return
+        self._give_up_stalled_streams(now, config.send_timeout)
+        if not self.session.greeted and now - self._started >= config.header_timeout:
+            error_log.info("%s: no HTTP/2 preface after %s s", self._client, config.header_timeout)
             self.close()
+            return
+        since = self._idle_since
+        if since is not None and now - since >= config.keep_alive_timeout:
+            self.shutdown()  # GOAWAY, then the close, there being no stream in flight
+
+    def _give_up_stalled_streams(self, now: float, timeout_s: float) -> None:
+        for stream in list(self._streams.values()):
+            if stream.send_stalled(now, timeout_s):
+                error_log.info(
+                    "%s opened no window on stream %d for %s s: reset",
+                    self._client,
+                    stream.stream_id,
+                    timeout_s,
+                )
+                stream.give_up()
 
     def shutdown(self) -> None:
         """Graceful stop (rule "a graceful `shutdown()`")."""

@@ -7,18 +7,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-import h2.config
-import h2.connection
 import h2.events
-import h2.settings
 import httpx
 import hyperframe.frame
 import pytest
 from support.deadlines import read_response, read_until_closed, wait_until
+from support.h2_clients import RawH2, frames
 from support.servers import Server
 from support.tls_certs import Certs, make_certs
 
@@ -141,50 +138,6 @@ def test_the_preface_in_pieces_is_still_http2(serve: Serve) -> None:
     assert head[3] == 0x4 and head[5:9] == bytes(4)
 
 
-class RawH2:
-    """A raw HTTP/2 client on h2, for what httpx does not let a test hold still: its
-    receive windows, and the frames themselves."""
-
-    def __init__(self, server: Server, window: int | None = None) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE_S)
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding=None))
-        self.conn.initiate_connection()
-        if window is not None:  # every stream's receive window, until acknowledged
-            self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
-        self.events: list[h2.events.Event] = []
-        self._flush()
-
-    def _flush(self) -> None:
-        self.sock.sendall(self.conn.data_to_send())
-
-    def get(self, stream_id: int, path: str) -> None:
-        fields = [(":method", "GET"), (":scheme", "http"), (":authority", "t"), (":path", path)]
-        self.conn.send_headers(stream_id, fields, end_stream=True)
-        self._flush()
-
-    def read_until(self, done: Callable[[list[h2.events.Event]], bool]) -> None:
-        """Read and answer frames until `done(events so far)`, the deadline, or the close."""
-        deadline = time.monotonic() + DEADLINE_S
-        while not done(self.events):
-            assert time.monotonic() < deadline, f"not done: {self.events}"
-            data = self.sock.recv(65536)
-            if not data:
-                return
-            self.events += self.conn.receive_data(data)
-            self._flush()
-
-    def ended(self, stream_id: int) -> bool:
-        return any(
-            isinstance(e, h2.events.StreamEnded) and e.stream_id == stream_id for e in self.events
-        )
-
-    def status(self, stream_id: int) -> bytes:
-        for event in self.events:
-            if isinstance(event, h2.events.ResponseReceived) and event.stream_id == stream_id:
-                return dict(event.headers or [])[b":status"]
-        return b""
-
-
 def test_a_stream_waiting_for_its_window_does_not_hold_up_another(serve: Serve) -> None:
     server = serve("[server]\n" + MOUNTS)
     client = RawH2(server, window=1024)
@@ -236,16 +189,6 @@ def test_a_graceful_stop_sends_goaway_and_finishes_the_streams_in_flight(
     assert [(f.last_stream_id, f.error_code) for f in goaway] == [(1, 0)]
     assert sent.index(goaway[0]) < sent.index(data[0])
     assert b"".join(f.data for f in data) == b"slept" and "END_STREAM" in data[-1].flags
-
-
-def frames(data: bytes) -> list[hyperframe.frame.Frame]:
-    out = []
-    while len(data) >= 9:
-        frame, length = hyperframe.frame.Frame.parse_frame_header(memoryview(data[:9]))
-        frame.parse_body(memoryview(data[9 : 9 + length]))
-        out.append(frame)
-        data = data[9 + length :]
-    return out
 
 
 def test_each_stream_has_its_access_line(serve: Serve, caplog: pytest.LogCaptureFixture) -> None:
