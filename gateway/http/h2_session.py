@@ -70,7 +70,12 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 MAX_CONCURRENT_STREAMS = 100
 # A field section over max_header_bytes gets its 431 on the stream, as on HTTP/1.1; one
 # this many times larger is not even decoded (the advertised MAX_HEADER_LIST_SIZE, which
-# h2's HPACK decoder enforces): a connection error, so an HPACK bomb costs little.
+# h2's HPACK decoder enforces): a connection error, so an HPACK bomb costs little. The
+# same factor bounds a header block's encoded bytes (gateway/http/h2_guard.py, rule "a
+# header block is bounded in bytes": Huffman coding makes a string at most 30/8 of its
+# length, RFC 7541 Appendix B's longest code being 30 bits, so a block of fields within
+# max_header_bytes, all we serve, is within the factor too), and the streams h2 holds
+# (rule "streams past MAX_CONCURRENT_STREAMS").
 HARD_BOUND_FACTOR = 4
 # Connection-specific fields (RFC 9113 §8.2.2) an app written for HTTP/1.1 may send:
 # dropped from its response, as they mean nothing here.
