@@ -322,7 +322,7 @@ class H2Session:
             self._conn.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
         self._guard.stream_refused()
 
-    def give_up(self, stream_id: int) -> None:
+    def cancel(self, stream_id: int) -> None:
         """A stream whose client opened no window for `send_timeout`: RST_STREAM CANCEL
         (RFC 9113 §7: the stream is no longer needed)."""
         with contextlib.suppress(h2.exceptions.StreamClosedError):

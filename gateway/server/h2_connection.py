@@ -28,15 +28,17 @@ Rules:
    returned, so that Rapid Reset (CVE-2023-44487) buys no more apps running at once than
    honest requests. A stream past it is refused (gateway/http/h2_session.py, rule
    "streams past MAX_CONCURRENT_STREAMS"), and counted with the client's resets.
-8. A client that does not read is bounded three ways. While the transport's writing is
-   paused, reading pauses too, so what the client sends cannot make us queue more
-   answers (PING and SETTINGS acknowledgements, RST_STREAM) than one read's worth. A
-   connection whose writing stays paused with no new low of the bytes the client has
-   not taken for `send_timeout` is aborted, as on HTTP/1.1 (gateway/server/closing.py,
-   rule "a client that reads nothing"). A stream whose body waits for a window the
-   client does not open (INITIAL_WINDOW_SIZE 0, no WINDOW_UPDATE) for `send_timeout` is
-   reset (RST_STREAM CANCEL) and its app's `send` raises ClientDisconnected; the
-   connection and its other streams go on.
+8. A client that does not read is bounded three ways. Once more than
+   MAX_UNREAD_OUTPUT_BYTES wait in the transport, reading pauses until writing resumes,
+   so what the client sends cannot make us queue answers without bound (new streams'
+   first bodies, acknowledgements); below it reading goes on, so that one download
+   never holds up the other streams' requests and WINDOW_UPDATEs. A connection whose
+   writing stays paused with no new low of the bytes the client has not taken for
+   `send_timeout` is aborted, as on HTTP/1.1 (gateway/server/closing.py, rule "a client
+   that reads nothing"). A stream whose body waits for a window the client does not
+   open (INITIAL_WINDOW_SIZE 0, no WINDOW_UPDATE) for `send_timeout` is reset
+   (RST_STREAM CANCEL) and its app's `send` raises ClientDisconnected; the connection
+   and its other streams go on.
 9. The handshake is bounded by `header_timeout`: a connection whose client has not sent
    its SETTINGS (the end of its preface, RFC 9113 §3.4) by then is closed. The preface
    is to HTTP/2 what a request head is to HTTP/1.1, so it gets a head's time. (TLS has
@@ -69,6 +71,12 @@ from gateway.server.scopes import Address, ConnectionFields, http_scope
 from gateway.server.shared import WorkerShared
 from gateway.server.stream import Fields
 
+# Output a client that does not read may leave in our transport before we stop reading
+# what it sends (rule "a client that does not read"). An app's send waits at the
+# transport's high-water mark (64 KiB), so a download stays far below this; what piles
+# up past it is what the client keeps asking for meanwhile: new streams' heads and first
+# bodies, acknowledgements. 1 MiB holds a hundred streams' heads with 10 KiB each.
+MAX_UNREAD_OUTPUT_BYTES = 1024 * 1024
 error_log = logging.getLogger("gateway.error")
 
 
@@ -169,9 +177,9 @@ class H2Stream:
             self._pending is not None and not self.closed and now - self._blocked_since >= timeout_s
         )
 
-    def give_up(self) -> None:
+    def cancel_send(self) -> None:
         """Reset a stream the client stopped reading (rule "a client that does not read")."""
-        self._conn.session.give_up(self.stream_id)
+        self._conn.session.cancel(self.stream_id)
         self._conn.flush()
         self.gone()
 
@@ -254,6 +262,7 @@ class H2Connection(asyncio.Protocol):
         self._started = self.loop.time()  # for the handshake's bound
         self._idle_since: float | None = self._started
         self._send_stall = SendStall()  # send_timeout, while writing is paused
+        self._reading_paused = False  # by _hold_reading, until writing resumes
         self._closing = False
         self.writing_paused = False
         self.closed = False
@@ -360,12 +369,11 @@ class H2Connection(asyncio.Protocol):
     def pause_writing(self) -> None:
         self.writing_paused = True
         self._send_stall.paused()
-        if self._transport is not None:  # rule "a client that does not read"
-            self._transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.writing_paused = False
-        if self._transport is not None and not self.closed:
+        if self._reading_paused and self._transport is not None and not self.closed:
+            self._reading_paused = False  # rule "a client that does not read"
             self._transport.resume_reading()
         for stream in list(self._streams.values()):
             stream.window_opened()
@@ -379,8 +387,17 @@ class H2Connection(asyncio.Protocol):
 
     def flush(self) -> None:
         data = self.session.data_to_send()
-        if data and self._transport is not None and not self.closed:
-            self._transport.write(data)
+        transport = self._transport
+        if data and transport is not None and not self.closed:
+            transport.write(data)
+            if self.writing_paused and not self._reading_paused:
+                self._hold_reading(transport)
+
+    def _hold_reading(self, transport: asyncio.Transport) -> None:
+        """Rule "a client that does not read": past MAX_UNREAD_OUTPUT_BYTES, read no more."""
+        if transport.get_write_buffer_size() > MAX_UNREAD_OUTPUT_BYTES:
+            self._reading_paused = True
+            transport.pause_reading()
 
     def stream_ended(self, stream: H2Stream) -> None:
         """A stream's cycle ended (rule "a stream is one request")."""
@@ -400,25 +417,25 @@ class H2Connection(asyncio.Protocol):
     def check_deadlines(self, now: float) -> None:
         """Called by the worker's sweep (rules "a client that does not read", "the
         handshake is bounded" and "a connection without a stream in flight")."""
-        config, transport = self._state.config, self._transport
-        if transport is None:
-            return
-        if self.writing_paused and self._send_stall.stalled(transport, now, config.send_timeout):
-            error_log.info("%s read nothing for %s s: aborted", self._client, config.send_timeout)
-            self.abort()
-            return
-        if transport.is_closing():
-            return
-        self._give_up_stalled_streams(now, config.send_timeout)
-        if not self.session.greeted and now - self._started >= config.header_timeout:
-            error_log.info("%s: no HTTP/2 preface after %s s", self._client, config.header_timeout)
-            self.close()
+        if self._send_stalled(now) or self._handshake_late(now):
             return
         since = self._idle_since
-        if since is not None and now - since >= config.keep_alive_timeout:
+        if since is not None and now - since >= self._state.config.keep_alive_timeout:
             self.shutdown()  # GOAWAY, then the close, there being no stream in flight
 
-    def _give_up_stalled_streams(self, now: float, timeout_s: float) -> None:
+    def _send_stalled(self, now: float) -> bool:
+        """Abort a connection whose client reads nothing; reset each stream whose client
+        opens no window (rule "a client that does not read"). True once it is closing."""
+        transport, timeout_s = self._transport, self._state.config.send_timeout
+        if transport is None:
+            return True
+        if self.writing_paused and self._send_stall.stalled(transport, now, timeout_s):
+            # Closing too, maybe: a close waits for the client to read what is buffered.
+            error_log.info("%s read nothing for %s s: aborted", self._client, timeout_s)
+            self.abort()
+            return True
+        if transport.is_closing():
+            return True
         for stream in list(self._streams.values()):
             if stream.send_stalled(now, timeout_s):
                 error_log.info(
@@ -427,7 +444,17 @@ class H2Connection(asyncio.Protocol):
                     stream.stream_id,
                     timeout_s,
                 )
-                stream.give_up()
+                stream.cancel_send()
+        return False
+
+    def _handshake_late(self, now: float) -> bool:
+        """Rule "the handshake is bounded"; True if it closed the connection."""
+        timeout_s = self._state.config.header_timeout
+        if self.session.greeted or now - self._started < timeout_s:
+            return False
+        error_log.info("%s: no HTTP/2 preface after %s s", self._client, timeout_s)
+        self.close()
+        return True
 
     def shutdown(self) -> None:
         """Graceful stop (rule "a graceful `shutdown()`")."""

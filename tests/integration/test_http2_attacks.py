@@ -15,9 +15,11 @@ import importlib
 import logging
 import os
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from support.servers import Server, requests_in_flight
 
 from gateway.http.h2_guard import PING_BURST, SETTINGS_BURST
 from gateway.http.h2_session import HARD_BOUND_FACTOR, MAX_CONCURRENT_STREAMS, PREFACE
+from gateway.server.h2_connection import MAX_UNREAD_OUTPUT_BYTES
 
 Serve = Callable[[str], Server]
 CALM = h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
@@ -42,6 +45,7 @@ TIMEOUT_S = 1.0  # send_timeout, header_timeout or keep_alive_timeout, where a t
 # and a margin for a busy machine.
 LATE_S = 1.5
 MAX_HEADER_BYTES = 8 * 1024
+linux_only = pytest.mark.skipif(sys.platform != "linux", reason="reads Linux's /proc")
 MOUNTS = """
 [[mount]]
 prefix = "/asgi"
@@ -278,7 +282,8 @@ def test_a_zero_window_held_forever_resets_the_stream_after_send_timeout(serve: 
         client.read_until(lambda events: client.reset_code(1) is not None)
         assert client.reset_code(1) == h2.errors.ErrorCodes.CANCEL
         assert time.monotonic() - started < TIMEOUT_S + LATE_S
-        assert limits().streamed["asgi"] == 0  # its first send never returned
+        assert limits().streamed["asgi"] == 0  # its first send never returned...
+        wait_until(lambda: requests_in_flight(server) == 0)  # ...but raised: the app ended
         client.get(3, "/asgi/")  # the connection goes on
         client.conn.increment_flow_control_window(1024, 3)
         client.flush()
@@ -299,6 +304,41 @@ def test_a_client_that_reads_nothing_is_cut_after_send_timeout(
     assert closed
     assert limits().streamed["asgi"] < limits().STREAM_PIECES  # the app's send was cut
     still_served(server)
+
+
+def unread_by_server(server_port: int, client_port: int) -> int:
+    """Bytes of our connection that the server's kernel holds and the server has not
+    read: its socket's rx_queue, from the kernel (proc(5), /proc/net/tcp)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = (int(address.split(":")[1], 16) for address in fields[1:3])
+        if (local, remote) == (server_port, client_port):
+            return int(fields[4].split(":")[1], 16)
+    return 0
+
+
+def read_or_held(server: Server, port: int, streams: int) -> bool:
+    """Whether the server started `streams` streams, or holds our bytes unread."""
+    return unread_by_server(server.port, port) > 0 or requests_in_flight(server) == streams
+
+
+@linux_only
+def test_reading_pauses_while_much_waits_for_a_client_that_reads_nothing(server: Server) -> None:
+    """Streams whose bodies the client does not read: past MAX_UNREAD_OUTPUT_BYTES what
+    it sends next waits in the kernel, unread, instead of adding to our output."""
+    client = RawH2(server, window=2**31 - 1)
+    port = client.sock.getsockname()[1]
+    piece = len(limits().STREAM_PIECE)
+    with client.sock:
+        client.conn.increment_flow_control_window(2**31 - 1 - 65535)  # the connection's
+        for n in range(2 * MAX_UNREAD_OUTPUT_BYTES // piece):  # each writes 64 KiB at least
+            client.get(1 + 2 * n, "/asgi/stream")
+            wait_until(partial(read_or_held, server, port, n + 1), CLIENT_TIMEOUT_S)
+            if unread_by_server(server.port, port):
+                break
+        assert unread_by_server(server.port, port)  # a stream's head, held in the kernel
+        # Not before the bound: as many streams started as its worth of first pieces.
+        assert requests_in_flight(server) >= MAX_UNREAD_OUTPUT_BYTES // piece
 
 
 def test_a_preface_without_settings_is_closed_after_header_timeout(serve: Serve) -> None:
