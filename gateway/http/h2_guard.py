@@ -49,9 +49,9 @@ RESET_BURST_PER_STREAM = 2
 # ... and this many a second after the burst: ten page loads cancelled a second is
 # more than a person clicks; a Rapid Reset client sends tens of thousands.
 RESETS_PER_S = 10.0
-# SETTINGS frames that change something: a client sends one with its preface, and
-# rarely another; each costs us an ACK. nghttp2 (and Node.js with it) refuse a queue of
-# 1,000 outbound control frames.
+# SETTINGS frames (not their ACKs): a client sends one with its preface, and rarely
+# another; each costs us an ACK. nghttp2 likewise bounds the acknowledgements a peer
+# leaves unread (max_outbound_ack) and ends the connection past it.
 SETTINGS_BURST = 32
 SETTINGS_PER_S = 1.0
 # PINGs: a client measures its round trip or keeps a quiet connection open with a few;
