@@ -66,7 +66,7 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # and browsers open about that many; each stream costs a task and a scope, so a client
 # gets as much concurrency as a hundred HTTP/1.1 connections and no more. A stream the
 # client reset holds its place until its app has returned (gateway/server/h2_connection.py,
-# rule "a stream is one request"), so resetting streams buys no more concurrency.
+# rule "streams are held"), so resetting streams buys no more concurrency.
 MAX_CONCURRENT_STREAMS = 100
 # A field section over max_header_bytes gets its 431 on the stream, as on HTTP/1.1; one
 # this many times larger is not even decoded (the advertised MAX_HEADER_LIST_SIZE, which
@@ -164,6 +164,10 @@ class H2Session:
         self._conn.initiate_connection()
         self._guard = H2Guard(HARD_BOUND_FACTOR * max_header_bytes, MAX_CONCURRENT_STREAMS)
         self._hold_streams_loosely()
+        # h2 gives its HPACK decoder the advertised MAX_HEADER_LIST_SIZE only when an
+        # acknowledgement changes it, never from the initial values: left alone, it
+        # holds its own 64 KiB whatever max_header_bytes says.
+        self._conn.decoder.max_header_list_size = HARD_BOUND_FACTOR * max_header_bytes
 
     def _hold_streams_loosely(self) -> None:
         """Leave MAX_CONCURRENT_STREAMS to the connection (rule "streams past

@@ -246,3 +246,28 @@ def test_streams_past_the_hard_bound_are_a_connection_error() -> None:
     open_streams(client, HARD_BOUND_FACTOR * MAX_CONCURRENT_STREAMS + 1)
     with pytest.raises(BadRequest, match="inbound streams"):
         session.feed(client.data_to_send())
+
+
+@pytest.mark.parametrize(("max_header_bytes", "answered"), [(32 * 1024, True), (8 * 1024, False)])
+def test_the_advertised_header_list_size_is_the_one_held(
+    max_header_bytes: int, answered: bool
+) -> None:
+    """70 KiB of fields: past h2's own 64 KiB, within 4 x 32 KiB (a 431 on the stream),
+    past 4 x 8 KiB (a connection error, the fields never decoded)."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding=None))
+    client.initiate_connection()
+    session = H2Session(max_header_bytes)
+    client.receive_data(session.data_to_send())
+    session.feed(client.data_to_send())
+    client.receive_data(session.data_to_send())
+    client.remote_settings.max_header_list_size = 2**20  # let the client past our figure
+    client.remote_settings.acknowledge()
+    fields = [*REQUEST, *((f"x-{n}", "v" * 1000) for n in range(70))]
+    client.send_headers(1, fields, end_stream=True)
+    wire = client.data_to_send()
+    if not answered:
+        with pytest.raises(BadRequest):
+            session.feed(wire)
+        return
+    refused = session.feed(wire)[0]
+    assert isinstance(refused, StreamRefused) and refused.error.status == 431
