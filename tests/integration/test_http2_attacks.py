@@ -19,7 +19,6 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ import h2.events
 import httpx
 import hyperframe.frame
 import pytest
-from support.deadlines import CLIENT_TIMEOUT_S, read_until_closed, wait_until
+from support.deadlines import CLIENT_TIMEOUT_S, read_until_closed, settled, wait_until
 from support.h2_clients import Frames, RawH2, frames, goaway_codes, rapid_reset
 from support.processes import GatewayProcess, mount_file
 from support.servers import Server, requests_in_flight
@@ -50,6 +49,9 @@ TIMEOUT_S = 1.0  # send_timeout, header_timeout or keep_alive_timeout, where a t
 # and a margin for a busy machine.
 LATE_S = 1.5
 MAX_HEADER_BYTES = 8 * 1024
+# How long a stream's head may wait unread before the test takes it as held: a server
+# that reads it starts its stream within milliseconds, even on a busy machine.
+HELD_S = 2.0
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="reads Linux's /proc")
 MOUNTS = """
 [[mount]]
@@ -324,9 +326,14 @@ def unread_by_server(server_port: int, client_port: int) -> int:
     return 0
 
 
-def read_or_held(server: Server, port: int, streams: int) -> bool:
-    """Whether the server started `streams` streams, or holds our bytes unread."""
-    return unread_by_server(server.port, port) > 0 or requests_in_flight(server) == streams
+def reaches(read: Callable[[], int], value: int, deadline_s: float) -> bool:
+    """Whether `read()` comes to `value` before the deadline (polled, as wait_until)."""
+    end = time.monotonic() + deadline_s
+    while read() != value:
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 @linux_only
@@ -338,14 +345,19 @@ def test_reading_pauses_while_much_waits_for_a_client_that_reads_nothing(server:
     piece = len(limits().STREAM_PIECE)
     with client.sock:
         client.conn.increment_flow_control_window(2**31 - 1 - 65535)  # the connection's
-        for n in range(2 * MAX_UNREAD_OUTPUT_BYTES // piece):  # each writes 64 KiB at least
+        client.get(1, "/asgi/stream")  # 64 MiB: it fills the kernel's buffers, then waits
+        wait_until(lambda: limits().streamed["asgi"] > 0)
+        settled(lambda: limits().streamed["asgi"])  # writing is paused
+        streams = 2 * MAX_UNREAD_OUTPUT_BYTES // piece  # each writes 64 KiB, then waits
+        for n in range(1, streams):  # one read each, so that a hold shows between them
             client.get(1 + 2 * n, "/asgi/stream")
-            wait_until(partial(read_or_held, server, port, n + 1), CLIENT_TIMEOUT_S)
-            if unread_by_server(server.port, port):
+            if not reaches(lambda: requests_in_flight(server), n + 1, HELD_S):
                 break
-        assert unread_by_server(server.port, port)  # a stream's head, held in the kernel
-        # Not before the bound: as many streams started as its worth of first pieces.
-        assert requests_in_flight(server) >= MAX_UNREAD_OUTPUT_BYTES // piece
+        started = requests_in_flight(server)
+        # Reading stopped once the bound was past (as many streams started as its worth
+        # of first pieces), and what came after waits in the kernel.
+        assert MAX_UNREAD_OUTPUT_BYTES // piece <= started < streams
+        assert unread_by_server(server.port, port) > 0
 
 
 def test_a_preface_without_settings_is_closed_after_header_timeout(serve: Serve) -> None:
