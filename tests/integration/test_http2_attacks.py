@@ -1,8 +1,9 @@
 """HTTP/2 limits and attacks over real sockets, each with a raw client on h2 (issue 16,
 point 4): MAX_CONCURRENT_STREAMS, the WSGI queue counting streams, header list size,
 the CONTINUATION flood, Rapid Reset (with the worker's CPU measured, `gateway serve` as
-a subprocess), SETTINGS and PING floods, a zero window held forever, the handshake's
-and the idle connection's timeouts.
+a subprocess), SETTINGS and PING floods, a zero window held forever, a client that
+reads nothing (cut after send_timeout; reading held past MAX_UNREAD_OUTPUT_BYTES), the
+handshake's and the idle connection's timeouts.
 
 The apps are tests/apps/limits_app.py (requests held at a gate the test opens) and
 tests/apps/worker_probe.py. Floods are bounded in frames; every wait has a deadline.

@@ -21,9 +21,11 @@ import h2.settings
 import hpack
 import hyperframe.frame
 
+from gateway.http.h2_session import H2Session
 from support.deadlines import CLIENT_TIMEOUT_S
 
 Frames = list[hyperframe.frame.Frame]
+SessionPair = tuple[h2.connection.H2Connection, H2Session]
 
 
 class Listening(Protocol):
@@ -125,3 +127,15 @@ def rapid_reset(first_stream: int, count: int, path: str) -> bytes:
         head = hyperframe.frame.HeadersFrame(stream_id, data=blocks[min(n, 1)], flags=flags)
         wire += head.serialize() + hyperframe.frame.RstStreamFrame(stream_id).serialize()
     return bytes(wire)
+
+
+def connected_session(max_header_bytes: int) -> SessionPair:
+    """An h2 client and a session, no socket between them, that have exchanged their
+    prefaces, settings and the settings' acknowledgements (for unit tests)."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding=None))
+    client.initiate_connection()
+    session = H2Session(max_header_bytes)
+    client.receive_data(session.data_to_send())
+    session.feed(client.data_to_send())
+    client.receive_data(session.data_to_send())
+    return client, session

@@ -9,6 +9,7 @@ import h2.errors
 import h2.events
 import hyperframe.frame
 import pytest
+from support.h2_clients import SessionPair, connected_session
 
 from gateway.errors import BadRequest
 from gateway.http.h2_guard import (
@@ -161,14 +162,8 @@ def test_refused_streams_count_with_the_resets() -> None:
 # -- through the session, with a raw h2 client ----------------------------------------
 
 
-def connected() -> tuple[h2.connection.H2Connection, H2Session]:
-    client = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding=None))
-    client.initiate_connection()
-    session = H2Session(MAX_HEADER_BYTES)
-    client.receive_data(session.data_to_send())
-    session.feed(client.data_to_send())
-    client.receive_data(session.data_to_send())
-    return client, session
+def connected() -> SessionPair:
+    return connected_session(MAX_HEADER_BYTES)
 
 
 def calmed_down(client: h2.connection.H2Connection, session: H2Session, data: bytes) -> bool:

@@ -8,6 +8,7 @@ import h2.errors
 import h2.events
 import hyperframe.frame
 import pytest
+from support.h2_clients import connected_session
 
 from gateway.errors import (
     BadRequest,
@@ -38,13 +39,7 @@ Pair = tuple[h2.connection.H2Connection, H2Session]
 
 def connected() -> Pair:
     """A client and a session that have exchanged prefaces and settings."""
-    client = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding=None))
-    client.initiate_connection()
-    session = H2Session(MAX_HEADER_BYTES)
-    client.receive_data(session.data_to_send())
-    session.feed(client.data_to_send())
-    client.receive_data(session.data_to_send())  # the settings' acks
-    return client, session
+    return connected_session(MAX_HEADER_BYTES)
 
 
 def exchange(pair: Pair) -> list[object]:
@@ -254,12 +249,7 @@ def test_the_advertised_header_list_size_is_the_one_held(
 ) -> None:
     """70 KiB of fields: past h2's own 64 KiB, within 4 x 32 KiB (a 431 on the stream),
     past 4 x 8 KiB (a connection error, the fields never decoded)."""
-    client = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding=None))
-    client.initiate_connection()
-    session = H2Session(max_header_bytes)
-    client.receive_data(session.data_to_send())
-    session.feed(client.data_to_send())
-    client.receive_data(session.data_to_send())
+    client, session = connected_session(max_header_bytes)
     client.remote_settings.max_header_list_size = 2**20  # let the client past our figure
     client.remote_settings.acknowledge()
     fields = [*REQUEST, *((f"x-{n}", "v" * 1000) for n in range(70))]
