@@ -12,7 +12,10 @@ Rules:
    answers gets the final GOAWAY when the connection's bound has passed
    (gateway/server/h2_connection.py).
 2. The steps are one lifecycle, GoawayStep, moved only through GOAWAY_STEPS: open, then
-   noticed, then final, each once.
+   noticed, then final, each once. A connection that closes for idleness goes from open
+   to final at once (gateway/server/h2_connection.py, rule "a connection without a
+   stream in flight"): no stream is in flight to protect, and a client idle that long
+   is not waited on for an ACK.
 3. The frames are written here rather than by h2, whose `close_connection` moves its
    state machine to CLOSED and would end the streams still in flight with it.
 """
@@ -46,7 +49,7 @@ class GoawayStep(Enum):
 GOAWAY_STEPS = Transitions(
     "HTTP/2 GOAWAY",
     {
-        GoawayStep.OPEN: {GoawayStep.NOTICED},
+        GoawayStep.OPEN: {GoawayStep.NOTICED, GoawayStep.FINAL},
         GoawayStep.NOTICED: {GoawayStep.FINAL},
         GoawayStep.FINAL: (),
     },

@@ -32,6 +32,13 @@ Rules:
 5. A graceful stop is the two-step GOAWAY of gateway/http/h2_goaway.py: `goaway_notice`,
    then, once NoticeSeen (or a bound) says the client has read it, `goaway`, after which
    a stream past the last one named is refused and never reaches the connection.
+6. Streams past MAX_CONCURRENT_STREAMS are refused one by one, with RST_STREAM
+   REFUSED_STREAM (RFC 9113 §5.1.2), after their header block was decoded: the
+   connection counts its streams and calls `refuse`; h2 holds only a hard bound,
+   HARD_BOUND_FACTOR times larger, as a connection error.
+7. What a client may make us do for free is counted before h2 sees its bytes
+   (gateway/http/h2_guard.py): past a bound, `feed` queues GOAWAY ENHANCE_YOUR_CALM
+   and raises the gateway's ProtocolError, as for any connection error.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ import h2.stream
 from gateway.errors import BadRequest, ClientDisconnected, ProtocolError
 from gateway.http.events import RequestHead
 from gateway.http.h2_goaway import Goaway, GoawayStep
+from gateway.http.h2_guard import H2Guard
 from gateway.http.h2_semantics import (
     CONNECTION_SPECIFIC,
     BodyLength,
@@ -62,11 +70,18 @@ from gateway.http.response import field_line
 
 # Streams one client may have open at once. RFC 9113 §6.5.2 advises no fewer than 100,
 # and browsers open about that many; each stream costs a task and a scope, so a client
-# gets as much concurrency as a hundred HTTP/1.1 connections and no more.
+# gets as much concurrency as a hundred HTTP/1.1 connections and no more. A stream the
+# client reset holds its place until its app has returned (gateway/server/h2_connection.py,
+# rule "streams are held"), so resetting streams buys no more concurrency.
 MAX_CONCURRENT_STREAMS = 100
 # A field section over max_header_bytes gets its 431 on the stream, as on HTTP/1.1; one
 # this many times larger is not even decoded (the advertised MAX_HEADER_LIST_SIZE, which
-# h2's HPACK decoder enforces): a connection error, so an HPACK bomb costs little.
+# h2's HPACK decoder enforces): a connection error, so an HPACK bomb costs little. The
+# same factor bounds a header block's encoded bytes (gateway/http/h2_guard.py, rule "a
+# header block is bounded in bytes": Huffman coding makes a string at most 30/8 of its
+# length, RFC 7541 Appendix B's longest code being 30 bits, so a block of fields within
+# max_header_bytes, all we serve, is within the factor too), and the streams h2 holds
+# (rule "streams past MAX_CONCURRENT_STREAMS").
 HARD_BOUND_FACTOR = 4
 # RST_STREAM's error codes (RFC 9113 §7) that `reset` sends.
 NO_ERROR = int(h2.errors.ErrorCodes.NO_ERROR)
@@ -184,6 +199,7 @@ class H2Session:
         # Streams reset as malformed during one `feed`: their later events are dropped.
         self._dropped: set[int] = set()
         self._goaway = Goaway()  # rule "a graceful stop"
+        self.greeted = False  # the client's SETTINGS came: its handshake is over
         self._conn.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
@@ -194,12 +210,34 @@ class H2Session:
             },
         )
         self._conn.initiate_connection()
+        self._guard = H2Guard(HARD_BOUND_FACTOR * max_header_bytes, MAX_CONCURRENT_STREAMS)
+        self._hold_streams_loosely()
+        # h2 gives its HPACK decoder the advertised MAX_HEADER_LIST_SIZE only when an
+        # acknowledgement changes it, never from the initial values: left alone, it
+        # holds its own 64 KiB whatever max_header_bytes says.
+        self._conn.decoder.max_header_list_size = HARD_BOUND_FACTOR * max_header_bytes
+
+    def _hold_streams_loosely(self) -> None:
+        """Leave MAX_CONCURRENT_STREAMS to the connection (rule "streams past
+        MAX_CONCURRENT_STREAMS"), h2 holding only HARD_BOUND_FACTOR times as many: h2
+        treats a stream past its limit as a connection error, raised before the header
+        block is decoded, which leaves the HPACK state behind the client's. Called
+        after our SETTINGS frame went out with the advertised figure."""
+        settings = self._conn.local_settings
+        codes = h2.settings.SettingCodes
+        values = {codes(code): settings[code] for code in settings}
+        values[codes.MAX_CONCURRENT_STREAMS] = HARD_BOUND_FACTOR * MAX_CONCURRENT_STREAMS
+        self._conn.local_settings = h2.settings.Settings(client=False, initial_values=values)
 
     def data_to_send(self) -> bytes:
         return self._conn.data_to_send()
 
     def feed(self, data: bytes) -> list[StreamEvent | PeerGone | NoticeSeen]:
         """The events in `data` (rule "errors" for what it raises)."""
+        abuse = self._guard.scan(data)  # rule "what a client may make us do for free"
+        if abuse is not None:
+            self._conn.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+            raise BadRequest(f"HTTP/2 connection ended: {abuse.reason}")
         try:
             events = self._conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -237,6 +275,7 @@ class H2Session:
         if isinstance(event, h2.events.WindowUpdated):
             return WindowOpened(event.stream_id or 0)
         if isinstance(event, h2.events.RemoteSettingsChanged):
+            self.greeted = True  # the client's preface is complete (RFC 9113 §3.4)
             return WindowOpened(0)  # INITIAL_WINDOW_SIZE may have grown every window
         if isinstance(event, h2.events.ConnectionTerminated):
             return PeerGone()
@@ -382,6 +421,13 @@ class H2Session:
         """What is queued, then the first step of a graceful stop (rule "a graceful
         stop"): GOAWAY 2^31-1 and a PING; every stream goes on being served."""
         return self._conn.data_to_send() + self._goaway.notice()
+
+    def refuse(self, stream_id: int) -> None:
+        """A stream past MAX_CONCURRENT_STREAMS: RST_STREAM REFUSED_STREAM, which tells
+        the client it may retry it (RFC 9113 §5.1.2, §8.7), counted by the guard."""
+        with contextlib.suppress(h2.exceptions.StreamClosedError):
+            self._conn.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+        self._guard.stream_refused()
 
     def goaway(self) -> bytes:
         """What is queued, then the final GOAWAY (RFC 9113 §6.8) naming the last stream

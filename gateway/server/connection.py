@@ -216,6 +216,8 @@ class HTTPConnection(asyncio.Protocol):
         spoken = classify_first_bytes(seen)
         if spoken is FirstBytes.UNDECIDED:
             self._preface = seen
+            if self._head_since is None:  # part of a preface is part of a head, timed so
+                self._head_since = self._loop.time()
             return b""
         self._preface = None
         if spoken is FirstBytes.HTTP2:

@@ -30,12 +30,36 @@ Rules:
    error from the client (a ProtocolError from the session) ends every stream and
    closes after h2's GOAWAY.
 6. A connection without a stream in flight closes after `keep_alive_timeout` (the
-   worker's sweep, as on HTTP/1.1).
+   worker's sweep, as on HTTP/1.1) with the final GOAWAY alone, then the close in
+   stages of a graceful `shutdown()`: RFC 9113 §9.1 asks for the GOAWAY, so that a
+   client knows which of its streams were seen, and a client idle that long is not
+   waited on for a PING's ACK. A request that crosses it is refused (REFUSED_STREAM),
+   which the client may retry (RFC 9113 §8.7).
 7. Slow clients are bounded per stream, as on HTTP/1.1: a stream whose app waits for
    body that has not come for `body_timeout` gets its 408 and RST_STREAM NO_ERROR, or,
    once its response has begun, RST_STREAM. A header block left open (HEADERS without
    its last CONTINUATION) for `header_timeout` holds every stream up (RFC 9113 §6.10):
    GOAWAY, and the connection closes.
+8. Streams are held to MAX_CONCURRENT_STREAMS by the connection, counting every stream
+   whose cycle has not ended: one the client reset still counts until its app has
+   returned, so that Rapid Reset (CVE-2023-44487) buys no more apps running at once than
+   honest requests. A stream past it is refused (gateway/http/h2_session.py, rule
+   "streams past MAX_CONCURRENT_STREAMS"), and counted with the client's resets.
+9. A client that does not read is bounded three ways. Once more than
+   MAX_UNREAD_OUTPUT_BYTES wait in the transport, reading pauses until writing resumes,
+   so what the client sends cannot make us queue answers without bound (new streams'
+   first bodies, acknowledgements); below it reading goes on, so that one download
+   never holds up the other streams' requests and WINDOW_UPDATEs. A connection whose
+   writing stays paused with no new low of the bytes the client has not taken for
+   `send_timeout` is aborted, as on HTTP/1.1 (gateway/server/closing.py, rule "a client
+   that reads nothing"). A stream whose body waits for a window the client does not
+   open (INITIAL_WINDOW_SIZE 0, no WINDOW_UPDATE) for `send_timeout` is reset
+   (RST_STREAM CANCEL) and its app's `send` raises ClientDisconnected; the connection
+   and its other streams go on.
+10. The handshake is bounded by `header_timeout`: a connection whose client has not sent
+    its SETTINGS (the end of its preface, RFC 9113 §3.4) by then is closed. The preface
+    is to HTTP/2 what a request head is to HTTP/1.1, so it gets a head's time. (TLS has
+    its own handshake bound, gateway/server/tls.py.)
 """
 
 from __future__ import annotations
@@ -55,6 +79,8 @@ from gateway.errors import (
 from gateway.http.h2_goaway import GoawayStep
 from gateway.http.h2_semantics import ResponseLength
 from gateway.http.h2_session import (
+    CANCEL,
+    MAX_CONCURRENT_STREAMS,
     H2Session,
     NoticeSeen,
     PeerGone,
@@ -68,12 +94,18 @@ from gateway.http.h2_session import (
 )
 from gateway.http.session import NO_BODY_STATUSES, parse_target
 from gateway.http.ws_session import HandshakeError, read_extended_connect
-from gateway.server.closing import LingeringClose, begin_lingering_close
+from gateway.server.closing import LingeringClose, SendStall, begin_lingering_close
 from gateway.server.cycle import RequestCycle
 from gateway.server.scopes import Address, ConnectionFields, http_scope, websocket_scope
 from gateway.server.shared import WorkerShared
 from gateway.server.stream import Fields
 
+# Output a client that does not read may leave in our transport before we stop reading
+# what it sends (rule "a client that does not read"). An app's send waits at the
+# transport's high-water mark (64 KiB), so a download stays far below this; what piles
+# up past it is what the client keeps asking for meanwhile: new streams' heads and first
+# bodies, acknowledgements. 1 MiB holds a hundred streams' heads with 10 KiB each.
+MAX_UNREAD_OUTPUT_BYTES = 1024 * 1024
 error_log = logging.getLogger("gateway.error")
 
 # How long after the GOAWAY notice the final GOAWAY waits for the client's ACK of its
@@ -95,6 +127,7 @@ class H2Stream:
     """One stream's side of the seam (gateway/server/stream.py `Stream`)."""
 
     __slots__ = (
+        "_blocked_since",
         "_conn",
         "_drain_waiter",
         "_head_sent",
@@ -122,6 +155,7 @@ class H2Stream:
         self._unacknowledged = 0  # flow-controlled bytes the app has not consumed
         self._drain_waiter: asyncio.Future[None] | None = None
         self._length: ResponseLength | None = None  # the body the app declared
+        self._blocked_since = 0.0  # loop time the body last waited for a window, or moved
 
     # -- the seam ----------------------------------------------------------------------
 
@@ -168,6 +202,7 @@ class H2Stream:
             left = self._conn.session.send_body(self.stream_id, body, end)
             if left:
                 self._pending, self._pending_end = left, end
+                self._blocked_since = self._conn.loop.time()
         self._conn.flush()
 
     def window_opened(self) -> None:
@@ -180,10 +215,25 @@ class H2Stream:
         except ClientDisconnected:
             self.gone()
             return
+        if len(left) < len(pending):  # the client took some: the wait starts again
+            self._blocked_since = self._conn.loop.time()
         self._pending = left or None
         if not left:
             self.wake()
             self._conn.forget_if_done(self)
+
+    def send_stalled(self, now: float, timeout_s: float) -> bool:
+        """The body has waited for a window, with nothing taken, for `timeout_s` (rule
+        "a client that does not read")."""
+        return (
+            self._pending is not None and not self.closed and now - self._blocked_since >= timeout_s
+        )
+
+    def cancel_send(self) -> None:
+        """Reset a stream the client stopped reading (rule "a client that does not read")."""
+        self._conn.session.reset(self.stream_id, CANCEL)
+        self._conn.flush()
+        self.gone()
 
     def send_error(self, status: int, headers: Fields = ()) -> int:
         if self._head_sent or self.closed:
@@ -284,8 +334,11 @@ class H2Connection(asyncio.Protocol):
         self._client, self._server, self._tls, self._fields = client, server, tls, fields
         self._transport: asyncio.Transport | None = None
         self._streams: dict[int, H2Stream] = {}
-        self._idle_since: float | None = self.loop.time()
+        self._started = self.loop.time()  # for the handshake's bound
+        self._idle_since: float | None = self._started
         self._header_block_since: float | None = None  # a header block's first frame
+        self._send_stall = SendStall()  # send_timeout, while writing is paused
+        self._reading_paused = False  # by _hold_reading, until writing resumes
         self._closing = False  # no stream will come: close once the last one is done
         self._noticed_at = 0.0  # when the GOAWAY notice went out
         self._linger: LingeringClose | None = None  # reading only to discard, until closed
@@ -352,6 +405,9 @@ class H2Connection(asyncio.Protocol):
 
     def _start_cycle(self, event: StreamHead) -> None:
         state, head = self._state, event.head
+        if len(self._streams) >= MAX_CONCURRENT_STREAMS:  # rule "streams are held"
+            self.session.refuse(event.stream_id)
+            return
         if state.in_flight >= state.concurrency_limit:  # rule "a stream is one request"
             limit = state.config.limit_concurrency
             self._refuse(event.stream_id, head.method, ServiceUnavailable(f"limit {limit}"))
@@ -431,9 +487,13 @@ class H2Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.writing_paused = True
+        self._send_stall.paused()
 
     def resume_writing(self) -> None:
         self.writing_paused = False
+        if self._reading_paused and self._transport is not None and not self.closed:
+            self._reading_paused = False  # rule "a client that does not read"
+            self._transport.resume_reading()
         for stream in list(self._streams.values()):
             stream.window_opened()
             if not stream.writing_paused:
@@ -448,8 +508,17 @@ class H2Connection(asyncio.Protocol):
         self._write(self.session.data_to_send())
 
     def _write(self, data: bytes) -> None:
-        if data and self._transport is not None and not self.closed and self._linger is None:
-            self._transport.write(data)
+        transport = self._transport
+        if data and transport is not None and not self.closed and self._linger is None:
+            transport.write(data)
+            if self.writing_paused and not self._reading_paused:
+                self._hold_reading(transport)
+
+    def _hold_reading(self, transport: asyncio.Transport) -> None:
+        """Rule "a client that does not read": past MAX_UNREAD_OUTPUT_BYTES, read no more."""
+        if transport.get_write_buffer_size() > MAX_UNREAD_OUTPUT_BYTES:
+            self._reading_paused = True
+            transport.pause_reading()
 
     def stream_ended(self, stream: H2Stream) -> None:
         """A stream's cycle ended (rule "a stream is one request")."""
@@ -467,15 +536,24 @@ class H2Connection(asyncio.Protocol):
     # -- timers and closing ------------------------------------------------------------
 
     def check_deadlines(self, now: float) -> None:
-        """Called by the worker's sweep (rule "slow clients are bounded per stream")."""
+        """Called by the worker's sweep (rules "a graceful `shutdown()`", "a connection
+        without a stream in flight", "slow clients are bounded per stream", "a client that
+        does not read" and "the handshake is bounded")."""
+        if self._send_stalled(now) or self._handshake_late(now):
+            return
         config = self._state.config
         noticed = self.session.goaway_step is GoawayStep.NOTICED
         if noticed and now - self._noticed_at >= GOAWAY_ACK_TIMEOUT_S:
             self._final_goaway()  # rule "a graceful `shutdown()`": the client did not answer
         since = self._idle_since
         if since is not None and now - since >= config.keep_alive_timeout:
-            self.close()
+            self._final_goaway()  # rule "a connection without a stream in flight"
             return
+        self._slow_streams(now)
+
+    def _slow_streams(self, now: float) -> None:
+        """Rule "slow clients are bounded per stream"."""
+        config = self._state.config
         timeout = config.body_timeout
         for stream in list(self._streams.values()):
             cycle = stream.cycle
@@ -493,6 +571,39 @@ class H2Connection(asyncio.Protocol):
             self._end_streams()
             self.close()
 
+    def _send_stalled(self, now: float) -> bool:
+        """Abort a connection whose client reads nothing; reset each stream whose client
+        opens no window (rule "a client that does not read"). True once it is closing."""
+        transport, timeout_s = self._transport, self._state.config.send_timeout
+        if transport is None:
+            return True
+        if self.writing_paused and self._send_stall.stalled(transport, now, timeout_s):
+            # Closing too, maybe: a close waits for the client to read what is buffered.
+            error_log.info("%s read nothing for %s s: aborted", self._client, timeout_s)
+            self.abort()
+            return True
+        if transport.is_closing():
+            return True
+        for stream in list(self._streams.values()):
+            if stream.send_stalled(now, timeout_s):
+                error_log.info(
+                    "%s opened no window on stream %d for %s s: reset",
+                    self._client,
+                    stream.stream_id,
+                    timeout_s,
+                )
+                stream.cancel_send()
+        return False
+
+    def _handshake_late(self, now: float) -> bool:
+        """Rule "the handshake is bounded"; True if it closed the connection."""
+        timeout_s = self._state.config.header_timeout
+        if self.session.greeted or now - self._started < timeout_s:
+            return False
+        error_log.info("%s: no HTTP/2 preface after %s s", self._client, timeout_s)
+        self.close()
+        return True
+
     def shutdown(self) -> None:
         """Graceful stop, its first step (rule "a graceful `shutdown()`"): the GOAWAY
         notice; every stream the client sent goes on being served."""
@@ -505,7 +616,7 @@ class H2Connection(asyncio.Protocol):
     def _final_goaway(self) -> None:
         """The second step: no stream after the last one received is served, and the
         connection closes once those are done."""
-        if self.session.goaway_step is GoawayStep.NOTICED:
+        if self.session.goaway_step is not GoawayStep.FINAL:
             self._write(self.session.goaway())
             self._closing = True
             self._close_if_idle()

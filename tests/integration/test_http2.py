@@ -10,15 +10,12 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-import h2.config
-import h2.connection
 import h2.events
-import h2.settings
 import httpx
 import hyperframe.frame
 import pytest
 from support.deadlines import read_response, read_until_closed, wait_until
-from support.h2_clients import RawH2
+from support.h2_clients import RawH2, frames
 from support.servers import Server
 from support.tls_certs import Certs, make_certs
 
@@ -195,16 +192,6 @@ def test_a_graceful_stop_sends_goaway_and_finishes_the_streams_in_flight(
     assert [(f.last_stream_id, f.error_code) for f in goaway] == [(MAX_STREAM_ID, 0), (1, 0)]
     assert sent.index(goaway[0]) < sent.index(data[0])
     assert b"".join(f.data for f in data) == b"slept" and "END_STREAM" in data[-1].flags
-
-
-def frames(data: bytes) -> list[hyperframe.frame.Frame]:
-    out = []
-    while len(data) >= 9:
-        frame, length = hyperframe.frame.Frame.parse_frame_header(memoryview(data[:9]))
-        frame.parse_body(memoryview(data[9 : 9 + length]))
-        out.append(frame)
-        data = data[9 + length :]
-    return out
 
 
 def test_each_stream_has_its_access_line(serve: Serve, caplog: pytest.LogCaptureFixture) -> None:

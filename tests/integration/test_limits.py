@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support.deadlines import read_response, wait_until
+from support.deadlines import read_response, settled, wait_until
 from support.servers import Server
 from support.ws_clients import rejection, ws_connect
 
@@ -78,18 +78,6 @@ def limits() -> Any:
 
 def new_name() -> str:
     return uuid.uuid4().hex
-
-
-def settled(read: Callable[[], int], quiet_s: float = 0.5, deadline_s: float = 10.0) -> int:
-    """`read()` once it has not changed for `quiet_s`; fail if it never settles."""
-    end = time.monotonic() + deadline_s
-    value, since = read(), time.monotonic()
-    while time.monotonic() - since < quiet_s:
-        assert time.monotonic() < end, f"still changing at the deadline: {value}"
-        time.sleep(0.05)
-        if (now := read()) != value:
-            value, since = now, time.monotonic()
-    return value
 
 
 # --- slow and stuck clients --------------------------------------------------------------

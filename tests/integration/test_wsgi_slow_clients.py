@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from support.deadlines import read_response, read_until_closed, wait_until
-from support.servers import Server
+from support.servers import Server, requests_in_flight
 
 Serve = Callable[[str], Server]
 
@@ -54,13 +54,6 @@ def server(serve: Serve) -> Server:
 def limits() -> Any:
     """The limits_app module the server imported (the same object: one process)."""
     return importlib.import_module("limits_app")
-
-
-def requests_in_flight(server: Server) -> int:
-    """Requests the worker has begun and not finished: its own count, read from the
-    test's thread (an int, so the read is whole)."""
-    state = server.worker._state
-    return 0 if state is None else state.in_flight
 
 
 @pytest.fixture

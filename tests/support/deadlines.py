@@ -59,3 +59,15 @@ def read_until_closed(sock: socket.socket, deadline_s: float = 10.0) -> tuple[by
             return b"".join(chunks), True
         chunks.append(chunk)
     return b"".join(chunks), False
+
+
+def settled(read: Callable[[], int], quiet_s: float = 0.5, deadline_s: float = 10.0) -> int:
+    """`read()` once it has not changed for `quiet_s`; fail if it never settles."""
+    end = time.monotonic() + deadline_s
+    value, since = read(), time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        assert time.monotonic() < end, f"still changing at the deadline: {value}"
+        time.sleep(0.05)
+        if (now := read()) != value:
+            value, since = now, time.monotonic()
+    return value

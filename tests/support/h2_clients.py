@@ -7,6 +7,9 @@ Rules:
 2. What the server sends is answered as h2 answers it (settings acks, pings); the receive
    windows open only when a test says so (`acknowledge`), or at once with
    `auto_acknowledge`.
+3. Frames the server sent may also be parsed one by one (`frames`), not through h2's
+   client, which refuses any frame after a GOAWAY although RFC 9113 §6.8 lets streams
+   go on.
 """
 
 from __future__ import annotations
@@ -19,11 +22,16 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
+import hpack
+import hyperframe.frame
 
+from gateway.http.h2_session import H2Session
 from support.deadlines import CLIENT_TIMEOUT_S
 
 Fields = Sequence[tuple[str, str]]
 Events = list[h2.events.Event]
+Frames = list[hyperframe.frame.Frame]
+SessionPair = tuple[h2.connection.H2Connection, H2Session]
 
 
 class RawH2:
@@ -55,12 +63,20 @@ class RawH2:
 
     def request(self, stream_id: int, method: str, path: str, *fields: tuple[str, str]) -> None:
         """A request head; its body, if any, is the test's to send."""
-        head = [(":method", method), (":scheme", "http"), (":authority", "t"), (":path", path)]
+        head = request_head(method, path)
         self.conn.send_headers(stream_id, [*head, *fields], end_stream=method in ("GET", "HEAD"))
         self.flush()
 
-    def get(self, stream_id: int, path: str) -> None:
-        self.request(stream_id, "GET", path)
+    def get(self, stream_id: int, path: str, end: bool = True, **fields: str) -> None:
+        """A GET (underscores in `fields`' names become dashes)."""
+        self.conn.send_headers(stream_id, get_fields(path, **fields), end_stream=end)
+        self.flush()
+
+    def ignore_stream_limit(self) -> None:
+        """Let h2 open streams past the server's MAX_CONCURRENT_STREAMS, which it would
+        otherwise hold itself to."""
+        self.conn.remote_settings.max_concurrent_streams = 2**31 - 1
+        self.conn.remote_settings.acknowledge()
 
     def send_raw_headers(self, stream_id: int, fields: Fields, end: bool = True) -> None:
         self.conn.send_headers(stream_id, list(fields), end_stream=end)
@@ -129,3 +145,58 @@ class RawH2:
             for e in self.events
             if isinstance(e, h2.events.DataReceived) and e.stream_id == stream_id
         )
+
+
+def request_head(method: str, path: str) -> list[tuple[str, str]]:
+    return [(":method", method), (":scheme", "http"), (":authority", "t"), (":path", path)]
+
+
+def get_fields(path: str, **fields: str) -> list[tuple[str, str]]:
+    """A GET's fields (underscores in `fields`' names become dashes)."""
+    extra = [(name.replace("_", "-"), value) for name, value in fields.items()]
+    return request_head("GET", path) + extra
+
+
+def frames(data: bytes) -> Frames:
+    """The whole frames in `data`, in order (rule "frames the server sent")."""
+    out = []
+    while len(data) >= 9:
+        frame, length = hyperframe.frame.Frame.parse_frame_header(memoryview(data[:9]))
+        if len(data) < 9 + length:
+            break
+        frame.parse_body(memoryview(data[9 : 9 + length]))
+        out.append(frame)
+        data = data[9 + length :]
+    return out
+
+
+def goaway_codes(sent: Frames) -> list[int]:
+    return [f.error_code for f in sent if isinstance(f, hyperframe.frame.GoAwayFrame)]
+
+
+def rapid_reset(first_stream: int, count: int, path: str) -> bytes:
+    """`count` streams, each a GET reset at once (CVE-2023-44487), from `first_stream`,
+    on a connection whose HPACK state is fresh: the first head teaches the server's
+    decoder its fields, every later one is a few indexed bytes. Framed here, as h2's
+    client would take seconds to make as many."""
+    encoder = hpack.Encoder()
+    blocks = [encoder.encode(get_fields(path)), encoder.encode(get_fields(path))]
+    wire = bytearray()
+    for n in range(count):
+        stream_id = first_stream + 2 * n
+        flags = ["END_HEADERS", "END_STREAM"]
+        head = hyperframe.frame.HeadersFrame(stream_id, data=blocks[min(n, 1)], flags=flags)
+        wire += head.serialize() + hyperframe.frame.RstStreamFrame(stream_id).serialize()
+    return bytes(wire)
+
+
+def connected_session(max_header_bytes: int) -> SessionPair:
+    """An h2 client and a session, no socket between them, that have exchanged their
+    prefaces, settings and the settings' acknowledgements (for unit tests)."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding=None))
+    client.initiate_connection()
+    session = H2Session(max_header_bytes)
+    client.receive_data(session.data_to_send())
+    session.feed(client.data_to_send())
+    client.receive_data(session.data_to_send())
+    return client, session

@@ -78,7 +78,8 @@ class GatewayProcess:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(128)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.port: int = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
         fd = self.sock.fileno()
         self.proc = subprocess.Popen(
             [*GATEWAY, "serve", str(config), "--bind", f"fd://{fd}", *args],

@@ -77,6 +77,13 @@ class Server:
         return socket.create_connection(("127.0.0.1", self.port), timeout=10)
 
 
+def requests_in_flight(server: Server) -> int:
+    """Requests the worker has begun and not finished: its own count, read from the
+    test's thread (an int, so the read is whole)."""
+    state = server.worker._state
+    return 0 if state is None else state.in_flight
+
+
 def write_config(directory: Path, text: str) -> Config:
     """Write a mount file; its pythonpath defaults to the test apps directory."""
     if "pythonpath" not in text:

@@ -8,6 +8,7 @@ import h2.errors
 import h2.events
 import hyperframe.frame
 import pytest
+from support.h2_clients import connected_session
 
 from gateway.errors import (
     BadRequest,
@@ -17,6 +18,7 @@ from gateway.errors import (
 )
 from gateway.http.h2_goaway import MAX_STREAM_ID, NOTICE_PING_DATA, GoawayStep
 from gateway.http.h2_session import (
+    HARD_BOUND_FACTOR,
     MAX_CONCURRENT_STREAMS,
     NO_ERROR,
     H2Session,
@@ -43,13 +45,7 @@ Pair = tuple[h2.connection.H2Connection, H2Session]
 
 def connected() -> Pair:
     """A client and a session that have exchanged prefaces and settings."""
-    client = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding=None))
-    client.initiate_connection()
-    session = H2Session(MAX_HEADER_BYTES)
-    client.receive_data(session.data_to_send())
-    session.feed(client.data_to_send())
-    client.receive_data(session.data_to_send())  # the settings' acks
-    return client, session
+    return connected_session(MAX_HEADER_BYTES)
 
 
 def exchange(pair: Pair) -> list[object]:
@@ -353,22 +349,51 @@ def test_the_final_goaway_names_the_last_stream_received_and_refuses_later_ones(
 
 def test_the_goaway_steps_come_in_order_and_once() -> None:
     _, session = connected()
-    with pytest.raises(LifecycleError):
-        session.goaway()  # no final GOAWAY without the notice
     session.goaway_notice()
     with pytest.raises(LifecycleError):
         session.goaway_notice()
     session.goaway()
     assert session.goaway_step is GoawayStep.FINAL
+    with pytest.raises(LifecycleError):
+        session.goaway()
 
 
-def test_more_concurrent_streams_than_advertised_is_a_connection_error() -> None:
-    client, session = connected()
+def test_an_idle_connection_may_skip_the_notice() -> None:
+    """gateway/server/h2_connection.py, rule "a connection without a stream in flight"."""
+    _, session = connected()
+    session.goaway()
+    assert session.goaway_step is GoawayStep.FINAL
+    with pytest.raises(LifecycleError):
+        session.goaway_notice()  # no notice after the final GOAWAY
+
+
+def open_streams(client: h2.connection.H2Connection, count: int) -> None:
+    """`count` streams, each left open (no END_STREAM), past any limit we advertised."""
     # h2's client holds itself to our limit: let it past, to break it.
-    client.remote_settings.max_concurrent_streams = 2 * MAX_CONCURRENT_STREAMS
+    client.remote_settings.max_concurrent_streams = 2 * HARD_BOUND_FACTOR * MAX_CONCURRENT_STREAMS
     client.remote_settings.acknowledge()
-    for stream in range(MAX_CONCURRENT_STREAMS + 1):
-        client.send_headers(1 + 2 * stream, REQUEST)  # each stays open: no END_STREAM
+    for stream in range(count):
+        client.send_headers(1 + 2 * stream, REQUEST)
+
+
+def test_streams_past_the_advertised_limit_reach_the_connection_which_refuses_them() -> None:
+    pair = connected()
+    client, session = pair
+    open_streams(client, MAX_CONCURRENT_STREAMS + 1)
+    heads = [e for e in exchange(pair) if isinstance(e, StreamHead)]
+    assert len(heads) == MAX_CONCURRENT_STREAMS + 1  # decoded, so HPACK stays in step
+    session.refuse(heads[-1].stream_id)
+    resets = [e for e in answers(pair) if isinstance(e, h2.events.StreamReset)]
+    assert [(e.stream_id, e.error_code) for e in resets] == [
+        (heads[-1].stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+    ]
+    client.send_headers(1 + 2 * (MAX_CONCURRENT_STREAMS + 1), REQUEST, end_stream=True)
+    assert isinstance(exchange(pair)[0], StreamHead)  # the connection goes on
+
+
+def test_streams_past_the_hard_bound_are_a_connection_error() -> None:
+    client, session = connected()
+    open_streams(client, HARD_BOUND_FACTOR * MAX_CONCURRENT_STREAMS + 1)
     with pytest.raises(BadRequest, match="inbound streams"):
         session.feed(client.data_to_send())
 
@@ -428,3 +453,23 @@ def test_a_reset_after_a_complete_response_says_no_error() -> None:
     pair[1].reset(1, NO_ERROR)
     reset = [e for e in answers(pair) if isinstance(e, h2.events.StreamReset)]
     assert [(e.stream_id, e.error_code) for e in reset] == [(1, h2.errors.ErrorCodes.NO_ERROR)]
+
+
+@pytest.mark.parametrize(("max_header_bytes", "answered"), [(32 * 1024, True), (8 * 1024, False)])
+def test_the_advertised_header_list_size_is_the_one_held(
+    max_header_bytes: int, answered: bool
+) -> None:
+    """70 KiB of fields: past h2's own 64 KiB, within 4 x 32 KiB (a 431 on the stream),
+    past 4 x 8 KiB (a connection error, the fields never decoded)."""
+    client, session = connected_session(max_header_bytes)
+    client.remote_settings.max_header_list_size = 2**20  # let the client past our figure
+    client.remote_settings.acknowledge()
+    fields = [*REQUEST, *((f"x-{n}", "v" * 1000) for n in range(70))]
+    client.send_headers(1, fields, end_stream=True)
+    wire = client.data_to_send()
+    if not answered:
+        with pytest.raises(BadRequest):
+            session.feed(wire)
+        return
+    refused = session.feed(wire)[0]
+    assert isinstance(refused, StreamRefused) and refused.error.status == 431
