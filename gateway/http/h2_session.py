@@ -171,12 +171,17 @@ class H2Session:
         # would end the connection for what is a stream error (RFC 9113 §8.1.1). h2's
         # outbound validation would check again, on every response, what
         # `response_fields` has checked (rule "errors"), and it raises half-way through
-        # an HPACK block, which breaks every stream of the connection.
+        # an HPACK block, which breaks every stream of the connection. Its outbound
+        # normalisation redoes `response_fields`' work too (lowercase names, no
+        # connection-specific fields; a value with whitespace around it is refused
+        # there), and what is left of it, marking credentials never-indexed, is the
+        # encoder's (gateway/http/hpack_codec.py, rule "fields that carry credentials").
         config = h2.config.H2Configuration(
             client_side=False,
             header_encoding=None,
             validate_inbound_headers=False,
             validate_outbound_headers=False,
+            normalize_outbound_headers=False,
         )
         self._conn = _Connection(config)
         # Our responses' HPACK blocks (gateway/http/hpack_codec.py): literals, never
