@@ -58,7 +58,7 @@ from gateway.http.h2_semantics import (
     check_trailers,
     read_request_head,
 )
-from gateway.http.hpack_codec import LiteralEncoder
+from gateway.http.hpack_codec import LiteralEncoder, MemoDecoder
 from gateway.http.response import field_line
 
 # Streams one client may have open at once. RFC 9113 §6.5.2 advises no fewer than 100,
@@ -185,8 +185,10 @@ class H2Session:
         )
         self._conn = _Connection(config)
         # Our responses' HPACK blocks (gateway/http/hpack_codec.py): literals, never
-        # indexed, for a fraction of the CPU of hpack's indexing encoder.
+        # indexed, for a fraction of the CPU of hpack's indexing encoder. The requests'
+        # are hpack's, but a client's repeated block of indexed fields is decoded once.
         self._conn.encoder = LiteralEncoder()  # type: ignore[assignment]  # h2 duck-types it
+        self._conn.decoder = MemoDecoder(self._conn.decoder.max_header_list_size)
         self._max_header_bytes = max_header_bytes
         # Request bodies with a Content-Length, until they end; one per open stream.
         self._lengths: dict[int, BodyLength] = {}

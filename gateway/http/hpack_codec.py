@@ -1,6 +1,8 @@
-"""The HPACK encoder (RFC 7541) of our responses' header blocks, sans I/O: h2's
-connection calls it as its `encoder` (`encode`, `header_table_size`). It trades a few
-bytes on the wire for the CPU that hpack's indexing encoder spends on every field.
+"""HPACK (RFC 7541) for an h2 connection, sans I/O: the encoder of our responses' header
+blocks, which h2 calls as its `encoder` (`encode`, `header_table_size`), and the
+decoder of the requests' blocks, as its `decoder`. The encoder trades a few bytes on
+the wire for the CPU that hpack's indexing encoder spends on every field; the decoder
+is hpack's, which skips the blocks it has decoded before where that is exact.
 
 Rules:
 1. Nothing is ever added to the dynamic table, so nothing we send depends on the
@@ -18,11 +20,18 @@ Rules:
 4. A field's encoding depends on nothing but the field (rule "nothing is ever added"),
    so it is cached: a bounded dict, cleared when full, since apps repeat the same few
    fields and a field seen once (a date, a length) costs one encoding.
+5. Request blocks are decoded by hpack's Decoder, but a block of indexed fields only
+   (RFC 7541 §6.1: all its fields in a table already, as a client's repeated request
+   heads are) changes no table, so its fields depend on the block and the table alone:
+   they are remembered until a block of another kind comes, which may change the
+   table, or the bounds the decoder checks change.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+import hpack
 
 Field = tuple[bytes, bytes]
 
@@ -58,6 +67,10 @@ TABLE_SIZE_ZERO = b"\x20"  # §6.3: 001, then the size 0 in a 5-bit prefix
 # Rule "a field's encoding depends on nothing but the field": a few hundred distinct
 # fields is more than an app sends, and small enough to cost nothing.
 CACHE_FIELDS = 512
+# Rule "a block of indexed fields only": a client repeats a handful of request heads;
+# a block of 127 fields or more is never one of those.
+MEMO_BLOCKS = 64
+MEMO_BLOCK_BYTES = 127
 
 
 def encode_integer(value: int, prefix_bits: int, first_bits: int) -> bytes:
@@ -141,3 +154,36 @@ class LiteralEncoder:
             self._cache.clear()
         self._cache[(name, value)] = encoded
         return encoded
+
+
+def only_indexed(block: bytes) -> bool:
+    """Every byte of `block` a whole indexed field (RFC 7541 §6.1) of index 0 to 126: no
+    literal, no table size update, no index in continuation bytes (an 0xFF), so
+    decoding it leaves the dynamic table as it was."""
+    return bool(block) and min(block) >= _INDEXED and 0xFF not in block
+
+
+class MemoDecoder(hpack.Decoder):
+    """hpack's Decoder, remembering the fields of blocks that change nothing (rule "a
+    block of indexed fields only")."""
+
+    def __init__(self, max_header_list_size: int) -> None:
+        super().__init__(max_header_list_size=max_header_list_size)
+        self._memo: dict[bytes, list[hpack.HeaderTuple]] = {}
+        self._memo_bounds = (max_header_list_size, self.max_allowed_table_size)
+
+    def decode(self, data: bytes, raw: bool = False) -> Iterable[hpack.HeaderTuple]:
+        bounds = (self.max_header_list_size, self.max_allowed_table_size)
+        if raw and bounds == self._memo_bounds:
+            fields = self._memo.get(data)
+            if fields is not None:
+                return list(fields)
+        decoded = list(super().decode(data, raw))
+        if not (raw and only_indexed(data)):
+            self._memo.clear()  # the table may have changed: every memo may be wrong
+        elif len(data) <= MEMO_BLOCK_BYTES:
+            if bounds != self._memo_bounds or len(self._memo) >= MEMO_BLOCKS:
+                self._memo.clear()
+                self._memo_bounds = bounds
+            self._memo[data] = decoded
+        return list(decoded)

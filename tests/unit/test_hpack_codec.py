@@ -15,7 +15,9 @@ from gateway.http.hpack_codec import (
     CACHE_FIELDS,
     TABLE_SIZE_ZERO,
     LiteralEncoder,
+    MemoDecoder,
     encode_integer,
+    only_indexed,
 )
 
 Field = tuple[bytes, bytes]
@@ -123,3 +125,51 @@ def test_an_h2_client_reads_the_session_s_responses_after_it_shrinks_its_table()
                 received.append([(bytes(n), bytes(v)) for n, v in event.headers])
     assert received == answered
     assert b"text/plain; charset=utf-8" in wire  # rule "a field is a literal": no Huffman
+
+
+def client_blocks() -> tuple[hpack.Encoder, MemoDecoder]:
+    return hpack.Encoder(), MemoDecoder(max_header_list_size=1 << 16)
+
+
+def test_a_repeated_block_of_indexed_fields_is_decoded_once() -> None:
+    encoder, decoder = client_blocks()
+    head = [(b":method", b"GET"), (b":path", b"/"), (b"user-agent", b"u")]
+    first = encoder.encode(head)  # user-agent goes into the table
+    again = encoder.encode(head)
+    assert only_indexed(again) and not only_indexed(first)
+    assert [decoder.decode(block, raw=True) for block in (first, again, again)] == [head] * 3
+    assert list(decoder._memo) == [again]
+
+
+def test_a_block_that_changes_the_table_forgets_what_was_decoded() -> None:
+    """RFC 7541 §2.3.3: a new entry takes index 62 and moves the older ones up."""
+    decoder = MemoDecoder(max_header_list_size=1 << 16)
+    add_x = b"\x40\x01x\x011"  # §6.2.1: literal with incremental indexing, new name
+    add_y = b"\x40\x01y\x012"
+    newest = bytes((0x80 | 62,))
+    assert list(decoder.decode(add_x, raw=True)) == [(b"x", b"1")]
+    assert list(decoder.decode(newest, raw=True)) == [(b"x", b"1")]
+    assert list(decoder.decode(add_y, raw=True)) == [(b"y", b"2")]
+    assert list(decoder.decode(newest, raw=True)) == [(b"y", b"2")]
+    assert list(decoder.decode(b"\x20", raw=True)) == []  # §6.3: the table emptied
+    with pytest.raises(hpack.HPACKDecodingError):
+        decoder.decode(newest, raw=True)
+
+
+def test_a_remembered_block_is_held_to_a_lowered_header_list_bound() -> None:
+    encoder, decoder = client_blocks()
+    head = [(b":method", b"GET"), (b"x-long", b"v" * 100)]
+    decoder.decode(encoder.encode(head), raw=True)  # x-long goes into the tables
+    block = encoder.encode(head)
+    assert list(decoder.decode(block, raw=True)) == head
+    assert list(decoder.decode(block, raw=True)) == head  # remembered
+    decoder.max_header_list_size = 100
+    with pytest.raises(hpack.OversizedHeaderListError):
+        decoder.decode(block, raw=True)
+
+
+def test_an_index_past_the_tables_is_an_error_every_time() -> None:
+    decoder = MemoDecoder(max_header_list_size=1 << 16)
+    for _ in range(2):
+        with pytest.raises(hpack.HPACKDecodingError):
+            decoder.decode(b"\x82\xfe", raw=True)
