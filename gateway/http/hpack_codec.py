@@ -20,11 +20,11 @@ Rules:
 4. A field's encoding depends on nothing but the field (rule "nothing is ever added"),
    so it is cached: a bounded dict, cleared when full, since apps repeat the same few
    fields and a field seen once (a date, a length) costs one encoding.
-5. Request blocks are decoded by hpack's Decoder, but a block of indexed fields only
-   (RFC 7541 §6.1: all its fields in a table already, as a client's repeated request
-   heads are) changes no table, so its fields depend on the block and the table alone:
-   they are remembered until a block of another kind comes, which may change the
-   table, or the bounds the decoder checks change.
+5. A block of indexed fields only (RFC 7541 §6.1: all its fields in a table already,
+   as a client's repeated request heads are) changes no table, so its fields depend on
+   the block and the table alone: hpack's Decoder decodes request blocks, and those
+   are remembered until a block of another kind comes, which may change the table, or
+   the bounds the decoder checks change.
 """
 
 from __future__ import annotations
