@@ -5,7 +5,8 @@ Rules:
 1. The connection owns the transport and the session (gateway/http/h2_session.py); an
    H2Stream is the small per-stream object a cycle talks to. Bytes in go through the
    session, and what the session has to send goes out once per batch of events, and
-   once per app send.
+   once per turn of the loop for the app sends made in it (`flush_soon`): the
+   streams a batch of requests started answer in one write, not one each.
 2. A stream is one request: it counts in `in_flight` from its head to its cycle's end,
    as an HTTP/1.1 request does, and is logged and counted when its cycle ends
    (`limit_concurrency` answers a stream past it with a 503, the connection goes on).
@@ -168,7 +169,7 @@ class H2Stream:
             left = self._conn.session.send_body(self.stream_id, body, end)
             if left:
                 self._pending, self._pending_end = left, end
-        self._conn.flush()
+        self._conn.flush_soon()
 
     def window_opened(self) -> None:
         """Send what waited for the windows; let the app on once all of it went."""
@@ -291,6 +292,7 @@ class H2Connection(asyncio.Protocol):
         self._linger: LingeringClose | None = None  # reading only to discard, until closed
         self.writing_paused = False
         self.closed = False
+        self._flush_due = False  # `flush_soon` has a flush on the way
 
     # -- transport callbacks -----------------------------------------------------------
 
@@ -446,6 +448,18 @@ class H2Connection(asyncio.Protocol):
 
     def flush(self) -> None:
         self._write(self.session.data_to_send())
+
+    def flush_soon(self) -> None:
+        """Flush once the streams that run in this turn of the loop have sent: the
+        responses to a batch of requests go out in one write (rule "the connection owns
+        the transport")."""
+        if not self._flush_due:
+            self._flush_due = True
+            self.loop.call_soon(self._flush_when_due)
+
+    def _flush_when_due(self) -> None:
+        self._flush_due = False
+        self.flush()
 
     def _write(self, data: bytes) -> None:
         if data and self._transport is not None and not self.closed and self._linger is None:
