@@ -50,6 +50,7 @@ import h2.stream
 
 from gateway.errors import BadRequest, ClientDisconnected, ProtocolError
 from gateway.http.events import RequestHead
+from gateway.http.h2_fast_lane import frame_response
 from gateway.http.h2_goaway import Goaway, GoawayStep
 from gateway.http.h2_semantics import (
     CONNECTION_SPECIFIC,
@@ -327,11 +328,30 @@ class H2Session:
         self, stream_id: int, status: int, headers: Iterable[Field], defaults: Sequence[Field]
     ) -> None:
         """Encode a response head (rule "errors": the fields are checked first)."""
-        fields = response_fields(status, headers, defaults)
+        self._send_fields(stream_id, response_fields(status, headers, defaults))
+
+    def _send_fields(self, stream_id: int, fields: list[Field]) -> None:
         try:
             self._conn.send_headers(stream_id, fields)
         except h2.exceptions.StreamClosedError:
             raise ClientDisconnected("the client reset the stream") from None
+
+    def send_response(
+        self,
+        stream_id: int,
+        status: int,
+        headers: Iterable[Field],
+        defaults: Sequence[Field],
+        body: bytes,
+    ) -> bytes:
+        """A head and the whole body, which ends the stream: framed in one step where
+        gateway/http/h2_fast_lane.py may, else as `send_head` and `send_body` frame
+        them; the part of the body left (rule "flow control is backpressure")."""
+        fields = response_fields(status, headers, defaults)
+        if frame_response(self._conn, stream_id, status, fields, body):
+            return b""
+        self._send_fields(stream_id, fields)
+        return self.send_body(stream_id, body, end=True)
 
     def send_body(self, stream_id: int, data: bytes, end: bool) -> bytes:
         """Frame as much of `data` as the send windows allow, and the end of the stream

@@ -146,11 +146,27 @@ class H2Stream:
         # (gateway/http/h2_semantics.py, rule "Content-Length is held to").
         length = ResponseLength(status, headers, self._no_body)
         length.send(len(body), not more_body)
+        if not more_body:  # the whole response at once, as most are
+            self._send_response(status, headers, body, length)
+            return
         conn.session.send_head(self.stream_id, status, headers, conn.default_fields())
         self._head_sent, self._length = True, length
         if status in NO_BODY_STATUSES:
             self._no_body = True
         self._send(body, not more_body)
+
+    def _send_response(
+        self, status: int, headers: Fields, body: bytes, length: ResponseLength
+    ) -> None:
+        no_body = self._no_body or status in NO_BODY_STATUSES
+        conn = self._conn
+        left = conn.session.send_response(
+            self.stream_id, status, headers, conn.default_fields(), b"" if no_body else body
+        )
+        self._head_sent, self._length, self._no_body = True, length, no_body
+        if left:
+            self._pending, self._pending_end = left, True
+        conn.flush_soon()
 
     def send_body(self, body: bytes, more_body: bool) -> None:
         if self.closed:
