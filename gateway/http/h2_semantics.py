@@ -110,10 +110,18 @@ def read_request_head(
     lengths: set[bytes] = set()
     size = 0
     expects_continue = False
-    # One pass, the checks of `check_field`, `check_regular` and the pseudo-header
-    # fields' inline: this runs for every request.
+    # One pass, the checks of `check_field` (`check_value`'s only to say why a value
+    # fails), `check_regular` and the pseudo-header fields' inline: this runs for every
+    # request.
     for name, value in fields:
         size += len(name) + len(value) + _FIELD_OVERHEAD
+        if (
+            b"\x00" in value
+            or b"\r" in value
+            or b"\n" in value
+            or (value and (value[0] in _WHITESPACE or value[-1] in _WHITESPACE))
+        ):
+            check_value(name, value)  # it raises, and says why
         if name[:1] == b":":
             if headers:
                 raise MalformedRequest(f"{name!r} after a regular field")
@@ -121,12 +129,10 @@ def read_request_head(
                 raise MalformedRequest(f"unknown pseudo-header field {name[:40]!r}")
             if name in pseudo:
                 raise MalformedRequest(f"{name!r} repeated")
-            check_value(name, value)
             pseudo[name] = value
             continue
         if not name or name.translate(None, _TOKEN_LOWER):
             raise MalformedRequest(f"bad field name {name[:40]!r}")
-        check_value(name, value)
         if name in _NOTABLE:
             check_regular(name, value)
             if name == b"host":
