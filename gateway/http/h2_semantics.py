@@ -59,6 +59,9 @@ CONNECTION_SPECIFIC = frozenset(
 _TOKEN_LOWER = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
 _SCHEMES = frozenset({b"http", b"https"})
 _WHITESPACE = b" \t"
+# The regular fields `read_request_head` looks at more closely: the ones `check_regular`
+# forbids, and those it reads.
+_NOTABLE = CONNECTION_SPECIFIC | {b"te", b"host", b"content-length", b"expect"}
 
 
 class MalformedRequest(BadRequest):
@@ -70,6 +73,11 @@ def check_field(name: bytes, value: bytes) -> None:
     """A field line of a request, held to RFC 9113 §8.2.1 (rule "a malformed request")."""
     if not name or (name[:1] != b":" and name.translate(None, _TOKEN_LOWER)):
         raise MalformedRequest(f"bad field name {name[:40]!r}")
+    check_value(name, value)
+
+
+def check_value(name: bytes, value: bytes) -> None:
+    """A field value, held to RFC 9113 §8.2.1 (rule "a malformed request")."""
     if b"\x00" in value or b"\r" in value or b"\n" in value:
         raise MalformedRequest(f"bad value of {name[:40]!r}")
     if value and (value[:1] in _WHITESPACE or value[-1:] in _WHITESPACE):
@@ -90,50 +98,63 @@ class _Pseudo:
     authority: bytes | None = None
     protocol: bytes | None = None  # RFC 8441's extended CONNECT
 
-    def set(self, name: bytes, value: bytes) -> None:
-        if name not in _PSEUDO:
-            raise MalformedRequest(f"unknown pseudo-header field {name[:40]!r}")
-        attribute = name[1:].decode("ascii")
-        if getattr(self, attribute) is not None:
-            raise MalformedRequest(f"{name!r} repeated")
-        setattr(self, attribute, value)
-
 
 def read_request_head(
     fields: Iterable[Field], max_header_bytes: int
 ) -> tuple[RequestHead, int | None]:
     """The head of a request and its Content-Length (rules "a malformed request", "a
     well-formed request the gateway does not serve", "the request's fields")."""
-    pseudo = _Pseudo()
+    pseudo: dict[bytes, bytes] = {}
     headers: list[Field] = []
     hosts: set[bytes] = set()
     lengths: set[bytes] = set()
     size = 0
     expects_continue = False
+    # One pass, the checks of `check_field` (`check_value`'s only to say why a value
+    # fails), `check_regular` and the pseudo-header fields' inline: this runs for every
+    # request.
     for name, value in fields:
         size += len(name) + len(value) + _FIELD_OVERHEAD
-        check_field(name, value)
+        if (
+            b"\x00" in value
+            or b"\r" in value
+            or b"\n" in value
+            or (value and (value[0] in _WHITESPACE or value[-1] in _WHITESPACE))
+        ):
+            check_value(name, value)  # it raises, and says why
         if name[:1] == b":":
             if headers:
                 raise MalformedRequest(f"{name!r} after a regular field")
-            pseudo.set(name, value)
+            if name not in _PSEUDO:
+                raise MalformedRequest(f"unknown pseudo-header field {name[:40]!r}")
+            if name in pseudo:
+                raise MalformedRequest(f"{name!r} repeated")
+            pseudo[name] = value
             continue
-        check_regular(name, value)
+        if not name or name.translate(None, _TOKEN_LOWER):
+            raise MalformedRequest(f"bad field name {name[:40]!r}")
+        if name in _NOTABLE:
+            check_regular(name, value)
+            if name == b"host":
+                hosts.add(value)
+            elif name == b"content-length":
+                lengths.add(value)
+            elif name == b"expect":
+                expects_continue = expects_continue or value.lower() == b"100-continue"
         headers.append((name, value))
-        if name == b"host":
-            hosts.add(value)
-        elif name == b"content-length":
-            lengths.add(value)
-        elif name == b"expect":
-            expects_continue = expects_continue or value.lower() == b"100-continue"
-    method = _check_pseudo(pseudo, hosts)
+    get = pseudo.get
+    fields_of = _Pseudo(get(b":method"), get(b":scheme"), get(b":path"), get(b":authority"),
+                        get(b":protocol"))  # fmt: skip
+    method = _check_pseudo(fields_of, hosts)
     length = _content_length(lengths)
     if size > max_header_bytes:
         raise RequestHeadersTooLarge(f"request fields over {max_header_bytes} bytes")
-    _check_served(method, pseudo)
-    if pseudo.authority and not hosts:
-        headers.insert(0, (b"host", pseudo.authority))
-    head = RequestHead(method, pseudo.path or b"", headers, "2", expects_continue=expects_continue)
+    _check_served(method, fields_of)
+    if fields_of.authority and not hosts:
+        headers.insert(0, (b"host", fields_of.authority))
+    head = RequestHead(
+        method, fields_of.path or b"", headers, "2", expects_continue=expects_continue
+    )
     return head, length
 
 

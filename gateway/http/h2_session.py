@@ -57,6 +57,7 @@ import h2.stream
 
 from gateway.errors import BadRequest, ClientDisconnected, ProtocolError
 from gateway.http.events import RequestHead
+from gateway.http.h2_fast_lane import frame_response
 from gateway.http.h2_goaway import Goaway, GoawayStep
 from gateway.http.h2_guard import H2Guard
 from gateway.http.h2_semantics import (
@@ -66,6 +67,7 @@ from gateway.http.h2_semantics import (
     check_trailers,
     read_request_head,
 )
+from gateway.http.hpack_codec import LiteralEncoder, MemoDecoder
 from gateway.http.response import field_line
 
 # Streams one client may have open at once. RFC 9113 §6.5.2 advises no fewer than 100,
@@ -185,14 +187,24 @@ class H2Session:
         # would end the connection for what is a stream error (RFC 9113 §8.1.1). h2's
         # outbound validation would check again, on every response, what
         # `response_fields` has checked (rule "errors"), and it raises half-way through
-        # an HPACK block, which breaks every stream of the connection.
+        # an HPACK block, which breaks every stream of the connection. Its outbound
+        # normalisation redoes `response_fields`' work too (lowercase names, no
+        # connection-specific fields; a value with whitespace around it is refused
+        # there), and what is left of it, marking credentials never-indexed, is the
+        # encoder's (gateway/http/hpack_codec.py, rule "fields that carry credentials").
         config = h2.config.H2Configuration(
             client_side=False,
             header_encoding=None,
             validate_inbound_headers=False,
             validate_outbound_headers=False,
+            normalize_outbound_headers=False,
         )
         self._conn = _Connection(config)
+        # Our responses' HPACK blocks (gateway/http/hpack_codec.py): literals, never
+        # indexed, for a fraction of the CPU of hpack's indexing encoder. The requests'
+        # are hpack's, but a client's repeated block of indexed fields is decoded once.
+        self._conn.encoder = LiteralEncoder()  # type: ignore[assignment]  # h2 duck-types it
+        self._conn.decoder = MemoDecoder(self._conn.decoder.max_header_list_size)
         self._max_header_bytes = max_header_bytes
         # Request bodies with a Content-Length, until they end; one per open stream.
         self._lengths: dict[int, BodyLength] = {}
@@ -355,11 +367,30 @@ class H2Session:
         self, stream_id: int, status: int, headers: Iterable[Field], defaults: Sequence[Field]
     ) -> None:
         """Encode a response head (rule "errors": the fields are checked first)."""
-        fields = response_fields(status, headers, defaults)
+        self._send_fields(stream_id, response_fields(status, headers, defaults))
+
+    def _send_fields(self, stream_id: int, fields: list[Field]) -> None:
         try:
             self._conn.send_headers(stream_id, fields)
         except h2.exceptions.StreamClosedError:
             raise ClientDisconnected("the client reset the stream") from None
+
+    def send_response(
+        self,
+        stream_id: int,
+        status: int,
+        headers: Iterable[Field],
+        defaults: Sequence[Field],
+        body: bytes,
+    ) -> bytes:
+        """A head and the whole body, which ends the stream: framed in one step where
+        gateway/http/h2_fast_lane.py may, else as `send_head` and `send_body` frame
+        them; the part of the body left (rule "flow control is backpressure")."""
+        fields = response_fields(status, headers, defaults)
+        if frame_response(self._conn, stream_id, status, fields, body):
+            return b""
+        self._send_fields(stream_id, fields)
+        return self.send_body(stream_id, body, end=True)
 
     def send_body(self, stream_id: int, data: bytes, end: bool) -> bytes:
         """Frame as much of `data` as the send windows allow, and the end of the stream

@@ -5,7 +5,11 @@ Rules:
 1. The connection owns the transport and the session (gateway/http/h2_session.py); an
    H2Stream is the small per-stream object a cycle talks to. Bytes in go through the
    session, and what the session has to send goes out once per batch of events, and
-   once per app send.
+   once per turn of the loop for the app sends made in it (`flush_soon`): the
+   streams a batch of requests started answer in one write, not one each. An app
+   whose sends do not yield (a body in a loop, with windows wide open) is written at
+   once past FLUSH_NOW_BYTES, so the transport's high-water mark still pauses it and
+   nothing piles up unwritten.
 2. A stream is one request: it counts in `in_flight` from its head to its cycle's end,
    as an HTTP/1.1 request does, and is logged and counted when its cycle ends
    (`limit_concurrency` answers a stream past it with a 503, the connection goes on).
@@ -106,6 +110,10 @@ from gateway.server.stream import Fields
 # up past it is what the client keeps asking for meanwhile: new streams' heads and first
 # bodies, acknowledgements. 1 MiB holds a hundred streams' heads with 10 KiB each.
 MAX_UNREAD_OUTPUT_BYTES = 1024 * 1024
+# Body bytes `flush_soon` may hold for the end of the loop's turn (rule "the connection
+# owns the transport"): the transport's high-water mark, so an app that sends without
+# yielding is paused by it as on HTTP/1.1, and small responses still share a write.
+FLUSH_NOW_BYTES = 64 * 1024
 error_log = logging.getLogger("gateway.error")
 
 # How long after the GOAWAY notice the final GOAWAY waits for the client's ACK of its
@@ -179,11 +187,28 @@ class H2Stream:
         # (gateway/http/h2_semantics.py, rule "Content-Length is held to").
         length = ResponseLength(status, headers, self._no_body)
         length.send(len(body), not more_body)
+        if not more_body:  # the whole response at once, as most are
+            self._send_response(status, headers, body, length)
+            return
         conn.session.send_head(self.stream_id, status, headers, conn.default_fields())
         self._head_sent, self._length = True, length
         if status in NO_BODY_STATUSES:
             self._no_body = True
         self._send(body, not more_body)
+
+    def _send_response(
+        self, status: int, headers: Fields, body: bytes, length: ResponseLength
+    ) -> None:
+        no_body = self._no_body or status in NO_BODY_STATUSES
+        conn = self._conn
+        left = conn.session.send_response(
+            self.stream_id, status, headers, conn.default_fields(), b"" if no_body else body
+        )
+        self._head_sent, self._length, self._no_body = True, length, no_body
+        if left:
+            self._pending, self._pending_end = left, True
+            self._blocked_since = conn.loop.time()
+        conn.flush_soon(len(body))
 
     def send_body(self, body: bytes, more_body: bool) -> None:
         if self.closed:
@@ -203,7 +228,7 @@ class H2Stream:
             if left:
                 self._pending, self._pending_end = left, end
                 self._blocked_since = self._conn.loop.time()
-        self._conn.flush()
+        self._conn.flush_soon(len(body))
 
     def window_opened(self) -> None:
         """Send what waited for the windows; let the app on once all of it went."""
@@ -344,6 +369,8 @@ class H2Connection(asyncio.Protocol):
         self._linger: LingeringClose | None = None  # reading only to discard, until closed
         self.writing_paused = False
         self.closed = False
+        self._flush_due = False  # `flush_soon` has a flush on the way
+        self._unflushed = 0  # body bytes framed since the last flush
 
     # -- transport callbacks -----------------------------------------------------------
 
@@ -505,7 +532,23 @@ class H2Connection(asyncio.Protocol):
         return self._state.default_fields.fields()
 
     def flush(self) -> None:
+        self._unflushed = 0
         self._write(self.session.data_to_send())
+
+    def flush_soon(self, size: int) -> None:
+        """Flush once the streams that run in this turn of the loop have sent: the
+        responses to a batch of requests go out in one write (rule "the connection owns
+        the transport"); at once past FLUSH_NOW_BYTES of body."""
+        self._unflushed += size
+        if self._unflushed > FLUSH_NOW_BYTES:
+            self.flush()
+        elif not self._flush_due:
+            self._flush_due = True
+            self.loop.call_soon(self._flush_when_due)
+
+    def _flush_when_due(self) -> None:
+        self._flush_due = False
+        self.flush()
 
     def _write(self, data: bytes) -> None:
         transport = self._transport

@@ -12,7 +12,9 @@ from __future__ import annotations
 import h2.config
 import h2.connection
 import h2.events
+import pytest
 
+from gateway.errors import AppProtocolError
 from gateway.http.h2_session import H2Session
 
 REQUEST = [(":method", "GET"), (":scheme", "http"), (":authority", "x"), (":path", "/")]
@@ -71,3 +73,29 @@ def test_field_names_go_out_lowercase_and_values_as_sent() -> None:
     assert response_heads(pair)[1] == [
         (b":status", b"404"), (b"content-type", b"text/plain; charset=utf-8"),
     ]  # fmt: skip
+
+
+def test_a_value_with_whitespace_around_it_is_refused_before_encoding() -> None:
+    """RFC 9113 §8.2.1: no whitespace around a value; h2 does not strip it (its outbound
+    normalisation is off), so the session refuses it, and the HPACK state stays whole."""
+    pair = two_streams()
+    _, session = pair
+    with pytest.raises(AppProtocolError):
+        session.send_head(1, 200, [(b"x-ok", b"1"), (b"x-padded", b" 2 ")], [])
+    session.send_head(3, 200, [(b"x-ok", b"1")], [])
+    session.send_body(3, b"", end=True)
+    assert response_heads(pair) == {3: [(b":status", b"200"), (b"x-ok", b"1")]}
+
+
+def test_credentials_go_out_never_indexed() -> None:
+    """RFC 7541 §7.1.3 (gateway/http/hpack_codec.py, rule "fields that carry
+    credentials"), with h2's own marking of them switched off."""
+    client, session = two_streams()
+    fields = [(b"set-cookie", b"a=1"), (b"authorization", b"b"), (b"x-plain", b"c")]
+    session.send_head(1, 200, fields, [])
+    session.send_body(1, b"", end=True)
+    events = client.receive_data(session.data_to_send())
+    (event,) = [e for e in events if isinstance(e, h2.events.ResponseReceived)]
+    assert event.headers is not None
+    marks = [getattr(field, "indexable", True) for field in event.headers]
+    assert marks == [True, False, False, True]  # :status, then the app's three

@@ -71,3 +71,27 @@ def test_a_response_is_held_to_its_declared_length(
 def test_no_body_follows_a_declared_length_of_head_204_and_304(status: int, no_body: bool) -> None:
     length = ResponseLength(status, [(b"content-length", b"10")], no_body)
     length.send(0, True)  # the length describes a body that is not sent (RFC 9110 §8.6)
+
+
+MALFORMED_IN_ONE_PASS = {
+    "empty name": [*REQUEST, (b"", b"x")],
+    "NUL in a pseudo-header's value": [*REQUEST[:2], (b":path", b"/a\x00b"), REQUEST[3]],
+    "whitespace around a pseudo-header's value": [*REQUEST[:3], (b":authority", b"a ")],
+    "LF in a value": [*REQUEST, (b"x-a", b"1\n2")],
+    "uppercase name among notable ones": [*REQUEST, (b"Host", b"a")],
+    "TE with a value other than trailers": [*REQUEST, (b"te", b"trailers, gzip")],
+    "repeated :authority": [*REQUEST, (b":authority", b"a")],
+}
+
+
+@pytest.mark.parametrize("fields", MALFORMED_IN_ONE_PASS.values(), ids=MALFORMED_IN_ONE_PASS)
+def test_every_field_check_holds_in_the_one_pass(fields: list[tuple[bytes, bytes]]) -> None:
+    with pytest.raises(MalformedRequest):
+        read_request_head(fields, 8192)
+
+
+def test_the_fields_read_in_the_one_pass() -> None:
+    fields = [*REQUEST, (b"expect", b"100-Continue"), (b"x-a", b""), (b"te", b"trailers")]
+    head, length = read_request_head(fields, 8192)
+    assert (head.method, head.target, head.expects_continue, length) == (b"POST", b"/", True, None)
+    assert head.headers == [(b"host", b"a"), *fields[4:]]

@@ -112,6 +112,7 @@ THIRD_PARTY_OWNERS: dict[str, str] = {
     "httptools": "gateway.http.*",
     "wsproto": "gateway.http.*",
     "h2": "gateway.http.*",
+    "hpack": "gateway.http.*",
     "a2wsgi": "gateway.adapters.*",
     "asgiref": "gateway.adapters.*",
     "uvloop": "gateway.process.worker",
