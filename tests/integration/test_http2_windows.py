@@ -48,6 +48,10 @@ def upload(client: RawH2, stream_id: int, body: bytes) -> None:
     client.send_data(stream_id, b"", end=True)
 
 
+def both_ended(client: RawH2, first: int, second: int) -> Callable[[object], bool]:
+    return lambda events: client.finished(first) and client.finished(second)
+
+
 def post(client: RawH2, stream_id: int, path: str) -> None:
     client.send_raw_headers(stream_id, request_head("POST", path), end=False)
 
@@ -74,6 +78,29 @@ def test_a_stream_whose_app_reads_nothing_leaves_room_for_another_upload(
         client.get(5, "/asgi/unhold?windows")
         client.read_until(lambda events: client.ended(5) and client.finished(1))
         assert client.status(1) == b"200"
+
+
+def test_what_an_ended_cycle_held_unread_goes_back_to_the_connection_window(
+    serve: Serve,
+) -> None:
+    server = serve("[server]\n" + MOUNTS)
+    client = RawH2(server.port)
+    client.auto_acknowledge = True
+    with client.sock:
+        # More streams than the connection's window holds, each ending with a full
+        # window of body its app never read: what they held must come back.
+        for n in range(20):
+            held, release = 8 * n + 1, 8 * n + 3
+            post(client, held, f"/asgi/hold?unread-{n}")
+            for size in (16384, 16384, 16384, 16383):  # the stream's whole window
+                client.send_data(held, b"u" * size)
+            client.get(release, f"/asgi/unhold?unread-{n}")
+            client.read_until(both_ended(client, held, release))
+        post(client, 161, "/asgi/echo")
+        body = b"e" * (2 * DEFAULT_WINDOW)
+        upload(client, 161, body)
+        client.read_until(lambda events: client.ended(161))
+        assert client.body(161) == body
 
 
 def raw_data(stream_id: int, data: bytes) -> bytes:
