@@ -119,7 +119,10 @@ from gateway.server.stream import Fields
 # what it sends (rule "a client that does not read"). An app's send waits at the
 # transport's high-water mark (64 KiB), so a download stays far below this; what piles
 # up past it is what the client keeps asking for meanwhile: new streams' heads and first
-# bodies, acknowledgements. 1 MiB holds a hundred streams' heads with 10 KiB each.
+# bodies, acknowledgements. 1 MiB holds a hundred streams' heads with 10 KiB each. What
+# the client sends is bounded apart from this: the request body it may have us hold
+# unread is the connection's receive window (gateway/http/h2_session.py,
+# CONNECTION_WINDOW, also 1 MiB), however long reading goes on.
 MAX_UNREAD_OUTPUT_BYTES = 1024 * 1024
 error_log = logging.getLogger("gateway.error")
 
