@@ -18,7 +18,10 @@ Rules:
    so its receive window opens again, only when the connection says the app consumed
    it (`acknowledge`). Sending takes only what the stream's and the connection's send
    windows allow (`send_body` returns what is left); a WindowOpened event says when to
-   try the rest.
+   try the rest. Each stream's receive window is the default 65,535 bytes; the
+   connection's is opened at the start to CONNECTION_WINDOW, several streams' worth, so
+   that one stream whose app does not read leaves the others room, while what a
+   connection holds unread stays bounded.
 3. Errors: an h2 ProtocolError from the peer's bytes is a connection error; h2 has
    queued its GOAWAY, and `feed` raises the gateway's ProtocolError. A send on a
    stream the client has reset raises ClientDisconnected. An app's field that no HTTP
@@ -85,6 +88,17 @@ MAX_CONCURRENT_STREAMS = 100
 # max_header_bytes, all we serve, is within the factor too), and the streams h2 holds
 # (rule "streams past MAX_CONCURRENT_STREAMS").
 HARD_BOUND_FACTOR = 4
+# A stream's receive window stays at RFC 9113 §6.9.2's default, 65,535 bytes, which is
+# also the connection's at the start: one stream whose app reads nothing (a slow
+# WebSocket, an upload to a busy app) would then hold the whole connection's window, and
+# every other stream's upload would stop behind it (rule "flow control is
+# backpressure"). The connection's window is opened to this many streams' full windows
+# at the start. It is also the most unread request body a connection makes the gateway
+# hold, whatever the client does: 1 MiB, where HTTP/1.1 holds about 64 KiB per
+# connection for at most one request, and here for up to sixteen at full speed.
+STREAMS_IN_CONNECTION_WINDOW = 16
+DEFAULT_WINDOW = 65_535  # RFC 9113 §6.9.2
+CONNECTION_WINDOW = STREAMS_IN_CONNECTION_WINDOW * DEFAULT_WINDOW
 # RST_STREAM's error codes (RFC 9113 §7) that `reset` sends.
 NO_ERROR = int(h2.errors.ErrorCodes.NO_ERROR)
 INTERNAL_ERROR = int(h2.errors.ErrorCodes.INTERNAL_ERROR)
@@ -222,6 +236,8 @@ class H2Session:
             },
         )
         self._conn.initiate_connection()
+        # rule "flow control is backpressure": the connection's window, after our SETTINGS
+        self._conn.increment_flow_control_window(CONNECTION_WINDOW - DEFAULT_WINDOW)
         self._guard = H2Guard(HARD_BOUND_FACTOR * max_header_bytes, MAX_CONCURRENT_STREAMS)
         self._hold_streams_loosely()
         # h2 gives its HPACK decoder the advertised MAX_HEADER_LIST_SIZE only when an
@@ -427,6 +443,12 @@ class H2Session:
         self._lengths.pop(stream_id, None)
         with contextlib.suppress(h2.exceptions.StreamClosedError):
             self._conn.reset_stream(stream_id, code)
+
+    def still_receiving(self, stream_id: int) -> bool:
+        """The client has neither ended its side of the stream nor reset it: after our
+        END_STREAM, its request body is still to come."""
+        stream = self._conn.streams.get(stream_id)
+        return stream is not None and not stream.closed
 
     def stop_reading(self, stream_id: int) -> None:
         """The response is complete and the rest of the request is not wanted: RST_STREAM

@@ -17,10 +17,14 @@ Rules:
    (its window reopened) only when the app took it (`body_consumed`), so a slow app
    throttles its own upload. A send takes what the stream's and the connection's send
    windows allow; the rest waits in the stream, whose `writing_paused` holds its app in
-   `drain` until a WINDOW_UPDATE lets it out. One slow stream never blocks another.
-   The transport's own high-water mark pauses every stream.
-4. Once a cycle has ended, its stream's later DATA is acknowledged at once, so a body
-   the app never read does not shrink the connection's window for the other streams.
+   `drain` until a WINDOW_UPDATE lets it out. One slow stream never blocks another:
+   the connection's receive window holds several streams' full windows
+   (gateway/http/h2_session.py, CONNECTION_WINDOW), so a stream whose app reads nothing
+   fills its own window and leaves the others room, and no connection holds more than
+   that of unread body. The transport's own high-water mark pauses every stream.
+4. Once a cycle has ended, what it held unread and its stream's later DATA are
+   acknowledged at once, so a body the app never read does not shrink the connection's
+   window for the other streams.
 5. A graceful `shutdown()` (a stop, a reload, max_requests: the worker's drain) is the
    two-step GOAWAY (gateway/http/h2_goaway.py, rule "two steps"): the notice, GOAWAY
    2^31-1 and a PING, at once; the final GOAWAY naming the last stream received once the
@@ -64,6 +68,17 @@ Rules:
     its SETTINGS (the end of its preface, RFC 9113 §3.4) by then is closed. The preface
     is to HTTP/2 what a request head is to HTTP/1.1, so it gets a head's time. (TLS has
     its own handshake bound, gateway/server/tls.py.)
+11. A complete response ends the request: once a stream's END_STREAM has gone out while
+    the client's side is still open (a 503 past limit_concurrency, a refusal, a 408, an
+    app that answered without reading its body), the stream is reset with NO_ERROR, as
+    RFC 9113 §8.1 allows, so the client stops sending a body nobody will read; what it
+    sent meanwhile is dropped, and the connection goes on. A WebSocket's tunnel ends
+    its own way (gateway/server/h2_tunnel.py, rule "closing the WebSocket ends the
+    stream").
+12. A connection lost stays in the worker's `connections` until the last of its
+    streams' apps has returned, as an HTTP/1.1 connection stays until its cycle or
+    WebSocket ends: a graceful stop's drain waits for those apps, within its
+    graceful_timeout, even once their client has gone.
 """
 
 from __future__ import annotations
@@ -108,11 +123,15 @@ from gateway.server.stream import Fields
 # what it sends (rule "a client that does not read"). An app's send waits at the
 # transport's high-water mark (64 KiB), so a download stays far below this; what piles
 # up past it is what the client keeps asking for meanwhile: new streams' heads and first
-# bodies, acknowledgements. 1 MiB holds a hundred streams' heads with 10 KiB each.
+# bodies, acknowledgements. 1 MiB holds a hundred streams' heads with 10 KiB each. What
+# the client sends is bounded apart from this: the request body it may have us hold
+# unread is the connection's receive window (gateway/http/h2_session.py,
+# CONNECTION_WINDOW, also 1 MiB), however long reading goes on.
 MAX_UNREAD_OUTPUT_BYTES = 1024 * 1024
-# Body bytes `flush_soon` may hold for the end of the loop's turn (rule "the connection
-# owns the transport"): the transport's high-water mark, so an app that sends without
-# yielding is paused by it as on HTTP/1.1, and small responses still share a write.
+# Body bytes `flush_soon` holds for the end of the loop's turn below this (rule "the
+# connection owns the transport"): the transport's high-water mark, so a body part that
+# big, or an app that sends without yielding, is written at once and paused by the
+# transport as on HTTP/1.1, and small responses still share a write.
 FLUSH_NOW_BYTES = 64 * 1024
 error_log = logging.getLogger("gateway.error")
 
@@ -208,6 +227,8 @@ class H2Stream:
         if left:
             self._pending, self._pending_end = left, True
             self._blocked_since = conn.loop.time()
+        else:
+            self.response_ended()
         conn.flush_soon(len(body))
 
     def send_body(self, body: bytes, more_body: bool) -> None:
@@ -228,6 +249,8 @@ class H2Stream:
             if left:
                 self._pending, self._pending_end = left, end
                 self._blocked_since = self._conn.loop.time()
+            elif end:
+                self.response_ended()
         self._conn.flush_soon(len(body))
 
     def window_opened(self) -> None:
@@ -244,8 +267,17 @@ class H2Stream:
             self._blocked_since = self._conn.loop.time()
         self._pending = left or None
         if not left:
+            if self._pending_end:
+                self.response_ended()
             self.wake()
             self._conn.forget_if_done(self)
+
+    def response_ended(self) -> None:
+        """Our END_STREAM went out. A request still coming is not wanted: RST_STREAM
+        NO_ERROR (rule "a complete response ends the request")."""
+        session = self._conn.session
+        if session.still_receiving(self.stream_id):
+            session.stop_reading(self.stream_id)
 
     def send_stalled(self, now: float, timeout_s: float) -> bool:
         """The body has waited for a window, with nothing taken, for `timeout_s` (rule
@@ -294,15 +326,14 @@ class H2Stream:
         if cycle is None:
             return
         began = self._head_sent
-        cycle.abandon(error)
+        cycle.abandon(error)  # the 408 ends the request too (`response_ended`)
         if began:
             self.close()
-        elif self._pending is None:
-            self._conn.session.stop_reading(self.stream_id)
-            self._conn.flush()
 
     def end_cycle(self) -> None:
         self.cycle_done = True
+        if self._unacknowledged:  # rule "once a cycle has ended": what it held, too
+            self.body_consumed()
         self._conn.stream_ended(self)
 
     def shutdown(self) -> None:
@@ -506,7 +537,8 @@ class H2Connection(asyncio.Protocol):
         if self._linger is not None:
             self._linger.cancel()
         self._end_streams()
-        self._state.forget(self)
+        if not self._streams:  # else at the last one's end (rule "a connection lost")
+            self._state.forget(self)
 
     def _end_streams(self) -> None:
         for stream in list(self._streams.values()):
@@ -540,7 +572,7 @@ class H2Connection(asyncio.Protocol):
         responses to a batch of requests go out in one write (rule "the connection owns
         the transport"); at once past FLUSH_NOW_BYTES of body."""
         self._unflushed += size
-        if self._unflushed > FLUSH_NOW_BYTES:
+        if self._unflushed >= FLUSH_NOW_BYTES:
             self.flush()
         elif not self._flush_due:
             self._flush_due = True
@@ -572,9 +604,13 @@ class H2Connection(asyncio.Protocol):
     def forget_if_done(self, stream: H2Stream) -> None:
         if stream.done and self._streams.get(stream.stream_id) is stream:
             del self._streams[stream.stream_id]
-            if not self._streams:
-                self._idle_since = self.loop.time()
-                self._close_if_idle()
+            if self._streams:
+                return
+            if self.closed:  # rule "a connection lost": its last app has returned
+                self._state.forget(self)
+                return
+            self._idle_since = self.loop.time()
+            self._close_if_idle()
 
     # -- timers and closing ------------------------------------------------------------
 

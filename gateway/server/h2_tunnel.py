@@ -130,6 +130,11 @@ class H2TunnelStream(H2Stream):
         else:
             self.close()
 
+    def response_ended(self) -> None:
+        """Our END_STREAM here is the WebSocket's end, not a response's: the client ends
+        its side in turn (rule "closing the WebSocket ends the stream"), and a refusal or
+        denial is reset by `close`."""
+
     def window_opened(self) -> None:
         super().window_opened()
         self._end_if_over()

@@ -16,6 +16,7 @@ from typing import Any
 Scope = dict[str, Any]
 progress = {"bytes_sent": 0, "disconnects": 0}
 release_reader = asyncio.Event()  # created unbound; binds to the server loop on first use
+holds: dict[bytes, asyncio.Event] = {}  # /hold?KEY waits on its own, set by /unhold?KEY
 
 
 async def app(scope: Scope, receive: Any, send: Any) -> None:
@@ -155,7 +156,25 @@ async def no_read(scope: Scope, receive: Any, send: Any) -> None:
 async def sleep_route(scope: Scope, receive: Any, send: Any) -> None:
     _note(os.environ.get("PROBE_LIFESPAN_LOG"), "sleep-start")
     await asyncio.sleep(float(scope["query_string"] or b"1"))
+    _note(os.environ.get("PROBE_LIFESPAN_LOG"), "sleep-end")
     await respond(send, b"slept")
+
+
+def _hold_event(scope: Scope) -> asyncio.Event:
+    return holds.setdefault(scope["query_string"], asyncio.Event())
+
+
+async def hold(scope: Scope, receive: Any, send: Any) -> None:
+    """Reads none of its body until /unhold with the same query string is requested:
+    its upload fills its window and stops there (HTTP/2 flow-control tests)."""
+    await _hold_event(scope).wait()
+    holds.pop(scope["query_string"], None)
+    await respond(send, b"held")
+
+
+async def unhold(scope: Scope, receive: Any, send: Any) -> None:
+    _hold_event(scope).set()
+    await respond(send, b"unheld")
 
 
 async def not_found(scope: Scope, receive: Any, send: Any) -> None:
@@ -178,4 +197,6 @@ ROUTES = {
     "/raise-mid": raise_mid,
     "/no-read": no_read,
     "/sleep": sleep_route,
+    "/hold": hold,
+    "/unhold": unhold,
 }

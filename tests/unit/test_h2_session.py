@@ -18,6 +18,8 @@ from gateway.errors import (
 )
 from gateway.http.h2_goaway import MAX_STREAM_ID, NOTICE_PING_DATA, GoawayStep
 from gateway.http.h2_session import (
+    CONNECTION_WINDOW,
+    DEFAULT_WINDOW,
     HARD_BOUND_FACTOR,
     MAX_CONCURRENT_STREAMS,
     NO_ERROR,
@@ -233,6 +235,27 @@ def test_the_receive_window_opens_only_as_the_body_is_consumed() -> None:
         session.acknowledge(1, event.flow_length)
     updates = [e for e in answers(pair) if isinstance(e, h2.events.WindowUpdated)]
     assert updates and client.local_flow_control_window(1) > 0
+
+
+def test_the_connection_window_holds_several_streams_windows() -> None:
+    client, _ = connected()
+    assert client.outbound_flow_control_window == CONNECTION_WINDOW > 8 * DEFAULT_WINDOW
+    client.send_headers(1, POST)
+    assert client.local_flow_control_window(1) == DEFAULT_WINDOW  # a stream's is as it was
+
+
+def test_still_receiving_until_the_client_ends_its_side() -> None:
+    pair = connected()
+    client, session = pair
+    client.send_headers(1, POST)
+    client.send_headers(3, POST, end_stream=True)
+    exchange(pair)
+    for stream_id in (1, 3):
+        session.send_head(stream_id, 200, [], [])
+        session.send_body(stream_id, b"done", end=True)
+    assert session.still_receiving(1) and not session.still_receiving(3)
+    session.stop_reading(1)
+    assert not session.still_receiving(1)
 
 
 def test_sending_stops_at_the_send_window_and_goes_on_when_it_opens() -> None:
