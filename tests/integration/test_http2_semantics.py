@@ -15,7 +15,7 @@ import h2.events
 import hyperframe.frame
 import pytest
 from support.deadlines import read_until_closed, wait_until
-from support.h2_clients import RawH2
+from support.h2_clients import RawH2, frames, goaway_codes
 from support.servers import Server, write_config
 
 PROTOCOL_ERROR = h2.errors.ErrorCodes.PROTOCOL_ERROR
@@ -206,18 +206,7 @@ def test_a_header_block_that_never_ends_ends_the_connection(server: Server) -> N
         client.sock.sendall(headers.serialize())
         received, closed = read_until_closed(client.sock)
     assert closed
-    goaway = [f for f in frames(received) if isinstance(f, hyperframe.frame.GoAwayFrame)]
-    assert [f.error_code for f in goaway] == [0]
-
-
-def frames(data: bytes) -> list[hyperframe.frame.Frame]:
-    out = []
-    while len(data) >= 9:
-        frame, length = hyperframe.frame.Frame.parse_frame_header(memoryview(data[:9]))
-        frame.parse_body(memoryview(data[9 : 9 + length]))
-        out.append(frame)
-        data = data[9 + length :]
-    return out
+    assert goaway_codes(frames(received)) == [0]
 
 
 # -- flow control is backpressure (issue 16, point 3) -----------------------------------
