@@ -16,27 +16,20 @@ import hyperframe.frame
 import pytest
 from support.deadlines import read_until_closed, wait_until
 from support.h2_clients import RawH2, frames, goaway_codes
+from support.mount_files import PROBE_MOUNTS
 from support.servers import Server, write_config
 
 PROTOCOL_ERROR = h2.errors.ErrorCodes.PROTOCOL_ERROR
 # Short, so that the timeout tests take seconds; no other test here leaves a body or a
 # header block unfinished.
-CONFIG = """
+CONFIG = (
+    """
 [server]
 body_timeout = 1
 header_timeout = 1
-
-[[mount]]
-prefix = "/asgi"
-app = "probe_asgi:app"
-interface = "asgi"
-
-[[mount]]
-prefix = "/wsgi"
-app = "probe_wsgi:app"
-interface = "wsgi"
-threads = 2
-
+"""
+    + PROBE_MOUNTS
+    + """
 [[mount]]
 prefix = "/bad"
 app = "misbehaving_apps:asgi_app"
@@ -53,6 +46,7 @@ app = "limits_app:wsgi_app"
 interface = "wsgi"
 threads = 4
 """
+)
 REQUEST = [(":method", "GET"), (":scheme", "http"), (":authority", "t"), (":path", "/asgi/scope")]
 POST = [(":method", "POST"), *REQUEST[1:3], (":path", "/asgi/echo")]
 

@@ -13,22 +13,21 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from support.deadlines import CLIENT_TIMEOUT_S, wait_until
+from support.mount_files import PROBE_ASGI_MOUNT
 from support.servers import Server, write_config
 
 from gateway.server.metrics import parse_exposition
 
 CAP = 1000  # the /api mount's fallback_body_bytes
 METRICS = "/_gateway/metrics"
-CONFIG = f"""
+CONFIG = (
+    f"""
 [server]
 health_path = "/_gateway"
 metrics_path = "{METRICS}"
-
-[[mount]]
-prefix = "/asgi"
-app = "probe_asgi:app"
-interface = "asgi"
-
+"""
+    + PROBE_ASGI_MOUNT
+    + f"""
 [[mount]]
 prefix = "/api"
 app = "migration_new:app"
@@ -74,6 +73,7 @@ prefix = "/new"
 app = "shadow_new:app"
 interface = "asgi"
 """
+)
 
 
 @pytest.fixture(scope="module")
