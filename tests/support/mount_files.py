@@ -47,6 +47,53 @@ interface = "asgi"
 # The probe apps: tests/apps/probe_asgi.py at /asgi, probe_wsgi.py at /wsgi.
 PROBE_MOUNTS = PROBE_ASGI_MOUNT + probe_wsgi_mount()
 
+
+def fallback_mounts(cap: int) -> str:
+    """tests/apps/migration_new.py at /api, falling back to migration_legacy.py's WSGI
+    app (named "legacy") for requests whose bodies stay within `cap` bytes."""
+    return f"""
+[[mount]]
+prefix = "/api"
+app = "migration_new:app"
+interface = "asgi"
+fallback = "legacy"
+fallback_body_bytes = {cap}
+
+[[mount]]
+name = "legacy"
+app = "migration_legacy:app"
+interface = "wsgi"
+threads = 4
+"""
+
+
+# tests/apps/shadow_new.py as the shadow named "newapi", and served itself at /new.
+SHADOW_NEW_MOUNTS = """
+[[mount]]
+name = "newapi"
+app = "shadow_new:app"
+interface = "asgi"
+
+[[mount]]
+prefix = "/new"
+app = "shadow_new:app"
+interface = "asgi"
+"""
+# tests/apps/limits_app.py, ASGI at /asgi and WSGI at /wsgi on a small pool and queue.
+LIMITS_MOUNTS = """
+[[mount]]
+prefix = "/asgi"
+app = "limits_app:app"
+interface = "asgi"
+
+[[mount]]
+prefix = "/wsgi"
+app = "limits_app:wsgi_app"
+interface = "wsgi"
+threads = 2
+max_queue = 2
+"""
+
 NEW = '[[mount]]\nprefix = "/api"\nname = "new"\napp = "new:app"\n'
 
 
