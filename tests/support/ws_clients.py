@@ -173,29 +173,46 @@ class RawClient:
 
     def receive_message(self) -> str | bytes:
         """One whole message, however the server fragmented it."""
-        parts: list[Any] = []
-        for _ in range(100_000):  # bounded by the frames a test's message can take
-            event = self.next_frame_event()
-            if not isinstance(event, TextMessage | BytesMessage):
-                raise AssertionError(f"expected a message, got {event!r}")
-            parts.append(event.data)
-            if event.message_finished:
-                return "".join(parts) if isinstance(event, TextMessage) else b"".join(parts)
-        raise AssertionError("a message that never ended")
+        return read_message(self.next_frame_event)
 
     def wait_close(self) -> CloseConnection:
-        """Read until the server closes. Its Close frame is answered (RFC 6455 §5.5.1);
-        a TCP connection that ended without one reads as code 1006."""
-        for _ in range(100_000):
-            event = self.next_frame_event()
-            if isinstance(event, TextMessage | BytesMessage):
-                self.received.append(event.data)
-            elif isinstance(event, CloseConnection):
-                if self.ws.state is ConnectionState.REMOTE_CLOSING:
-                    with suppress(OSError):
-                        self.send(event.response())
-                return event
-        raise AssertionError("the server never closed")
+        """Read until the server closes, keeping the messages before it in `received`;
+        a TCP connection that ended without a Close reads as code 1006."""
+        return read_until_close(self.next_frame_event, self.ws, self.send, self.received)
+
+
+def read_message(next_event: Callable[[], Event]) -> str | bytes:
+    """One whole message from `next_event`, however the server fragmented it."""
+    parts: list[Any] = []
+    for _ in range(100_000):  # bounded by the frames a test's message can take
+        event = next_event()
+        if not isinstance(event, TextMessage | BytesMessage):
+            raise AssertionError(f"expected a message, got {event!r}")
+        parts.append(event.data)
+        if event.message_finished:
+            return "".join(parts) if isinstance(event, TextMessage) else b"".join(parts)
+    raise AssertionError("a message that never ended")
+
+
+def read_until_close(
+    next_event: Callable[[], Event],
+    ws: Connection | WSConnection,
+    send: Callable[[Event], None],
+    received: list[str | bytes | bytearray],
+) -> CloseConnection:
+    """Read from `next_event` until the server's Close, appending the messages before it
+    to `received`, and answer the Close (RFC 6455 §5.5.1) unless the server closed the
+    transport meanwhile."""
+    for _ in range(100_000):
+        event = next_event()
+        if isinstance(event, TextMessage | BytesMessage):
+            received.append(event.data)
+        elif isinstance(event, CloseConnection):
+            if ws.state is ConnectionState.REMOTE_CLOSING:
+                with suppress(OSError):
+                    send(event.response())
+            return event
+    raise AssertionError("the server never closed")
 
 
 def open_raw(server: Server, target: str, sock: socket.socket | None = None) -> RawClient:
@@ -526,6 +543,7 @@ class H2WebSocket:
         self._offer = offer
         self.ws: Connection | None = None
         self.pending: deque[Event] = deque()
+        self.received: list[str | bytes | bytearray] = []  # messages wait_close read past
 
     def accepted(self) -> dict[bytes, bytes]:
         """Wait for the server's 200 and start speaking frames; its fields."""
@@ -573,25 +591,13 @@ class H2WebSocket:
 
     def receive_message(self) -> str | bytes:
         """One whole message (pings are answered by wsproto's events: not here)."""
-        parts: list[Any] = []
-        for _ in range(100_000):
-            event = self.next_event()
-            if not isinstance(event, TextMessage | BytesMessage):
-                raise AssertionError(f"expected a message, got {event!r}")
-            parts.append(event.data)
-            if event.message_finished:
-                return "".join(parts) if isinstance(event, TextMessage) else b"".join(parts)
-        raise AssertionError("a message that never ended")
+        return read_message(self.next_event)
 
     def wait_close(self) -> CloseConnection:
-        """Read until the server's Close, and answer it (RFC 6455 §5.5.1)."""
-        for _ in range(100_000):
-            event = self.next_event()
-            if isinstance(event, CloseConnection):
-                if self.ws is not None and self.ws.state is ConnectionState.REMOTE_CLOSING:
-                    self.send(event.response())
-                return event
-        raise AssertionError("the server never closed")
+        """Read until the server's Close, keeping the messages before it in `received`,
+        and answer it (RFC 6455 §5.5.1)."""
+        assert self.ws is not None, "accepted() first"
+        return read_until_close(self.next_event, self.ws, self.send, self.received)
 
     def wait_stream_over(self) -> None:
         """Until the server has ended or reset the stream."""
