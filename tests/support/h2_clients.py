@@ -35,7 +35,7 @@ import hpack
 import hyperframe.frame
 
 from gateway.http.h2_session import H2Session
-from support.deadlines import CLIENT_TIMEOUT_S
+from support.deadlines import CLIENT_TIMEOUT_S, receive
 
 Fields = Sequence[tuple[str, str]]
 Events = list[h2.events.Event]
@@ -252,16 +252,11 @@ class FrameClient(H2Writer):
         """Read frames until `done()`, or the server closes; fail at the deadline."""
         end = time.monotonic() + deadline_s
         while not done() and not self.closed:
-            left = end - time.monotonic()
-            assert left > 0, f"not done before the deadline; frames: {self.frames}"
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(65536)
-            except ConnectionResetError:
-                data = b""
-            if not data:
+            assert time.monotonic() < end, f"not done before the deadline; frames: {self.frames}"
+            data = receive(self.sock, end)
+            if data == b"":
                 self.closed = True
-            self._parse(data)
+            self._parse(data or b"")
 
     def _parse(self, data: bytes) -> None:
         parsed, self._buffer = split_frames(self._buffer + data)

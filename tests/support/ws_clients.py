@@ -49,6 +49,7 @@ from wsproto.events import (
 )
 from wsproto.extensions import Extension, PerMessageDeflate
 
+from support.deadlines import receive
 from support.servers import Server
 
 # A read or a handshake that takes longer than this has failed (2 cores, other test runs
@@ -146,16 +147,11 @@ class RawClient:
         """The next event from the server; a vanished TCP connection is Close 1006."""
         end = time.monotonic() + deadline_s
         while not self.pending:
-            remaining = end - time.monotonic()
-            if remaining <= 0:
+            if time.monotonic() >= end:
                 raise AssertionError("no WebSocket event from the server before the deadline")
-            self.sock.settimeout(remaining)
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
+            data = receive(self.sock, end)
+            if data is None:
                 continue
-            except ConnectionResetError:
-                data = b""
             self.ws.receive_data(data or None)
             self.pending.extend(self.ws.events())
         return self.pending.popleft()
@@ -475,13 +471,9 @@ class H2Client:
 
     def pump(self, deadline: float) -> bool:
         """Read once (until `deadline`) and take in the frames; False once closed."""
-        self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
-        try:
-            data = self.sock.recv(65536)
-        except TimeoutError:
+        data = receive(self.sock, deadline)
+        if data is None:
             return True
-        except ConnectionResetError:
-            data = b""
         if not data:
             return False
         for event in self.conn.receive_data(data):
