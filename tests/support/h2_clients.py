@@ -1,7 +1,7 @@
 """Raw HTTP/2 clients, for what httpx does not let a test hold still: its receive windows,
 the frames themselves, requests h2 would refuse to send, and a graceful stop's GOAWAYs.
 
-Two clients, both writing through h2's client (`H2Writer`), differ in how they read:
+Two clients, both writing through h2's client (`H2Writer`, an `H2Socket`), differ in how they read:
 `RawH2` feeds what the server sends to h2's client, which answers as a client would and
 turns it into events; `FrameClient` parses it frame by frame (`split_frames`) and decodes
 heads with its own HPACK decoder, because h2's client refuses any frame after a GOAWAY,
@@ -110,13 +110,15 @@ def rapid_reset(first_stream: int, count: int, path: str) -> bytes:
 # -- the clients ------------------------------------------------------------------------
 
 
-class H2Writer:
-    """One HTTP/2 connection to a test server, by prior knowledge (RFC 9113 §3.3), and
-    h2's client to write what goes on it; how the server's bytes are read is a
-    subclass's."""
+class H2Socket:
+    """One HTTP/2 connection to a test server on `sock`, by prior knowledge (RFC 9113
+    §3.3), and h2's client to write what goes on it; how the server's bytes are read is
+    a subclass's (here, and ws_clients.py's H2Client)."""
 
-    def __init__(self, port: int, window: int | None = None, checked: bool = True) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=CLIENT_TIMEOUT_S)
+    def __init__(
+        self, sock: socket.socket, window: int | None = None, checked: bool = True
+    ) -> None:
+        self.sock = sock
         config = h2.config.H2Configuration(header_encoding=None)
         # Unchecked, it sends what a test asks, malformed or not.
         config.validate_outbound_headers = config.normalize_outbound_headers = checked
@@ -124,7 +126,6 @@ class H2Writer:
         self.conn.initiate_connection()
         if window is not None:  # every stream's receive window, until acknowledged
             self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
-        self.closed = False
         self.flush()
 
     def __enter__(self) -> Self:
@@ -139,6 +140,15 @@ class H2Writer:
     def flush(self) -> None:
         if data := self.conn.data_to_send():
             self.sock.sendall(data)
+
+
+class H2Writer(H2Socket):
+    """An H2Socket to 127.0.0.1:`port`, that notes the server's close in `closed`."""
+
+    def __init__(self, port: int, window: int | None = None, checked: bool = True) -> None:
+        self.closed = False
+        sock = socket.create_connection(("127.0.0.1", port), timeout=CLIENT_TIMEOUT_S)
+        super().__init__(sock, window, checked)
 
     def get(self, stream_id: int, path: str, end: bool = True, **fields: str) -> None:
         """A GET (underscores in `fields`' names become dashes)."""

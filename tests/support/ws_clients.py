@@ -5,9 +5,10 @@
   `upgrade_response` is the server's answer that it got, `rejection` the refusal.
 - `RawClient` is wsproto over a plain socket: frames as they come, pings answered only
   when told, and `client_frame` makes the frames a well-behaved client never sends.
-- `H2Client` is h2 by hand on one HTTP/2 connection, and `H2WebSocket` wsproto in
-  client mode over one of its streams: WebSocket over HTTP/2 (RFC 8441), beside plain
-  requests, with the frames and the flow-control windows in the test's hands.
+- `H2Client` is h2 by hand on one HTTP/2 connection (h2_clients.py's `H2Socket`), and
+  `H2WebSocket` wsproto in client mode over one of its streams: WebSocket over HTTP/2
+  (RFC 8441), beside plain requests, with the frames and the flow-control windows in
+  the test's hands.
 - `read_http_response`, `read_frame` and `send_until_stalled` read and write a raw
   socket with deadlines, for handshakes by hand, frames as sent, and flow control.
 
@@ -28,8 +29,6 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-import h2.config
-import h2.connection
 import h2.errors
 import h2.events
 import pytest
@@ -50,6 +49,7 @@ from wsproto.events import (
 from wsproto.extensions import Extension, PerMessageDeflate
 
 from support.deadlines import receive
+from support.h2_clients import H2Socket
 from support.servers import Server
 
 # A read or a handshake that takes longer than this has failed (2 cores, other test runs
@@ -385,34 +385,20 @@ class H2StreamLog:
     reset: int | None = None  # the server's RST_STREAM error code
 
 
-class H2Client:
+class H2Client(H2Socket):
     """A raw HTTP/2 client (h2) on one connection, for WebSockets over extended CONNECT
     (RFC 8441) and plain requests side by side. Received DATA is acknowledged at once
     unless `holding`, so a test can play a client that stops reading."""
 
     def __init__(self, sock: socket.socket, authority: str = "127.0.0.1") -> None:
-        self.sock = sock
+        super().__init__(sock)
         self.authority = authority
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding=None))
-        self.conn.initiate_connection()
         self.streams: dict[int, H2StreamLog] = {}
         self.holding = False
         self.server_settings: dict[int, int] = {}
         self.goaway: int | None = None  # the error code of the server's GOAWAY
-        self.flush()
         # RFC 8441 §4: no extended CONNECT before the server's SETTINGS allows it.
         self.pump_until(lambda: bool(self.server_settings))
-
-    def __enter__(self) -> H2Client:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.sock.close()
-
-    def flush(self) -> None:
-        data = self.conn.data_to_send()
-        if data:
-            self.sock.sendall(data)
 
     def connect_websocket(
         self, path: str, protocols: tuple[str, ...] = (), deflate: bool = False
