@@ -11,25 +11,18 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 from support.deadlines import read_response, wait_until
+from support.mount_files import PROBE_MOUNTS
 from support.servers import Server
 
-MOUNTS = """
+MOUNTS = (
+    """
 [server]
 keep_alive_timeout = 1
 max_header_bytes = 4096
 max_target_bytes = 1024
-
-[[mount]]
-prefix = "/asgi"
-app = "probe_asgi:app"
-interface = "asgi"
-
-[[mount]]
-prefix = "/wsgi"
-app = "probe_wsgi:app"
-interface = "wsgi"
-threads = 2
-
+"""
+    + PROBE_MOUNTS
+    + """
 [[mount]]
 prefix = "/zo\u00eb"
 app = "probe_wsgi:app"
@@ -46,6 +39,7 @@ app = "probe_asgi:app"
 interface = "asgi"
 max_body_bytes = 1000
 """
+)
 
 Serve = Callable[[str], Server]
 

@@ -16,6 +16,7 @@ import hyperframe.frame
 import pytest
 from support.deadlines import read_response, read_until_closed, wait_until
 from support.h2_clients import RawH2, frames
+from support.mount_files import PROBE_MOUNTS
 from support.servers import Server
 from support.tls_certs import Certs, make_certs
 
@@ -24,18 +25,6 @@ from gateway.http.h2_goaway import MAX_STREAM_ID
 
 Serve = Callable[[str], Server]
 DEADLINE_S = 10.0
-MOUNTS = """
-[[mount]]
-prefix = "/asgi"
-app = "probe_asgi:app"
-interface = "asgi"
-
-[[mount]]
-prefix = "/wsgi"
-app = "probe_wsgi:app"
-interface = "wsgi"
-threads = 2
-"""
 
 
 @pytest.fixture(scope="module")
@@ -72,14 +61,14 @@ def check_asgi_and_wsgi(client: httpx.Client, scheme: str) -> None:
 
 
 def test_prior_knowledge_in_cleartext(serve: Serve) -> None:
-    server = serve("[server]\n" + MOUNTS)
+    server = serve("[server]\n" + PROBE_MOUNTS)
     with h2c_client(server) as client:
         check_asgi_and_wsgi(client, "http")
 
 
 def test_alpn_chooses_h2_over_tls(serve: Serve, certs: Certs) -> None:
     settings = f"certfile = {str(certs.cert)!r}\nkeyfile = {str(certs.key)!r}\n"
-    server = serve("[server]\n" + settings + MOUNTS)
+    server = serve("[server]\n" + settings + PROBE_MOUNTS)
     url = f"https://127.0.0.1:{server.port}"
     context = certs.client_context()
     with httpx.Client(base_url=url, http2=True, verify=context, timeout=DEADLINE_S) as client:
@@ -88,14 +77,14 @@ def test_alpn_chooses_h2_over_tls(serve: Serve, certs: Certs) -> None:
 
 
 def test_root_path_is_added_per_stream(serve: Serve) -> None:
-    server = serve('[server]\nroot_path = "/outer"\n' + MOUNTS)
+    server = serve('[server]\nroot_path = "/outer"\n' + PROBE_MOUNTS)
     with h2c_client(server) as client:
         scope = client.get("/asgi/scope").json()
     assert (scope["root_path"], scope["path"]) == ("/outer/asgi", "/outer/asgi/scope")
 
 
 def test_a_slow_stream_does_not_hold_up_a_fast_one(serve: Serve) -> None:
-    server = serve("[server]\n" + MOUNTS)
+    server = serve("[server]\n" + PROBE_MOUNTS)
     finished: list[str] = []
 
     async def fetch(client: httpx.AsyncClient, path: str) -> None:
@@ -118,14 +107,14 @@ def test_a_slow_stream_does_not_hold_up_a_fast_one(serve: Serve) -> None:
 
 
 def test_http2_off_answers_the_preface_as_http_1_1_does(serve: Serve) -> None:
-    server = serve("[server]\nhttp2 = false\n" + MOUNTS)
+    server = serve("[server]\nhttp2 = false\n" + PROBE_MOUNTS)
     with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE_S) as sock:
         sock.sendall(PREFACE)
         assert read_response(sock).startswith(b"HTTP/1.1 505 ")
 
 
 def test_the_preface_in_pieces_is_still_http2(serve: Serve) -> None:
-    server = serve("[server]\n" + MOUNTS)
+    server = serve("[server]\n" + PROBE_MOUNTS)
     with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE_S) as sock:
         for piece in (PREFACE[:3], PREFACE[3:10], PREFACE[10:]):
             sock.sendall(piece)
@@ -140,7 +129,7 @@ def test_the_preface_in_pieces_is_still_http2(serve: Serve) -> None:
 
 
 def test_a_stream_waiting_for_its_window_does_not_hold_up_another(serve: Serve) -> None:
-    server = serve("[server]\n" + MOUNTS)
+    server = serve("[server]\n" + PROBE_MOUNTS)
     client = RawH2(server.port, window=1024)
     with client.sock:
         client.get(1, "/asgi/big")  # 64 MiB: its stream's window closes after 1 KiB
@@ -159,7 +148,7 @@ def test_limit_concurrency_counts_streams(
 ) -> None:
     probe_log = tmp_path / "probe.log"
     monkeypatch.setenv("PROBE_LIFESPAN_LOG", str(probe_log))
-    server = serve("[server]\nlimit_concurrency = 1\n" + MOUNTS)
+    server = serve("[server]\nlimit_concurrency = 1\n" + PROBE_MOUNTS)
     client = RawH2(server.port)
     with client.sock:
         client.get(1, "/asgi/sleep?1")
@@ -174,7 +163,7 @@ def test_a_graceful_stop_sends_goaway_and_finishes_the_streams_in_flight(
 ) -> None:
     probe_log = tmp_path / "probe.log"  # tests/apps/probe_asgi.py notes "sleep-start"
     monkeypatch.setenv("PROBE_LIFESPAN_LOG", str(probe_log))
-    server = serve("[server]\n" + MOUNTS)
+    server = serve("[server]\n" + PROBE_MOUNTS)
     client = RawH2(server.port)
     with client.sock:
         client.get(1, "/asgi/sleep?1")
@@ -195,7 +184,7 @@ def test_a_graceful_stop_sends_goaway_and_finishes_the_streams_in_flight(
 
 
 def test_each_stream_has_its_access_line(serve: Serve, caplog: pytest.LogCaptureFixture) -> None:
-    server = serve("[server]\n" + MOUNTS)
+    server = serve("[server]\n" + PROBE_MOUNTS)
     with caplog.at_level(logging.INFO, logger="gateway.access"), h2c_client(server) as client:
         for n in range(3):
             assert client.get(f"/asgi/scope?n={n}").status_code == 200
@@ -206,7 +195,7 @@ def test_each_stream_has_its_access_line(serve: Serve, caplog: pytest.LogCapture
 
 
 def test_part_of_a_preface_then_the_end_gets_http_1_1_s_answer(serve: Serve) -> None:
-    server = serve("[server]\n" + MOUNTS)
+    server = serve("[server]\n" + PROBE_MOUNTS)
     with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE_S) as sock:
         sock.sendall(PREFACE[:16])  # "PRI * HTTP/2.0\r\n", then no more
         sock.shutdown(socket.SHUT_WR)

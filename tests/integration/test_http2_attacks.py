@@ -29,7 +29,8 @@ import httpx
 import hyperframe.frame
 import pytest
 from support.deadlines import CLIENT_TIMEOUT_S, read_until_closed, settled, wait_until
-from support.h2_clients import Frames, RawH2, frames, goaway_codes, rapid_reset
+from support.h2_clients import Frames, RawH2, frames, goaway_codes, goaways, rapid_reset
+from support.mount_files import LIMITS_MOUNTS
 from support.processes import GatewayProcess, mount_file
 from support.servers import Server, requests_in_flight
 
@@ -55,19 +56,6 @@ MAX_HEADER_BYTES = 8 * 1024
 # that reads it starts its stream within milliseconds, even on a busy machine.
 HELD_S = 2.0
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="reads Linux's /proc")
-MOUNTS = """
-[[mount]]
-prefix = "/asgi"
-app = "limits_app:app"
-interface = "asgi"
-
-[[mount]]
-prefix = "/wsgi"
-app = "limits_app:wsgi_app"
-interface = "wsgi"
-threads = 2
-max_queue = 2
-"""
 # Frames a flood sends at most: far past every bound here, and a few MiB at most.
 FLOOD_FRAMES = 100_000
 # Worker CPU time a Rapid Reset of FLOOD_FRAMES / 2 streams may cost: the streams served
@@ -78,7 +66,9 @@ ATTACK_CPU_BOUND_S = 1.0
 
 
 def config(*settings: str) -> str:
-    return "\n".join(["[server]", f"max_header_bytes = {MAX_HEADER_BYTES}", *settings, MOUNTS])
+    return "\n".join(
+        ["[server]", f"max_header_bytes = {MAX_HEADER_BYTES}", *settings, LIMITS_MOUNTS]
+    )
 
 
 @pytest.fixture
@@ -391,5 +381,4 @@ def test_an_idle_connection_gets_goaway_then_closes_after_keep_alive_timeout(
         started = time.monotonic()
         received, closed = read_until_closed(client.sock, CLIENT_TIMEOUT_S)
         assert closed and time.monotonic() - started < TIMEOUT_S + LATE_S
-    goaway = [f for f in frames(received) if isinstance(f, hyperframe.frame.GoAwayFrame)]
-    assert [(f.last_stream_id, f.error_code) for f in goaway] == [(1, 0)]
+    assert goaways(frames(received)) == [(1, 0)]

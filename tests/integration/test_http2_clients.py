@@ -22,22 +22,12 @@ from pathlib import Path
 import httpx
 import pytest
 from support.deadlines import CLIENT_TIMEOUT_S, read_until_closed
+from support.mount_files import PROBE_ASGI_MOUNT, probe_wsgi_mount
 from support.servers import Server, write_config
 from support.tls_certs import Certs, make_certs
 
 Serve = Callable[[str], Server]
-MOUNTS = """
-[[mount]]
-prefix = "/asgi"
-app = "probe_asgi:app"
-interface = "asgi"
-
-[[mount]]
-prefix = "/wsgi"
-app = "probe_wsgi:app"
-interface = "wsgi"
-threads = 4
-"""
+MOUNTS = PROBE_ASGI_MOUNT + probe_wsgi_mount(threads=4)
 # Bigger than a stream's initial window (65,535 bytes, RFC 9113 §6.9.2), so the upload
 # waits for the server's WINDOW_UPDATEs.
 BODY = bytes(range(256)) * 1024

@@ -1,6 +1,6 @@
 """HTTP/2's two-step graceful GOAWAY (gateway/http/h2_goaway.py, rule "two steps";
 gateway/server/h2_connection.py, rule "a graceful `shutdown()`") on a real socket, with a
-raw client that reads on past a GOAWAY (tests/support/h2_frames.py).
+raw client that reads on past a GOAWAY (tests/support/h2_clients.py FrameClient).
 
 Which of the two ways to the final GOAWAY a test takes (the client's PING ACK, or the
 bound when it never answers) is made certain by moving the bound out of the way: an hour
@@ -16,7 +16,7 @@ import h2.errors
 import hyperframe.frame
 import pytest
 from support.deadlines import wait_until
-from support.h2_frames import FrameClient
+from support.h2_clients import FrameClient
 from support.servers import Server
 
 from gateway.http.h2_goaway import MAX_STREAM_ID

@@ -15,28 +15,21 @@ import h2.events
 import hyperframe.frame
 import pytest
 from support.deadlines import read_until_closed, wait_until
-from support.h2_clients import RawH2
+from support.h2_clients import RawH2, frames, goaway_codes
+from support.mount_files import PROBE_MOUNTS
 from support.servers import Server, write_config
 
 PROTOCOL_ERROR = h2.errors.ErrorCodes.PROTOCOL_ERROR
 # Short, so that the timeout tests take seconds; no other test here leaves a body or a
 # header block unfinished.
-CONFIG = """
+CONFIG = (
+    """
 [server]
 body_timeout = 1
 header_timeout = 1
-
-[[mount]]
-prefix = "/asgi"
-app = "probe_asgi:app"
-interface = "asgi"
-
-[[mount]]
-prefix = "/wsgi"
-app = "probe_wsgi:app"
-interface = "wsgi"
-threads = 2
-
+"""
+    + PROBE_MOUNTS
+    + """
 [[mount]]
 prefix = "/bad"
 app = "misbehaving_apps:asgi_app"
@@ -53,6 +46,7 @@ app = "limits_app:wsgi_app"
 interface = "wsgi"
 threads = 4
 """
+)
 REQUEST = [(":method", "GET"), (":scheme", "http"), (":authority", "t"), (":path", "/asgi/scope")]
 POST = [(":method", "POST"), *REQUEST[1:3], (":path", "/asgi/echo")]
 
@@ -206,18 +200,7 @@ def test_a_header_block_that_never_ends_ends_the_connection(server: Server) -> N
         client.sock.sendall(headers.serialize())
         received, closed = read_until_closed(client.sock)
     assert closed
-    goaway = [f for f in frames(received) if isinstance(f, hyperframe.frame.GoAwayFrame)]
-    assert [f.error_code for f in goaway] == [0]
-
-
-def frames(data: bytes) -> list[hyperframe.frame.Frame]:
-    out = []
-    while len(data) >= 9:
-        frame, length = hyperframe.frame.Frame.parse_frame_header(memoryview(data[:9]))
-        frame.parse_body(memoryview(data[9 : 9 + length]))
-        out.append(frame)
-        data = data[9 + length :]
-    return out
+    assert goaway_codes(frames(received)) == [0]
 
 
 # -- flow control is backpressure (issue 16, point 3) -----------------------------------

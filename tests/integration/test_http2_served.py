@@ -13,35 +13,22 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from support.deadlines import CLIENT_TIMEOUT_S, wait_until
+from support.mount_files import PROBE_ASGI_MOUNT, SHADOW_NEW_MOUNTS, fallback_mounts
 from support.servers import Server, write_config
 
 from gateway.server.metrics import parse_exposition
 
 CAP = 1000  # the /api mount's fallback_body_bytes
 METRICS = "/_gateway/metrics"
-CONFIG = f"""
+CONFIG = (
+    f"""
 [server]
 health_path = "/_gateway"
 metrics_path = "{METRICS}"
-
-[[mount]]
-prefix = "/asgi"
-app = "probe_asgi:app"
-interface = "asgi"
-
-[[mount]]
-prefix = "/api"
-app = "migration_new:app"
-interface = "asgi"
-fallback = "legacy"
-fallback_body_bytes = {CAP}
-
-[[mount]]
-name = "legacy"
-app = "migration_legacy:app"
-interface = "wsgi"
-threads = 4
-
+"""
+    + PROBE_ASGI_MOUNT
+    + fallback_mounts(CAP)
+    + """
 [[mount]]
 prefix = "/shop"
 app = "migration_legacy:app"
@@ -63,17 +50,9 @@ threads = 4
 shadow = "newapi"
 shadow_methods = ["GET", "POST"]
 shadow_log = "mismatches.jsonl"
-
-[[mount]]
-name = "newapi"
-app = "shadow_new:app"
-interface = "asgi"
-
-[[mount]]
-prefix = "/new"
-app = "shadow_new:app"
-interface = "asgi"
 """
+    + SHADOW_NEW_MOUNTS
+)
 
 
 @pytest.fixture(scope="module")

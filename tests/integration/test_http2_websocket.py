@@ -27,6 +27,7 @@ import h2.settings
 import pytest
 from hyperframe.frame import DataFrame, Frame, GoAwayFrame
 from support.deadlines import wait_until
+from support.mount_files import PROBE_MOUNTS, WS_MOUNT
 from support.servers import Server
 from support.tls_certs import Certs, make_certs
 from support.ws_clients import DEADLINE_S, H2Client, H2WebSocket
@@ -34,23 +35,7 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 
 Serve = Callable[[str], Server]
 SMALL_LIMIT_BYTES = 65536
-MOUNTS = """
-[[mount]]
-prefix = "/ws"
-app = "ws_apps:app"
-interface = "asgi"
-
-[[mount]]
-prefix = "/asgi"
-app = "probe_asgi:app"
-interface = "asgi"
-
-[[mount]]
-prefix = "/wsgi"
-app = "probe_wsgi:app"
-interface = "wsgi"
-threads = 2
-"""
+MOUNTS = WS_MOUNT + PROBE_MOUNTS
 
 
 def mounts(*server_settings: str) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from support.deadlines import read_response, settled, wait_until
+from support.mount_files import LIMITS_MOUNTS
 from support.servers import Server
 from support.ws_clients import rejection, ws_connect
 
@@ -37,19 +38,6 @@ LATE_S = 1.5
 # How much earlier than this side the server may start a timer's clock (see the Slowloris
 # test): one loop turn on a busy machine, far below the timeout itself.
 CLOCK_SLACK_S = 0.5
-MOUNTS = """
-[[mount]]
-prefix = "/asgi"
-app = "limits_app:app"
-interface = "asgi"
-
-[[mount]]
-prefix = "/wsgi"
-app = "limits_app:wsgi_app"
-interface = "wsgi"
-threads = 2
-max_queue = 2
-"""
 # Far below the 64 MiB a stream sends: what the kernel's socket buffers (a few MiB on
 # loopback), the transport's and the WSGI channel's high-water marks can hold together.
 STALLED_STREAM_BOUND_BYTES = 16 * 1024 * 1024
@@ -63,7 +51,7 @@ def mounts(*server_settings: str) -> str:
         "graceful_timeout = 5",
         *server_settings,
     ]
-    return "\n".join(["[server]", *settings, MOUNTS])
+    return "\n".join(["[server]", *settings, LIMITS_MOUNTS])
 
 
 @pytest.fixture

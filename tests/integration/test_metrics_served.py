@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from support.deadlines import wait_until
+from support.mount_files import PROBE_MOUNTS
 from support.servers import Server
 
 from gateway import cli
@@ -25,21 +26,13 @@ DEADLINE_S = 30.0
 # A WSGI request that holds its thread long enough for the test to see the pool busy.
 HOLD_S = 1.5
 
-CONFIG = f"""
+CONFIG = (
+    f"""
 [server]
 metrics_path = "{PATH}"
-
-[[mount]]
-prefix = "/asgi"
-app = "probe_asgi:app"
-interface = "asgi"
-
-[[mount]]
-prefix = "/wsgi"
-app = "probe_wsgi:app"
-interface = "wsgi"
-threads = 2
 """
+    + PROBE_MOUNTS
+)
 
 
 @pytest.fixture

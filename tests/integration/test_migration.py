@@ -10,27 +10,18 @@ from collections.abc import Callable
 import httpx
 import pytest
 from support.deadlines import wait_until
+from support.mount_files import fallback_mounts
 from support.servers import Server
 from support.ws_clients import DEADLINE_S, rejection, ws_connect
 
 CAP = 1000  # the /api mount's fallback_body_bytes
 
-MOUNTS = f"""
+MOUNTS = (
+    """
 [server]
-
-[[mount]]
-prefix = "/api"
-app = "migration_new:app"
-interface = "asgi"
-fallback = "legacy"
-fallback_body_bytes = {CAP}
-
-[[mount]]
-name = "legacy"
-app = "migration_legacy:app"
-interface = "wsgi"
-threads = 4
-
+"""
+    + fallback_mounts(CAP)
+    + """
 [[mount]]
 prefix = "/live"
 app = "migration_new:app"
@@ -72,6 +63,7 @@ name = "new-shop"
 app = "migration_new:app"
 interface = "asgi"
 """
+)
 
 Serve = Callable[[str], Server]
 

@@ -15,29 +15,14 @@ from typing import Any
 
 import httpx
 import pytest
+from support.mount_files import PROBE_ASGI_MOUNT, WS_MOUNT, probe_wsgi_mount
 from support.servers import HTTP_SESSIONS, Server, write_config
 from websockets.sync.client import connect
 
 Serve = Callable[[str], Server]
 DEADLINE_S = 10.0
 
-MOUNTS = """
-[[mount]]
-prefix = "/asgi"
-app = "probe_asgi:app"
-interface = "asgi"
-
-[[mount]]
-prefix = "/ws"
-app = "ws_apps:app"
-interface = "asgi"
-
-[[mount]]
-prefix = "/wsgi"
-app = "probe_wsgi:app"
-interface = "wsgi"
-threads = 2
-"""
+MOUNTS = PROBE_ASGI_MOUNT + WS_MOUNT + probe_wsgi_mount()
 # What a proxy in front of 127.0.0.1 adds: the client forged the first address.
 PROXY_FIELDS = {
     "X-Forwarded-For": "198.51.100.1, 203.0.113.7",

@@ -12,13 +12,15 @@ from typing import Any
 import httpx
 import pytest
 from support.deadlines import wait_until
+from support.mount_files import SHADOW_NEW_MOUNTS
 from support.servers import Server
 from support.ws_clients import DEADLINE_S
 
 from gateway.errors import ConfigError
 from gateway.server import metrics
 
-MOUNTS = """
+MOUNTS = (
+    """
 [server]
 metrics_path = "/_gateway/metrics"
 
@@ -40,17 +42,9 @@ threads = 4
 shadow = "newapi"
 shadow_max_in_flight = 1
 shadow_log = "small.jsonl"
-
-[[mount]]
-name = "newapi"
-app = "shadow_new:app"
-interface = "asgi"
-
-[[mount]]
-prefix = "/new"
-app = "shadow_new:app"
-interface = "asgi"
 """
+    + SHADOW_NEW_MOUNTS
+)
 
 Serve = Callable[[str], Server]
 

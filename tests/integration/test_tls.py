@@ -15,6 +15,7 @@ import httpx
 import pytest
 from cryptography import x509
 from support.deadlines import read_response
+from support.mount_files import PROBE_ASGI_MOUNT, WS_MOUNT, probe_wsgi_mount
 from support.servers import Server
 from support.tls_certs import Certs, make_certs
 from websockets.sync.client import connect
@@ -24,23 +25,7 @@ import gateway.process.worker
 Serve = Callable[[str], Server]
 DEADLINE_S = 10.0
 
-MOUNTS = """
-[[mount]]
-prefix = "/asgi"
-app = "probe_asgi:app"
-interface = "asgi"
-
-[[mount]]
-prefix = "/ws"
-app = "ws_apps:app"
-interface = "asgi"
-
-[[mount]]
-prefix = "/wsgi"
-app = "probe_wsgi:app"
-interface = "wsgi"
-threads = 2
-"""
+MOUNTS = PROBE_ASGI_MOUNT + WS_MOUNT + probe_wsgi_mount()
 
 
 @pytest.fixture(scope="module")

@@ -42,19 +42,27 @@ def read_response(sock: socket.socket, deadline_s: float = 10.0) -> bytes:
     return b"".join(chunks)
 
 
+def receive(sock: socket.socket, deadline: float) -> bytes | None:
+    """One read, waiting until `deadline` (time.monotonic()) at most: what came, b"" once
+    the peer closed or reset the connection, None if nothing came in time."""
+    sock.settimeout(max(deadline - time.monotonic(), 0.01))
+    try:
+        return sock.recv(65536)
+    except TimeoutError:
+        return None
+    except ConnectionResetError:
+        return b""
+
+
 def read_until_closed(sock: socket.socket, deadline_s: float = 10.0) -> tuple[bytes, bool]:
     """Read until the peer closes or resets, or the deadline passes: what came, and
     whether the peer ended the connection in time (a server that hangs says False)."""
     chunks: list[bytes] = []
     end = time.monotonic() + deadline_s
-    while (left := end - time.monotonic()) > 0:
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
+    while time.monotonic() < end:
+        chunk = receive(sock, end)
+        if chunk is None:
             break
-        except ConnectionResetError:
-            return b"".join(chunks), True
         if not chunk:
             return b"".join(chunks), True
         chunks.append(chunk)

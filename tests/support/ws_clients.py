@@ -5,9 +5,10 @@
   `upgrade_response` is the server's answer that it got, `rejection` the refusal.
 - `RawClient` is wsproto over a plain socket: frames as they come, pings answered only
   when told, and `client_frame` makes the frames a well-behaved client never sends.
-- `H2Client` is h2 by hand on one HTTP/2 connection, and `H2WebSocket` wsproto in
-  client mode over one of its streams: WebSocket over HTTP/2 (RFC 8441), beside plain
-  requests, with the frames and the flow-control windows in the test's hands.
+- `H2Client` is h2 by hand on one HTTP/2 connection (h2_clients.py's `H2Socket`), and
+  `H2WebSocket` wsproto in client mode over one of its streams: WebSocket over HTTP/2
+  (RFC 8441), beside plain requests, with the frames and the flow-control windows in
+  the test's hands.
 - `read_http_response`, `read_frame` and `send_until_stalled` read and write a raw
   socket with deadlines, for handshakes by hand, frames as sent, and flow control.
 
@@ -28,8 +29,6 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-import h2.config
-import h2.connection
 import h2.errors
 import h2.events
 import pytest
@@ -49,6 +48,8 @@ from wsproto.events import (
 )
 from wsproto.extensions import Extension, PerMessageDeflate
 
+from support.deadlines import receive
+from support.h2_clients import H2Socket
 from support.servers import Server
 
 # A read or a handshake that takes longer than this has failed (2 cores, other test runs
@@ -146,16 +147,11 @@ class RawClient:
         """The next event from the server; a vanished TCP connection is Close 1006."""
         end = time.monotonic() + deadline_s
         while not self.pending:
-            remaining = end - time.monotonic()
-            if remaining <= 0:
+            if time.monotonic() >= end:
                 raise AssertionError("no WebSocket event from the server before the deadline")
-            self.sock.settimeout(remaining)
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
+            data = receive(self.sock, end)
+            if data is None:
                 continue
-            except ConnectionResetError:
-                data = b""
             self.ws.receive_data(data or None)
             self.pending.extend(self.ws.events())
         return self.pending.popleft()
@@ -173,29 +169,46 @@ class RawClient:
 
     def receive_message(self) -> str | bytes:
         """One whole message, however the server fragmented it."""
-        parts: list[Any] = []
-        for _ in range(100_000):  # bounded by the frames a test's message can take
-            event = self.next_frame_event()
-            if not isinstance(event, TextMessage | BytesMessage):
-                raise AssertionError(f"expected a message, got {event!r}")
-            parts.append(event.data)
-            if event.message_finished:
-                return "".join(parts) if isinstance(event, TextMessage) else b"".join(parts)
-        raise AssertionError("a message that never ended")
+        return read_message(self.next_frame_event)
 
     def wait_close(self) -> CloseConnection:
-        """Read until the server closes. Its Close frame is answered (RFC 6455 §5.5.1);
-        a TCP connection that ended without one reads as code 1006."""
-        for _ in range(100_000):
-            event = self.next_frame_event()
-            if isinstance(event, TextMessage | BytesMessage):
-                self.received.append(event.data)
-            elif isinstance(event, CloseConnection):
-                if self.ws.state is ConnectionState.REMOTE_CLOSING:
-                    with suppress(OSError):
-                        self.send(event.response())
-                return event
-        raise AssertionError("the server never closed")
+        """Read until the server closes, keeping the messages before it in `received`;
+        a TCP connection that ended without a Close reads as code 1006."""
+        return read_until_close(self.next_frame_event, self.ws, self.send, self.received)
+
+
+def read_message(next_event: Callable[[], Event]) -> str | bytes:
+    """One whole message from `next_event`, however the server fragmented it."""
+    parts: list[Any] = []
+    for _ in range(100_000):  # bounded by the frames a test's message can take
+        event = next_event()
+        if not isinstance(event, TextMessage | BytesMessage):
+            raise AssertionError(f"expected a message, got {event!r}")
+        parts.append(event.data)
+        if event.message_finished:
+            return "".join(parts) if isinstance(event, TextMessage) else b"".join(parts)
+    raise AssertionError("a message that never ended")
+
+
+def read_until_close(
+    next_event: Callable[[], Event],
+    ws: Connection | WSConnection,
+    send: Callable[[Event], None],
+    received: list[str | bytes | bytearray],
+) -> CloseConnection:
+    """Read from `next_event` until the server's Close, appending the messages before it
+    to `received`, and answer the Close (RFC 6455 §5.5.1) unless the server closed the
+    transport meanwhile."""
+    for _ in range(100_000):
+        event = next_event()
+        if isinstance(event, TextMessage | BytesMessage):
+            received.append(event.data)
+        elif isinstance(event, CloseConnection):
+            if ws.state is ConnectionState.REMOTE_CLOSING:
+                with suppress(OSError):
+                    send(event.response())
+            return event
+    raise AssertionError("the server never closed")
 
 
 def open_raw(server: Server, target: str, sock: socket.socket | None = None) -> RawClient:
@@ -372,34 +385,20 @@ class H2StreamLog:
     reset: int | None = None  # the server's RST_STREAM error code
 
 
-class H2Client:
+class H2Client(H2Socket):
     """A raw HTTP/2 client (h2) on one connection, for WebSockets over extended CONNECT
     (RFC 8441) and plain requests side by side. Received DATA is acknowledged at once
     unless `holding`, so a test can play a client that stops reading."""
 
     def __init__(self, sock: socket.socket, authority: str = "127.0.0.1") -> None:
-        self.sock = sock
+        super().__init__(sock)
         self.authority = authority
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding=None))
-        self.conn.initiate_connection()
         self.streams: dict[int, H2StreamLog] = {}
         self.holding = False
         self.server_settings: dict[int, int] = {}
         self.goaway: int | None = None  # the error code of the server's GOAWAY
-        self.flush()
         # RFC 8441 §4: no extended CONNECT before the server's SETTINGS allows it.
         self.pump_until(lambda: bool(self.server_settings))
-
-    def __enter__(self) -> H2Client:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.sock.close()
-
-    def flush(self) -> None:
-        data = self.conn.data_to_send()
-        if data:
-            self.sock.sendall(data)
 
     def connect_websocket(
         self, path: str, protocols: tuple[str, ...] = (), deflate: bool = False
@@ -458,13 +457,9 @@ class H2Client:
 
     def pump(self, deadline: float) -> bool:
         """Read once (until `deadline`) and take in the frames; False once closed."""
-        self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
-        try:
-            data = self.sock.recv(65536)
-        except TimeoutError:
+        data = receive(self.sock, deadline)
+        if data is None:
             return True
-        except ConnectionResetError:
-            data = b""
         if not data:
             return False
         for event in self.conn.receive_data(data):
@@ -526,6 +521,7 @@ class H2WebSocket:
         self._offer = offer
         self.ws: Connection | None = None
         self.pending: deque[Event] = deque()
+        self.received: list[str | bytes | bytearray] = []  # messages wait_close read past
 
     def accepted(self) -> dict[bytes, bytes]:
         """Wait for the server's 200 and start speaking frames; its fields."""
@@ -573,25 +569,13 @@ class H2WebSocket:
 
     def receive_message(self) -> str | bytes:
         """One whole message (pings are answered by wsproto's events: not here)."""
-        parts: list[Any] = []
-        for _ in range(100_000):
-            event = self.next_event()
-            if not isinstance(event, TextMessage | BytesMessage):
-                raise AssertionError(f"expected a message, got {event!r}")
-            parts.append(event.data)
-            if event.message_finished:
-                return "".join(parts) if isinstance(event, TextMessage) else b"".join(parts)
-        raise AssertionError("a message that never ended")
+        return read_message(self.next_event)
 
     def wait_close(self) -> CloseConnection:
-        """Read until the server's Close, and answer it (RFC 6455 §5.5.1)."""
-        for _ in range(100_000):
-            event = self.next_event()
-            if isinstance(event, CloseConnection):
-                if self.ws is not None and self.ws.state is ConnectionState.REMOTE_CLOSING:
-                    self.send(event.response())
-                return event
-        raise AssertionError("the server never closed")
+        """Read until the server's Close, keeping the messages before it in `received`,
+        and answer it (RFC 6455 §5.5.1)."""
+        assert self.ws is not None, "accepted() first"
+        return read_until_close(self.next_event, self.ws, self.send, self.received)
 
     def wait_stream_over(self) -> None:
         """Until the server has ended or reset the stream."""

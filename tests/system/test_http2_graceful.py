@@ -3,10 +3,11 @@ with `gateway serve` as a subprocess (issue 16, point 5).
 
 Each of these ends in the worker's drain, which asks every HTTP/2 connection for the
 two-step GOAWAY (gateway/server/h2_connection.py, rule "a graceful `shutdown()`"). A raw
-client that reads on past a GOAWAY (tests/support/h2_frames.py) holds a stream of the
-probe app's slow route (tests/apps/worker_probe.py) while the test signals, and checks
-the frames: the notice (GOAWAY 2^31-1), the final GOAWAY naming its last stream, its
-stream answered whole, a stream opened after the final GOAWAY refused, then the end.
+client that reads on past a GOAWAY (tests/support/h2_clients.py FrameClient) holds a
+stream of the probe app's slow route (tests/apps/worker_probe.py) while the test
+signals, and checks the frames: the notice (GOAWAY 2^31-1), the final GOAWAY naming its
+last stream, its stream answered whole, a stream opened after the final GOAWAY refused,
+then the end.
 
 The h2load test measures what h2load can measure. h2load (nghttp2 1.52 here) never
 reconnects after a GOAWAY: the requests a connection has not sent yet when one arrives
@@ -30,7 +31,7 @@ from pathlib import Path
 import h2.errors
 import pytest
 from support.deadlines import wait_until
-from support.h2_frames import FrameClient
+from support.h2_clients import FrameClient
 from support.processes import GatewayProcess, child_pids, mount_file
 
 from gateway.http.h2_goaway import MAX_STREAM_ID

@@ -8,7 +8,7 @@ import h2.errors
 import h2.events
 import hyperframe.frame
 import pytest
-from support.h2_clients import connected_session
+from support.h2_clients import connected_session, frames
 
 from gateway.errors import (
     BadRequest,
@@ -293,18 +293,6 @@ def test_a_send_on_a_reset_stream_is_a_disconnect() -> None:
     exchange(pair)
     with pytest.raises(ClientDisconnected):
         session.send_head(1, 200, [], [])
-
-
-def frames(data: bytes) -> list[hyperframe.frame.Frame]:
-    """The frames in `data`, parsed without a connection's state: h2's client refuses any
-    frame after a GOAWAY, though RFC 9113 §6.8 lets the streams before it go on."""
-    out = []
-    while data:
-        frame, length = hyperframe.frame.Frame.parse_frame_header(memoryview(data[:9]))
-        frame.parse_body(memoryview(data[9 : 9 + length]))
-        out.append(frame)
-        data = data[9 + length :]
-    return out
 
 
 def ping_ack(data: bytes) -> bytes:
