@@ -77,7 +77,7 @@ def test_sigterm_drains_in_flight_requests_then_runs_lifespan_shutdown(
     request.join(DEADLINE_S)
     assert result["r"].status_code == 200 and result["r"].text == "slept"
     assert gateway.proc.wait(DEADLINE_S) == 0
-    assert log.read_text().split() == ["startup", "sleep-start", "shutdown"]
+    assert log.read_text().split() == ["startup", "sleep-start", "sleep-end", "shutdown"]
 
 
 def test_bad_config_exits_1_naming_the_key(tmp_path: Path) -> None:
