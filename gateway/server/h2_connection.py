@@ -3,7 +3,8 @@ stream running the same RequestCycle an HTTP/1.1 request runs.
 
 Rules:
 1. The connection owns the transport and the session (gateway/http/h2_session.py); an
-   H2Stream is the small per-stream object a cycle talks to. Bytes in go through the
+   H2Stream (gateway/server/h2_stream.py) is the small per-stream object a cycle talks
+   to. Bytes in go through the
    session, and what the session has to send goes out once per batch of events, and
    once per turn of the loop for the app sends made in it (`flush_soon`): the
    streams a batch of requests started answer in one write, not one each. An app
@@ -13,19 +14,7 @@ Rules:
 2. A stream is one request: it counts in `in_flight` from its head to its cycle's end,
    as an HTTP/1.1 request does, and is logged and counted when its cycle ends
    (`limit_concurrency` answers a stream past it with a 503, the connection goes on).
-3. Flow control is backpressure, per stream. The DATA a cycle holds is acknowledged
-   (its window reopened) only when the app took it (`body_consumed`), so a slow app
-   throttles its own upload. A send takes what the stream's and the connection's send
-   windows allow; the rest waits in the stream, whose `writing_paused` holds its app in
-   `drain` until a WINDOW_UPDATE lets it out. One slow stream never blocks another:
-   the connection's receive window holds several streams' full windows
-   (gateway/http/h2_session.py, CONNECTION_WINDOW), so a stream whose app reads nothing
-   fills its own window and leaves the others room, and no connection holds more than
-   that of unread body. The transport's own high-water mark pauses every stream.
-4. Once a cycle has ended, what it held unread and its stream's later DATA are
-   acknowledged at once, so a body the app never read does not shrink the connection's
-   window for the other streams.
-5. A graceful `shutdown()` (a stop, a reload, max_requests: the worker's drain) is the
+3. A graceful `shutdown()` (a stop, a reload, max_requests: the worker's drain) is the
    two-step GOAWAY (gateway/http/h2_goaway.py, rule "two steps"): the notice, GOAWAY
    2^31-1 and a PING, at once; the final GOAWAY naming the last stream received once the
    client has acknowledged the PING, or GOAWAY_ACK_TIMEOUT_S after the notice (checked
@@ -37,23 +26,23 @@ Rules:
    A client's GOAWAY closes the connection once its streams are done; a connection
    error from the client (a ProtocolError from the session) ends every stream and
    closes after h2's GOAWAY.
-6. A connection without a stream in flight closes after `keep_alive_timeout` (the
+4. A connection without a stream in flight closes after `keep_alive_timeout` (the
    worker's sweep, as on HTTP/1.1) with the final GOAWAY alone, then the close in
    stages of a graceful `shutdown()`: RFC 9113 §9.1 asks for the GOAWAY, so that a
    client knows which of its streams were seen, and a client idle that long is not
    waited on for a PING's ACK. A request that crosses it is refused (REFUSED_STREAM),
    which the client may retry (RFC 9113 §8.7).
-7. Slow clients are bounded per stream, as on HTTP/1.1: a stream whose app waits for
+5. Slow clients are bounded per stream, as on HTTP/1.1: a stream whose app waits for
    body that has not come for `body_timeout` gets its 408 and RST_STREAM NO_ERROR, or,
    once its response has begun, RST_STREAM. A header block left open (HEADERS without
    its last CONTINUATION) for `header_timeout` holds every stream up (RFC 9113 §6.10):
    GOAWAY, and the connection closes.
-8. Streams are held to MAX_CONCURRENT_STREAMS by the connection, counting every stream
+6. Streams are held to MAX_CONCURRENT_STREAMS by the connection, counting every stream
    whose cycle has not ended: one the client reset still counts until its app has
    returned, so that Rapid Reset (CVE-2023-44487) buys no more apps running at once than
    honest requests. A stream past it is refused (gateway/http/h2_session.py, rule
    "streams past MAX_CONCURRENT_STREAMS"), and counted with the client's resets.
-9. A client that does not read is bounded three ways. Once more than
+7. A client that does not read is bounded three ways. Once more than
    MAX_UNREAD_OUTPUT_BYTES wait in the transport, reading pauses until writing resumes,
    so what the client sends cannot make us queue answers without bound (new streams'
    first bodies, acknowledgements); below it reading goes on, so that one download
@@ -64,21 +53,14 @@ Rules:
    open (INITIAL_WINDOW_SIZE 0, no WINDOW_UPDATE) for `send_timeout` is reset
    (RST_STREAM CANCEL) and its app's `send` raises ClientDisconnected; the connection
    and its other streams go on.
-10. The handshake is bounded by `header_timeout`: a connection whose client has not sent
-    its SETTINGS (the end of its preface, RFC 9113 §3.4) by then is closed. The preface
-    is to HTTP/2 what a request head is to HTTP/1.1, so it gets a head's time. (TLS has
-    its own handshake bound, gateway/server/tls.py.)
-11. A complete response ends the request: once a stream's END_STREAM has gone out while
-    the client's side is still open (a 503 past limit_concurrency, a refusal, a 408, an
-    app that answered without reading its body), the stream is reset with NO_ERROR, as
-    RFC 9113 §8.1 allows, so the client stops sending a body nobody will read; what it
-    sent meanwhile is dropped, and the connection goes on. A WebSocket's tunnel ends
-    its own way (gateway/server/h2_tunnel.py, rule "closing the WebSocket ends the
-    stream").
-12. A connection lost stays in the worker's `connections` until the last of its
-    streams' apps has returned, as an HTTP/1.1 connection stays until its cycle or
-    WebSocket ends: a graceful stop's drain waits for those apps, within its
-    graceful_timeout, even once their client has gone.
+8. The handshake is bounded by `header_timeout`: a connection whose client has not sent
+   its SETTINGS (the end of its preface, RFC 9113 §3.4) by then is closed. The preface
+   is to HTTP/2 what a request head is to HTTP/1.1, so it gets a head's time. (TLS has
+   its own handshake bound, gateway/server/tls.py.)
+9. A connection lost stays in the worker's `connections` until the last of its
+   streams' apps has returned, as an HTTP/1.1 connection stays until its cycle or
+   WebSocket ends: a graceful stop's drain waits for those apps, within its
+   graceful_timeout, even once their client has gone.
 """
 
 from __future__ import annotations
@@ -87,18 +69,14 @@ import asyncio
 import logging
 from typing import cast
 
-from gateway.asgi import plain_reply
 from gateway.errors import (
-    ClientDisconnected,
     HTTPError,
     ProtocolError,
     RequestTimeout,
     ServiceUnavailable,
 )
 from gateway.http.h2_goaway import GoawayStep
-from gateway.http.h2_semantics import ResponseLength
 from gateway.http.h2_session import (
-    CANCEL,
     MAX_CONCURRENT_STREAMS,
     H2Session,
     NoticeSeen,
@@ -111,13 +89,14 @@ from gateway.http.h2_session import (
     WindowOpened,
     is_websocket_connect,
 )
-from gateway.http.session import NO_BODY_STATUSES, parse_target
+from gateway.http.session import parse_target
 from gateway.http.ws_session import HandshakeError, read_extended_connect
 from gateway.server.closing import LingeringClose, SendStall, begin_lingering_close
 from gateway.server.cycle import RequestCycle
+from gateway.server.h2_stream import H2Stream
+from gateway.server.h2_tunnel import start_websocket
 from gateway.server.scopes import Address, ConnectionFields, http_scope, websocket_scope
 from gateway.server.shared import WorkerShared
-from gateway.server.stream import Fields
 
 # Output a client that does not read may leave in our transport before we stop reading
 # what it sends (rule "a client that does not read"). An app's send waits at the
@@ -148,228 +127,6 @@ GOAWAY_ACK_TIMEOUT_S = 1.0
 # and a client that does not read (an idle pooled connection) should not hold the
 # worker's drain for long.
 GOAWAY_LINGER_S = 2.0
-
-
-class H2Stream:
-    """One stream's side of the seam (gateway/server/stream.py `Stream`)."""
-
-    __slots__ = (
-        "_blocked_since",
-        "_conn",
-        "_drain_waiter",
-        "_head_sent",
-        "_length",
-        "_no_body",
-        "_pending",
-        "_pending_end",
-        "_unacknowledged",
-        "closed",
-        "cycle",
-        "cycle_done",
-        "stream_id",
-    )
-
-    def __init__(self, conn: H2Connection, stream_id: int, method: bytes) -> None:
-        self._conn = conn
-        self.stream_id = stream_id
-        self.cycle: RequestCycle | None = None
-        self.cycle_done = False
-        self.closed = False  # reset by the client, or the connection has gone
-        self._no_body = method == b"HEAD"  # RFC 9110 §9.3.2
-        self._head_sent = False
-        self._pending: bytes | None = None  # body the send windows did not take yet
-        self._pending_end = False
-        self._unacknowledged = 0  # flow-controlled bytes the app has not consumed
-        self._drain_waiter: asyncio.Future[None] | None = None
-        self._length: ResponseLength | None = None  # the body the app declared
-        self._blocked_since = 0.0  # loop time the body last waited for a window, or moved
-
-    # -- the seam ----------------------------------------------------------------------
-
-    @property
-    def writing_paused(self) -> bool:
-        return self._pending is not None or self._conn.writing_paused or self.closed
-
-    async def drain(self) -> None:
-        while (self._pending is not None or self._conn.writing_paused) and not self.closed:
-            self._drain_waiter = self._conn.loop.create_future()
-            await self._drain_waiter
-        if self.closed:
-            raise ClientDisconnected("the client reset the stream")
-
-    def send_head(self, status: int, headers: Fields, body: bytes, more_body: bool) -> None:
-        if self.closed:
-            raise ClientDisconnected("the client reset the stream")
-        conn = self._conn
-        headers = list(headers)
-        # Raised before the head is framed, so the app still gets its 500
-        # (gateway/http/h2_semantics.py, rule "Content-Length is held to").
-        length = ResponseLength(status, headers, self._no_body)
-        length.send(len(body), not more_body)
-        if not more_body:  # the whole response at once, as most are
-            self._send_response(status, headers, body, length)
-            return
-        conn.session.send_head(self.stream_id, status, headers, conn.default_fields())
-        self._head_sent, self._length = True, length
-        if status in NO_BODY_STATUSES:
-            self._no_body = True
-        self._send(body, not more_body)
-
-    def _send_response(
-        self, status: int, headers: Fields, body: bytes, length: ResponseLength
-    ) -> None:
-        no_body = self._no_body or status in NO_BODY_STATUSES
-        conn = self._conn
-        left = conn.session.send_response(
-            self.stream_id, status, headers, conn.default_fields(), b"" if no_body else body
-        )
-        self._head_sent, self._length, self._no_body = True, length, no_body
-        if left:
-            self._pending, self._pending_end = left, True
-            self._blocked_since = conn.loop.time()
-        else:
-            self.response_ended()
-        conn.flush_soon(len(body))
-
-    def send_body(self, body: bytes, more_body: bool) -> None:
-        if self.closed:
-            raise ClientDisconnected("the client reset the stream")
-        if self._length is not None:
-            self._length.send(len(body), not more_body)  # a cut if it raises
-        self._send(body, not more_body)
-
-    def _send(self, body: bytes, end: bool) -> None:
-        if self._no_body:
-            body = b""
-        if self._pending is not None:
-            self._pending += body
-            self._pending_end = end
-        else:
-            left = self._conn.session.send_body(self.stream_id, body, end)
-            if left:
-                self._pending, self._pending_end = left, end
-                self._blocked_since = self._conn.loop.time()
-            elif end:
-                self.response_ended()
-        self._conn.flush_soon(len(body))
-
-    def window_opened(self) -> None:
-        """Send what waited for the windows; let the app on once all of it went."""
-        pending = self._pending
-        if pending is None or self.closed:
-            return
-        try:
-            left = self._conn.session.send_body(self.stream_id, pending, self._pending_end)
-        except ClientDisconnected:
-            self.gone()
-            return
-        if len(left) < len(pending):  # the client took some: the wait starts again
-            self._blocked_since = self._conn.loop.time()
-        self._pending = left or None
-        if not left:
-            if self._pending_end:
-                self.response_ended()
-            self.wake()
-            self._conn.forget_if_done(self)
-
-    def response_ended(self) -> None:
-        """Our END_STREAM went out. A request still coming is not wanted: RST_STREAM
-        NO_ERROR (rule "a complete response ends the request")."""
-        session = self._conn.session
-        if session.still_receiving(self.stream_id):
-            session.stop_reading(self.stream_id)
-
-    def send_stalled(self, now: float, timeout_s: float) -> bool:
-        """The body has waited for a window, with nothing taken, for `timeout_s` (rule
-        "a client that does not read")."""
-        return (
-            self._pending is not None and not self.closed and now - self._blocked_since >= timeout_s
-        )
-
-    def cancel_send(self) -> None:
-        """Reset a stream the client stopped reading (rule "a client that does not read")."""
-        self._conn.session.reset(self.stream_id, CANCEL)
-        self._conn.flush()
-        self.gone()
-
-    def send_error(self, status: int, headers: Fields = ()) -> int:
-        if self._head_sent or self.closed:
-            return 0
-        fields, body = plain_reply(status, headers, head_request=self._no_body)
-        try:
-            self.send_head(status, fields, body, more_body=False)
-        except ClientDisconnected:
-            return 0
-        return len(body)
-
-    def send_continue(self) -> None:
-        self._conn.session.send_continue(self.stream_id)
-        self._conn.flush()
-
-    def body_consumed(self) -> None:
-        consumed, self._unacknowledged = self._unacknowledged, 0
-        self._conn.session.acknowledge(self.stream_id, consumed)
-        self._conn.flush()
-
-    def close(self) -> None:
-        """Half a response went out: reset the stream, which tells the client it is cut."""
-        if not self.closed:
-            self._conn.session.reset(self.stream_id)
-            self._conn.flush()
-            self.gone()
-
-    def timed_out(self, error: HTTPError) -> None:
-        """The client left its request body unfinished for body_timeout: its 408, and the
-        rest of the request refused; or, if the response has begun, the stream reset
-        (rule "slow clients are bounded per stream")."""
-        cycle = self.cycle
-        if cycle is None:
-            return
-        began = self._head_sent
-        cycle.abandon(error)  # the 408 ends the request too (`response_ended`)
-        if began:
-            self.close()
-
-    def end_cycle(self) -> None:
-        self.cycle_done = True
-        if self._unacknowledged:  # rule "once a cycle has ended": what it held, too
-            self.body_consumed()
-        self._conn.stream_ended(self)
-
-    def shutdown(self) -> None:
-        """A graceful stop: a request goes on to its end (a tunnel's closes)."""
-
-    # -- fed by the connection ---------------------------------------------------------
-
-    def body_arrived(self, data: bytes, flow_length: int) -> None:
-        cycle = self.cycle
-        if cycle is None or self.cycle_done:  # rule "once a cycle has ended"
-            self._conn.session.acknowledge(self.stream_id, flow_length)
-            return
-        self._unacknowledged += flow_length
-        cycle.body_arrived(data)
-
-    def body_ended(self) -> None:
-        """The client's END_STREAM."""
-        if self.cycle is not None:
-            self.cycle.body_complete()
-
-    def gone(self) -> None:
-        self.closed = True
-        self._pending = None
-        if self.cycle is not None:
-            self.cycle.client_gone()
-        self.wake()
-        self._conn.forget_if_done(self)
-
-    def wake(self) -> None:
-        waiter, self._drain_waiter = self._drain_waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    @property
-    def done(self) -> bool:
-        return self.cycle_done and (self._pending is None or self.closed)
 
 
 class H2Connection(asyncio.Protocol):
@@ -490,8 +247,6 @@ class H2Connection(asyncio.Protocol):
         runs a WebSocket on a tunnel stream (gateway/server/h2_tunnel.py); on any other
         it is plain HTTP, as HTTP/1.1 serves an upgrade there (gateway/server/connection.py,
         rule "an upgrade request"), a GET without a body as RFC 6455 §4.1 asks (False)."""
-        from gateway.server.h2_tunnel import start_websocket  # built on H2Stream, below
-
         head, target = event.head, parse_target(event.head.target)
         if not self._state.serves_websocket(target.path):
             head.method, event.ended = b"GET", True

@@ -29,13 +29,16 @@ Rules:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.http.h2_session import CANCEL, INTERNAL_ERROR, NO_ERROR
 from gateway.http.ws_session import Handshake
-from gateway.server.h2_connection import H2Connection, H2Stream
+from gateway.server.h2_stream import H2Stream
 from gateway.server.shared import WorkerShared
 from gateway.server.websocket import WebSocketCycle
+
+if TYPE_CHECKING:  # the connection starts tunnels; a tunnel only calls it back
+    from gateway.server.h2_connection import H2Connection
 
 TUNNEL_STATUS = 200  # RFC 8441 §5: a 2xx accepts the extended CONNECT
 
