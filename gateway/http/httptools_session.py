@@ -89,6 +89,9 @@ _STATUS_BY_MESSAGE = {
     "Pause on PRI/Upgrade": VersionNotSupported,
     "Invalid HTTP version": VersionNotSupported,
 }
+# llhttp's messages that say how it parses rather than what the client sent: the error
+# log gets what an operator reads instead.
+_OWN_WORDS = {"Pause on PRI/Upgrade": "an HTTP/2 preface (PRI * HTTP/2.0) on HTTP/1.1"}
 
 
 class _ReadStart(NamedTuple):
@@ -424,4 +427,4 @@ def _translate(exc: httptools.HttpParserError) -> ProtocolError:
         return exc.__context__
     message = str(exc)
     error = _STATUS_BY_MESSAGE.get(message, BadRequest)
-    return error(message)
+    return error(_OWN_WORDS.get(message, message))

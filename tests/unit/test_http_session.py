@@ -238,6 +238,15 @@ def test_bad_requests_carry_their_status(session: HTTPSession, raw: bytes, statu
     assert b"connection: close" in reply.lower()
 
 
+def test_an_http2_preface_is_a_505_in_words_an_operator_reads(session: HTTPSession) -> None:
+    """With HTTP/2 off (or a preface that breaks off), both parsers say what came."""
+    session.feed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    with pytest.raises(ProtocolError) as caught:
+        events_until_blocked(session)
+    assert caught.value.status == 505
+    assert "HTTP/2" in str(caught.value)  # not llhttp's "Pause on PRI/Upgrade"
+
+
 def test_error_response_after_start_is_empty(session: HTTPSession) -> None:
     session.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     events_until_blocked(session)
