@@ -67,8 +67,8 @@ from gateway.http.h2_semantics import (
     CONNECTION_SPECIFIC,
     BodyLength,
     MalformedRequest,
+    RequestHeadReader,
     check_trailers,
-    read_request_head,
 )
 from gateway.http.hpack_codec import LiteralEncoder, MemoDecoder
 from gateway.http.response import field_line
@@ -219,7 +219,7 @@ class H2Session:
         # are hpack's, but a client's repeated block of indexed fields is decoded once.
         self._conn.encoder = LiteralEncoder()  # type: ignore[assignment]  # h2 duck-types it
         self._conn.decoder = MemoDecoder(self._conn.decoder.max_header_list_size)
-        self._max_header_bytes = max_header_bytes
+        self._heads = RequestHeadReader(max_header_bytes)
         # Request bodies with a Content-Length, until they end; one per open stream.
         self._lengths: dict[int, BodyLength] = {}
         # Streams reset as malformed during one `feed`: their later events are dropped.
@@ -318,7 +318,7 @@ class H2Session:
         assert stream_id is not None and event.headers is not None
         ended = event.stream_ended is not None
         try:
-            head, length = read_request_head(event.headers, self._max_header_bytes)
+            head, length = self._heads.read(event.headers)
             if length is not None:
                 self._body_length(stream_id, length, ended)
         except MalformedRequest as exc:
