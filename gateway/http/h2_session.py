@@ -63,6 +63,7 @@ from gateway.http.events import RequestHead
 from gateway.http.h2_fast_lane import frame_response
 from gateway.http.h2_goaway import Goaway, GoawayStep
 from gateway.http.h2_guard import H2Guard
+from gateway.http.h2_receive_lane import receive_headers
 from gateway.http.h2_semantics import (
     CONNECTION_SPECIFIC,
     BodyLength,
@@ -267,7 +268,10 @@ class H2Session:
             self._conn.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
             raise BadRequest(f"HTTP/2 connection ended: {abuse.reason}")
         try:
-            events = self._conn.receive_data(data)
+            # A burst of plain requests skips h2's frame buffer (gateway/http/h2_receive_lane.py)
+            events = receive_headers(self._conn, data)
+            if events is None:
+                events = self._conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             raise BadRequest(f"HTTP/2 connection error: {exc}") from None
         out: list[StreamEvent | PeerGone | NoticeSeen] = []
