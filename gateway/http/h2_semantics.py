@@ -30,6 +30,11 @@ Rules:
    framed, as on HTTP/1.1 (gateway/http/response.py, rule "Content-Length is held
    to"); HEAD and the statuses without a body (RFC 9110 §9.3.2, §15.3.5, §15.4.5)
    declare a length no body follows.
+5. A request head depends on nothing but its fields and `max_header_bytes`, so
+   `RequestHeadReader` remembers the heads of the small field lists it has read (a
+   client repeats the same few), as a bounded dict cleared when full; each request
+   gets a head and a headers list of its own, since the scope's list is the app's to
+   change. Only heads that passed are remembered: a failing list is read again.
 """
 
 from __future__ import annotations
@@ -156,6 +161,51 @@ def read_request_head(
         method, fields_of.path or b"", headers, "2", expects_continue=expects_continue
     )
     return head, length
+
+
+# Rule "a request head depends on nothing but its fields": how many heads are remembered,
+# and the largest field list (RFC 9113 §6.5.2 size) that is.
+HEAD_MEMO_ENTRIES = 64
+HEAD_MEMO_BYTES = 1024
+
+
+@dataclass(slots=True, frozen=True)
+class _KnownHead:
+    method: bytes
+    target: bytes
+    headers: tuple[Field, ...]
+    expects_continue: bool
+    length: int | None
+
+
+class RequestHeadReader:
+    """`read_request_head` for one connection, remembering what it read (rule "a request
+    head depends on nothing but its fields")."""
+
+    def __init__(self, max_header_bytes: int) -> None:
+        self._max_header_bytes = max_header_bytes
+        self._known: dict[tuple[Field, ...], _KnownHead] = {}
+
+    def read(self, fields: Iterable[Field]) -> tuple[RequestHead, int | None]:
+        """As `read_request_head`, which raises for the same fields as ever."""
+        key = tuple(fields)
+        known = self._known.get(key)
+        if known is None:
+            head, length = read_request_head(key, self._max_header_bytes)
+            self._remember(key, head, length)
+            return head, length
+        head = RequestHead(known.method, known.target, list(known.headers), "2",
+                           expects_continue=known.expects_continue)  # fmt: skip
+        return head, known.length
+
+    def _remember(self, key: tuple[Field, ...], head: RequestHead, length: int | None) -> None:
+        if sum(len(name) + len(value) + _FIELD_OVERHEAD for name, value in key) > HEAD_MEMO_BYTES:
+            return
+        if len(self._known) >= HEAD_MEMO_ENTRIES:
+            self._known.clear()
+        self._known[key] = _KnownHead(
+            head.method, head.target, tuple(head.headers), head.expects_continue, length
+        )
 
 
 def _check_pseudo(pseudo: _Pseudo, hosts: set[bytes]) -> bytes:

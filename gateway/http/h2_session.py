@@ -63,12 +63,13 @@ from gateway.http.events import RequestHead
 from gateway.http.h2_fast_lane import frame_response
 from gateway.http.h2_goaway import Goaway, GoawayStep
 from gateway.http.h2_guard import H2Guard
+from gateway.http.h2_receive_lane import receive_headers
 from gateway.http.h2_semantics import (
     CONNECTION_SPECIFIC,
     BodyLength,
     MalformedRequest,
+    RequestHeadReader,
     check_trailers,
-    read_request_head,
 )
 from gateway.http.hpack_codec import LiteralEncoder, MemoDecoder
 from gateway.http.response import field_line
@@ -219,7 +220,7 @@ class H2Session:
         # are hpack's, but a client's repeated block of indexed fields is decoded once.
         self._conn.encoder = LiteralEncoder()  # type: ignore[assignment]  # h2 duck-types it
         self._conn.decoder = MemoDecoder(self._conn.decoder.max_header_list_size)
-        self._max_header_bytes = max_header_bytes
+        self._heads = RequestHeadReader(max_header_bytes)
         # Request bodies with a Content-Length, until they end; one per open stream.
         self._lengths: dict[int, BodyLength] = {}
         # Streams reset as malformed during one `feed`: their later events are dropped.
@@ -267,7 +268,10 @@ class H2Session:
             self._conn.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
             raise BadRequest(f"HTTP/2 connection ended: {abuse.reason}")
         try:
-            events = self._conn.receive_data(data)
+            # A burst of plain requests skips h2's frame buffer (gateway/http/h2_receive_lane.py)
+            events = receive_headers(self._conn, data)
+            if events is None:
+                events = self._conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             raise BadRequest(f"HTTP/2 connection error: {exc}") from None
         out: list[StreamEvent | PeerGone | NoticeSeen] = []
@@ -318,7 +322,7 @@ class H2Session:
         assert stream_id is not None and event.headers is not None
         ended = event.stream_ended is not None
         try:
-            head, length = read_request_head(event.headers, self._max_header_bytes)
+            head, length = self._heads.read(event.headers)
             if length is not None:
                 self._body_length(stream_id, length, ended)
         except MalformedRequest as exc:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.errors import AppProtocolError, MethodNotImplemented
+from gateway.errors import AppProtocolError, MethodNotImplemented, RequestHeadersTooLarge
 from gateway.http.h2_semantics import (
+    HEAD_MEMO_ENTRIES,
     BodyLength,
     MalformedRequest,
+    RequestHeadReader,
     ResponseLength,
     read_request_head,
 )
@@ -95,3 +97,33 @@ def test_the_fields_read_in_the_one_pass() -> None:
     head, length = read_request_head(fields, 8192)
     assert (head.method, head.target, head.expects_continue, length) == (b"POST", b"/", True, None)
     assert head.headers == [(b"host", b"a"), *fields[4:]]
+
+
+def test_a_remembered_head_is_the_head_read_afresh_with_a_list_of_its_own() -> None:
+    reader = RequestHeadReader(8192)
+    fields = [*REQUEST, (b"content-length", b"3"), (b"expect", b"100-continue")]
+    first, _ = reader.read(fields)
+    first.headers.append((b"x-added-by-app", b"1"))  # the scope's list is the app's
+    second, second_length = reader.read(list(fields))
+    assert second.headers is not first.headers
+    expected, expected_length = read_request_head(fields, 8192)
+    assert (second, second_length) == (expected, expected_length) == (expected, 3)
+    assert second.expects_continue and second.http_version == "2"
+
+
+def test_a_failing_field_list_fails_every_time() -> None:
+    reader = RequestHeadReader(8192)
+    fields = [*REQUEST, (b"connection", b"close")]
+    for _ in range(2):
+        with pytest.raises(MalformedRequest):
+            reader.read(fields)
+
+
+def test_the_reader_holds_to_max_header_bytes_and_stays_bounded() -> None:
+    reader = RequestHeadReader(400)
+    with pytest.raises(RequestHeadersTooLarge):
+        reader.read([*REQUEST, (b"x-big", b"v" * 400)])
+    for number in range(3 * HEAD_MEMO_ENTRIES):
+        head, _ = reader.read([*REQUEST, (b"x-n", b"%d" % number)])
+        assert head.headers[-1] == (b"x-n", b"%d" % number)
+    assert len(reader._known) <= HEAD_MEMO_ENTRIES

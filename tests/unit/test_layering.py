@@ -113,6 +113,7 @@ THIRD_PARTY_OWNERS: dict[str, str] = {
     "wsproto": "gateway.http.*",
     "h2": "gateway.http.*",
     "hpack": "gateway.http.*",
+    "hyperframe": "gateway.http.*",  # h2's frames: gateway/http/h2_receive_lane.py
     "a2wsgi": "gateway.adapters.*",
     "asgiref": "gateway.adapters.*",
     "uvloop": "gateway.process.worker",
