@@ -25,6 +25,7 @@ from __future__ import annotations
 import struct
 from enum import Enum
 
+from gateway.http.h2_fast_lane import frame_header
 from gateway.lifecycle import Transitions
 
 # The largest stream id (RFC 9113 §5.1.1): the notice's last-stream-id, which refuses
@@ -33,8 +34,8 @@ MAX_STREAM_ID = 2**31 - 1
 # The notice's PING payload (8 octets, RFC 9113 §6.7), which its ACK echoes; any other
 # ACK is not the answer to the notice.
 NOTICE_PING_DATA = b"shutdown"
-_GOAWAY = 0x7  # frame types (RFC 9113 §6.8, §6.7)
-_PING = 0x6
+_GOAWAY = b"\x07"  # frame types (RFC 9113 §6.8, §6.7)
+_PING = b"\x06"
 _NO_ERROR = 0x0
 
 
@@ -56,14 +57,9 @@ GOAWAY_STEPS = Transitions(
 )
 
 
-def frame_header(length: int, frame_type: int) -> bytes:
-    """A frame's 9-octet header on stream 0, with no flags (RFC 9113 §4.1)."""
-    return struct.pack(">I", length)[1:] + bytes((frame_type, 0)) + bytes(4)
-
-
 def goaway_frame(last_stream_id: int) -> bytes:
     """GOAWAY NO_ERROR naming `last_stream_id`, with no debug data (RFC 9113 §6.8)."""
-    return frame_header(8, _GOAWAY) + struct.pack(">II", last_stream_id, _NO_ERROR)
+    return frame_header(8, _GOAWAY, 0, 0) + struct.pack(">II", last_stream_id, _NO_ERROR)
 
 
 class Goaway:
@@ -79,7 +75,7 @@ class Goaway:
     def notice(self) -> bytes:
         """The first step: GOAWAY 2^31-1, then the PING whose ACK ends the wait."""
         self.step = GOAWAY_STEPS.move(self.step, GoawayStep.NOTICED)
-        return goaway_frame(MAX_STREAM_ID) + frame_header(8, _PING) + NOTICE_PING_DATA
+        return goaway_frame(MAX_STREAM_ID) + frame_header(8, _PING, 0, 0) + NOTICE_PING_DATA
 
     def final(self, last_stream_id: int) -> bytes:
         """The second step: GOAWAY naming the last stream received; later ones are
