@@ -33,6 +33,9 @@ _DATA, _HEADERS = b"\x00", b"\x01"
 _END_STREAM, _END_HEADERS = 0x1, 0x4
 _OPEN_STATES = frozenset({h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_REMOTE})
 _FIRST_FINAL_STATUS = 200
+_SERVER_OPEN = h2.connection.ConnectionState.SERVER_OPEN
+_HALF_CLOSED_REMOTE = h2.stream.StreamState.HALF_CLOSED_REMOTE
+_CLOSED = h2.stream.StreamState.CLOSED
 
 
 def frame_header(length: int, kind: bytes, flags: int, stream_id: int) -> bytes:
@@ -89,14 +92,55 @@ def _advance_states(
     conn: h2.connection.H2Connection, stream: h2.stream.H2Stream, size: int
 ) -> None:
     """What h2's send_headers and send_data (or end_stream) do to the states (rule "h2's
-    state is kept exact")."""
-    conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_HEADERS)
+    state is kept exact"); a stream that this closes is dropped from the connection's
+    streams as h2 drops it on its next count of them."""
     machine = stream.state_machine
-    machine.process_input(h2.stream.StreamInputs.SEND_HEADERS)
+    stream.outbound_flow_control_window -= size
+    conn.outbound_flow_control_window -= size
     stream.request_method = None  # h2 reads the :method of what it sends: a response has none
+    if machine.state is _HALF_CLOSED_REMOTE and conn.state_machine.state is _SERVER_OPEN:
+        # The common case, a request without a body (RFC 9113 §8.1), moved as h2's tables
+        # move it (checked at import): the connection stays open, the stream's response
+        # is sent (h2's response_sent) and its end closes it (h2's send_end_stream).
+        machine.headers_sent = True
+        machine.state = _CLOSED
+        machine.stream_closed_by = h2.stream.StreamClosedBy.SEND_END_STREAM
+        del conn.streams[stream.stream_id]
+        conn._closed_streams[stream.stream_id] = machine.stream_closed_by
+        return
+    conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_HEADERS)
+    machine.process_input(h2.stream.StreamInputs.SEND_HEADERS)
     if size:
         conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_DATA)
         machine.process_input(h2.stream.StreamInputs.SEND_DATA)
     machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
-    stream.outbound_flow_control_window -= size
-    conn.outbound_flow_control_window -= size
+
+
+def _check_h2_tables() -> None:
+    """The moves `_advance_states` makes directly are h2's (rule "h2's state is kept
+    exact"): a later h2 that changes them fails here, at import, not on a response."""
+    connection_moves = h2.connection.H2ConnectionStateMachine._transitions
+    stream_moves = h2.stream._transitions
+    inputs = h2.stream.StreamInputs
+    kept_open = all(
+        connection_moves[(_SERVER_OPEN, each)] == (None, _SERVER_OPEN)
+        for each in (
+            h2.connection.ConnectionInputs.SEND_HEADERS,
+            h2.connection.ConnectionInputs.SEND_DATA,
+        )
+    )
+    moves = (
+        stream_moves[(_HALF_CLOSED_REMOTE, inputs.SEND_HEADERS)],
+        stream_moves[(_HALF_CLOSED_REMOTE, inputs.SEND_DATA)],
+        stream_moves[(_HALF_CLOSED_REMOTE, inputs.SEND_END_STREAM)],
+    )
+    expected = (
+        (h2.stream.H2StreamStateMachine.response_sent, _HALF_CLOSED_REMOTE),
+        (None, _HALF_CLOSED_REMOTE),
+        (h2.stream.H2StreamStateMachine.send_end_stream, _CLOSED),
+    )
+    if not kept_open or moves != expected:
+        raise ImportError("h2's state tables are not the ones gateway's lanes were built on")
+
+
+_check_h2_tables()

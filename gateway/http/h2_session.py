@@ -63,7 +63,7 @@ from gateway.http.events import RequestHead
 from gateway.http.h2_fast_lane import frame_response
 from gateway.http.h2_goaway import Goaway, GoawayStep
 from gateway.http.h2_guard import H2Guard
-from gateway.http.h2_receive_lane import receive_headers
+from gateway.http.h2_receive_lane import OpenedStream, open_streams
 from gateway.http.h2_semantics import (
     CONNECTION_SPECIFIC,
     BodyLength,
@@ -112,7 +112,8 @@ Field = tuple[bytes, bytes]
 
 @dataclass(slots=True)
 class StreamHead:
-    """A request head on a new stream; `ended` if no body follows (END_STREAM)."""
+    """A request head on a new stream; `ended` if no body follows (END_STREAM): the
+    request is whole, and no StreamEnd follows."""
 
     stream_id: int
     head: RequestHead
@@ -268,15 +269,19 @@ class H2Session:
             self._conn.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
             raise BadRequest(f"HTTP/2 connection ended: {abuse.reason}")
         try:
-            # A burst of plain requests skips h2's frame buffer (gateway/http/h2_receive_lane.py)
-            events = receive_headers(self._conn, data)
-            if events is None:
-                events = self._conn.receive_data(data)
+            # A burst of plain requests opens its streams past h2's frame handling
+            # (gateway/http/h2_receive_lane.py).
+            opened = open_streams(self._conn, data, MAX_CONCURRENT_STREAMS)
+            if opened is not None:
+                return [event for event in map(self._opened, opened) if event is not None]
+            events = self._conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             raise BadRequest(f"HTTP/2 connection error: {exc}") from None
         out: list[StreamEvent | PeerGone | NoticeSeen] = []
+        # The END_STREAM of a request whole in its HEADERS frame: its StreamHead says so.
+        said = {id(e.stream_ended) for e in events if type(e) is h2.events.RequestReceived}
         for event in events:
-            if getattr(event, "stream_id", None) in self._dropped:
+            if id(event) in said or getattr(event, "stream_id", None) in self._dropped:
                 continue
             mine = self._translate(event)
             if mine is not None:
@@ -289,10 +294,11 @@ class H2Session:
             # A stream opened after our GOAWAY: refused, so the client may retry it
             # elsewhere (RFC 9113 §8.7), and nothing of it reaches the connection.
             if isinstance(event, h2.events.RequestReceived):
-                self._conn.reset_stream(event.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+                self._refuse_after_goaway(event.stream_id)
             return None
         if isinstance(event, h2.events.RequestReceived):
-            return self._request(event)
+            assert event.stream_id is not None and event.headers is not None
+            return self._request(event.stream_id, event.headers, event.stream_ended is not None)
         if isinstance(event, h2.events.DataReceived):
             return self._data(event)
         if isinstance(event, h2.events.StreamEnded):
@@ -315,14 +321,25 @@ class H2Session:
             return NoticeSeen() if self._goaway.answers_notice(event.ping_data) else None
         return None  # settings acks, pings (h2 answers them), priorities
 
+    def _opened(self, stream: OpenedStream) -> StreamHead | StreamRefused | StreamReset | None:
+        """A stream the receive lane opened, as `_translate` takes a RequestReceived."""
+        stream_id, fields, ended = stream
+        if self._goaway.refuses(stream_id):
+            self._refuse_after_goaway(stream_id)
+            return None
+        return self._request(stream_id, fields, ended)
+
+    def _refuse_after_goaway(self, stream_id: int | None) -> None:
+        """A stream opened after our GOAWAY is refused, so the client may retry it
+        elsewhere (RFC 9113 §8.7)."""
+        assert stream_id is not None
+        self._conn.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+
     def _request(
-        self, event: h2.events.RequestReceived
+        self, stream_id: int, fields: list[Field], ended: bool
     ) -> StreamHead | StreamRefused | StreamReset:
-        stream_id = event.stream_id
-        assert stream_id is not None and event.headers is not None
-        ended = event.stream_ended is not None
         try:
-            head, length = self._heads.read(event.headers)
+            head, length = self._heads.read(fields)
             if length is not None:
                 self._body_length(stream_id, length, ended)
         except MalformedRequest as exc:
@@ -336,8 +353,9 @@ class H2Session:
         (gateway/http/h2_semantics.py, rule "Content-Length is held to")."""
         counter = BodyLength(length)
         if ended:
-            counter.end()
-        self._lengths[stream_id] = counter
+            counter.end()  # a request whole in its HEADERS frame: nothing more to hold
+        else:
+            self._lengths[stream_id] = counter
 
     def _data(self, event: h2.events.DataReceived) -> StreamData | StreamReset:
         stream_id, data = event.stream_id, event.data

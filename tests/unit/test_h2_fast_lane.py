@@ -8,6 +8,7 @@ import h2.connection
 import h2.events
 import h2.settings
 import pytest
+from support.h2_state import h2_state
 
 from gateway.errors import ClientDisconnected
 from gateway.http.h2_session import H2Session
@@ -17,8 +18,9 @@ FIELDS = [(b"content-type", b"text/plain")]
 Pair = tuple[h2.connection.H2Connection, H2Session]
 
 
-def opened(streams: int = 1, settings: dict[int, int] | None = None) -> Pair:
-    """A client and a session with `streams` requests (streams 1, 3, ...) received."""
+def opened(streams: int = 1, settings: dict[int, int] | None = None, *, ended: bool = True) -> Pair:
+    """A client and a session with `streams` requests (streams 1, 3, ...) received,
+    each with END_STREAM if `ended`, else with a body to come."""
     client = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding=None))
     client.initiate_connection()
     if settings:
@@ -26,7 +28,7 @@ def opened(streams: int = 1, settings: dict[int, int] | None = None) -> Pair:
     session = H2Session(8192)
     client.receive_data(session.data_to_send())
     for stream_id in range(1, 2 * streams, 2):
-        client.send_headers(stream_id, REQUEST, end_stream=True)
+        client.send_headers(stream_id, REQUEST, end_stream=ended)
     session.feed(client.data_to_send())
     client.receive_data(session.data_to_send())  # the settings' acks
     return client, session
@@ -37,32 +39,23 @@ def received(pair: Pair) -> list[h2.events.Event]:
     return client.receive_data(session.data_to_send())
 
 
-def h2_state(session: H2Session, stream_id: int) -> tuple[object, ...]:
-    """What h2 keeps of a stream and the connection that a response changes."""
-    conn = session._conn
-    stream = conn.streams[stream_id]
-    machine = stream.state_machine
-    return (
-        conn.state_machine.state, machine.state, machine.headers_sent,
-        machine.stream_closed_by, stream.request_method,
-        stream.outbound_flow_control_window, conn.outbound_flow_control_window,
-    )  # fmt: skip
-
-
+@pytest.mark.parametrize("ended", [True, False], ids=["request ended", "request body to come"])
 @pytest.mark.parametrize("body", [b"hello", b""])
-def test_the_lane_leaves_h2_as_h2_s_own_way_does(body: bytes) -> None:
-    """Rule "h2's state is kept exact"."""
-    lane, h2_way = opened(), opened()
+def test_the_lane_leaves_h2_as_h2_s_own_way_does(body: bytes, ended: bool) -> None:
+    """Rule "h2's state is kept exact", for a stream the response closes and for one
+    whose request body is still open."""
+    lane, h2_way = opened(ended=ended), opened(ended=ended)
     assert lane[1].send_response(1, 200, FIELDS, (), body) == b""
     h2_way[1].send_head(1, 200, FIELDS, ())
     h2_way[1].send_body(1, body, end=True)
-    assert h2_state(lane[1], 1) == h2_state(h2_way[1], 1)
+    assert h2_state(lane[1]._conn) == h2_state(h2_way[1]._conn)
     events = received(lane)
     assert [type(e) for e in events] == [
         h2.events.ResponseReceived,
         *([h2.events.DataReceived] if body else []),
         h2.events.StreamEnded,  # rule "a response without a body": on the HEADERS frame
     ]
+    assert (1 in lane[1]._conn.streams) is not ended  # a closed stream is dropped at once
     data = [e.data for e in events if isinstance(e, h2.events.DataReceived)]
     assert data == ([body] if body else [])
 
