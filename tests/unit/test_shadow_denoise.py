@@ -11,10 +11,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from support.scripted_requests import Client, body, http_scope
 
 from gateway.asgi import Interface, Receive, Scope, Send
 from gateway.config.mount_table import MountConfig
+from gateway.migration import noise
 from gateway.migration.shadow import BODY_BYTES, ShadowRule
 from gateway.migration.shadows import Shadows
 from gateway.routing.router import Mount, Router
@@ -207,3 +209,21 @@ def test_a_write_never_reaches_the_primary_twice(tmp_path: Path) -> None:
 def test_shadow_denoise_percent_draws_the_second_calls(tmp_path: Path) -> None:
     _, primary, _ = run_noisy(tmp_path, 4, shadow_denoise=True, shadow_denoise_percent=0)
     assert primary.calls == {"GET": 4}
+
+
+def test_routes_past_the_books_bound_are_not_sent_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(noise, "MAX_ROUTES", 5)  # the bound, small enough to pass quickly
+    primary, copy = Noisy(10), Noisy(10)
+    setup = Setup(tmp_path, primary, copy, shadow_denoise=True, shadow_denoise_percent=100)
+
+    async def test() -> None:
+        for n in range(12):
+            await setup.request(f"/api/distinct/{n}")
+            await setup.settle()
+
+    asyncio.run(test())
+    asyncio.run(setup.shadows.close())
+    assert len(setup.shadows.noise_json()["/api"]) == 5
+    assert primary.calls == {"GET": 12 + 5}  # second calls for the routes it could learn
