@@ -57,8 +57,10 @@ Rules:
    serves the user) and the same body. The two primary answers teach the route's noise
    (gateway/migration/noise.py) before the copy is compared, and the comparison leaves
    that noise out and compares header fields too, but `ignore_headers`. A second call
-   that fails teaches nothing (counted in the book's `pairs_unusable`); the primary
-   mount's own request counters include the second calls.
+   that fails teaches nothing (counted in the book's `pairs_unusable`). It gets
+   TIMEOUT_S of its own, and takes a place in the primary's own pool and queue like
+   any request: refused there (503), it teaches nothing either. The primary mount's
+   own request counters include the second calls.
 10. A route for each copy, when something needs one (denoise, the ledger, the route
    counters): `route_of(scope)` after the primary has answered (a framework's template
    is in the scope by then), else the path below the mount's prefix. Each compared
