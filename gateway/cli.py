@@ -286,8 +286,12 @@ def _describe_links(mounts: Sequence[MountConfig]) -> list[str]:
                 how += f", forced by {mount.canary_header}"
             parts.append(f"canary {mount.canary_percent:g}% -> {mount.canary} ({how})")
         if mount.shadow:
-            methods = ", ".join(mount.shadow_methods)
-            parts.append(f"shadow {mount.shadow_percent:g}% -> {mount.shadow} ({methods})")
+            how = ", ".join(mount.shadow_methods)
+            if mount.shadow_share < 100:
+                how += f"; share {mount.shadow_share:g}% by hash"
+            if mount.shadow_denoise:
+                how += f"; denoise {mount.shadow_denoise_percent:g}%"
+            parts.append(f"shadow {mount.shadow_percent:g}% -> {mount.shadow} ({how})")
         if parts:
             lines.append(f"  {mount.label}: " + "; ".join(parts))
     return ["targets:", *lines] if lines else []

@@ -54,6 +54,10 @@ LINK_OPTIONS = {
         "shadow_log",
         "shadow_max_in_flight",
         "shadow_drop_headers",
+        "shadow_share",
+        "shadow_denoise",
+        "shadow_denoise_percent",
+        "shadow_ignore_headers",
     ),
 }
 
@@ -187,6 +191,28 @@ class MountConfig:
         checks.field_name_list,
         "request header fields a copy goes without (the user's credentials, by default); "
         "[]: the copy carries every field",
+    )
+    shadow_share: float = setting(
+        100.0,
+        checks.percent,
+        "share of the requests that may be copied, 0-100, picked by a stable hash of "
+        "method, path and query: the same requests in every worker and run "
+        "(shadow_percent then draws among them)",
+    )
+    shadow_denoise: bool = setting(
+        False,
+        checks.boolean,
+        "send a share of the copied GET/HEAD/OPTIONS requests to this mount's app a second "
+        "time; JSON paths and header fields that differ between its two answers are noise, "
+        "left out of the comparison for that route (headers are compared only with this on)",
+    )
+    shadow_denoise_percent: float = setting(
+        10.0, checks.percent, "share of the copied safe requests sent twice, 0-100"
+    )
+    shadow_ignore_headers: tuple[str, ...] = setting(
+        (),
+        checks.field_name_list,
+        "response header fields left out of the comparison (with shadow_denoise on)",
     )
 
     @property

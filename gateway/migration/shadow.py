@@ -14,7 +14,10 @@ Rules:
    waits for the copy, its answer or the comparison. The copy calls the shadow only
    COPY_DELAY_S later, so the requests that came with its primary are served first.
 2. Which requests are copied: HTTP only (a WebSocket never is), whose method is in
-   `methods`, drawn at `percent`, and whose body is known whole: none (RFC 9112 §6.3:
+   `methods`; of those, the `share` whose key (method, path and query: share_key) falls
+   in a bucket below share x 100 by gateway/migration/rules.py `bucket` (the canary's
+   stable hash: the same requests in every worker, run and server); of those, drawn at
+   random at `percent`; and whose body is known whole: none (RFC 9112 §6.3:
    neither Content-Length nor Transfer-Encoding; or a length of 0), or all of it read
    by the primary within BODY_BYTES. A declared length over that, a body that grows
    past it, or one the primary left unread: no copy, counted as dropped.
@@ -45,27 +48,42 @@ Rules:
 8. A copy that starts adds its route (">shadow:NAME") to the primary's mount label once
    the primary has answered, so the access line's route says the request was copied;
    the label of the copy's own scope is never the primary's.
+9. Denoise (a rule with a NoiseBook: shadow_denoise): of the copies whose method is
+   safe (SAFE_METHODS: a copy already runs the request twice; a write must never run
+   a third time), `denoise_percent` drawn at random, while the route's book wants
+   samples, also call the primary's own app (the app this rule wraps) a second time,
+   inside the copy's task and pool slot, after the shadow has answered: the scope as
+   it was before the primary ran, with every header field (this is the code that
+   serves the user) and the same body. The two primary answers teach the route's noise
+   (gateway/migration/noise.py) before the copy is compared, and the comparison leaves
+   that noise out and compares header fields too, but `ignore_headers`. A second call
+   that fails teaches nothing (counted in the book's `pairs_unusable`). It gets
+   TIMEOUT_S of its own, and takes a place in the primary's own pool and queue like
+   any request: refused there (503), it teaches nothing either. The primary mount's
+   own request counters include the second calls.
+10. A route for each copy, when something needs one (denoise, the ledger, the route
+   counters): `route_of(scope)` after the primary has answered (a framework's template
+   is in the scope by then), else the path below the mount's prefix. Each compared
+   copy is counted per route (count_route_shadow) and each mismatch is noted in the
+   `ledger` with its kind (gateway/migration/compare.py, rule "each mismatch has a
+   `kind`"), when those are given.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import random
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from logging.handlers import WatchedFileHandler
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from gateway.asgi import ASGIApp, Message, Receive, Scope, Send, mount_label, set_mount_label
 from gateway.config.limits import FALLBACK_BODY_BYTES, GRACEFUL_TIMEOUT_S, SHADOW_DROP_HEADERS
-from gateway.config.mount_table import MountConfig
-from gateway.errors import ConfigError
 from gateway.migration.compare import Answer, Mismatch, compare
-from gateway.migration.rules import RoutingCounters, Tape
+from gateway.migration.mismatches import MismatchLog, MismatchNotes, mismatch_record, request_line
+from gateway.migration.noise import NoiseBook, difference
+from gateway.migration.rules import BUCKETS, RoutingCounters, Tape, bucket
 from gateway.routing.router import MountLink, declares_over, framing
 
 log = logging.getLogger("gateway.shadow")
@@ -94,11 +112,21 @@ CANCEL_GRACE_S = 1.0
 # answered before their copies take the loop, so a copy delays no primary of its own
 # burst.
 COPY_DELAY_S = 0.01
-# The request target shown in a mismatch line is cut here; max_target_bytes (8 KiB)
-# bounds it already, but a line of the log should stay readable.
-MAX_TARGET_CHARS = 1024
+# Methods whose request may run a third time (rule "denoise"): the safe ones of RFC 9110
+# §9.2.1, which a client may repeat and a server must not act on.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 Copy = Callable[[], Coroutine[Any, Any, None]]
+T = TypeVar("T")
+RouteOf = Callable[[Scope], str]
+
+
+@runtime_checkable
+class RouteShadowCounters(Protocol):
+    """The per-route shadow counter (gateway/server/mount_metrics.py WorkerMetrics, once it
+    counts per route; rule "a route for each copy")."""
+
+    def count_route_shadow(self, mount: str, route: str, mismatch: bool) -> None: ...
 
 
 class ShadowPool:
@@ -143,29 +171,6 @@ class ShadowPool:
             log.warning("%d shadow copies ignored cancellation; going on", self.in_flight)
 
 
-class MismatchLog:
-    """Where a mount's mismatches go: a JSON-lines file, or the error log
-    (rule "a mismatch is one JSON line")."""
-
-    def __init__(self, path: str) -> None:
-        # WatchedFileHandler reopens the file when logrotate moves it away, and appends
-        # each line with one write, so the workers' lines do not interleave.
-        self._file: logging.Handler | None = None
-        if path:
-            self._file = WatchedFileHandler(path, encoding="utf-8")
-
-    def write(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record)  # ASCII: a path's undecodable bytes stay escaped
-        if self._file is None:
-            log.warning("shadow mismatch: %s", line)
-        else:
-            self._file.handle(logging.makeLogRecord({"msg": line, "levelno": logging.INFO}))
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-
-
 @dataclass(frozen=True)
 class ShadowRule:
     """`shadow` and the shadow_* keys of a [[mount]] table, with the worker's pool and
@@ -181,7 +186,18 @@ class ShadowRule:
     metrics: RoutingCounters | None = field(default=None, compare=False, repr=False)
     # Lower-cased field names, as ASGI gives them (rule "the copy is the request").
     drop_headers: frozenset[bytes] = frozenset(name.encode() for name in SHADOW_DROP_HEADERS)
+    share: float = 100.0  # 0-100 (rule "which requests are copied")
+    noise: NoiseBook | None = field(default=None, compare=False)  # None: denoise off
+    denoise_percent: float = 10.0  # 0-100 (rule "denoise")
+    ignore_headers: frozenset[str] = frozenset()  # lower-cased, as compare.py keeps names
+    route_of: RouteOf | None = field(default=None, compare=False, repr=False)
+    ledger: MismatchNotes | None = field(default=None, compare=False, repr=False)
+    route_counters: RouteShadowCounters | None = field(default=None, compare=False, repr=False)
     kind: ClassVar[str] = "shadow"
+
+    @property
+    def needs_route(self) -> bool:
+        return not (self.noise is None and self.ledger is None and self.route_counters is None)
 
     def wrap(self, inner: ASGIApp, link: MountLink) -> ASGIApp:
         return Shadow(inner, link, self)
@@ -195,12 +211,13 @@ class Shadow:
     """Serves the primary and, once it has answered, starts the copy
     (rules "the client gets the primary's answer" and "which requests are copied")."""
 
-    __slots__ = ("_inner", "_link", "_rule")
+    __slots__ = ("_inner", "_link", "_rule", "_share_below")
 
     def __init__(self, inner: ASGIApp, link: MountLink, rule: ShadowRule) -> None:
         self._inner = inner
         self._link = link
         self._rule = rule
+        self._share_below = round(rule.share * BUCKETS / 100)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._wanted(scope):
@@ -216,12 +233,14 @@ class Shadow:
         pristine["headers"] = [
             (name, value) for name, value in scope["headers"] if name not in rule.drop_headers
         ]
+        again = self._second_call_scope(scope)
         tape = None if framing(scope["headers"]) == 0 else Tape(receive, BODY_BYTES, False)
-        watch = Watch(send)
+        watch = Watch(send, keep_headers=rule.noise is not None)
         await self._inner(scope, receive if tape is None else tape, watch)
         if watch.answer.complete:
             body = b"" if tape is None else tape.recorded()
-            if self._start_copy(pristine, body, watch.answer):
+            route = self._route(scope, pristine) if rule.needs_route else ""
+            if self._start_copy(pristine, body, watch.answer, route, again):
                 # The access log's route (README: Logging): this request was copied.
                 set_mount_label(scope, mount_label(scope) + self._link.route)
 
@@ -230,17 +249,46 @@ class Shadow:
         return (
             scope["type"] == "http"
             and scope["method"] in rule.methods
+            and (rule.share >= 100 or bucket(share_key(scope)) < self._share_below)
             and (rule.percent >= 100 or random.random() * 100 < rule.percent)
         )
 
-    def _start_copy(self, scope: Scope, body: bytes | None, primary: Answer) -> bool:
+    def _second_call_scope(self, scope: Scope) -> Scope | None:
+        """The scope of the primary's second call, if this request is drawn for one
+        (rule "denoise"): taken now, before the primary can change it."""
+        rule = self._rule
+        if (
+            rule.noise is None
+            or scope["method"] not in SAFE_METHODS
+            or random.random() * 100 >= rule.denoise_percent
+        ):
+            return None
+        again = dict(scope)
+        again["headers"] = list(scope["headers"])
+        if "state" in scope:  # the primary's own copy of its mount's state, as the router gave
+            again["state"] = dict(scope["state"])
+        return again
+
+    def _route(self, scope: Scope, pristine: Scope) -> str:
+        """The request's route (rule "a route for each copy")."""
+        if self._rule.route_of is not None:
+            return self._rule.route_of(scope)
+        path: str = pristine["path"]
+        return path[len(pristine.get("root_path", "")) :] or "/"
+
+    def _start_copy(
+        self, scope: Scope, body: bytes | None, primary: Answer, route: str, again: Scope | None
+    ) -> bool:
         """Start the copy, or count it dropped; whether it started."""
         rule = self._rule
         # Over the cap, or not read whole by the primary (rule "which requests are copied").
         if body is None:
             rule.dropped()
             return False
-        copy = ShadowCopy(self._link, scope, body, primary, rule)
+        if again is not None and rule.noise is not None and not rule.noise.wants_sample(route):
+            again = None
+        second = None if again is None else (self._inner, again)
+        copy = ShadowCopy(self._link, scope, body, primary, rule, route, second)
         if not rule.pool.spawn(copy.run):
             rule.dropped()
             return False
@@ -255,48 +303,40 @@ class Watch:
 
     __slots__ = ("_send", "answer")
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, *, keep_headers: bool = False) -> None:
         self._send = send
-        self.answer = Answer(ANSWER_BYTES)
+        self.answer = Answer(ANSWER_BYTES, keep_headers=keep_headers)
 
     async def __call__(self, message: Message) -> None:
         await self._send(message)
         self.answer.take(message)
 
 
-class ShadowCopy:
-    """One copy: the shadow's request and answer, then the comparison
-    (rules "the copy is the request", "the shadow's errors stay there" and "a mismatch is
-    one JSON line")."""
+class Call:
+    """One call of an app with a body known whole: the request in one message, then,
+    once the answer is complete, a disconnect (rules "the copy is the request" and "the
+    shadow's errors stay there")."""
 
-    def __init__(
-        self, link: MountLink, scope: Scope, body: bytes, primary: Answer, rule: ShadowRule
-    ) -> None:
-        self.link = link
+    def __init__(self, app: ASGIApp, scope: Scope, body: bytes, keep_headers: bool) -> None:
+        self.app = app
         self.scope = scope
         self.body: bytes | None = body
-        self.primary = primary
-        self.rule = rule
-        self.answer = Answer(ANSWER_BYTES)
-        self.done = asyncio.Event()  # the shadow's answer is complete
+        self.answer = Answer(ANSWER_BYTES, keep_headers=keep_headers)
+        self.done = asyncio.Event()  # the answer is complete
 
-    async def run(self) -> None:
-        """The task's body: never raises but CancelledError
-        (rule "the shadow's errors stay there")."""
-        await asyncio.sleep(COPY_DELAY_S)
+    async def run(self) -> Answer:
+        """The answer, or what went wrong in `error`; never raises but CancelledError."""
         try:
             async with asyncio.timeout(TIMEOUT_S):
-                await self.link(self.scope, self.receive, self.send)
+                await self.app(self.scope, self.receive, self.send)
         except TimeoutError:
             self.answer.error = f"no complete answer within {TIMEOUT_S:g} s"
         except Exception as exc:
             self.answer.error = repr(exc)
-            log.debug("shadow app raised on %s", request_line(self.scope), exc_info=True)
+            log.debug("shadowed app raised on %s", request_line(self.scope), exc_info=True)
         if not self.answer.complete and not self.answer.error:
             self.answer.error = "the app returned without a complete answer"
-        mismatch = await self._compare()
-        if mismatch is not None:
-            self.report(mismatch)
+        return self.answer
 
     async def receive(self) -> Message:
         body, self.body = self.body, None
@@ -310,90 +350,77 @@ class ShadowCopy:
         if self.answer.complete:
             self.done.set()
 
+
+class ShadowCopy:
+    """One copy: the shadow's request and answer, the primary's second call if drawn, then
+    the comparison (rules "the copy is the request", "the shadow's errors stay there",
+    "a mismatch is one JSON line", "denoise" and "a route for each copy")."""
+
+    def __init__(
+        self,
+        link: MountLink,
+        scope: Scope,
+        body: bytes,
+        primary: Answer,
+        rule: ShadowRule,
+        route: str = "",
+        second: tuple[ASGIApp, Scope] | None = None,
+    ) -> None:
+        self.link = link
+        self.scope = scope
+        self.body = body
+        self.primary = primary
+        self.rule = rule
+        self.route = route
+        self.second = second  # the primary's own app and the scope of its second call
+        self.answer = Answer(ANSWER_BYTES)
+
+    async def run(self) -> None:
+        """The task's body: never raises but CancelledError
+        (rule "the shadow's errors stay there")."""
+        await asyncio.sleep(COPY_DELAY_S)
+        rule = self.rule
+        self.answer = await Call(self.link, self.scope, self.body, rule.noise is not None).run()
+        if self.second is not None and rule.noise is not None:
+            again = await Call(*self.second, self.body, True).run()
+            found = await self._off_loop(difference, self.primary, again, rule.ignore_json_keys)
+            rule.noise.record(self.route, found)
+        mismatch = await self._compare()
+        if rule.route_counters is not None:
+            rule.route_counters.count_route_shadow(rule.label, self.route, mismatch is not None)
+        if mismatch is not None:
+            self.report(mismatch)
+
+    async def _off_loop(self, work: Callable[..., T], a: Answer, b: Answer, *args: Any) -> T:
+        """`work(a, b, *args)`, in a thread when the bodies are big (rule "a mismatch is
+        one JSON line": a large JSON parse must not hold up the loop)."""
+        if max(len(a.body), len(b.body)) <= INLINE_COMPARE_BYTES:
+            return work(a, b, *args)
+        return await asyncio.to_thread(work, a, b, *args)
+
     async def _compare(self) -> Mismatch | None:
-        ignored = self.rule.ignore_json_keys
-        size = max(len(self.primary.body), len(self.answer.body))
-        if size <= INLINE_COMPARE_BYTES:
-            return compare(self.primary, self.answer, ignored)
-        return await asyncio.to_thread(compare, self.primary, self.answer, ignored)
+        rule = self.rule
+        if rule.noise is None:  # gateway/migration/compare.py, rule "two answers match"
+            return await self._off_loop(compare, self.primary, self.answer, rule.ignore_json_keys)
+        noise = rule.noise.ignored(self.route)
+        headers = rule.ignore_headers | noise.headers
+        keys, paths = rule.ignore_json_keys, noise.json_paths
+        return await self._off_loop(compare, self.primary, self.answer, keys, paths, headers)
 
     def report(self, mismatch: Mismatch) -> None:
         rule = self.rule
         if rule.metrics is not None:
             rule.metrics.count_shadow_mismatch(rule.label)
-        rule.log.write(mismatch_record(rule, self.scope, self.primary, self.answer, mismatch))
+        scope, primary, answer = self.scope, self.primary, self.answer
+        record = mismatch_record(rule.label, rule.to_mount, scope, primary, answer, mismatch)
+        if rule.ledger is not None:
+            rule.ledger.note_mismatch(rule.label, self.route, mismatch.kind, record)
+        rule.log.write(record)
 
 
-def mismatch_record(
-    rule: ShadowRule, scope: Scope, primary: Answer, shadow: Answer, mismatch: Mismatch
-) -> dict[str, Any]:
-    """One line of shadow_log (README: Shadow)."""
-    return {
-        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        "mount": rule.label,
-        "shadow_mount": rule.to_mount,
-        "request": request_line(scope),
-        "differs": list(mismatch.parts),
-        "primary": primary.summary(),
-        "shadow": shadow.summary(),
-        "diff": mismatch.diff,
-    }
-
-
-def request_line(scope: Scope) -> str:
-    """The method and the whole target as the client sent it: "GET /api/users?page=2"."""
-    target: str = scope["path"]
-    query = scope.get("query_string", b"")
-    if query:
-        target += "?" + bytes(query).decode("latin-1")
-    return f"{scope['method']} {target[:MAX_TARGET_CHARS]}"
-
-
-class Shadows:
-    """A worker's shadowing: a pool and a mismatch log for each mount that shadows."""
-
-    def __init__(self) -> None:
-        self._pools: list[ShadowPool] = []
-        self._logs: list[MismatchLog] = []
-
-    @property
-    def started(self) -> int:
-        """Copies started so far, by every mount (a test waits on it and in_flight)."""
-        return sum(pool.started for pool in self._pools)
-
-    @property
-    def in_flight(self) -> int:
-        return sum(pool.in_flight for pool in self._pools)
-
-    def rule(
-        self, mount: MountConfig, where: tuple[str, str], metrics: RoutingCounters | None
-    ) -> ShadowRule:
-        """The mount's ShadowRule; `where` is (file, table) for the error about a log
-        file that cannot be opened."""
-        try:
-            mismatches = MismatchLog(mount.shadow_log)
-        except OSError as exc:
-            reason = f"cannot open {mount.shadow_log!r}: {exc.strerror or exc}"
-            raise ConfigError(*where, "shadow_log", reason) from exc
-        pool = ShadowPool(mount.shadow_max_in_flight)
-        self._pools.append(pool)
-        self._logs.append(mismatches)
-        return ShadowRule(
-            mount.shadow,
-            mount.shadow_percent,
-            frozenset(mount.shadow_methods),
-            frozenset(mount.shadow_ignore_json_keys),
-            pool,
-            mismatches,
-            mount.label,
-            metrics,
-            frozenset(name.encode("ascii") for name in mount.shadow_drop_headers),
-        )
-
-    async def close(self) -> None:
-        """Cancel every copy still running (the drain is over), then close the logs."""
-        for pool in self._pools:
-            await pool.close()
-        for mismatches in self._logs:
-            with contextlib.suppress(OSError):
-                mismatches.close()
+def share_key(scope: Scope) -> bytes:
+    """What shadow_share hashes: "GET /api/items/7?lang=en" as bytes (rule "which
+    requests are copied"); surrogatepass: a path of undecodable bytes still has a key."""
+    path: str = scope["path"]
+    query = bytes(scope.get("query_string", b""))
+    return f"{scope['method']} {path}?".encode("utf-8", "surrogatepass") + query

@@ -49,7 +49,7 @@ from gateway.config.mount_table import MountConfig
 from gateway.errors import AppLoadError
 from gateway.lifecycle import Transitions
 from gateway.migration.rules import CanaryRule, FallbackRule, RoutingCounters
-from gateway.migration.shadow import Shadows
+from gateway.migration.shadows import Shadows
 from gateway.routing.health import HealthCheck
 from gateway.routing.router import Mount, Router, Rule
 from gateway.server.connection import HTTPConnection

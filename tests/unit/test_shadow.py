@@ -21,8 +21,10 @@ from gateway.asgi import ASGIApp, Interface, Message, Receive, Scope, Send, moun
 from gateway.config.mount_table import MountConfig
 from gateway.errors import ConfigError
 from gateway.migration import shadow
+from gateway.migration.mismatches import MismatchLog
 from gateway.migration.rules import CanaryRule, FallbackRule
-from gateway.migration.shadow import BODY_BYTES, MismatchLog, ShadowPool, ShadowRule, Shadows
+from gateway.migration.shadow import BODY_BYTES, ShadowPool, ShadowRule
+from gateway.migration.shadows import Shadows
 from gateway.process.worker import LoadedMount, _rules, routed
 from gateway.routing.router import Mount, Router
 from gateway.server.mount_metrics import WorkerMetrics
@@ -521,7 +523,9 @@ def test_a_status_mismatch_is_one_json_line(tmp_path: Path) -> None:
         "primary",
         "shadow",
         "diff",
+        "kind",
     }
+    assert line["kind"] == "status, body $.id"  # issue 17, point 3: what to count by
     assert (line["mount"], line["shadow_mount"]) == ("/api", "newapi")
     assert line["request"] == "GET /api/items/7?full=1"
     assert line["differs"] == ["status", "body"]

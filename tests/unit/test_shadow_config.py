@@ -114,3 +114,48 @@ def test_check_prints_the_shadow(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["check", str(path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[lines.index("targets:") + 1 :] == ["  /api: shadow 5% -> newapi (GET, POST)"]
+
+
+def test_the_share_and_denoise_keys_load_and_check(tmp_path: Path) -> None:
+    text = NEW + 'shadow = "legacy"\nshadow_share = 30\nshadow_denoise = true\n'
+    text += 'shadow_denoise_percent = 25\nshadow_ignore_headers = ["X-Request-Id"]\n' + LEGACY
+    new = load(tmp_path, text)[0]
+    assert (new.shadow_share, new.shadow_denoise, new.shadow_denoise_percent) == (30, True, 25)
+    assert new.shadow_ignore_headers == ("x-request-id",)
+    defaults = load(tmp_path, NEW + 'shadow = "legacy"\n' + LEGACY)[0]
+    assert (defaults.shadow_share, defaults.shadow_denoise) == (100, False)
+    assert (defaults.shadow_denoise_percent, defaults.shadow_ignore_headers) == (10, ())
+
+
+@pytest.mark.parametrize(
+    ("keys", "key", "reason"),
+    [
+        ('shadow = "legacy"\nshadow_share = 101', "shadow_share", "0 to 100"),
+        ('shadow = "legacy"\nshadow_denoise = "yes"', "shadow_denoise", "true or false"),
+        ('shadow = "legacy"\nshadow_denoise_percent = -1', "shadow_denoise_percent", "0 to 100"),
+        ('shadow = "legacy"\nshadow_ignore_headers = ["a b"]', "shadow_ignore_headers", "header"),
+        ("shadow_denoise = true", "shadow_denoise", 'applies only with shadow = "NAME"'),
+        ("shadow_share = 5", "shadow_share", 'applies only with shadow = "NAME"'),
+    ],
+)
+def test_the_share_and_denoise_keys_are_checked(
+    tmp_path: Path, keys: str, key: str, reason: str
+) -> None:
+    assert reason in error(tmp_path, NEW + keys + "\n" + LEGACY, "mount #1", key)
+
+
+def test_check_prints_the_share_and_denoise(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    apps = Path(__file__).parents[1] / "apps"
+    text = f"[server]\npythonpath = [{str(apps)!r}]\n"
+    text += '[[mount]]\nprefix = "/api"\napp = "migration_legacy:app"\ninterface = "wsgi"\n'
+    text += 'shadow = "newapi"\nshadow_share = 30\nshadow_denoise = true\n'
+    text += '[[mount]]\nname = "newapi"\napp = "migration_new:app"\ninterface = "asgi"\n'
+    path = tmp_path / "gateway.toml"
+    path.write_text(text, encoding="utf-8")
+    assert main(["check", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[lines.index("targets:") + 1 :] == [
+        "  /api: shadow 100% -> newapi (GET, HEAD; share 30% by hash; denoise 10%)"
+    ]
