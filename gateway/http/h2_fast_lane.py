@@ -20,6 +20,7 @@ Rules:
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 
 import h2.connection
@@ -29,18 +30,20 @@ from gateway.http.hpack_codec import LiteralEncoder
 
 Field = tuple[bytes, bytes]
 # RFC 9113 §6.1, §6.2: frame types and flags.
-_DATA, _HEADERS = b"\x00", b"\x01"
+_DATA, _HEADERS = 0x0, 0x1
 _END_STREAM, _END_HEADERS = 0x1, 0x4
 _OPEN_STATES = frozenset({h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_REMOTE})
 _FIRST_FINAL_STATUS = 200
 _SERVER_OPEN = h2.connection.ConnectionState.SERVER_OPEN
 _HALF_CLOSED_REMOTE = h2.stream.StreamState.HALF_CLOSED_REMOTE
 _CLOSED = h2.stream.StreamState.CLOSED
+# A frame header as three big-endian fields: length and type in one, flags, stream id.
+_FRAME_HEADER = struct.Struct(">IBI")
 
 
-def frame_header(length: int, kind: bytes, flags: int, stream_id: int) -> bytes:
+def frame_header(length: int, kind: int, flags: int, stream_id: int) -> bytes:
     """RFC 9113 §4.1: 24-bit length, type, flags, then R (0) and the 31-bit stream id."""
-    return length.to_bytes(3) + kind + bytes((flags,)) + stream_id.to_bytes(4)
+    return _FRAME_HEADER.pack(length << 8 | kind, flags, stream_id)
 
 
 def frame_response(

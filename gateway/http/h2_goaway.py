@@ -34,8 +34,8 @@ MAX_STREAM_ID = 2**31 - 1
 # The notice's PING payload (8 octets, RFC 9113 §6.7), which its ACK echoes; any other
 # ACK is not the answer to the notice.
 NOTICE_PING_DATA = b"shutdown"
-_GOAWAY = b"\x07"  # frame types (RFC 9113 §6.8, §6.7)
-_PING = b"\x06"
+_GOAWAY = 0x7  # frame types (RFC 9113 §6.8, §6.7)
+_PING = 0x6
 _NO_ERROR = 0x0
 
 

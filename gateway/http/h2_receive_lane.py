@@ -121,38 +121,51 @@ def open_streams(
     frames = plain_headers_frames(data, conn.max_inbound_frame_size, conn.highest_inbound_stream_id)
     if frames is None or len(conn.streams) + len(frames) > max_streams:
         return None
+    # Settings change only by a SETTINGS frame, which no read the lane takes holds.
+    windows = (conn.local_settings.initial_window_size, conn.remote_settings.initial_window_size)
     try:
-        return [
-            _open(conn, stream_id, block, flags & END_STREAM) for stream_id, block, flags in frames
-        ]
+        return [_open(conn, frame, windows) for frame in frames]
     except h2.exceptions.ProtocolError as exc:  # rule "h2's state is kept exact"
         conn._terminate_connection(exc.error_code)
         raise
 
 
 def _open(
-    conn: h2.connection.H2Connection, stream_id: int, block: bytes, ended: int
+    conn: h2.connection.H2Connection, frame: tuple[int, bytes, int], windows: tuple[int, int]
 ) -> OpenedStream:
     """One stream, in h2's order: the block decoded, the stream registered, its state
-    moved, its Content-Length read (rule "h2's state is kept exact")."""
+    moved, its Content-Length read (rule "h2's state is kept exact"); `windows` are the
+    stream's initial receive and send windows."""
+    stream_id, block, flags = frame
+    ended = bool(flags & END_STREAM)
     fields: list[Field] = h2.connection._decode_headers(conn.decoder, block)  # type: ignore[assignment]
     stream = h2.stream.H2Stream(
         stream_id,
         config=conn.config,
-        inbound_window_size=conn.local_settings.initial_window_size,
-        outbound_window_size=conn.remote_settings.initial_window_size,
+        inbound_window_size=windows[0],
+        outbound_window_size=windows[1],
     )
     conn.state_machine.state = _SERVER_OPEN
     stream.max_outbound_frame_size = conn.max_outbound_frame_size
     conn.streams[stream_id] = stream
     conn.highest_inbound_stream_id = stream_id
-    if h2.utilities.is_informational_response(fields):
-        stream.receive_headers(fields, bool(ended), None)  # h2 refuses it, its own way
+    rare = _has_rare_field(fields)
+    if rare and h2.utilities.is_informational_response(fields):
+        stream.receive_headers(fields, ended, None)  # h2 refuses it, its own way
     machine = stream.state_machine
     machine.client = False  # what h2's request_received records
     machine.headers_received = True
     machine.state = _HALF_CLOSED_REMOTE if ended else _OPEN
     stream._initialize_content_length(fields)
-    if any(name == b"cookie" for name, _ in fields):
+    if rare and any(name == b"cookie" for name, _ in fields):
         fields = list(h2.utilities.normalize_inbound_headers(fields, _REQUEST_FLAGS))
-    return stream_id, fields, bool(ended)
+    return stream_id, fields, ended
+
+
+def _has_rare_field(fields: list[Field]) -> bool:
+    """A field whose name makes h2 treat the request apart: a status (which no request
+    carries) or a cookie (whose crumbs h2 joins); most requests have neither."""
+    for name, _ in fields:  # noqa: SIM110 (a plain loop: no generator per request)
+        if name == b"cookie" or name == b":status":
+            return True
+    return False

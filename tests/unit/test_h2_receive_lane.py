@@ -122,10 +122,24 @@ def test_anything_unusual_goes_to_receive_data_untouched(kind: str) -> None:
     assert session.data_to_send() == b""
 
 
-def test_a_protocol_error_in_the_lane_ends_the_connection_as_h2_does() -> None:
-    """A HEADERS frame whose block HPACK cannot decode: GOAWAY COMPRESSION_ERROR both ways
-    (RFC 9113 §4.3)."""
-    bad = b"\x00\x00\x01\x01\x05\x00\x00\x00\x01" + b"\xff"  # an index with no end
+def headers_frame(block: bytes, stream_id: int = 1) -> bytes:
+    """A HEADERS frame with END_HEADERS and END_STREAM (RFC 9113 §6.2)."""
+    return len(block).to_bytes(3, "big") + b"\x01\x05" + stream_id.to_bytes(4, "big") + block
+
+
+def informational_request() -> bytes:
+    """A request whose first field is an interim :status, which h2 refuses."""
+    encoder = h2.connection.H2Connection().encoder
+    return headers_frame(encoder.encode([(b":status", b"100"), *REQUEST]))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [headers_frame(b"\xff"), informational_request()],  # an index with no end
+    ids=["undecodable block", "informational status"],
+)
+def test_a_protocol_error_in_the_lane_ends_the_connection_as_h2_does(bad: bytes) -> None:
+    """A HEADERS frame h2 refuses: the same GOAWAY both ways (RFC 9113 §4.3, §8.1)."""
     _, lane = greeted_session()
     _, h2_way = greeted_session()
     with pytest.raises(h2.exceptions.ProtocolError):
