@@ -31,19 +31,28 @@ Rules:
    twice among that many distinct newcomers, still gets in. The reader of the metrics
    keeps the top routes over all workers and folds the rest into OTHER
    (gateway/migration/report.py).
-6. Layer 1: no event loop, no lock: a book is used from its worker's event loop only.
+6. Sides: "new" or "legacy", per mount, from the links at startup (`mount_sides`): a
+   mount with a `fallback` is new and its fallback legacy; a mount with a `canary` or a
+   `shadow` is legacy and its target new; a mount no link names and with none: ASGI is
+   new, WSGI (and static files) legacy. A mount's own links decide before another's.
+   A request's side is the side of the last mount that answered it (`answered_by`).
+7. Layer 1: no event loop, no lock: a book is used from its worker's event loop only.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
-from gateway.asgi import Scope
+from gateway.asgi import Interface, Scope
+from gateway.config.mount_table import MountConfig
 
 # Where the route is kept on the scope (rule "a route is computed once per request").
 ROUTE_KEY = "gateway.route"
 # The overflow bucket (rule "bounded admission").
 OTHER = "other"
+NEW = "new"
+LEGACY = "legacy"
 # A template read from a framework is at most this long: a real route table's longest
 # paths are well under 200 characters; anything longer is not a template we label with.
 MAX_TEMPLATE_CHARS = 200
@@ -129,6 +138,10 @@ class RouteBook:
         """The routes admitted so far."""
         return frozenset(self._admitted)
 
+    def knows(self, route: str) -> bool:
+        """`route` is one this book gives: admitted, or OTHER."""
+        return route in self._admitted or route == OTHER
+
     def route_of(self, scope: Scope) -> str:
         """The request's route, computed once and kept on the scope (rule "a route is
         computed once per request")."""
@@ -176,3 +189,42 @@ class RouteBook:
             self._candidates.clear()
         self._candidates[template] = seen
         return OTHER
+
+
+def mount_sides(mounts: Sequence[MountConfig]) -> dict[str, str]:
+    """Each mount's side, by its label and by its name (rule "sides"): a label is a prefix
+    ("/api") or a name, and a name never starts with "/" (checks.mount_name)."""
+    named: dict[str, str] = {}
+    own: dict[str, str] = {}
+    for mount in mounts:
+        if mount.fallback:
+            own[mount.label] = NEW
+            named.setdefault(mount.fallback, LEGACY)
+        for target in (mount.canary, mount.shadow):
+            if target:
+                own.setdefault(mount.label, LEGACY)
+                named.setdefault(target, NEW)
+    sides = {}
+    for mount in mounts:
+        by_interface = NEW if mount.interface == Interface.ASGI and not mount.static else LEGACY
+        side = own.get(mount.label) or named.get(mount.name) or by_interface
+        sides[mount.label] = side
+        if mount.name:
+            sides[mount.name] = side
+    return sides
+
+
+def answered_by(label: str) -> tuple[str, bool]:
+    """The name (or, with no hop, the label) of the mount that answered a request whose
+    mount label is `label` ("/api>fallback:legacy>shadow:newapi"), and whether it fell
+    back (rule "sides"). A shadow hop only says the request was copied."""
+    hops = label.split(">")
+    fell_back = False
+    answered = hops[0]
+    for hop in hops[1:]:
+        kind, _, name = hop.partition(":")
+        if kind == "shadow":
+            continue
+        fell_back = fell_back or kind == "fallback"
+        answered = name
+    return answered, fell_back

@@ -114,13 +114,20 @@ class MetricsMiddleware:
             request.finish()
 
 
+class Observer(Protocol):
+    """What a RequestRecord reports to: a mount's instruments, or the per-route
+    recorder's (gateway/server/route_metrics.py)."""
+
+    def observe(self, status: int, seconds: float) -> None: ...
+
+
 class RequestRecord:
     """One request's status and start time; recorded once, at the last body message or
     when the app ends without one."""
 
     __slots__ = ("_mount", "_send", "_started", "done", "status")
 
-    def __init__(self, mount: MountMetrics, send: Send) -> None:
+    def __init__(self, mount: Observer, send: Send) -> None:
         self._mount = mount
         self._send = send
         self._started = time.perf_counter()
@@ -156,10 +163,14 @@ class WorkerMetrics:
     """One worker's metrics: the middleware for each mount, the endpoint, the gauges'
     publisher, and the counters the routing code calls."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, server: ServerConfig | None = None) -> None:
+        from gateway.server.route_metrics import RouteMetrics  # it imports this module
+
         self.path = path
         self._registry, self._families = worker_registry()
         self._mounts: dict[str, MountMetrics] = {}
+        server = server or ServerConfig()
+        self.routes = RouteMetrics(self._families.route, server.routes_per_mount, server.root_path)
 
     def wrap(self, app: ASGIApp, label: str, pool: Pool | None = None) -> ASGIApp:
         """`app` behind the metrics middleware, counted under `mount=label`."""
@@ -174,6 +185,7 @@ class WorkerMetrics:
         """Write the gauges of every mount (rule "per request only what must be")."""
         for mount in self._mounts.values():
             mount.publish()
+        self.routes.publish()
 
     def publish_every(self, interval_s: float = GAUGE_INTERVAL_S) -> None:
         """Publish now and every `interval_s` on the running loop, for as long as it runs."""
@@ -204,6 +216,10 @@ class WorkerMetrics:
     def count_shadow_mismatch(self, mount: str) -> None:
         self._count("shadow_mismatch", mount)
 
+    def count_route_shadow(self, mount: str, route: str, mismatch: bool) -> None:
+        """A shadow comparison that ran for `route` of `mount`, and whether it differed."""
+        self.routes.count_shadow(mount, route, mismatch)
+
     def _count(self, event: str, mount: str) -> None:
         self._families.routing[event].labels(mount).inc()
 
@@ -214,7 +230,7 @@ def worker_metrics(server: ServerConfig) -> WorkerMetrics | None:
     if not server.metrics_path:
         return None
     require(server)
-    return WorkerMetrics(server.metrics_path)
+    return WorkerMetrics(server.metrics_path, server)
 
 
 class MetricsEndpoint:
