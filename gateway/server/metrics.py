@@ -56,11 +56,11 @@ import os
 import shutil
 import types
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gateway.config.server_table import ServerConfig
 from gateway.errors import GatewayError
+from gateway.migration.report import Sample
 from gateway.server import metric_files
 
 if TYPE_CHECKING:
@@ -333,15 +333,6 @@ class SupervisorMetrics:
 
 
 # -- reading an exposition (`gateway status`) ---------------------------------------------
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One line of an exposition: `name{labels} value`."""
-
-    name: str
-    labels: dict[str, str]
-    value: float
 
 
 def parse_exposition(text: str) -> Iterator[Sample]:
