@@ -18,7 +18,7 @@ Rules:
    comparisons and agreement (comparisons without a mismatch over comparisons), the
    ledger's mismatches and learned noise. Each worker keeps its own routes; summed, a
    mount keeps its `top` routes by requests and folds the rest into "other". Routes come
-   in their mount's order, then by requests, most first.
+   in their mount's order, then by requests, most first, and "other" last.
 5. The verdict, first that holds: "served by new" (requests, none by legacy, no
    fallback); "still falls back" (a fallback); "disagrees" (at least `min_compared`
    comparisons, agreement under `agreement_percent`); "ready to cut over" (at least
@@ -291,7 +291,12 @@ def route_statuses(
     place = {label: n for n, label in enumerate(order)}
     ranked = sorted(
         by_route.items(),
-        key=lambda item: (place.get(item[0][0], len(place)), item[0][0], -item[1].requests),
+        key=lambda item: (
+            place.get(item[0][0], len(place)),
+            item[0][0],
+            item[0][1] == OTHER,
+            -item[1].requests,
+        ),
     )
     statuses = []
     for (mount, route), tally in ranked:

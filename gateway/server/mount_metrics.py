@@ -24,14 +24,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import asdict
 from http import HTTPStatus
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.asgi import ASGIApp, Message, Receive, Scope, Send, send_plain, set_mount_label
 from gateway.config.server_table import ServerConfig
 from gateway.errors import ClientDisconnected, HTTPError
 from gateway.routing.health import ALLOW, NO_STORE
-from gateway.server.metrics import Families, content_type, exposition, require, worker_registry
+from gateway.server.metrics import (
+    Families,
+    content_type,
+    exposition,
+    parse_exposition,
+    require,
+    worker_registry,
+)
 
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "none")
 # How often the gauges (in-flight, pool busy and queued) are published. A scrape comes
@@ -169,8 +177,7 @@ class WorkerMetrics:
         self.path = path
         self._registry, self._families = worker_registry()
         self._mounts: dict[str, MountMetrics] = {}
-        server = server or ServerConfig()
-        self.routes = RouteMetrics(self._families.route, server.routes_per_mount, server.root_path)
+        self.routes = RouteMetrics(self._families.route, server or ServerConfig())
 
     def wrap(self, app: ASGIApp, label: str, pool: Pool | None = None) -> ASGIApp:
         """`app` behind the metrics middleware, counted under `mount=label`."""
@@ -196,6 +203,19 @@ class WorkerMetrics:
         """The exposition: summed over the workers' files in multiprocess mode
         (gateway/server/metrics.py, rule "several workers sum")."""
         return exposition(self._registry)
+
+    async def report_json(self) -> dict[str, Any]:
+        """The migration report as JSON (gateway/migration/report.py), for the admin
+        listener: the gauges and this worker's ledger as of now, then the exposition
+        collected and the ledgers read off the event loop (rule "a scrape is collected
+        off the event loop")."""
+        self.publish()
+        mine = self.routes.ledger.to_json()
+        return await asyncio.to_thread(self._report_json, mine)
+
+    def _report_json(self, mine: dict[str, Any]) -> dict[str, Any]:
+        samples = parse_exposition(self.collect().decode("utf-8"))
+        return asdict(self.routes.report(samples, list(self._mounts), mine))
 
     # The routing code's API: `mount` is the label (MountConfig.label) of the mount the event
     # belongs to, the one that routes: the mount whose answer fell back, whose share

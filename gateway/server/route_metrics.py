@@ -37,11 +37,13 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from gateway.asgi import ASGIApp, Receive, Scope, Send, mount_label
-from gateway.migration.ledger import MigrationLedger, merge
+from gateway.config.server_table import ServerConfig
+from gateway.migration.ledger import Doc, MigrationLedger, merge
+from gateway.migration.report import Report, Sample, Thresholds, build_report
 from gateway.migration.routes import LEGACY, OTHER, RouteBook, answered_by
 from gateway.server.metrics import MULTIPROC_ENV, RouteFamilies
 from gateway.server.mount_metrics import STATUS_CLASSES, RequestRecord, status_class
@@ -169,10 +171,11 @@ class RouteMetrics:
     """A worker's per-route figures and ledger (rules "one routing mount, one recorder"
     and "several workers")."""
 
-    def __init__(self, families: RouteFamilies, routes_per_mount: int, root_path: str) -> None:
+    def __init__(self, families: RouteFamilies, server: ServerConfig) -> None:
         self._families = families
-        self._limit = routes_per_mount
-        self._root_path = root_path  # the server's: every scope's root_path starts so
+        self._limit = server.routes_per_mount
+        self._root_path = server.root_path  # every scope's root_path starts so
+        self.thresholds = Thresholds(server.ready_agreement_percent, server.ready_min_compared)
         self.ledger = MigrationLedger()
         self.mounts: dict[str, MountRoutes] = {}
 
@@ -201,13 +204,16 @@ class RouteMetrics:
         if directory and self.ledger.changed:
             write_ledger(directory, os.getpid(), self.ledger.to_json())
 
-    def ledger_doc(self) -> dict[str, Any]:
-        """Every worker's ledger, merged; this worker's alone when it is alone."""
+    def report(self, samples: Iterable[Sample], order: list[str], mine: Doc) -> Report:
+        """The migration report from the exposition's samples and every worker's ledger
+        (`mine`: this worker's, taken on the event loop). Reads files: call it in a
+        thread (gateway/server/mount_metrics.py, rule "a scrape is collected off the
+        event loop")."""
         directory = os.environ.get(MULTIPROC_ENV, "")
-        if not directory:
-            return merge([self.ledger.to_json()])
-        self.publish()
-        return merge(read_ledgers(directory))
+        docs = read_ledgers(directory) if directory else [mine]
+        return build_report(
+            samples, merge(docs), order, self.thresholds, now_s=time.time(), top=self._limit
+        )
 
 
 def write_ledger(directory: str, pid: int, doc: dict[str, Any]) -> None:
