@@ -201,6 +201,8 @@ def render_table(report: Report | ReportDoc) -> str:
         lines.append("")
         lines += _aligned(ROUTE_COLUMNS, [_route_row(route) for route in routes])
         lines += _route_notes(routes)
+    if routes:
+        lines.append("")
     lines.append(f"worker restarts: {doc['worker_restarts']}")
     return "\n".join(lines)
 
