@@ -93,6 +93,8 @@ def path_template(path: str) -> str:
 def _placeholder(segment: str) -> str:
     if segment.isdigit():
         return "{int}"
+    if len(segment) < HEX_CHARS:  # the shortest of the patterns below: most words end here
+        return segment
     if len(segment) > SEGMENT_CHARS:
         return "{long}"
     if _UUID.fullmatch(segment):
