@@ -288,6 +288,7 @@ def read_report(config: Config, url: str | None, token: str = "") -> ReportDoc:
             doc: ReportDoc = json.loads(text)
         except ValueError as exc:
             raise StatusUnavailable(f"{url} did not answer a report: {exc}") from exc
+        doc["url"] = doc.get("url") or url
         return doc
     server = config.server
     thresholds = Thresholds(server.ready_agreement_percent, server.ready_min_compared)

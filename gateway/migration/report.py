@@ -26,7 +26,8 @@ Rules:
    new side no higher than legacy's, a side without requests counting 0); else
    "collecting".
 6. Rates are fractions, None when the denominator is 0. History: the last
-   HISTORY_MINUTES minutes up to the report's, oldest first, a minute without requests 0.
+   HISTORY_MINUTES minutes up to the report's, oldest first, a minute without requests 0;
+   none without a ledger (a report read from the metrics endpoint alone).
 7. Layer 1: plain data in, dataclasses out (`asdict` is the JSON).
 """
 
@@ -178,7 +179,7 @@ def build_report(
         mount.share = ratio(mount.requests, total)
     ledger = ledger_doc or {}
     routes = route_statuses(_folded(by_route, top), labels, thresholds, ledger)
-    history = _history(ledger.get("history", []), now_s)
+    history = _history(ledger["history"], now_s) if "history" in ledger else []
     return Report(url, now_s, thresholds, mounts, routes, history, int(restarts))
 
 

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from gateway.asgi import ASGIApp, Message, Receive, Scope, Send, send_plain, set_mount_label
 from gateway.config.server_table import ServerConfig
 from gateway.errors import ClientDisconnected, HTTPError
+from gateway.migration.report import STATUS_CLASSES as STATUS_CLASSES  # re-exported
 from gateway.routing.health import ALLOW, NO_STORE
 from gateway.server.metrics import (
     Families,
@@ -41,7 +42,6 @@ from gateway.server.metrics import (
     worker_registry,
 )
 
-STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "none")
 # How often the gauges (in-flight, pool busy and queued) are published. A scrape comes
 # every 15 s or more (Prometheus' default interval is 1 min), so a gauge at most a second
 # old is current; a few writes per mount per second cost nothing measurable.

@@ -43,10 +43,10 @@ from typing import Any
 from gateway.asgi import ASGIApp, Receive, Scope, Send, mount_label
 from gateway.config.server_table import ServerConfig
 from gateway.migration.ledger import Doc, MigrationLedger, merge
-from gateway.migration.report import Report, Sample, Thresholds, build_report
+from gateway.migration.report import STATUS_CLASSES, Report, Sample, Thresholds, build_report
 from gateway.migration.routes import LEGACY, OTHER, RouteBook, answered_by
 from gateway.server.metrics import MULTIPROC_ENV, RouteFamilies
-from gateway.server.mount_metrics import STATUS_CLASSES, RequestRecord, status_class
+from gateway.server.mount_metrics import RequestRecord, status_class
 
 log = logging.getLogger("gateway.metrics")
 

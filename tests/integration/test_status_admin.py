@@ -100,7 +100,7 @@ def test_json_is_the_server_s_report_whole(
 ) -> None:
     monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", TOKEN)
     assert cli.main(["status", str(config_path), "--json", "--url", admin]) == 0
-    assert json.loads(capsys.readouterr().out) == report_doc()
+    assert json.loads(capsys.readouterr().out) == report_doc() | {"url": admin}
 
 
 def test_a_wrong_token_is_unavailable(admin: str, config_path: Path) -> None:
