@@ -35,9 +35,11 @@ MINUTE_S = 60
 # Kinds of mismatch per route: the page shows the most frequent few; past five, a route
 # disagrees in so many ways that the first five tell the story.
 MAX_KINDS = 5
-# Routes with mismatches kept: 10 mounts at routes_per_mount's default of 50; each entry
-# is at most MAX_KINDS short samples (a few KiB), so a ledger stays within a few MiB.
-MAX_ROUTES = 500
+# Routes with mismatches kept: 4 mounts at routes_per_mount's default of 50. Each keeps
+# at most MAX_KINDS samples of at most ~5 KiB (gateway/migration/compare.py's bounds:
+# 10 paths of 200 characters a side), so a ledger stays within 5 MiB, written once a
+# second at most.
+MAX_ROUTES = 200
 
 Doc = dict[str, Any]
 NoiseSource = Callable[[], dict[str, Any]]

@@ -23,19 +23,22 @@ Rules:
    once per chain (the chains come from the mount file); no lock.
 5. Several workers: each writes its ledger to LEDGER_PREFIX<pid>.json in the
    multiprocess directory, by an atomic rename, when it publishes its gauges (every
-   GAUGE_INTERVAL_S, and before a scrape is collected) and only if it changed; the worker
-   asked for a report reads every worker's file and merges them
+   GAUGE_INTERVAL_S, and before a scrape is collected) and only if it changed, in a
+   thread (its samples may weigh some MiB); the worker asked for a report writes its
+   own, then reads every worker's file and merges them
    (gateway/migration/ledger.py `merge`). A worker alone keeps it in memory. A file that
    cannot be written or read is left out, never an error of the request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import glob
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -178,6 +181,7 @@ class RouteMetrics:
         self.thresholds = Thresholds(server.ready_agreement_percent, server.ready_min_compared)
         self.ledger = MigrationLedger()
         self.mounts: dict[str, MountRoutes] = {}
+        self._writing = False  # a ledger file write is under way in a thread
 
     def recorder(
         self, label: str, prefix_root: str, sides: dict[str, str]
@@ -198,19 +202,36 @@ class RouteMetrics:
             routes.count_shadow(route, mismatch)
 
     def publish(self) -> None:
-        """Write the ledger's file, if several workers share a directory and it changed
-        (rule "several workers")."""
+        """Write the ledger's file, if several workers share a directory and it changed,
+        in a thread: its samples may weigh some MiB (rule "several workers"). One write
+        at a time; a change meanwhile is written at the next publish."""
         directory = os.environ.get(MULTIPROC_ENV, "")
-        if directory and self.ledger.changed:
-            write_ledger(directory, os.getpid(), self.ledger.to_json())
+        if not directory or not self.ledger.changed or self._writing:
+            return
+        doc = self.ledger.to_json()  # on the loop: the ledger is the loop's
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a test, a worker's last words): write now
+            write_ledger(directory, os.getpid(), doc)
+            return
+        self._writing = True
+        written = loop.run_in_executor(None, write_ledger, directory, os.getpid(), doc)
+        written.add_done_callback(self._written)
+
+    def _written(self, _: object) -> None:
+        self._writing = False
 
     def report(self, samples: Iterable[Sample], order: list[str], mine: Doc) -> Report:
         """The migration report from the exposition's samples and every worker's ledger
-        (`mine`: this worker's, taken on the event loop). Reads files: call it in a
-        thread (gateway/server/mount_metrics.py, rule "a scrape is collected off the
-        event loop")."""
+        (`mine`: this worker's, taken on the event loop, written first so the files
+        are current). Reads and writes files: call it in a thread
+        (gateway/server/mount_metrics.py, rule "a scrape is collected off the event
+        loop")."""
         directory = os.environ.get(MULTIPROC_ENV, "")
-        docs = read_ledgers(directory) if directory else [mine]
+        docs = [mine]
+        if directory:
+            write_ledger(directory, os.getpid(), mine)
+            docs = read_ledgers(directory)
         return build_report(
             samples, merge(docs), order, self.thresholds, now_s=time.time(), top=self._limit
         )
@@ -220,7 +241,7 @@ def write_ledger(directory: str, pid: int, doc: dict[str, Any]) -> None:
     """Write `doc` as this worker's ledger file, whole or not at all (rule "several
     workers")."""
     path = os.path.join(directory, f"{LEDGER_PREFIX}{pid}.json")
-    partial = f"{path}.partial"
+    partial = f"{path}.{threading.get_ident()}.partial"  # two writers never share one
     try:
         with open(partial, "w", encoding="utf-8") as file:
             json.dump(doc, file, separators=(",", ":"))

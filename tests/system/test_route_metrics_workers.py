@@ -10,19 +10,23 @@ the scrape.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from support.deadlines import wait_until
 from support.mount_files import fallback_mounts
 from support.processes import GATEWAY, GatewayProcess, mount_file
 
 from gateway.server.metrics import parse_exposition
+from gateway.server.route_metrics import LEDGER_PREFIX
 
 PATH = "/_gateway/metrics"
 DEADLINE_S = 30.0
@@ -42,10 +46,17 @@ def config(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def gateway(config: Path, tmp_path: Path) -> Iterator[GatewayProcess]:
+def metrics_dir_parent(tmp_path: Path) -> Path:
+    """Where the supervisor makes its metrics directory (TMPDIR for the server)."""
     parent = tmp_path / "tmp"
     parent.mkdir()
-    process = GatewayProcess(config, "--workers", "2", env={"TMPDIR": str(parent)})
+    return parent
+
+
+@pytest.fixture
+def gateway(config: Path, metrics_dir_parent: Path) -> Iterator[GatewayProcess]:
+    env = {"TMPDIR": str(metrics_dir_parent)}
+    process = GatewayProcess(config, "--workers", "2", env=env)
     try:
         process.wait_for_line("2 workers ready")
         yield process
@@ -120,3 +131,31 @@ def test_per_route_figures_are_summed_across_two_workers(
     [line] = [line for line in table.stdout.splitlines() if "/users/{user_id}" in line]
     assert line.split()[:4] == ["/api", "/users/{user_id}", str(sent), "100.0%"]
     assert line.endswith("served by new")
+
+
+def ledgers(parent: Path) -> dict[int, dict[str, Any]]:
+    """The workers' ledger files in the metrics directory, by pid (a file being
+    replaced is read at the next try)."""
+    found = {}
+    for path in parent.glob(f"*/{LEDGER_PREFIX}*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            found[int(path.stem.removeprefix(LEDGER_PREFIX))] = json.loads(path.read_text())
+    return found
+
+
+def test_each_worker_writes_its_ledger_to_the_metrics_directory(
+    gateway: GatewayProcess, metrics_dir_parent: Path
+) -> None:
+    served = users_from_both_workers(gateway)
+
+    def new_requests(doc: dict[str, Any]) -> int:
+        return sum(new for _, new, _ in doc["history"])
+
+    # Written when the worker publishes its gauges, once a second. Each /api request came
+    # after a /pid, which the worker probe (an ASGI mount: the new side) served.
+    wanted = {pid: 2 * count for pid, count in served.items()}
+
+    def written() -> dict[int, int]:
+        return {pid: new_requests(doc) for pid, doc in ledgers(metrics_dir_parent).items()}
+
+    wait_until(lambda: written() == wanted, DEADLINE_S)
