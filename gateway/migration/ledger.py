@@ -53,12 +53,13 @@ class MigrationLedger:
         self._minutes: deque[list[int]] = deque(maxlen=HISTORY_MINUTES)
         # (mount, route) -> kind -> [count, sample]
         self._mismatches: dict[tuple[str, str], dict[str, list[Any]]] = {}
-        self._noise: NoiseSource | None = None
+        self._noise: list[NoiseSource] = []
         self.changed = False  # since the last `to_json`: the file needs writing
 
     def attach_noise(self, source: NoiseSource) -> None:
-        """Where the noise section comes from (the shadow's NoiseBook.to_json)."""
-        self._noise = source
+        """A source of the noise section (a shadow's NoiseBook.to_json: {mount: {route:
+        learned}}); several are united."""
+        self._noise.append(source)
 
     def count_served(self, side: str, now_s: float) -> None:
         """A request served by `side` ("new" or "legacy") at `now_s` (epoch seconds)."""
@@ -95,7 +96,7 @@ class MigrationLedger:
         return {
             "history": [list(minute) for minute in self._minutes],
             "mismatches": mismatches,
-            "noise": self._noise() if self._noise is not None else {},
+            "noise": _united([source() for source in self._noise]),
         }
 
 
@@ -112,9 +113,7 @@ def merge(docs: Iterable[Doc]) -> Doc:
         for mount, routes in doc.get("mismatches", {}).items():
             for route, entries in routes.items():
                 _merge_kinds(kinds, (mount, route), entries)
-        for mount, routes in doc.get("noise", {}).items():
-            for route, learned in routes.items():
-                _merge_noise(noise.setdefault(mount, {}), route, learned)
+        _unite(noise, doc.get("noise", {}))
     history = [[m, *minutes[m]] for m in sorted(minutes)[-HISTORY_MINUTES:]]
     mismatches: dict[str, dict[str, list[Doc]]] = {}
     for (mount, route), by_kind in kinds.items():
@@ -137,6 +136,19 @@ def _merge_kinds(
             by_kind[entry["kind"]] = dict(entry)
         else:
             kept["count"] += entry["count"]
+
+
+def _united(sections: list[dict[str, Any]]) -> dict[str, dict[str, Doc]]:
+    noise: dict[str, dict[str, Doc]] = {}
+    for section in sections:
+        _unite(noise, section)
+    return noise
+
+
+def _unite(noise: dict[str, dict[str, Doc]], section: dict[str, Any]) -> None:
+    for mount, routes in section.items():
+        for route, learned in routes.items():
+            _merge_noise(noise.setdefault(mount, {}), route, learned)
 
 
 def _merge_noise(routes: dict[str, Doc], route: str, learned: Doc) -> None:

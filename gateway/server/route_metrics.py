@@ -96,7 +96,7 @@ class MountRoutes:
         self.label = label
         self.book = book
         self._families = families
-        self._sides = sides  # by mount label and by name (routes.mount_sides)
+        self.sides = sides  # by mount label and by name (routes.mount_sides)
         self._by_route: dict[tuple[str, str], RouteSide] = {}
         self._fallbacks: dict[str, Any] = {}
         self._chains: dict[str, tuple[str, bool]] = {}
@@ -114,7 +114,7 @@ class MountRoutes:
         found = self._chains.get(label)
         if found is None:
             name, fell_back = answered_by(label)
-            found = (self._sides.get(name, LEGACY), fell_back)
+            found = (self.sides.get(name, LEGACY), fell_back)
             if len(self._chains) < MAX_CHAINS:
                 self._chains[label] = found
         return found
@@ -187,14 +187,21 @@ class RouteMetrics:
         self, label: str, prefix_root: str, sides: dict[str, str]
     ) -> Callable[[ASGIApp], ASGIApp]:
         """What wraps the routing mount `label` (whose root_path grows by `prefix_root`)."""
-        book = RouteBook(self._limit, self._root_path + prefix_root)
-        routes = self.mounts[label] = MountRoutes(self._families, label, book, sides)
+        routes = self._mount_routes(label, prefix_root)
+        routes.sides = sides
         return lambda handler: RouteRecorder(handler, routes, self.ledger)
 
-    def route_of(self, label: str) -> Callable[[Scope], str] | None:
-        """The routing mount's RouteBook.route_of (for the shadow), if it is recorded."""
+    def route_of(self, label: str, prefix_root: str) -> Callable[[Scope], str]:
+        """The routing mount's RouteBook.route_of, for its shadow, which is built before
+        the recorder: the book is the same whoever asks first."""
+        return self._mount_routes(label, prefix_root).book.route_of
+
+    def _mount_routes(self, label: str, prefix_root: str) -> MountRoutes:
         routes = self.mounts.get(label)
-        return None if routes is None else routes.book.route_of
+        if routes is None:
+            book = RouteBook(self._limit, self._root_path + prefix_root)
+            routes = self.mounts[label] = MountRoutes(self._families, label, book, {})
+        return routes
 
     def count_shadow(self, mount: str, route: str, mismatch: bool) -> None:
         routes = self.mounts.get(mount)

@@ -78,6 +78,15 @@ def test_the_noise_section_comes_from_its_source() -> None:
     assert ledger.to_json()["noise"] == noise
 
 
+def test_several_noise_sources_are_united() -> None:
+    ledger = MigrationLedger()
+    ledger.attach_noise(
+        lambda: {"/a": {"/r": {"json_paths": ["$.ts"], "headers": [], "samples": 1}}}
+    )
+    ledger.attach_noise(lambda: {"/b": {"/r": {"json_paths": [], "headers": ["x"], "samples": 2}}})
+    assert set(ledger.to_json()["noise"]) == {"/a", "/b"}
+
+
 def test_merge_sums_minutes_and_kinds_keeps_a_sample_and_unions_noise() -> None:
     one, two = MigrationLedger(), MigrationLedger()
     one.count_served("new", T0)

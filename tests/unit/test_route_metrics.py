@@ -135,12 +135,12 @@ def test_each_request_is_counted_by_route_side_and_class(worker_metrics: WorkerM
         call(new, request(f"/api/users/{n}", "/api"))
         call(fell_back, request(f"/api/users/{n}", "/api"))
     samples = scrape(worker_metrics)
-    # Two recorders of one label share nothing but the families: each admits on its own.
+    # Two recorders of one label share its book: the first request was the first sighting.
     assert route_requests(samples, "/users/{int}", "new") == 2
-    assert route_requests(samples, "/users/{int}", "legacy", "5xx") == 2
+    assert route_requests(samples, "/users/{int}", "legacy", "5xx") == 3
     assert route_requests(samples, "other", "new") == 1
     fallbacks = frozenset({"mount": "/api", "route": "/users/{int}"}.items())
-    assert samples[("gateway_route_fallbacks_total", fallbacks)] == 2
+    assert samples[("gateway_route_fallbacks_total", fallbacks)] == 3
     latency = frozenset({"mount": "/api", "route": "/users/{int}", "side": "new"}.items())
     assert samples[("gateway_route_duration_seconds_count", latency)] == 2
 
@@ -195,6 +195,13 @@ def test_shadow_comparisons_count_per_route_within_the_book(
     assert counted("gateway_route_shadow_compared_total", "/items/{int}") == 2
     assert counted("gateway_route_shadow_mismatches_total", "/items/{int}") == 1
     assert counted("gateway_route_shadow_mismatches_total", "other") == 1  # kept bounded
+
+
+def test_the_shadow_s_route_of_is_the_recorder_s_book(worker_metrics: WorkerMetrics) -> None:
+    route_of = worker_metrics.routes.route_of("/api", "/api")  # the shadow is built first
+    app = recorded(worker_metrics, "/api", hopping("", 200))
+    call(app, request("/api/a", "/api"))
+    assert route_of(request("/api/a", "/api")) == "/a"  # its second sighting, in one book
 
 
 def test_the_report_json_has_routes_verdicts_and_history(worker_metrics: WorkerMetrics) -> None:
