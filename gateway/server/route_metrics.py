@@ -54,6 +54,9 @@ from gateway.server.mount_metrics import RequestRecord, status_class
 log = logging.getLogger("gateway.metrics")
 
 LEDGER_PREFIX = "ledger_"
+# Label chains remembered per mount: the mount file makes a handful ("/api",
+# "/api>fallback:legacy", with ">shadow:NAME" after either); a bound all the same.
+MAX_CHAINS = 64
 
 
 class Observed:
@@ -131,11 +134,6 @@ class MountRoutes:
         self._families.shadow_compared.labels(self.label, route).inc()
         if mismatch:
             self._families.shadow_mismatches.labels(self.label, route).inc()
-
-
-# Label chains remembered per mount: the mount file makes a handful ("/api",
-# "/api>fallback:legacy", with ">shadow:NAME" after either); a bound all the same.
-MAX_CHAINS = 64
 
 
 class RouteRecorder:
