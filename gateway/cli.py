@@ -62,7 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "status":
             config = load_config(args.config)
-            return _until_the_reader_leaves(lambda: status.run(config, args.url, args.json))
+            return _until_the_reader_leaves(
+                lambda: status.run(config, args.url, args.json, args.token)
+            )
         if args.env_file:
             load_env_file(args.env_file)
         sources: dict[str, str] = {}
@@ -139,12 +141,21 @@ def _add_status_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
     """`gateway status`: its options are not settings (rule "the flags that override the
     mount file"), so they are declared here."""
     status_cmd = commands.add_parser(
-        "status", help="per-mount traffic, errors, latency and pools of the running server"
+        "status",
+        help="per-mount and per-route traffic, errors, latency, pools and verdicts of the "
+        "running server",
     )
     status_cmd.add_argument("config", help="the mount file (TOML) the server runs")
     status_cmd.add_argument("--json", action="store_true", help="print JSON, not a table")
     status_cmd.add_argument(
-        "--url", help="the metrics endpoint's URL (default: the first bind + metrics_path)"
+        "--url",
+        help="the admin listener's /status.json or the metrics endpoint's URL (default: "
+        "admin_bind's, else the first bind + metrics_path)",
+    )
+    status_cmd.add_argument(
+        "--token",
+        default="",
+        help="the admin listener's bearer token [env: GATEWAY_ADMIN_TOKEN]",
     )
 
 

@@ -1,83 +1,59 @@
-"""`gateway status CONFIG`: the migration report, read from a running server's metrics.
+"""`gateway status CONFIG`: the migration report, read from a running server.
 
 Rules:
-1. Read only: one GET of the metrics endpoint (`metrics_path`, gateway/server/metrics.py) at the
-   mount file's first bind address, or at `--url`. A server that cannot be reached, that
-   answers anything but 200, or a mount file with metrics off is a StatusUnavailable
-   (exit status 1) saying which.
-2. The figures are the server's since it started, summed over its workers: per mount,
-   its share of all requests (legacy against new), its 5xx rate, p50 and p99, its WSGI
-   pool's saturation (busy threads over threads, now), its fallback rate (fallbacks over
-   its requests) and its shadow mismatch rate (mismatches over copies sent).
-3. p50 and p99 are estimated from the latency histogram as Prometheus'
-   histogram_quantile does: linear within the bucket the quantile falls in, so they are
-   as precise as the buckets (gateway/server/metrics.py LATENCY_BUCKETS_S); past the last
-   finite bucket, its bound is the answer.
-4. Mounts come in the mount file's order, then any the server reports that the file no
-   longer has (it was edited since the server started).
+1. Read only, one GET. With an admin listener (`admin_bind` in the mount file), of its
+   `/status.json`: the report as the server built it (gateway/migration/report.py), with
+   the routes' mismatches, learned noise and the last hour's history, which only the
+   server's ledger has; a token from `--token` or GATEWAY_ADMIN_TOKEN goes as
+   `Authorization: Bearer`. `--url` names either endpoint (a URL ending in /status.json
+   is an admin listener's). A server that cannot be reached, that answers anything but
+   200, or a mount file with neither listener is a StatusUnavailable (exit status 1)
+   saying which.
+2. Without an admin listener, of the metrics endpoint (`metrics_path`,
+   gateway/server/metrics.py) at the mount file's first bind address, and the report is
+   built here from the exposition: mounts and routes with their verdicts, but no
+   mismatch samples, noise or history.
+3. The figures, their order and the verdicts are those of gateway/migration/report.py;
+   the thresholds and the routes kept per mount are the mount file's
+   (`ready_agreement_percent`, `ready_min_compared`, `routes_per_mount`).
+4. The table: one line per mount, then one per route (mount, route, requests, the new
+   side's share, fallback rate, shadow agreement with its count, p99 on each side,
+   verdict), then each route's most frequent mismatches and learned noise, when the
+   report has them. `--json` prints the report whole.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
-import math
+import os
 import socket
 import ssl
+import time
 import urllib.parse
-from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
+from typing import Any
 
 from gateway.config.bind import Bind
 from gateway.config.loader import Config
 from gateway.errors import GatewayError
-from gateway.server.metrics import ROUTING_COUNTERS, Sample, parse_exposition
+from gateway.migration import report
+from gateway.migration.report import DEFAULT_THRESHOLDS, TOP_ROUTES, Report, Thresholds, quantile
+from gateway.server.metrics import parse_exposition
+
+__all__ = ["StatusUnavailable", "build_report", "quantile", "render_json", "render_table", "run"]
 
 # How long to wait for the server's answer. Collecting takes milliseconds even with many
 # workers; a worker too busy to answer within 5 s is news the user should get, rather
 # than a script that hangs.
 FETCH_TIMEOUT_S = 5.0
-QUANTILES = (0.5, 0.99)
 # Addresses that mean "every interface": the report reaches them over loopback.
 ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}
 
 
 class StatusUnavailable(GatewayError):
     """The metrics cannot be read (exit status 1)."""
-
-
-@dataclass
-class Pool:
-    threads: int
-    busy: int
-    queued: int
-    saturation: float  # busy / threads
-
-
-@dataclass
-class MountStatus:
-    """One mount's line of the report (rule "the figures are the server's"); rates are
-    fractions, None when the denominator is 0."""
-
-    mount: str
-    requests: int = 0
-    share: float | None = None
-    error_rate: float | None = None
-    p50_s: float | None = None
-    p99_s: float | None = None
-    pool: Pool | None = None
-    fallback_rate: float | None = None
-    canary_requests: int = 0
-    shadow_requests: int = 0
-    shadow_mismatch_rate: float | None = None
-
-
-@dataclass
-class Report:
-    url: str
-    mounts: list[MountStatus] = field(default_factory=list)
-    worker_restarts: int = 0
 
 
 # -- where and how to read ----------------------------------------------------------------
@@ -104,13 +80,33 @@ def _host(bind: Bind) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def fetch(url: str) -> str:
-    """The exposition at `url` (http, https, http+unix with a %-quoted socket path)."""
+STATUS_JSON = "/status.json"
+TOKEN_ENV = "GATEWAY_ADMIN_TOKEN"
+
+
+def admin_url(config: Config) -> str | None:
+    """The admin listener's /status.json, if the mount file has one (rule "read only").
+    `admin_bind` is read with getattr: it is the admin listener's setting."""
+    bind: str | Bind = getattr(config.server, "admin_bind", "")
+    if not bind:
+        return None
+    if isinstance(bind, Bind):
+        return f"http://{_host(bind)}:{bind.port}{STATUS_JSON}"
+    host, _, port = str(bind).rpartition(":")
+    host = ANY_ADDRESS.get(host.strip("[]"), host.strip("[]"))
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}{STATUS_JSON}"
+
+
+def fetch(url: str, token: str = "") -> str:
+    """The body at `url` (http, https, http+unix with a %-quoted socket path)."""
     parts = urllib.parse.urlsplit(url)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    headers = {"Connection": "close"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     connection = _connection(parts)
     try:
-        connection.request("GET", target, headers={"Connection": "close"})
+        connection.request("GET", target, headers=headers)
         response = connection.getresponse()
         body = response.read()
     except (OSError, http.client.HTTPException) as exc:
@@ -119,7 +115,8 @@ def fetch(url: str) -> str:
         connection.close()
     if response.status != 200:
         reason = f"{response.status} {response.reason}"
-        raise StatusUnavailable(f"{url} answered {reason}: is metrics_path on in the server?")
+        hint = "is the token right?" if response.status == 401 else "is it on in the server?"
+        raise StatusUnavailable(f"{url} answered {reason}: {hint}")
     return body.decode("utf-8")
 
 
@@ -153,114 +150,118 @@ class UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-# -- the figures --------------------------------------------------------------------------
+# -- the figures (gateway/migration/report.py builds them) ------------------------------
 
 
-def build_report(url: str, text: str, order: Iterable[str] = ()) -> Report:
-    """The report from an exposition; `order` lists the mounts of the file
-    (rule "mounts come in the mount file's order")."""
+def build_report(
+    url: str,
+    text: str,
+    order: Iterable[str] = (),
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    top: int = TOP_ROUTES,
+) -> Report:
+    """The report from an exposition (rule "without an admin listener"); `order` lists the
+    mounts of the file."""
     try:
         samples = list(parse_exposition(text))
     except ValueError as exc:
         raise StatusUnavailable(f"{url} did not answer Prometheus metrics: {exc}") from exc
-    by_mount: dict[str, list[Sample]] = defaultdict(list)
-    restarts = 0.0
-    for sample in samples:
-        if "mount" in sample.labels:
-            by_mount[sample.labels["mount"]].append(sample)
-        elif sample.name == "gateway_worker_restarts_total":
-            restarts += sample.value
-    labels = list(dict.fromkeys([*order, *by_mount]))
-    mounts = [mount_status(label, by_mount.get(label, [])) for label in labels]
-    total = sum(m.requests for m in mounts)
-    for mount in mounts:
-        mount.share = _ratio(mount.requests, total)
-    return Report(url, mounts, int(restarts))
-
-
-def mount_status(label: str, samples: list[Sample]) -> MountStatus:
-    """One mount's figures from its samples (rule "the figures are the server's")."""
-    total: dict[str, float] = defaultdict(float)
-    buckets: list[tuple[float, float]] = []
-    for sample in samples:
-        if sample.name == "gateway_request_duration_seconds_bucket":
-            buckets.append((float(sample.labels["le"]), sample.value))
-        elif sample.name == "gateway_requests_total":
-            total[sample.labels["status_class"]] += sample.value
-        else:
-            total[sample.name] += sample.value
-    requests = int(sum(total[c] for c in ("2xx", "3xx", "4xx", "5xx", "none")))
-    status = MountStatus(label, requests, error_rate=_ratio(total["5xx"], requests))
-    status.p50_s, status.p99_s = (quantile(q, buckets) for q in QUANTILES)
-    status.pool = _pool(total)
-    counted = {event: total[f"{name}_total"] for event, (name, _) in ROUTING_COUNTERS.items()}
-    status.fallback_rate = _ratio(counted["fallback"], requests)
-    status.canary_requests = int(counted["canary"])
-    status.shadow_requests = int(counted["shadow"])
-    status.shadow_mismatch_rate = _ratio(counted["shadow_mismatch"], counted["shadow"])
-    return status
-
-
-def _pool(total: dict[str, float]) -> Pool | None:
-    threads = int(total["gateway_wsgi_pool_threads"])
-    if not threads:
-        return None  # an ASGI mount
-    busy = int(total["gateway_wsgi_pool_busy"])
-    return Pool(threads, busy, int(total["gateway_wsgi_pool_queued"]), busy / threads)
-
-
-def quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
-    """The q-quantile of a histogram's cumulative (upper bound, count) buckets
-    (rule "p50 and p99 are estimated"); None when it counted nothing."""
-    ordered = sorted(buckets)
-    if not ordered or ordered[-1][1] == 0:
-        return None
-    rank = q * ordered[-1][1]
-    lower, below = 0.0, 0.0
-    for bound, count in ordered:
-        if count >= rank:
-            if math.isinf(bound):
-                return lower  # past the last finite bucket: its bound
-            return lower + (bound - lower) * (rank - below) / (count - below)
-        lower, below = bound, count
-    return lower
-
-
-def _ratio(part: float, whole: float) -> float | None:
-    return part / whole if whole else None
+    return report.build_report(
+        samples, None, order, thresholds, url=url, now_s=time.time(), top=top
+    )
 
 
 # -- rendering ----------------------------------------------------------------------------
 
 COLUMNS = ("MOUNT", "REQUESTS", "SHARE", "5XX", "P50", "P99", "POOL", "FALLBACK", "MISMATCH")
+ROUTE_COLUMNS = (
+    "MOUNT",
+    "ROUTE",
+    "REQUESTS",
+    "NEW",
+    "FALLBACK",
+    "AGREEMENT (N)",
+    "P99 NEW",
+    "P99 LEGACY",
+    "VERDICT",
+)
+# Mismatch kinds shown per route in the table; the JSON has all the ledger kept.
+SHOWN_KINDS = 3
+
+ReportDoc = dict[str, Any]
 
 
-def render_table(report: Report) -> str:
-    rows = [COLUMNS, *(_row(mount) for mount in report.mounts)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    lines = [f"metrics:  {report.url}"]
-    for row in rows:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    lines.append(f"worker restarts: {report.worker_restarts}")
+def render_table(report: Report | ReportDoc) -> str:
+    """The report as text (rule "the table")."""
+    doc = asdict(report) if isinstance(report, Report) else report
+    lines = [f"metrics:  {doc['url']}"]
+    lines += _aligned(COLUMNS, [_row(mount) for mount in doc["mounts"]])
+    routes = doc.get("routes") or []
+    if routes:
+        lines.append("")
+        lines += _aligned(ROUTE_COLUMNS, [_route_row(route) for route in routes])
+        lines += _route_notes(routes)
+    if routes:
+        lines.append("")
+    lines.append(f"worker restarts: {doc['worker_restarts']}")
     return "\n".join(lines)
 
 
-def _row(mount: MountStatus) -> tuple[str, ...]:
+def _aligned(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    table = [columns, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table
+    ]
+
+
+def _row(mount: ReportDoc) -> tuple[str, ...]:
     pool = "-"
-    if mount.pool is not None:
-        pool = f"{_percent(mount.pool.saturation)} {mount.pool.busy}/{mount.pool.threads}"
-        pool += f" +{mount.pool.queued} queued" if mount.pool.queued else ""
+    if mount["pool"] is not None:
+        threads, busy, queued = (mount["pool"][k] for k in ("threads", "busy", "queued"))
+        pool = f"{_percent(mount['pool']['saturation'])} {busy}/{threads}"
+        pool += f" +{queued} queued" if queued else ""
     return (
-        mount.mount,
-        str(mount.requests),
-        _percent(mount.share),
-        _percent(mount.error_rate),
-        _duration(mount.p50_s),
-        _duration(mount.p99_s),
+        mount["mount"],
+        str(mount["requests"]),
+        _percent(mount["share"]),
+        _percent(mount["error_rate"]),
+        _duration(mount["p50_s"]),
+        _duration(mount["p99_s"]),
         pool,
-        _percent(mount.fallback_rate),
-        _percent(mount.shadow_mismatch_rate),
+        _percent(mount["fallback_rate"]),
+        _percent(mount["shadow_mismatch_rate"]),
     )
+
+
+def _route_row(route: ReportDoc) -> tuple[str, ...]:
+    agreement = _percent(route["shadow_agreement"])
+    return (
+        route["mount"],
+        route["route"],
+        str(route["requests"]),
+        _percent(route["new_share"]),
+        _percent(route["fallback_rate"]),
+        f"{agreement} ({route['shadow_compared']})",
+        _duration(route["new"]["p99_s"]),
+        _duration(route["legacy"]["p99_s"]),
+        route["verdict"],
+    )
+
+
+def _route_notes(routes: list[ReportDoc]) -> list[str]:
+    """Each route's most frequent mismatches and its learned noise (rule "the table")."""
+    lines = []
+    for route in routes:
+        where = f"{route['mount']} {route['route']}"
+        for entry in (route.get("mismatches") or [])[:SHOWN_KINDS]:
+            lines.append(f"mismatch  {where}: {entry['kind']} x{entry['count']}")
+        noise = route.get("noise")
+        if noise and (noise.get("json_paths") or noise.get("headers")):
+            learned = [*noise.get("json_paths", []), *(f"header {h}" for h in noise["headers"])]
+            samples = noise.get("samples", 0)
+            lines.append(f"noise     {where}: {', '.join(learned)} ({samples} samples)")
+    return ["", *lines] if lines else []
 
 
 def _percent(value: float | None) -> str:
@@ -273,15 +274,32 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds * 1000:.1f}ms" if seconds < 1 else f"{seconds:.2f}s"
 
 
-def render_json(report: Report) -> str:
-    return json.dumps(asdict(report), indent=2)
+def render_json(report: Report | ReportDoc) -> str:
+    return json.dumps(asdict(report) if isinstance(report, Report) else report, indent=2)
 
 
-def run(config: Config, url: str | None, as_json: bool) -> int:
+def read_report(config: Config, url: str | None, token: str = "") -> ReportDoc:
+    """The report, from the admin listener or the metrics endpoint (rule "read only")."""
+    url = url or admin_url(config) or metrics_url(config)
+    token = token or os.environ.get(TOKEN_ENV, "")
+    text = fetch(url, token)
+    if urllib.parse.urlsplit(url).path.endswith(STATUS_JSON):
+        try:
+            doc: ReportDoc = json.loads(text)
+        except ValueError as exc:
+            raise StatusUnavailable(f"{url} did not answer a report: {exc}") from exc
+        doc["url"] = doc.get("url") or url
+        return doc
+    server = config.server
+    thresholds = Thresholds(server.ready_agreement_percent, server.ready_min_compared)
+    order = [mount.label for mount in config.mounts]
+    built = build_report(url, text, order, thresholds, server.routes_per_mount)
+    return asdict(built)
+
+
+def run(config: Config, url: str | None, as_json: bool, token: str = "") -> int:
     """`gateway status`: print the report (exit 0), or raise StatusUnavailable
     (rule "read only")."""
-    url = url or metrics_url(config)
-    order = [mount.label for mount in config.mounts]
-    report = build_report(url, fetch(url), order)
-    print(render_json(report) if as_json else render_table(report))
+    doc = read_report(config, url, token)
+    print(render_json(doc) if as_json else render_table(doc))
     return 0

@@ -303,6 +303,25 @@ class ServerConfig:
         "answer GET PATH with per-mount Prometheus metrics, summed over workers, before "
         'routing, e.g. "/_gateway/metrics" (needs the `metrics` extra); "": off',
     )
+    # Per-route figures (gateway/migration/routes.py, gateway/server/route_metrics.py).
+    # 50 routes: a service's route table seldom has more; each route costs a few dozen
+    # Prometheus series per worker (status classes, sides, 14 latency buckets).
+    routes_per_mount: int = setting(
+        50,
+        checks.int_at_least(1),
+        "route templates counted apart per mount and worker, with metrics on; the rest "
+        'counts as "other"',
+    )
+    ready_agreement_percent: float = setting(
+        99.0,
+        checks.percent,
+        'shadow agreement (percent) a route needs for the verdict "ready to cut over"',
+    )
+    ready_min_compared: int = setting(
+        100,
+        checks.int_at_least(1),
+        'shadow comparisons a route needs before its verdict is "ready to cut over" or "disagrees"',
+    )
     shutdown_delay: float = setting(
         0.0,
         checks.seconds(positive=False),

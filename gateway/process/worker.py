@@ -25,7 +25,9 @@ Rules:
    same server, with one warning line at start rather than a failed install.
 6. Each mount is built whole, once, in the order its parts need: the app, the metrics
    middleware around it (with its WSGI pool, which loading found), then the Mount with
-   its rules, which the Router links around all that.
+   its rules, which the Router links around all that, and, for a routing mount with
+   metrics on, the per-route recorder outside everything
+   (gateway/server/route_metrics.py).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from gateway.config.loader import Config
 from gateway.config.mount_table import MountConfig
 from gateway.errors import AppLoadError
 from gateway.lifecycle import Transitions
+from gateway.migration.routes import mount_sides
 from gateway.migration.rules import CanaryRule, FallbackRule, RoutingCounters
 from gateway.migration.shadows import Shadows
 from gateway.routing.health import HealthCheck
@@ -185,6 +188,8 @@ class Worker:
         self._metrics = worker_metrics(config.server)  # None: off, and no cost at all
         self._request_limit = request_limit
         self.shadows = Shadows()  # the mounts' shadow copies and mismatch logs
+        self._noise_attached = False  # the shadows' noise is in the metrics' ledger
+        self._sides = mount_sides(config.mounts)  # new or legacy, for per-route figures
 
     @property
     def lifecycle(self) -> WorkerState:
@@ -250,8 +255,23 @@ class Worker:
         rules = _rules(config, self._metrics)
         if config.shadow:
             where = (self.config.path, f"mount #{number}")
-            rules.append(self.shadows.rule(config, where, self._metrics))
-        return routed(mount, rules, self._metrics)
+            rules.append(self._shadow_rule(config, where))
+        return routed(mount, rules, self._metrics, self._sides)
+
+    def _shadow_rule(self, config: MountConfig, where: tuple[str, str]) -> Rule:
+        """The mount's shadow; with metrics on, it names its requests by the routing
+        mount's routes and notes its mismatches and noise in the worker's ledger, read by
+        the report (gateway/migration/report.py)."""
+        if self._metrics is None:
+            return self.shadows.rule(config, where, None)
+        routes = self._metrics.routes
+        if not self._noise_attached:
+            routes.ledger.attach_noise(self.shadows.noise_json)
+            self._noise_attached = True
+        route_of = routes.route_of(config.label, _prefix_root(config.prefix))
+        return self.shadows.rule(
+            config, where, self._metrics, route_of=route_of, ledger=routes.ledger
+        )
 
     def _share(self, router: Router) -> WorkerShared:
         """What the connections share, whole: the front app and the request limit."""
@@ -365,17 +385,39 @@ async def _cancel_apps(tasks: set[asyncio.Task[None]]) -> None:
             log.warning("%d WebSocket app(s) ignored cancellation; going on", len(stuck))
 
 
-def routed(mount: LoadedMount, rules: list[Rule], metrics: WorkerMetrics | None) -> Mount:
+def _prefix_root(prefix: str) -> str:
+    """What a routing mount adds to root_path (gateway/routing/router.py Mount.root)."""
+    return "" if prefix == "/" else prefix
+
+
+def routed(
+    mount: LoadedMount,
+    rules: list[Rule],
+    metrics: WorkerMetrics | None,
+    sides: dict[str, str] | None = None,
+) -> Mount:
     """The Mount of a loaded app, built whole (rule "each mount is built whole"): its app
     behind the metrics middleware when metrics are on (counted under the mount's label,
     with its WSGI pool if it has one), and its `rules`, which the Router links around
-    that once."""
+    that once; a routing mount's per-route recorder outermost, when metrics are on
+    (`sides`: gateway/migration/routes.py mount_sides)."""
     config, loaded = mount.config, mount.loaded
     app = loaded.app
+    outer = None
     if metrics is not None:
         app = metrics.wrap(app, config.label, loaded.pool)
+        if config.prefix:
+            outer = metrics.routes.recorder(config.label, _prefix_root(config.prefix), sides or {})
     max_body = config.max_body_bytes
-    return Mount(config.prefix, app, max_body, loaded.interface, name=config.name, rules=rules)
+    return Mount(
+        config.prefix,
+        app,
+        max_body,
+        loaded.interface,
+        name=config.name,
+        rules=rules,
+        outer=outer,
+    )
 
 
 def _rules(config: MountConfig, metrics: RoutingCounters | None) -> list[Rule]:

@@ -23,14 +23,16 @@ Rules:
    to its Mount and the rules wrap the mount's app, once: a middleware of its own
    (metrics) is put around the app before the Mount is built. A request is served by
    `mount.handler` with no per-request branching, and a mount without rules is served
-   by its app directly. A mount without a prefix is reachable only that way. A
+   by its app directly. A mount without a prefix is reachable only that way. The router
+   calls `mount.front`: the handler, inside the mount's `outer` wrapper if it has one
+   (the per-route recorder), which a link never enters. A
    `MountLink` enters a mount with the routing mount's root_path, its own state, and the
    route as its mount label ("/api>fallback:legacy").
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from typing import Any, Protocol
 
@@ -67,11 +69,13 @@ class Mount:
     __slots__ = (
         "app",
         "extension",
+        "front",
         "handler",
         "interface",
         "label",
         "max_body_bytes",
         "name",
+        "outer",
         "prefix",
         "root",
         "rules",
@@ -87,6 +91,7 @@ class Mount:
         *,
         name: str = "",
         rules: Sequence[Rule] = (),
+        outer: Callable[[ASGIApp], ASGIApp] | None = None,
     ) -> None:
         self.prefix = prefix  # "": reachable only by name, as another mount's target
         self.root = "" if prefix in ("/", "") else prefix  # what root_path grows by
@@ -99,6 +104,10 @@ class Mount:
         self.rules = tuple(rules)
         self.app = app  # whole: any middleware of its own is already around it
         self.handler = app  # what serves its requests: the app wrapped in its rules
+        # What the router calls: the handler, inside `outer` if given (the per-route
+        # recorder, gateway/server/route_metrics.py); a link enters the handler.
+        self.outer = outer
+        self.front = app if outer is None else outer(app)
 
     def link(self, links: Sequence[MountLink]) -> None:
         """Wrap the app in its rules, each with its resolved link (the Router does, once,
@@ -107,6 +116,7 @@ class Mount:
         for rule, link in zip(self.rules, links, strict=True):
             handler = rule.wrap(handler, link)
         self.handler = handler
+        self.front = handler if self.outer is None else self.outer(handler)
 
 
 class MountLink:
@@ -186,7 +196,7 @@ class Router:
         elif length > mount.max_body_bytes:
             await send_plain(send, HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
             return
-        await mount.handler(scope, receive, send)
+        await mount.front(scope, receive, send)
 
 
 def framing(headers: list[tuple[bytes, bytes]]) -> int | None:

@@ -15,6 +15,13 @@ when it has none):
   `gateway_shadow_requests_total`, `gateway_shadow_dropped_total` and
   `gateway_shadow_mismatches_total`, counted by the routing code through
   `WorkerMetrics.count_*` (they stay at 0 until it calls them);
+- per route (label `route`: a template of gateway/migration/routes.py, at most
+  `routes_per_mount` per mount and worker, or "other"; `side`: "new" or "legacy", the
+  side of the mount that answered): `gateway_route_requests_total{status_class}`,
+  `gateway_route_duration_seconds` (the same clock and end as the mount's),
+  `gateway_route_fallbacks_total`, `gateway_route_shadow_compared_total` (copies whose
+  comparison ran) and `gateway_route_shadow_mismatches_total`, recorded by
+  gateway/server/route_metrics.py;
 - `gateway_worker_restarts_total{reason}`, counted by the supervisor (SupervisorMetrics);
 - `gateway_metrics_dropped_writes_total`: the answering worker's metric writes that
   found no room in the metrics directory (rule "a full or read-only metrics directory").
@@ -49,11 +56,11 @@ import os
 import shutil
 import types
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gateway.config.server_table import ServerConfig
 from gateway.errors import GatewayError
+from gateway.migration.report import Sample
 from gateway.server import metric_files
 
 if TYPE_CHECKING:
@@ -169,6 +176,46 @@ class Families:
             event: load().Counter(name, text, by_mount, registry=registry)
             for event, (name, text) in ROUTING_COUNTERS.items()
         }
+        self.route = RouteFamilies(registry)
+
+
+class RouteFamilies:
+    """The per-route families (gateway/server/route_metrics.py records them)."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        by_route = ("mount", "route")
+        by_side = ("mount", "route", "side")
+        self.requests = load().Counter(
+            "gateway_route_requests",
+            "requests by route, side and status class",
+            (*by_side, "status_class"),
+            registry=registry,
+        )
+        self.latency = load().Histogram(
+            "gateway_route_duration_seconds",
+            "seconds from the app's call to its last body message, by route and side",
+            by_side,
+            registry=registry,
+            buckets=LATENCY_BUCKETS_S,
+        )
+        self.fallbacks = load().Counter(
+            "gateway_route_fallbacks",
+            "requests replayed to the fallback",
+            by_route,
+            registry=registry,
+        )
+        self.shadow_compared = load().Counter(
+            "gateway_route_shadow_compared",
+            "shadow copies whose comparison ran",
+            by_route,
+            registry=registry,
+        )
+        self.shadow_mismatches = load().Counter(
+            "gateway_route_shadow_mismatches",
+            "shadow responses unlike the primary's",
+            by_route,
+            registry=registry,
+        )
 
 
 def _live_gauge(name: str, text: str, registry: CollectorRegistry | None) -> Gauge:
@@ -286,15 +333,6 @@ class SupervisorMetrics:
 
 
 # -- reading an exposition (`gateway status`) ---------------------------------------------
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One line of an exposition: `name{labels} value`."""
-
-    name: str
-    labels: dict[str, str]
-    value: float
 
 
 def parse_exposition(text: str) -> Iterator[Sample]:

@@ -24,16 +24,24 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import asdict
 from http import HTTPStatus
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.asgi import ASGIApp, Message, Receive, Scope, Send, send_plain, set_mount_label
 from gateway.config.server_table import ServerConfig
 from gateway.errors import ClientDisconnected, HTTPError
+from gateway.migration.report import STATUS_CLASSES as STATUS_CLASSES  # re-exported
 from gateway.routing.health import ALLOW, NO_STORE
-from gateway.server.metrics import Families, content_type, exposition, require, worker_registry
+from gateway.server.metrics import (
+    Families,
+    content_type,
+    exposition,
+    parse_exposition,
+    require,
+    worker_registry,
+)
 
-STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "none")
 # How often the gauges (in-flight, pool busy and queued) are published. A scrape comes
 # every 15 s or more (Prometheus' default interval is 1 min), so a gauge at most a second
 # old is current; a few writes per mount per second cost nothing measurable.
@@ -114,13 +122,20 @@ class MetricsMiddleware:
             request.finish()
 
 
+class Observer(Protocol):
+    """What a RequestRecord reports to: a mount's instruments, or the per-route
+    recorder's (gateway/server/route_metrics.py)."""
+
+    def observe(self, status: int, seconds: float) -> None: ...
+
+
 class RequestRecord:
     """One request's status and start time; recorded once, at the last body message or
     when the app ends without one."""
 
     __slots__ = ("_mount", "_send", "_started", "done", "status")
 
-    def __init__(self, mount: MountMetrics, send: Send) -> None:
+    def __init__(self, mount: Observer, send: Send) -> None:
         self._mount = mount
         self._send = send
         self._started = time.perf_counter()
@@ -156,10 +171,13 @@ class WorkerMetrics:
     """One worker's metrics: the middleware for each mount, the endpoint, the gauges'
     publisher, and the counters the routing code calls."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, server: ServerConfig | None = None) -> None:
+        from gateway.server.route_metrics import RouteMetrics  # it imports this module
+
         self.path = path
         self._registry, self._families = worker_registry()
         self._mounts: dict[str, MountMetrics] = {}
+        self.routes = RouteMetrics(self._families.route, server or ServerConfig())
 
     def wrap(self, app: ASGIApp, label: str, pool: Pool | None = None) -> ASGIApp:
         """`app` behind the metrics middleware, counted under `mount=label`."""
@@ -174,6 +192,7 @@ class WorkerMetrics:
         """Write the gauges of every mount (rule "per request only what must be")."""
         for mount in self._mounts.values():
             mount.publish()
+        self.routes.publish()
 
     def publish_every(self, interval_s: float = GAUGE_INTERVAL_S) -> None:
         """Publish now and every `interval_s` on the running loop, for as long as it runs."""
@@ -184,6 +203,19 @@ class WorkerMetrics:
         """The exposition: summed over the workers' files in multiprocess mode
         (gateway/server/metrics.py, rule "several workers sum")."""
         return exposition(self._registry)
+
+    async def report_json(self) -> dict[str, Any]:
+        """The migration report as JSON (gateway/migration/report.py), for the admin
+        listener: the gauges and this worker's ledger as of now, then the exposition
+        collected and the ledgers read off the event loop (rule "a scrape is collected
+        off the event loop")."""
+        self.publish()
+        mine = self.routes.ledger.to_json()
+        return await asyncio.to_thread(self._report_json, mine)
+
+    def _report_json(self, mine: dict[str, Any]) -> dict[str, Any]:
+        samples = parse_exposition(self.collect().decode("utf-8"))
+        return asdict(self.routes.report(samples, list(self._mounts), mine))
 
     # The routing code's API: `mount` is the label (MountConfig.label) of the mount the event
     # belongs to, the one that routes: the mount whose answer fell back, whose share
@@ -204,6 +236,10 @@ class WorkerMetrics:
     def count_shadow_mismatch(self, mount: str) -> None:
         self._count("shadow_mismatch", mount)
 
+    def count_route_shadow(self, mount: str, route: str, mismatch: bool) -> None:
+        """A shadow comparison that ran for `route` of `mount`, and whether it differed."""
+        self.routes.count_shadow(mount, route, mismatch)
+
     def _count(self, event: str, mount: str) -> None:
         self._families.routing[event].labels(mount).inc()
 
@@ -214,7 +250,7 @@ def worker_metrics(server: ServerConfig) -> WorkerMetrics | None:
     if not server.metrics_path:
         return None
     require(server)
-    return WorkerMetrics(server.metrics_path)
+    return WorkerMetrics(server.metrics_path, server)
 
 
 class MetricsEndpoint:

@@ -53,6 +53,9 @@ class Counted:
     def count_shadow_mismatch(self, mount: str) -> None:
         self.events["shadow_mismatch", mount] += 1
 
+    def count_route_shadow(self, mount: str, route: str, mismatch: bool) -> None:
+        self.events["route_shadow", mount] += 1
+
     def __getitem__(self, event: str) -> int:
         return self.events[event, "/api"]
 
