@@ -31,7 +31,14 @@ from gateway.asgi import ASGIApp, Message, Receive, Scope, Send, send_plain, set
 from gateway.config.server_table import ServerConfig
 from gateway.errors import ClientDisconnected, HTTPError
 from gateway.routing.health import ALLOW, NO_STORE
-from gateway.server.metrics import Families, content_type, exposition, require, worker_registry
+from gateway.server.metrics import (
+    Families,
+    content_type,
+    exposition,
+    metrics_on,
+    require,
+    worker_registry,
+)
 
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "none")
 # How often the gauges (in-flight, pool busy and queued) are published. A scrape comes
@@ -167,8 +174,9 @@ class WorkerMetrics:
         return MetricsMiddleware(app, mount)
 
     def endpoint(self, app: ASGIApp) -> ASGIApp:
-        """`app` behind the metrics endpoint."""
-        return MetricsEndpoint(app, self)
+        """`app` behind the metrics endpoint; `app` itself when `path` is "" (the
+        metrics are the admin listener's only, gateway/server/admin.py)."""
+        return MetricsEndpoint(app, self) if self.path else app
 
     def publish(self) -> None:
         """Write the gauges of every mount (rule "per request only what must be")."""
@@ -210,8 +218,9 @@ class WorkerMetrics:
 
 def worker_metrics(server: ServerConfig) -> WorkerMetrics | None:
     """A worker's metrics, or None when they are off (gateway/server/metrics.py, rule
-    "off costs nothing")."""
-    if not server.metrics_path:
+    "off costs nothing"). With an empty `metrics_path` (on for the admin listener only)
+    the apps' port serves none."""
+    if not metrics_on(server):
         return None
     require(server)
     return WorkerMetrics(server.metrics_path)
@@ -234,14 +243,19 @@ class MetricsEndpoint:
         if scope["method"] not in ("GET", "HEAD"):
             await send_plain(send, HTTPStatus.METHOD_NOT_ALLOWED, [NO_STORE, (b"allow", ALLOW)])
             return
-        # This worker's gauges as of now (rule "per request only what must be"), then the
-        # scrape (rule "a scrape is collected off the event loop").
-        self.metrics.publish()
-        body = await asyncio.to_thread(self.metrics.collect)
-        headers = [
-            (b"content-type", content_type()),
-            (b"content-length", str(len(body)).encode("ascii")),
-            (b"cache-control", b"no-store"),
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_exposition(self.metrics, send)
+
+
+async def send_exposition(metrics: WorkerMetrics, send: Send) -> None:
+    """Answer a scrape (here, and on the admin listener): this worker's gauges as of now
+    (rule "per request only what must be"), then the exposition, collected off the loop
+    (rule "a scrape is collected off the event loop")."""
+    metrics.publish()
+    body = await asyncio.to_thread(metrics.collect)
+    headers = [
+        (b"content-type", content_type()),
+        (b"content-length", str(len(body)).encode("ascii")),
+        (b"cache-control", b"no-store"),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
