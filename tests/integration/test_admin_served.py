@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import httpx
@@ -17,6 +17,7 @@ import pytest
 from support.deadlines import CLIENT_TIMEOUT_S
 from support.mount_files import PROBE_MOUNTS
 from support.servers import HTTP_SESSIONS, Server, write_config
+from support.tls_certs import make_certs
 
 from gateway.server.metrics import parse_exposition
 
@@ -29,9 +30,13 @@ REPORT_KEYS = {"url", "generated_at", "thresholds", "mounts", "routes", "history
 def admin(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Server, str]]:
     """A worker serving the probe apps, with an admin listener (and its token) on a
     socket the test bound; no metrics_path, so the apps' port serves no metrics."""
+    yield from serve_with_admin(tmp_path, f"http = {request.param!r}")
+
+
+def serve_with_admin(tmp_path: Path, settings: str) -> Generator[tuple[Server, str]]:
     # admin_bind turns metrics and the admin app on; the socket is the test's own, as
-    # the apps' is (rule "the worker never binds").
-    text = f'[server]\nhttp = {request.param!r}\nadmin_bind = "127.0.0.1:0"\n'
+    # the apps' is (gateway/process/worker.py, rule "the worker never binds").
+    text = f'[server]\n{settings}\nadmin_bind = "127.0.0.1:0"\n'
     text += f'admin_token = "{TOKEN}"\n' + PROBE_MOUNTS
     server = Server(write_config(tmp_path, text))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -92,7 +97,9 @@ def test_other_paths_are_404_and_other_methods_405(admin: tuple[Server, str]) ->
         assert client.get("/asgi/echo").status_code == 404  # never the apps
         assert client.get("/status.json/x").status_code == 404
         for path in ("/", "/metrics", "/status.json"):
-            response = client.post(path, content=b"x")
+            # Its own connection: answered before its body came, a request leaves a
+            # connection that is closed, not reused (gateway/server/connection.py).
+            response = client.post(path, content=b"x", headers={"connection": "close"})
             assert response.status_code == 405
             assert response.headers["allow"] == "GET, HEAD"
         head = client.head("/")
@@ -115,3 +122,21 @@ def test_the_admin_listener_stops_with_the_worker(admin: tuple[Server, str]) -> 
         server.stop()
         with pytest.raises(httpx.TransportError):
             client.get("/status.json")
+
+
+def test_the_admin_listener_is_plain_http_beside_apps_on_tls(tmp_path: Path) -> None:
+    (tmp_path / "certs").mkdir()
+    certs = make_certs(tmp_path / "certs")
+    tls = f"certfile = {str(certs.cert)!r}\nkeyfile = {str(certs.key)!r}"
+    served = serve_with_admin(tmp_path, tls)
+    server, url = next(served)
+    try:
+        apps = httpx.get(
+            f"https://127.0.0.1:{server.port}/asgi/echo",
+            verify=str(certs.ca_pem),
+            timeout=CLIENT_TIMEOUT_S,
+        )
+        assert apps.status_code == 200
+        assert get(url + "/status.json", headers=AUTH).status_code == 200  # http://
+    finally:
+        served.close()
