@@ -83,6 +83,20 @@ def test_every_worker_serves_the_admin_listener_the_parent_bound(
     assert not socket_path.exists()  # a clean stop leaves nothing behind
 
 
+def test_the_flag_and_the_environment_variable(tmp_path: Path) -> None:
+    socket_path = tmp_path / "admin.sock"
+    config = mount_file(tmp_path / "gateway.toml")
+    env = {"GATEWAY_ADMIN_TOKEN": TOKEN}
+    gateway = GatewayProcess(config, "--admin-bind", f"unix:{socket_path}", env=env)
+    try:
+        gateway.wait_for_line(f"admin listener on unix:{socket_path}")
+        with admin_client(socket_path) as admin:
+            assert admin.get("/status.json").status_code == 200
+            assert admin.get("/status.json", headers={"authorization": ""}).status_code == 401
+    finally:
+        assert gateway.stop() == 0
+
+
 def test_check_prints_the_admin_listener(tmp_path: Path) -> None:
     config = mount_file(tmp_path / "gateway.toml", 'admin_bind = "127.0.0.1:9100"')
     result = subprocess.run(
