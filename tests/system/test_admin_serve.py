@@ -9,6 +9,7 @@ The admin app itself, in one process: tests/integration/test_admin_served.py.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -121,3 +122,17 @@ def test_admin_bind_on_an_apps_address_exits_1(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "admin_bind: 127.0.0.1:8000 is in bind too" in result.stderr
+
+
+def test_an_admin_bind_in_use_exits_1_before_serving(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        config = mount_file(tmp_path / "gateway.toml", f'admin_bind = "{address}"')
+        gateway = GatewayProcess(config)
+        line = gateway.wait_for_line("cannot bind")
+        assert gateway.proc.wait(CLIENT_TIMEOUT_S * 3) == 1  # it exits by itself
+        gateway.stop()
+    assert address in line
+    assert not any("serving on" in seen for seen in gateway.all_lines())
