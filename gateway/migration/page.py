@@ -56,7 +56,8 @@ h1 { font-size: 1.4em; margin: 0 0 .2em; } h2 { font-size: 1.1em; margin-top: 1.
 table { border-collapse: collapse; margin-top: .4em; }
 th, td { border-bottom: 1px solid #ddd; padding: .25em .6em; text-align: left; }
 td { vertical-align: top; }
-th { background: #f3f3f5; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f3f3f5; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .verdict { font-weight: 600; padding: .05em .4em; border-radius: .3em; white-space: nowrap; }
 .v-served-by-new { background: #d7f5dd; } .v-ready-to-cut-over { background: #d6e8ff; }
 .v-still-falls-back { background: #ffe8c2; } .v-disagrees { background: #ffd3d3; }
