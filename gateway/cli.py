@@ -311,13 +311,15 @@ def _describe_links(mounts: Sequence[MountConfig]) -> list[str]:
 def check(config: Config) -> int:
     """Import every app and print the routing table (exit 0), or why not (exit 1)."""
     server_context(config)  # TLS files that do not load: a ConfigError, exit 1
-    metrics.require(config.server)  # metrics_path without prometheus_client: exit 1
+    metrics.require(config.server)  # metrics or admin_bind without prometheus_client: exit 1
     try:
         mounts = load_mounts(config)
     except StartupError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 1
     print(f"config:   {config.path}")
+    if config.server.admin_bind is not None:  # issue 17, point 1
+        print(f"admin:    {config.server.admin_bind} (plain HTTP: /, /metrics, /status.json)")
     rows = [("PREFIX", "INTERFACE", "APP", "POOL")]
     for mount in mounts:
         pool = str(mount.loaded.pool_size) if mount.loaded.pool_size else "-"

@@ -168,6 +168,25 @@ def binds(value: object) -> tuple[Bind, ...]:
     return binds
 
 
+def admin_bind(value: object) -> Bind | None:
+    """One address for the admin listener, or "" (off): None."""
+    text = expect(value, str, "a string")
+    if not text:
+        return None
+    try:
+        return parse_bind(text)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+
+
+def token(value: object) -> str:
+    text = expect(value, str, "a string")
+    # It travels in an HTTP field (`authorization: Bearer TOKEN`): visible ASCII only.
+    if text and not (text.isascii() and text.isprintable() and " " not in text):
+        raise Invalid("must be printable ASCII without spaces (it is sent in a header)")
+    return text
+
+
 def prefix(value: object) -> str:
     value = expect(value, str, "a string")
     if not value.startswith("/"):

@@ -157,6 +157,7 @@ def describe_settings() -> Iterator[SettingDoc]:
 # Annotations (strings under `from __future__ import annotations`) as a TOML user reads them.
 _TOML_TYPES = {
     "tuple[Bind, ...]": "array of strings",
+    "Bind | None": "string",
     "tuple[str, ...]": "array of strings",
     "tuple[int, ...]": "array of integers",
     "int": "integer",

@@ -322,6 +322,23 @@ class ServerConfig:
         checks.int_at_least(1),
         'shadow comparisons a route needs before its verdict is "ready to cut over" or "disagrees"',
     )
+    # Off by default: a listener of its own is a port an operator chooses to open
+    # (issue 17, point 1). Plain HTTP even when the apps' port has TLS. (`setting` makes
+    # a dataclass field, not a default value; ruff cannot tell that Bind is frozen.)
+    admin_bind: Bind | None = setting(  # noqa: RUF009
+        None,
+        checks.admin_bind,
+        "address of the admin listener (the migration page, /metrics, /status.json), apart "
+        'from the apps\' port and always plain HTTP: host:port, unix:/path or fd://N; "": off',
+        Flag("--admin-bind", OptionKind.STR),
+        doc_default='""',
+    )
+    admin_token: str = setting(
+        "",
+        checks.token,
+        'bearer token the admin listener asks for (Authorization: Bearer TOKEN); "": none',
+        Flag("--admin-token", OptionKind.STR),
+    )
     shutdown_delay: float = setting(
         0.0,
         checks.seconds(positive=False),
@@ -438,7 +455,15 @@ def _cas_need_client_cert(server: ServerConfig, given: Set[str]) -> Conflict | N
     return None
 
 
+def _admin_apart_from_apps(server: ServerConfig, given: Set[str]) -> Conflict | None:
+    """The admin listener is never the apps' port (issue 17, point 1)."""
+    if server.admin_bind is not None and server.admin_bind in server.bind:
+        return Conflict("admin_bind", f"{server.admin_bind} is in bind too: give it its own")
+    return None
+
+
 SERVER_RULES: tuple[Rule[ServerConfig], ...] = (
+    _admin_apart_from_apps,
     _tls_needs_certfile,
     _client_cert_needs_cas,
     _cas_need_client_cert,

@@ -313,11 +313,15 @@ def route_status(mount: str, route: str, tally: RouteTally, thresholds: Threshol
     new, legacy = tally.side(NEW), tally.side(LEGACY)
     requests = new.requests + legacy.requests
     status = RouteStatus(mount, route, requests, ratio(new.requests, requests))
-    status.fallback_rate = ratio(tally.fallbacks, requests)
+    # The families are read one after another while requests go on, so a request that
+    # ends between two reads may be in the later one only: no rate passes 100%.
+    fallbacks = min(tally.fallbacks, requests)
+    status.fallback_rate = ratio(fallbacks, requests)
     status.new, status.legacy = new, legacy
     status.shadow_compared = int(tally.compared)
-    status.shadow_agreement = ratio(tally.compared - tally.mismatches, tally.compared)
-    status.verdict = verdict(status, int(tally.fallbacks), thresholds)
+    mismatches = min(tally.mismatches, tally.compared)
+    status.shadow_agreement = ratio(tally.compared - mismatches, tally.compared)
+    status.verdict = verdict(status, int(fallbacks), thresholds)
     return status
 
 

@@ -161,8 +161,10 @@ def fork_worker(
     sockets: Sequence[socket.socket],
     forget_parent: Callable[[], None],
     hooks: Hooks,
+    admin: socket.socket | None = None,
 ) -> WorkerProcess:
-    """Fork a worker that serves `config` on `sockets` (with `mounts` if preloaded).
+    """Fork a worker that serves `config` on `sockets` (with `mounts` if preloaded), and
+    the admin app on `admin` if there is one.
 
     In the child, `forget_parent` closes what belongs to the supervisor (rule "the child
     drops what it inherited"), and `hooks` post_fork and worker_exit run (rule "hooks").
@@ -173,7 +175,7 @@ def fork_worker(
     pid = os.fork()
     if pid == 0:
         info = WorkerInfo(config, os.getpid(), generation, preloaded=mounts is not None)
-        _run_child(info, mounts, sockets, pipe, mask, forget_parent, hooks)
+        _run_child(info, mounts, (sockets, admin), pipe, mask, forget_parent, hooks)
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     link = pipe.supervisor_end()
     # From its start, so its imports count against worker_timeout
@@ -182,10 +184,14 @@ def fork_worker(
     return WorkerProcess(pid, generation, link, deadline)
 
 
+# The apps' sockets, and the admin listener's (or None).
+Listeners = tuple[Sequence[socket.socket], socket.socket | None]
+
+
 def _run_child(
     info: WorkerInfo,
     mounts: list[LoadedMount] | None,
-    sockets: Sequence[socket.socket],
+    sockets: Listeners,
     pipe: Pipe,
     mask: set[int],
     forget_parent: Callable[[], None],
@@ -219,15 +225,16 @@ def _run_child(
 def _serve_with_hooks(
     info: WorkerInfo,
     mounts: list[LoadedMount] | None,
-    sockets: Sequence[socket.socket],
+    sockets: Listeners,
     supervisor: SupervisorLink,
     hooks: Hooks,
 ) -> int:
     """post_fork (its failure is the worker's failed start: exit status 3), serve, and
     worker_exit however serving ended (rule "hooks")."""
     hooks.run_before_serving("post_fork", info)
+    apps, admin = sockets
     try:
-        return serve_supervised(info.config, sockets, mounts, supervisor)
+        return serve_supervised(info.config, apps, mounts, supervisor, admin)
     finally:
         hooks.run("worker_exit", info)
 
@@ -240,16 +247,20 @@ def serve_supervised(
     sockets: Sequence[socket.socket],
     mounts: list[LoadedMount] | None,
     link: SupervisorLink,
+    admin: socket.socket | None = None,
 ) -> int:
     """A forked worker, its signals set (rule "the supervisor's signals are blocked"):
     serve until SIGTERM (graceful) or SIGQUIT (fast). `mounts` are the apps the
-    supervisor preloaded, or None to import them here. Raises StartupError (exit status
-    3) when an app fails to load or start.
+    supervisor preloaded, or None to import them here; `admin` the admin listener's
+    socket, if any. Raises StartupError (exit status 3) when an app fails to load or
+    start.
     """
     loaded = mounts if mounts is not None else load_mounts(config)
     limit = request_limit(config)
     retire = (limit, lambda: _retire(link, limit))
-    worker = Worker(config, sockets, loaded, owns_process=True, request_limit=retire)
+    worker = Worker(
+        config, sockets, loaded, owns_process=True, request_limit=retire, admin_socket=admin
+    )
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         runner.run(_serve_with_link(worker, link))
     return 0

@@ -30,7 +30,7 @@ from gateway.process.hooks import Hooks, ServerInfo
 from gateway.process.pidfile import PidFile
 from gateway.process.privileges import drop_privileges, resolve_identity
 from gateway.process.single import serve_alone
-from gateway.process.sockets import close_sockets, listening_sockets, socket_files
+from gateway.process.sockets import admin_socket, close_sockets, listening_sockets, socket_files
 from gateway.process.supervisor import Supervisor
 from gateway.process.worker import use_pythonpath
 from gateway.server import metrics
@@ -48,7 +48,7 @@ def serve(config: Config, overrides: Mapping[str, object] | None = None) -> int:
     re-read (SIGHUP).
     """
     server_context(config)  # a certificate that does not load: exit 1 before binding
-    metrics.require(config.server)  # metrics_path without prometheus_client: exit 1 too
+    metrics.require(config.server)  # metrics or admin_bind without prometheus_client: exit 1
     identity = resolve_identity(config)  # an unknown user: exit 1 before binding too
     config, overrides = change_directory(config, overrides or {})
     use_pythonpath(config)
@@ -57,15 +57,19 @@ def serve(config: Config, overrides: Mapping[str, object] | None = None) -> int:
     sockets = listening_sockets(config.server)
     files = socket_files(sockets, config.server.bind)
     pid_file = PidFile(config.server.pid)
+    admin = None
     try:
+        admin = admin_socket(config.server)  # gateway/process/sockets.py, rule "the admin listener"
+        if admin is not None and config.server.admin_bind is not None:
+            files += socket_files([admin], [config.server.admin_bind])
         pid_file.write()
         drop_privileges(identity)  # before any app is imported or worker forked
         if config.server.workers == 1:
             metrics.check_user_directory(config.server)  # the supervisor's own does it else
-            return serve_alone(config, sockets, hooks)
-        return Supervisor(config, overrides, sockets, hooks).run()
+            return serve_alone(config, sockets, hooks, admin)
+        return Supervisor(config, overrides, sockets, hooks, admin).run()
     finally:
-        close_sockets(sockets, files)  # rule "however serving ends"
+        close_sockets([*sockets, *([admin] if admin else [])], files)  # "however serving ends"
         pid_file.remove()
 
 

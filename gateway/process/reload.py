@@ -6,6 +6,8 @@ Rules:
    serve CONFIG --bind fd://N ...`, with the same command-line settings and without
    `--reload`. The sockets stay open here across restarts, so a client that connects
    while the server restarts waits in the kernel's queue instead of being refused.
+   Secrets (SECRETS: the admin token) go in its environment, never its command line;
+   the admin listener (`admin_bind`) is the server's own to bind, at each start.
 2. Watched: the mount file, and every `*.py` file under each `pythonpath` directory,
    except under tool and environment directories (IGNORED_DIRS) and hidden files (editor
    locks). watchfiles runs in a thread that only queues what changed and wakes the loop.
@@ -77,7 +79,10 @@ IGNORED_DIRS = frozenset(
 )
 # Settings the server command line does not carry over: the server serves on the
 # reloader's sockets (fd://N), and it must not reload itself.
-NOT_PASSED_ON = frozenset({"bind", "reload"})
+NOT_PASSED_ON = frozenset({"bind", "reload", "admin_token"})
+# Passed on in the server's environment, never on its command line, which any local
+# user can read (ps): the admin listener's bearer token.
+SECRETS = ("admin_token",)
 
 
 class ReloadUnavailable(GatewayError):
@@ -117,6 +122,15 @@ def server_command(
     for fd in fds:
         command += ["--bind", f"fd://{fd}"]
     return command
+
+
+def server_environment(overrides: Mapping[str, object]) -> dict[str, str]:
+    """This process's environment, and the command line's SECRETS as their variables."""
+    environment = dict(os.environ)
+    for option in cli_options():
+        if option.setting in SECRETS and option.setting in overrides:
+            environment[option.env] = str(overrides[option.setting])
+    return environment
 
 
 def _flag_arguments(option: CliOption, value: object) -> list[str]:
@@ -369,7 +383,7 @@ class Reloader:
     def _start_server(self) -> None:
         fds = [sock.fileno() for sock in self.sockets]
         command = server_command(self.config.path, self.overrides, fds)
-        process = subprocess.Popen(command, pass_fds=fds)
+        process = subprocess.Popen(command, pass_fds=fds, env=server_environment(self.overrides))
         self.server = ServerProcess(process, self.config.server.graceful_timeout)
         log.info("server %d started", self.server.process.pid)
 

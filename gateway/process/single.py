@@ -33,25 +33,37 @@ from gateway.process.worker import Worker, event_loop_factory, load_mounts
 log = logging.getLogger("gateway.server")
 
 
-def serve_alone(config: Config, sockets: Sequence[socket.socket], hooks: Hooks) -> int:
+def serve_alone(
+    config: Config,
+    sockets: Sequence[socket.socket],
+    hooks: Hooks,
+    admin: socket.socket | None = None,
+) -> int:
     """Serve in this process until SIGTERM/SIGINT; return the exit status, with the
-    hooks of rule "hooks". An app that fails to load or to start raises StartupError
-    (exit status 3)."""
+    hooks of rule "hooks". `admin` is the admin listener's socket, if any. An app that
+    fails to load or to start raises StartupError (exit status 3)."""
     pid = os.getpid()
     try:
-        return _run(config, sockets, lambda: hooks.run("when_ready", ServerInfo(config, pid)))
+
+        def when_ready() -> None:
+            hooks.run("when_ready", ServerInfo(config, pid))
+
+        return _run(config, sockets, when_ready, admin)
     finally:
         hooks.run("worker_exit", WorkerInfo(config, pid, generation=1, preloaded=False))
 
 
 def _run(
-    config: Config, sockets: Sequence[socket.socket], ready: Callable[[], None] | None = None
+    config: Config,
+    sockets: Sequence[socket.socket],
+    ready: Callable[[], None] | None = None,
+    admin: socket.socket | None = None,
 ) -> int:
     """Serve in this process until SIGTERM/SIGINT; return the exit status. `ready` is
     called once the apps have started and the sockets listen."""
     if config.server.max_requests:
         log.warning("max_requests applies with workers > 1 only; ignored")
-    worker = Worker(config, sockets, load_mounts(config), owns_process=True)
+    worker = Worker(config, sockets, load_mounts(config), owns_process=True, admin_socket=admin)
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         runner.run(_serve_with_signals(worker, ready))
     return 0

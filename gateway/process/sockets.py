@@ -14,6 +14,9 @@ Rules:
    process manager's, a test's); anything else is refused rather than listened on.
 4. systemd socket activation: when LISTEN_PID names this process, the LISTEN_FDS
    descriptors from 3 on are served instead of `bind` (sd_listen_fds(3)).
+5. The admin listener (`admin_bind`, gateway/server/admin.py) is bound here too, by the
+   same parent, and travels beside the apps' sockets, never among them: a worker
+   serves the admin app on it and nothing else. systemd's descriptors are the apps'.
 """
 
 from __future__ import annotations
@@ -46,6 +49,14 @@ def listening_sockets(server: ServerConfig) -> list[socket.socket]:
     """The sockets to serve: systemd's when it activated us (rule "systemd socket
     activation"), else `bind`'s."""
     return systemd_sockets() or bind_sockets(server.bind, server.unix_socket_mode, server.backlog)
+
+
+def admin_socket(server: ServerConfig) -> socket.socket | None:
+    """The admin listener's socket, or None when `admin_bind` is off (rule "the admin
+    listener")."""
+    if server.admin_bind is None:
+        return None
+    return bind_socket(server.admin_bind, server.unix_socket_mode, server.backlog)
 
 
 def socket_files(sockets: Sequence[socket.socket], binds: Sequence[Bind]) -> list[str]:

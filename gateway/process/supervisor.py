@@ -105,9 +105,11 @@ class Supervisor:
         overrides: Mapping[str, object],
         sockets: Sequence[socket.socket],
         hooks: Hooks,
+        admin: socket.socket | None = None,
     ) -> None:
         self.overrides = dict(overrides)
         self.sockets = list(sockets)
+        self.admin = admin  # the admin listener's socket (admin_bind), or None
         self.hooks = hooks
         self.announced_ready = False  # when_ready runs once, for the first generation
         # Before any app is imported (preload) or worker forked
@@ -207,7 +209,7 @@ class Supervisor:
     def _spawn(self, generation: Generation) -> None:
         number, config, mounts = generation.number, generation.config, generation.mounts
         process = fork_worker(
-            number, config, mounts, self.sockets, self._forget_in_child, self.hooks
+            number, config, mounts, self.sockets, self._forget_in_child, self.hooks, self.admin
         )
         generation.workers.append(process)
         self._selector.register(process.link.fd, selectors.EVENT_READ, process)
@@ -377,8 +379,9 @@ class Supervisor:
         except GatewayError as exc:
             log.error("reload refused, the workers keep running: %s", exc)
             return
-        if config.server.bind != self.current.config.server.bind:
-            log.warning("bind changed in the mount file; that needs a restart")
+        server, serving = config.server, self.current.config.server
+        if server.bind != serving.bind or server.admin_bind != serving.admin_bind:
+            log.warning("bind or admin_bind changed in the mount file; that needs a restart")
         log.info("reloading %s", config.path)
         self.hooks.run("on_reload", ServerInfo(config, os.getpid()))  # rule "hooks"
         if self.previous is None:

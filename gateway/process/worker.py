@@ -28,6 +28,8 @@ Rules:
    its rules, which the Router links around all that, and, for a routing mount with
    metrics on, the per-route recorder outside everything
    (gateway/server/route_metrics.py).
+7. The admin listener (`admin_socket`, gateway/server/admin.py) listens after the apps'
+   sockets and is drained with them, at the same time; its app is never the router.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from gateway.migration.rules import CanaryRule, FallbackRule, RoutingCounters
 from gateway.migration.shadows import Shadows
 from gateway.routing.health import HealthCheck
 from gateway.routing.router import Mount, Router, Rule
+from gateway.server.admin import serve_admin
 from gateway.server.connection import HTTPConnection
 from gateway.server.lifespan import LifespanFanout, LifespanMount
 from gateway.server.mount_metrics import WorkerMetrics, worker_metrics
@@ -170,9 +173,11 @@ class Worker:
         *,
         owns_process: bool = False,
         request_limit: RequestLimit = (0, None),
+        admin_socket: socket.socket | None = None,
     ) -> None:
         self.config = config
         self.sockets = list(sockets)
+        self.admin_socket = admin_socket  # rule "the admin listener"
         self.mounts = mounts
         # A worker that is the whole process may tune it (gc.freeze after startup); one
         # run inside another program (the tests) leaves the process alone.
@@ -182,6 +187,7 @@ class Worker:
         # It binds to a loop only when first awaited.
         self._moved = asyncio.Event()
         self._state: WorkerShared | None = None  # once serving
+        self._admin_state: WorkerShared | None = None  # once serving, with admin_socket
         # TLS: one context for every socket, built before serving, so that a certificate
         # that does not load is a ConfigError at start (gateway/server/tls.py).
         self._tls = server_context(config)
@@ -235,15 +241,14 @@ class Worker:
             _freeze_startup_objects()
         state = self._state = self._share(router)
         state.start_idle_sweep()
-        servers = await self._listen(state)
+        listeners = [(await self._listen(state), state), *await self._listen_admin()]
         if self._lifecycle is WorkerState.STARTING:  # else a stop came during the startup
             self._move(WorkerState.READY)
         if ready is not None:
             ready()
         await self._until(lambda reached: reached.stopping)
         await self._delay_drain()
-        await self._drain(servers, state)
-        state.stop_idle_sweep()
+        await asyncio.gather(*(self._drain(servers, shared) for servers, shared in listeners))
         await self.shadows.close()  # before the shadow mounts' lifespan ends
         await fanout.shutdown(timeout_s)
 
@@ -325,6 +330,14 @@ class Worker:
             log.info("serving on %s", _describe(sock, "https" if tls else "http"))
         return servers
 
+    async def _listen_admin(self) -> list[tuple[list[asyncio.Server], WorkerShared]]:
+        """The admin listener, if any (rule "the admin listener")."""
+        sock, metrics = self.admin_socket, self._metrics
+        if sock is None or metrics is None:  # metrics are on whenever admin_bind is
+            return []
+        server, self._admin_state = await serve_admin(sock, metrics, self.config.server)
+        return [([server], self._admin_state)]
+
     async def _drain(self, servers: list[asyncio.Server], state: WorkerShared) -> None:
         # From here on a new connection asks itself (gateway/server/shared.py, rule "a
         # graceful stop reaches every connection").
@@ -344,6 +357,7 @@ class Worker:
                 break
         for conn in list(state.connections):
             conn.abort()
+        state.stop_idle_sweep()
         await _cancel_apps(state.websocket_tasks)
 
     def request_stop(self, fast: bool = False) -> None:
@@ -357,7 +371,7 @@ class Worker:
         if state is not WorkerState.STOPPING_FAST:
             self._move(WorkerState.STOPPING_FAST)
         log.info("fast stop")  # again at each further request: it aborts what is left
-        for conn in list(self._state.connections if self._state else ()):
+        for conn in [c for s in (self._state, self._admin_state) if s for c in s.connections]:
             conn.abort()
 
 

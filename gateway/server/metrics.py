@@ -1,7 +1,8 @@
-"""Per-mount metrics in the Prometheus text format, opt-in with `metrics_path`: what
-they are, and prometheus_client, which holds them. What runs per request and the
-endpoint are gateway/server/mount_metrics.py; room on disk for the multiprocess files
-is gateway/server/metric_files.py.
+"""Per-mount metrics in the Prometheus text format, opt-in with `metrics_path` or
+`admin_bind` (`metrics_on`): what they are, and prometheus_client, which holds them.
+What runs per request and the endpoint are gateway/server/mount_metrics.py; room on
+disk for the multiprocess files is gateway/server/metric_files.py; the admin listener
+is gateway/server/admin.py.
 
 Exported, per mount (label `mount`: MountConfig.label, the mount's prefix, or its name
 when it has none):
@@ -27,8 +28,8 @@ when it has none):
   found no room in the metrics directory (rule "a full or read-only metrics directory").
 
 Rules:
-1. Off costs nothing: with `metrics_path = ""` no middleware wraps a mount, no metric
-   exists and no file is written.
+1. Off costs nothing: with `metrics_path = ""` and `admin_bind = ""` no middleware
+   wraps a mount, no metric exists and no file is written.
 2. prometheus_client is imported here and nowhere else, and only once metrics are on
    (`load`): installed but unused, it costs neither memory nor its GC callback. It is
    an optional extra (`metrics`): `require` turns its absence into MetricsUnavailable
@@ -131,16 +132,22 @@ ROUTING_COUNTERS = {
 
 
 class MetricsUnavailable(GatewayError):
-    """`metrics_path` is set but prometheus_client is not installed (exit status 1)."""
+    """`metrics_path` or `admin_bind` is set but prometheus_client is not installed
+    (exit status 1)."""
+
+
+def metrics_on(server: ServerConfig) -> bool:
+    """Metrics exist: served at `metrics_path` on the apps' port, or by the admin
+    listener (`admin_bind`), or both."""
+    return bool(server.metrics_path or server.admin_bind)
 
 
 def require(server: ServerConfig) -> None:
     """Raise MetricsUnavailable when metrics are on without prometheus_client
     (rule "prometheus_client is imported here")."""
-    if server.metrics_path and not INSTALLED:
-        raise MetricsUnavailable(
-            "metrics_path needs prometheus_client: pip install 'gateway[metrics]'"
-        )
+    if metrics_on(server) and not INSTALLED:
+        key = "metrics_path" if server.metrics_path else "admin_bind"
+        raise MetricsUnavailable(f"{key} needs prometheus_client: pip install 'gateway[metrics]'")
 
 
 def multiprocess() -> bool:
@@ -261,7 +268,7 @@ def check_user_directory(server: ServerConfig) -> None:
     """`workers = 1` with PROMETHEUS_MULTIPROC_DIR set by the user (prometheus_client
     then writes files there too): check it at start, as the supervisor checks its own."""
     directory = os.environ.get(MULTIPROC_ENV, "")
-    if server.metrics_path and directory:
+    if metrics_on(server) and directory:
         check_directory(directory)
 
 
@@ -292,7 +299,7 @@ class SupervisorMetrics:
     def enable(self, server: ServerConfig) -> None:
         """Metrics on in `server` (at start, or a reload that turns them on): make the
         directory, before any app is imported or any worker forked. Idempotent."""
-        if not server.metrics_path or self.directory:
+        if not metrics_on(server) or self.directory:
             return
         require(server)
         self.directory = os.environ.get(MULTIPROC_ENV, "")

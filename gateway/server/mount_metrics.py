@@ -37,6 +37,7 @@ from gateway.server.metrics import (
     Families,
     content_type,
     exposition,
+    metrics_on,
     parse_exposition,
     require,
     worker_registry,
@@ -185,8 +186,9 @@ class WorkerMetrics:
         return MetricsMiddleware(app, mount)
 
     def endpoint(self, app: ASGIApp) -> ASGIApp:
-        """`app` behind the metrics endpoint."""
-        return MetricsEndpoint(app, self)
+        """`app` behind the metrics endpoint; `app` itself when `path` is "" (the
+        metrics are the admin listener's only, gateway/server/admin.py)."""
+        return MetricsEndpoint(app, self) if self.path else app
 
     def publish(self) -> None:
         """Write the gauges of every mount (rule "per request only what must be")."""
@@ -204,18 +206,18 @@ class WorkerMetrics:
         (gateway/server/metrics.py, rule "several workers sum")."""
         return exposition(self._registry)
 
-    async def report_json(self) -> dict[str, Any]:
-        """The migration report as JSON (gateway/migration/report.py), for the admin
-        listener: the gauges and this worker's ledger as of now, then the exposition
-        collected and the ledgers read off the event loop (rule "a scrape is collected
-        off the event loop")."""
+    async def report_json(self, url: str = "") -> dict[str, Any]:
+        """The migration report as JSON (gateway/migration/report.py), saying it was read
+        at `url`, for the admin listener: the gauges and this worker's ledger as of now,
+        then the exposition collected and the ledgers read off the event loop (rule "a
+        scrape is collected off the event loop")."""
         self.publish()
         mine = self.routes.ledger.to_json()
-        return await asyncio.to_thread(self._report_json, mine)
+        return await asyncio.to_thread(self._report_json, mine, url)
 
-    def _report_json(self, mine: dict[str, Any]) -> dict[str, Any]:
+    def _report_json(self, mine: dict[str, Any], url: str) -> dict[str, Any]:
         samples = parse_exposition(self.collect().decode("utf-8"))
-        return asdict(self.routes.report(samples, list(self._mounts), mine))
+        return asdict(self.routes.report(samples, list(self._mounts), mine, url))
 
     # The routing code's API: `mount` is the label (MountConfig.label) of the mount the event
     # belongs to, the one that routes: the mount whose answer fell back, whose share
@@ -246,8 +248,9 @@ class WorkerMetrics:
 
 def worker_metrics(server: ServerConfig) -> WorkerMetrics | None:
     """A worker's metrics, or None when they are off (gateway/server/metrics.py, rule
-    "off costs nothing")."""
-    if not server.metrics_path:
+    "off costs nothing"). With an empty `metrics_path` (on for the admin listener only)
+    the apps' port serves none."""
+    if not metrics_on(server):
         return None
     require(server)
     return WorkerMetrics(server.metrics_path, server)
@@ -270,14 +273,19 @@ class MetricsEndpoint:
         if scope["method"] not in ("GET", "HEAD"):
             await send_plain(send, HTTPStatus.METHOD_NOT_ALLOWED, [NO_STORE, (b"allow", ALLOW)])
             return
-        # This worker's gauges as of now (rule "per request only what must be"), then the
-        # scrape (rule "a scrape is collected off the event loop").
-        self.metrics.publish()
-        body = await asyncio.to_thread(self.metrics.collect)
-        headers = [
-            (b"content-type", content_type()),
-            (b"content-length", str(len(body)).encode("ascii")),
-            (b"cache-control", b"no-store"),
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_exposition(self.metrics, send)
+
+
+async def send_exposition(metrics: WorkerMetrics, send: Send) -> None:
+    """Answer a scrape (here, and on the admin listener): this worker's gauges as of now
+    (rule "per request only what must be"), then the exposition, collected off the loop
+    (rule "a scrape is collected off the event loop")."""
+    metrics.publish()
+    body = await asyncio.to_thread(metrics.collect)
+    headers = [
+        (b"content-type", content_type()),
+        (b"content-length", str(len(body)).encode("ascii")),
+        (b"cache-control", b"no-store"),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -226,10 +226,12 @@ class RouteMetrics:
     def _written(self, _: object) -> None:
         self._writing = False
 
-    def report(self, samples: Iterable[Sample], order: list[str], mine: Doc) -> Report:
+    def report(
+        self, samples: Iterable[Sample], order: list[str], mine: Doc, url: str = ""
+    ) -> Report:
         """The migration report from the exposition's samples and every worker's ledger
         (`mine`: this worker's, taken on the event loop, written first so the files
-        are current). Reads and writes files: call it in a thread
+        are current), saying it was read at `url`. Reads and writes files: call it in a thread
         (gateway/server/mount_metrics.py, rule "a scrape is collected off the event
         loop")."""
         directory = os.environ.get(MULTIPROC_ENV, "")
@@ -238,7 +240,13 @@ class RouteMetrics:
             write_ledger(directory, os.getpid(), mine)
             docs = read_ledgers(directory)
         return build_report(
-            samples, merge(docs), order, self.thresholds, now_s=time.time(), top=self._limit
+            samples,
+            merge(docs),
+            order,
+            self.thresholds,
+            url=url,
+            now_s=time.time(),
+            top=self._limit,
         )
 
 

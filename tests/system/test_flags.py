@@ -60,8 +60,11 @@ VALUES: dict[str, tuple[str, str]] = {
 # (--host/--port), TLS (needs certificates), --reload (a second process tree),
 # --factory (tests/system/test_one_app.py), --log-config (needs a file of its own:
 # tests/system/test_logging.py), --user/--group (need root and a user to become:
-# tests/system/test_process_files.py).
+# tests/system/test_process_files.py), --admin-bind/--admin-token (an admin listener:
+# tests/system/test_admin_serve.py).
 ELSEWHERE = {
+    "--admin-bind",
+    "--admin-token",
     "--log-config",
     "--user",
     "--group",

@@ -23,7 +23,7 @@ from support.deadlines import wait_until
 from support.paths import APPS_DIR
 from support.processes import GATEWAY, GatewayProcess
 
-from gateway.process.reload import server_command
+from gateway.process.reload import server_command, server_environment
 
 DEADLINE_S = 30.0
 APP_MODULE = "hello"
@@ -220,3 +220,11 @@ def test_the_server_gets_the_command_line_settings_but_the_reloaders_sockets() -
         "--workers", "2", "--log-level", "debug", "--no-access-log", "--http", "h11",
         "--bind", "fd://5", "--bind", "fd://6",
     ]  # fmt: skip
+
+
+def test_the_admin_token_goes_to_the_server_in_its_environment_not_its_command_line() -> None:
+    overrides = {"admin_token": "s3cret", "admin_bind": "127.0.0.1:9100"}
+    command = server_command("site.toml", overrides, [5])
+    assert "s3cret" not in command  # ps shows a command line to every local user
+    assert command[5:] == ["--admin-bind", "127.0.0.1:9100", "--bind", "fd://5"]
+    assert server_environment(overrides)["GATEWAY_ADMIN_TOKEN"] == "s3cret"

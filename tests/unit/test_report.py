@@ -185,3 +185,12 @@ def test_the_json_has_the_spec_s_shape() -> None:
 def test_the_routing_counters_names_match_the_families() -> None:
     for event, name in ROUTING_EVENTS.items():
         assert f"{ROUTING_COUNTERS[event][0]}_total" == name
+
+
+def test_counters_read_apart_never_make_a_rate_past_whole() -> None:
+    """A scrape reads the families one after another while requests go on: a request
+    that ended between two reads is in the later family only."""
+    samples = route_samples("/r", legacy={"2xx": 75}, fallbacks=76, compared=10, mismatches=11)
+    [route] = build_report(samples, None, ["/api"], THRESHOLDS).routes
+    assert route.fallback_rate == 1.0
+    assert route.shadow_agreement == 0.0
