@@ -35,7 +35,8 @@ from gateway.errors import ConfigError
 from gateway.logs import configure_logging
 from gateway.process import reload
 from gateway.process.launcher import serve
-from gateway.process.worker import Worker, load_mounts, new_event_loop
+from gateway.process.mounts import load_mounts
+from gateway.process.worker import Worker, new_event_loop
 
 APPS_MODULE = "gateway_run_apps"
 """Where app objects given to `run` and `TestServer` are registered

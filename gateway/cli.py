@@ -34,7 +34,7 @@ from gateway.errors import ConfigError, GatewayError, StartupError
 from gateway.logs import configure_logging
 from gateway.process import reload
 from gateway.process.launcher import serve
-from gateway.process.worker import load_mounts
+from gateway.process.mounts import load_mounts
 from gateway.server import metrics
 from gateway.server.tls import server_context
 

@@ -50,8 +50,9 @@ from gateway.lifecycle import Transitions
 from gateway.logs import reopen_log_files
 from gateway.process.ending import ENDING, ENDING_SIGNALS, Ending
 from gateway.process.hooks import Hooks, WorkerInfo
+from gateway.process.mounts import LoadedMount, load_mounts
 from gateway.process.pipe import Heartbeat, Message, Pipe, SupervisorLink, WorkerLink
-from gateway.process.worker import LoadedMount, Worker, event_loop_factory, load_mounts
+from gateway.process.worker import Worker, event_loop_factory
 
 log = logging.getLogger("gateway.supervisor")
 worker_log = logging.getLogger("gateway.server")

@@ -27,12 +27,12 @@ from gateway.config.loader import Config
 from gateway.config.server_table import PROCESS_PATHS
 from gateway.errors import ConfigError
 from gateway.process.hooks import Hooks, ServerInfo
+from gateway.process.mounts import use_pythonpath
 from gateway.process.pidfile import PidFile
 from gateway.process.privileges import drop_privileges, resolve_identity
 from gateway.process.single import serve_alone
 from gateway.process.sockets import admin_socket, close_sockets, listening_sockets, socket_files
 from gateway.process.supervisor import Supervisor
-from gateway.process.worker import use_pythonpath
 from gateway.server import metrics
 from gateway.server.tls import server_context
 

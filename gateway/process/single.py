@@ -28,7 +28,8 @@ from collections.abc import Callable, Sequence
 from gateway.config.loader import Config
 from gateway.logs import reopen_log_files
 from gateway.process.hooks import Hooks, ServerInfo, WorkerInfo
-from gateway.process.worker import Worker, event_loop_factory, load_mounts
+from gateway.process.mounts import load_mounts
+from gateway.process.worker import Worker, event_loop_factory
 
 log = logging.getLogger("gateway.server")
 

@@ -65,9 +65,10 @@ from gateway.logs import reopen_log_files
 from gateway.process.children import SUPERVISOR_SIGNALS, Progress, WorkerProcess, fork_worker
 from gateway.process.ending import Ending
 from gateway.process.hooks import Hooks, ServerInfo
+from gateway.process.mounts import LoadedMount, load_mounts
 from gateway.process.pipe import Message, decode
 from gateway.process.wakeup import SignalPipe, describe_exit
-from gateway.process.worker import LoadedMount, event_loop_factory, load_mounts
+from gateway.process.worker import event_loop_factory
 from gateway.server import metrics
 from gateway.server.tls import server_context
 

@@ -23,11 +23,8 @@ Rules:
 5. The event loop is uvloop's where it can be imported, and asyncio's own elsewhere
    (pyproject.toml installs uvloop only on CPython outside Windows): slower, but the
    same server, with one warning line at start rather than a failed install.
-6. Each mount is built whole, once, in the order its parts need: the app, the metrics
-   middleware around it (with its WSGI pool, which loading found), then the Mount with
-   its rules, which the Router links around all that, and, for a routing mount with
-   metrics on, the per-route recorder outside everything
-   (gateway/server/route_metrics.py).
+6. Each mount is built whole, once (gateway/process/mounts.py, rule "each mount is built
+   whole"), with its shadow outermost among its rules.
 7. The admin listener (`admin_socket`, gateway/server/admin.py) listens after the apps'
    sockets and is drained with them, at the same time; its app is never the router.
 """
@@ -40,27 +37,29 @@ import functools
 import gc
 import logging
 import socket
-import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from gateway.adapters import InterfaceMismatch, LoadedApp, load_app, load_static
 from gateway.asgi import ASGIApp
 from gateway.config.loader import Config
 from gateway.config.mount_table import MountConfig
-from gateway.errors import AppLoadError
 from gateway.lifecycle import Transitions
 from gateway.migration.routes import mount_sides
-from gateway.migration.rules import CanaryRule, FallbackRule, RoutingCounters
 from gateway.migration.shadows import Shadows
+from gateway.process.mounts import (
+    LoadedMount,
+    lifespan_mount,
+    mount_rules,
+    prefix_root,
+    routed,
+)
 from gateway.routing.health import HealthCheck
 from gateway.routing.router import Mount, Router, Rule
 from gateway.server.admin import serve_admin
 from gateway.server.connection import HTTPConnection
-from gateway.server.lifespan import LifespanFanout, LifespanMount
-from gateway.server.mount_metrics import WorkerMetrics, worker_metrics
+from gateway.server.lifespan import LifespanFanout
+from gateway.server.mount_metrics import worker_metrics
 from gateway.server.shared import WorkerShared
 from gateway.server.tls import TLS_HANDSHAKE_TIMEOUT_S, TLS_SHUTDOWN_TIMEOUT_S, server_context
 
@@ -74,55 +73,6 @@ CANCELLED_APP_GRACE_S = 1.0
 
 # max_requests and what to do as the request that reaches it ends; (0, None): no limit.
 RequestLimit = tuple[int, Callable[[], object] | None]
-
-
-@dataclass
-class LoadedMount:
-    """A mount's settings next to the app they produced."""
-
-    config: MountConfig
-    loaded: LoadedApp
-
-
-def use_pythonpath(config: Config) -> None:
-    """Put `pythonpath` first on sys.path, where the apps and the hooks are looked for."""
-    for entry in reversed(config.server.pythonpath):
-        if entry not in sys.path:
-            sys.path.insert(0, entry)
-
-
-def load_mounts(config: Config) -> list[LoadedMount]:
-    """Import every app in the mount file (after putting `pythonpath` on sys.path); a
-    static mount whose directory is missing fails like an app that does not import."""
-    use_pythonpath(config)
-    mounts = []
-    for number, mount in enumerate(config.mounts, 1):
-        try:
-            mounts.append(LoadedMount(mount, _load_mount(mount)))
-        except AppLoadError as exc:
-            raise _in_context(exc, config, number, mount) from exc
-    return mounts
-
-
-def _load_mount(mount: MountConfig) -> LoadedApp:
-    if mount.static:
-        return load_static(mount.static)
-    threads, max_queue = mount.threads, mount.max_queue  # defaulted by the config; None: ASGI
-    label = mount.label  # names its pool threads and error lines
-    return load_app(mount.app, mount.interface, threads, label, max_queue, mount.body_buffer_bytes)
-
-
-def _in_context(exc: AppLoadError, config: Config, number: int, mount: MountConfig) -> AppLoadError:
-    """`exc` with what a ConfigError says (the file, the mount and the key) and, when
-    the app's code was looked for, the pythonpath it was looked for on."""
-    named = f'prefix "{mount.prefix}"' if mount.prefix else f'name "{mount.name}"'
-    where = f"mount #{number}, {named}"
-    key = "static" if mount.static else "interface" if isinstance(exc, InterfaceMismatch) else "app"
-    message = f"{config.path}: [{where}] {key}: {exc}"
-    if key == "app":
-        searched = ", ".join(config.server.pythonpath) or "(none)"
-        message += f" (pythonpath searched: {searched})"
-    return type(exc)(message)
 
 
 class WorkerState(Enum):
@@ -233,7 +183,7 @@ class Worker:
     ) -> None:
         router = Router([self._build_mount(m, n) for n, m in enumerate(mounts, 1)])
         fanout = LifespanFanout(
-            [_lifespan_mount(m, r) for m, r in zip(mounts, router.mounts, strict=True)]
+            [lifespan_mount(m, r) for m, r in zip(mounts, router.mounts, strict=True)]
         )
         timeout_s = self.config.server.graceful_timeout
         await fanout.startup(timeout_s)
@@ -257,7 +207,7 @@ class Worker:
         outermost (the answer the client gets is the one compared), around its app as
         measured."""
         config = mount.config
-        rules = _rules(config, self._metrics)
+        rules = mount_rules(config, self._metrics)
         if config.shadow:
             where = (self.config.path, f"mount #{number}")
             rules.append(self._shadow_rule(config, where))
@@ -273,7 +223,7 @@ class Worker:
         if not self._noise_attached:
             routes.ledger.attach_noise(self.shadows.noise_json)
             self._noise_attached = True
-        route_of = routes.route_of(config.label, _prefix_root(config.prefix))
+        route_of = routes.route_of(config.label, prefix_root(config.prefix))
         return self.shadows.rule(
             config, where, self._metrics, route_of=route_of, ledger=routes.ledger
         )
@@ -397,66 +347,6 @@ async def _cancel_apps(tasks: set[asyncio.Task[None]]) -> None:
         _, stuck = await asyncio.wait(running, timeout=CANCELLED_APP_GRACE_S)
         if stuck:
             log.warning("%d WebSocket app(s) ignored cancellation; going on", len(stuck))
-
-
-def _prefix_root(prefix: str) -> str:
-    """What a routing mount adds to root_path (gateway/routing/router.py Mount.root)."""
-    return "" if prefix == "/" else prefix
-
-
-def routed(
-    mount: LoadedMount,
-    rules: list[Rule],
-    metrics: WorkerMetrics | None,
-    sides: dict[str, str] | None = None,
-) -> Mount:
-    """The Mount of a loaded app, built whole (rule "each mount is built whole"): its app
-    behind the metrics middleware when metrics are on (counted under the mount's label,
-    with its WSGI pool if it has one), and its `rules`, which the Router links around
-    that once; a routing mount's per-route recorder outermost, when metrics are on
-    (`sides`: gateway/migration/routes.py mount_sides)."""
-    config, loaded = mount.config, mount.loaded
-    app = loaded.app
-    outer = None
-    if metrics is not None:
-        app = metrics.wrap(app, config.label, loaded.pool)
-        if config.prefix:
-            outer = metrics.routes.recorder(config.label, _prefix_root(config.prefix), sides or {})
-    max_body = config.max_body_bytes
-    return Mount(
-        config.prefix,
-        app,
-        max_body,
-        loaded.interface,
-        name=config.name,
-        rules=rules,
-        outer=outer,
-    )
-
-
-def _rules(config: MountConfig, metrics: RoutingCounters | None) -> list[Rule]:
-    """The mount's fallback and canary as the router's rules (gateway/migration/rules.py),
-    counted under its label when metrics are on."""
-    rules: list[Rule] = []
-    label = config.label  # the metrics' mount label
-    if config.fallback:
-        statuses = frozenset(config.fallback_on)
-        body_bytes = config.fallback_body_bytes
-        rules.append(FallbackRule(config.fallback, statuses, body_bytes, label, metrics))
-    if config.canary:
-        percent, sticky, header = config.canary_percent, config.canary_sticky, config.canary_header
-        rules.append(CanaryRule(config.canary, percent, sticky, header, label, metrics))
-    return rules
-
-
-def _lifespan_mount(mount: LoadedMount, route: Mount) -> LifespanMount:
-    return LifespanMount(
-        label=f"mount {route.label} ({mount.config.app})",
-        app=mount.loaded.app,
-        policy=mount.config.lifespan,
-        supports_lifespan=mount.loaded.supports_lifespan,
-        state=route.state,
-    )
 
 
 def _describe(sock: socket.socket, scheme: str) -> str:

@@ -21,7 +21,8 @@ from pathlib import Path
 import uvloop
 
 from gateway.config.loader import Config, load_config
-from gateway.process.worker import Worker, load_mounts
+from gateway.process.mounts import load_mounts
+from gateway.process.worker import Worker
 from support.deadlines import START_DEADLINE_S
 from support.paths import APPS_DIR
 

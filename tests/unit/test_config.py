@@ -19,7 +19,7 @@ from gateway.config.options import cli_options, describe_settings
 from gateway.config.server_table import ServerConfig
 from gateway.config.settings import OptionKind
 from gateway.errors import AppLoadError, ConfigError
-from gateway.process.worker import load_mounts
+from gateway.process.mounts import load_mounts
 
 MOUNT = '[[mount]]\nprefix = "/"\napp = "site.wsgi:application"\n'
 

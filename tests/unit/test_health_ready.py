@@ -14,7 +14,8 @@ from typing import Any
 from support.servers import write_config
 
 from gateway.asgi import Message
-from gateway.process.worker import Worker, load_mounts
+from gateway.process.mounts import load_mounts
+from gateway.process.worker import Worker
 from gateway.routing.health import HealthCheck
 
 MOUNTS = """

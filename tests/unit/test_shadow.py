@@ -25,7 +25,7 @@ from gateway.migration.mismatches import MismatchLog
 from gateway.migration.rules import CanaryRule, FallbackRule
 from gateway.migration.shadow import BODY_BYTES, ShadowPool, ShadowRule
 from gateway.migration.shadows import Shadows
-from gateway.process.worker import LoadedMount, _rules, routed
+from gateway.process.mounts import LoadedMount, mount_rules, routed
 from gateway.routing.router import Mount, Router
 from gateway.server.mount_metrics import WorkerMetrics
 
@@ -713,10 +713,15 @@ def test_the_workers_rules_count_into_the_metrics() -> None:
     shop = MountConfig(name="shop", app="m:a", canary="legacy", canary_percent=100)
     router = Router(
         [
-            Mount("/api", App(404), 1000, Interface.ASGI, rules=_rules(api, worker_metrics)),
+            Mount("/api", App(404), 1000, Interface.ASGI, rules=mount_rules(api, worker_metrics)),
             Mount("/", App(200), 1000, Interface.ASGI, rules=[CanaryRule("shop", 100)]),
             Mount(
-                "", App(200), 1000, Interface.ASGI, name="shop", rules=_rules(shop, worker_metrics)
+                "",
+                App(200),
+                1000,
+                Interface.ASGI,
+                name="shop",
+                rules=mount_rules(shop, worker_metrics),
             ),
             Mount("", App(200), 1000, Interface.ASGI, name="legacy"),
         ]
@@ -745,7 +750,9 @@ def test_the_rules_wrap_the_measured_app() -> None:
         LoadedMount(api, LoadedApp(App(404), asgi, "m:a", None, supports_lifespan=True)),
         LoadedMount(legacy, LoadedApp(App(200), asgi, "m:b", None, supports_lifespan=True)),
     ]
-    router = Router([routed(m, _rules(m.config, worker_metrics), worker_metrics) for m in loaded])
+    router = Router(
+        [routed(m, mount_rules(m.config, worker_metrics), worker_metrics) for m in loaded]
+    )
     client = Client(body(b""))
     run(lambda: router(http_scope("/api/x"), client.receive, client.send))
     samples = scrape(worker_metrics)

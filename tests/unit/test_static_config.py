@@ -13,7 +13,7 @@ import pytest
 from gateway.config.loader import load_config
 from gateway.config.mount_table import APP_ONLY_KEYS
 from gateway.errors import AppLoadError, ConfigError, StartupError
-from gateway.process.worker import load_mounts
+from gateway.process.mounts import load_mounts
 
 
 def load(tmp_path: Path, mount: str) -> ConfigError | None:
