@@ -25,9 +25,11 @@ Rules:
    multiprocess directory, by an atomic rename, when it publishes its gauges (every
    GAUGE_INTERVAL_S, and before a scrape is collected) and only if it changed, in a
    thread (its samples may weigh some MiB); the worker asked for a report writes its
-   own, then reads every worker's file and merges them
-   (gateway/migration/ledger.py `merge`). A worker alone keeps it in memory. A file that
-   cannot be written or read is left out, never an error of the request.
+   own, then reads the newest MAX_LEDGER_FILES files and merges them
+   (gateway/migration/ledger.py `merge`), removing older ones: those of workers long
+   gone, whose mismatch samples then leave the report. A worker alone keeps it in
+   memory. A file that cannot be written or read is left out, never an error of the
+   request.
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ from gateway.server.mount_metrics import RequestRecord, status_class
 log = logging.getLogger("gateway.metrics")
 
 LEDGER_PREFIX = "ledger_"
+# Ledger files merged into a report: the live workers' (a server runs a few dozen at
+# most) and the newest of those that have exited, whose counts stay in the report as
+# their counters stay in the totals. Older ones are removed: a server that recycles its
+# workers (max_requests) would otherwise leave a file per worker it ever ran.
+MAX_LEDGER_FILES = 64
 # Label chains remembered per mount: the mount file makes a handful ("/api",
 # "/api>fallback:legacy", with ">shadow:NAME" after either); a bound all the same.
 MAX_CHAINS = 64
@@ -266,9 +273,10 @@ def write_ledger(directory: str, pid: int, doc: dict[str, Any]) -> None:
 
 
 def read_ledgers(directory: str) -> list[dict[str, Any]]:
-    """Every worker's ledger file in `directory`; one that cannot be read is left out."""
+    """The newest MAX_LEDGER_FILES ledger files in `directory`, the older ones removed
+    (rule "several workers"); one that cannot be read is left out."""
     docs = []
-    for path in glob.glob(os.path.join(directory, f"{LEDGER_PREFIX}*.json")):
+    for path in _newest_ledgers(directory):
         try:
             with open(path, encoding="utf-8") as file:
                 doc = json.load(file)
@@ -278,3 +286,18 @@ def read_ledgers(directory: str) -> list[dict[str, Any]]:
         if isinstance(doc, dict):
             docs.append(doc)
     return docs
+
+
+def _newest_ledgers(directory: str) -> list[str]:
+    """The newest MAX_LEDGER_FILES ledger paths; the rest are dead workers' (every live
+    worker writes its own as it changes), removed so that recycled workers
+    (`max_requests`) do not fill the directory."""
+    dated = []
+    for path in glob.glob(os.path.join(directory, f"{LEDGER_PREFIX}*.json")):
+        with contextlib.suppress(OSError):
+            dated.append((os.stat(path).st_mtime, path))
+    dated.sort(reverse=True)
+    for _, path in dated[MAX_LEDGER_FILES:]:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+    return [path for _, path in dated[:MAX_LEDGER_FILES]]

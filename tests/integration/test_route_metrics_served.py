@@ -15,11 +15,10 @@ from collections.abc import Callable
 import httpx
 import pytest
 from support.deadlines import wait_until
+from support.metric_samples import Samples, samples_of
 from support.mount_files import SHADOW_NEW_MOUNTS, fallback_mounts
 from support.servers import Server
 from support.ws_clients import DEADLINE_S
-
-from gateway.server.metrics import parse_exposition
 
 PATH = "/_gateway/metrics"
 MOUNTS = (
@@ -53,7 +52,6 @@ shadow = "newapi"
 )
 
 Serve = Callable[[str], Server]
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 @pytest.fixture
@@ -62,8 +60,7 @@ def server(serve: Serve) -> Server:
 
 
 def scrape(client: httpx.Client) -> Samples:
-    text = client.get(PATH).text
-    return {(s.name, frozenset(s.labels.items())): s.value for s in parse_exposition(text)}
+    return samples_of(client.get(PATH).text)
 
 
 def requests(samples: Samples, mount: str, route: str, side: str, status: str = "2xx") -> float:

@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 from support.deadlines import wait_until
 from support.servers import Server
+from support.shadow_runs import mismatches, settle
 from support.ws_clients import DEADLINE_S
 
 from gateway.migration.rules import BUCKETS, bucket
@@ -44,17 +44,6 @@ NOISE = ["$.generated_at", "$.trace", "$.items[*].line_id"]
 def start(serve: Serve, log: str = "mismatches.jsonl", **keys: Any) -> Server:
     lines = "\n".join(f"{key} = {json.dumps(value)}" for key, value in keys.items())
     return serve(MOUNTS.format(log=log, keys=lines))
-
-
-def settle(server: Server, copies: int) -> None:
-    """Wait until `copies` copies have started in all, and none is still running."""
-    shadows = server.worker.shadows
-    wait_until(lambda: shadows.started >= copies and shadows.in_flight == 0, DEADLINE_S)
-
-
-def mismatches(server: Server, name: str = "mismatches.jsonl") -> list[dict[str, Any]]:
-    path = Path(server.config.path).parent / name
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def get_orders(server: Server, numbers: range) -> None:

@@ -3,17 +3,16 @@ requests are copied to a FastAPI shadow (tests/apps/shadow_new.py)."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from support.deadlines import wait_until
 from support.mount_files import SHADOW_NEW_MOUNTS
 from support.servers import Server
+from support.shadow_runs import mismatches, settle
 from support.ws_clients import DEADLINE_S
 
 from gateway.errors import ConfigError
@@ -52,17 +51,6 @@ Serve = Callable[[str], Server]
 @pytest.fixture
 def server(serve: Serve) -> Server:
     return serve(MOUNTS)
-
-
-def settle(server: Server, copies: int) -> None:
-    """Wait until `copies` copies have started in all, and none is still running."""
-    shadows = server.worker.shadows
-    wait_until(lambda: shadows.started >= copies and shadows.in_flight == 0, DEADLINE_S)
-
-
-def mismatches(server: Server, name: str = "mismatches.jsonl") -> list[dict[str, Any]]:
-    path = Path(server.config.path).parent / name
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def counters(client: httpx.Client, mount: str) -> dict[str, float]:

@@ -23,9 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 from support.deadlines import wait_until
+from support.metric_samples import Samples, scrape_url
 from support.processes import GATEWAY, GatewayProcess, child_pids, mount_file
-
-from gateway.server.metrics import parse_exposition
 
 PATH = "/_gateway/metrics"
 DEADLINE_S = 30.0
@@ -36,8 +35,6 @@ NOT_FOUND = 7  # requests that get a 404, counted apart
 SCRAPES = 8  # each on a new connection, so any worker may answer it
 # A worker retires after this many requests (max_requests): scrapes count too.
 RECYCLE_AFTER = 20
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 @pytest.fixture
@@ -67,9 +64,7 @@ def gateway(config: Path, metrics_dir_parent: Path) -> Iterator[GatewayProcess]:
 
 def scrape(gateway: GatewayProcess) -> Samples:
     """One scrape on a connection of its own."""
-    response = httpx.get(gateway.url + PATH, headers={"Connection": "close"}, timeout=DEADLINE_S)
-    assert response.status_code == 200
-    return {(s.name, frozenset(s.labels.items())): s.value for s in parse_exposition(response.text)}
+    return scrape_url(gateway.url + PATH)
 
 
 def requests(samples: Samples, status: str) -> float:

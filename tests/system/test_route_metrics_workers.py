@@ -22,10 +22,10 @@ from typing import Any
 import httpx
 import pytest
 from support.deadlines import wait_until
+from support.metric_samples import Samples, scrape_url
 from support.mount_files import fallback_mounts
 from support.processes import GATEWAY, GatewayProcess, mount_file
 
-from gateway.server.metrics import parse_exposition
 from gateway.server.route_metrics import LEDGER_PREFIX
 
 PATH = "/_gateway/metrics"
@@ -36,8 +36,6 @@ DEADLINE_S = 30.0
 MAX_PAIRS = 200
 SCRAPES = 6  # each on a new connection, so any worker may answer it
 FALLING_BACK = 4  # requests to a route only the legacy app has
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 @pytest.fixture
@@ -65,9 +63,8 @@ def gateway(config: Path, metrics_dir_parent: Path) -> Iterator[GatewayProcess]:
 
 
 def scrape(gateway: GatewayProcess) -> Samples:
-    response = httpx.get(gateway.url + PATH, headers={"Connection": "close"}, timeout=DEADLINE_S)
-    assert response.status_code == 200
-    return {(s.name, frozenset(s.labels.items())): s.value for s in parse_exposition(response.text)}
+    """One scrape on a connection of its own."""
+    return scrape_url(gateway.url + PATH)
 
 
 def route_requests(samples: Samples, route: str, side: str) -> float:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,12 @@ from gateway.migration.routes import ROUTE_KEY, answered_by, mount_sides
 from gateway.server import metrics
 from gateway.server.metrics import MULTIPROC_ENV
 from gateway.server.mount_metrics import WorkerMetrics
-from gateway.server.route_metrics import LEDGER_PREFIX, read_ledgers, write_ledger
+from gateway.server.route_metrics import (
+    LEDGER_PREFIX,
+    MAX_LEDGER_FILES,
+    read_ledgers,
+    write_ledger,
+)
 
 SIDES = {"/api": "new", "legacy": "legacy", "/shop": "legacy", "newshop": "new"}
 
@@ -231,6 +237,17 @@ def test_ledger_files_are_written_whole_and_read_back(tmp_path: Path) -> None:
     ]
     docs = read_ledgers(str(tmp_path))
     assert sorted(d["history"][0][1:] for d in docs) == [[0, 2], [1, 0]]
+
+
+def test_only_the_newest_ledger_files_are_kept(tmp_path: Path) -> None:
+    """Recycled workers leave a file each: past MAX_LEDGER_FILES the oldest go."""
+    for pid in range(MAX_LEDGER_FILES + 5):
+        write_ledger(str(tmp_path), pid, {"history": [[60, pid, 0]]})
+        path = tmp_path / f"{LEDGER_PREFIX}{pid}.json"
+        os.utime(path, (1_000 + pid, 1_000 + pid))  # written in pid order
+    docs = read_ledgers(str(tmp_path))
+    assert sorted(doc["history"][0][1] for doc in docs) == list(range(5, MAX_LEDGER_FILES + 5))
+    assert len(list(tmp_path.glob(f"{LEDGER_PREFIX}*.json"))) == MAX_LEDGER_FILES
 
 
 def test_a_worker_sharing_a_directory_writes_its_ledger_when_it_publishes(
