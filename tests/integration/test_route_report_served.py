@@ -70,7 +70,8 @@ def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Ser
 
 
 def route_of(report: Report, route: str) -> Report:
-    [found] = [r for r in report["routes"] if (r["mount"], r["route"]) == ("/api", route)]
+    routes: list[Report] = report["routes"]
+    [found] = [r for r in routes if (r["mount"], r["route"]) == ("/api", route)]
     return found
 
 
@@ -81,7 +82,8 @@ def compared_report(admin: str) -> Report:
 
     def compared() -> bool:
         found[:] = [httpx.get(admin + "status.json", timeout=CLIENT_TIMEOUT_S).json()]
-        return sum(r["shadow_compared"] for r in found[0]["routes"]) == ORDERS
+        compared: int = sum(r["shadow_compared"] for r in found[0]["routes"])
+        return compared == ORDERS
 
     wait_until(compared)
     return found[0]
