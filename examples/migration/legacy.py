@@ -122,3 +122,11 @@ def search_products() -> ResponseReturnValue:
     ]
     took_ms = round((time.perf_counter() - started) * 1000, 3)
     return jsonify(query=query, results=results, took_ms=took_ms)
+
+
+@search.get("/products/<int:product_id>")
+def search_product(product_id: int) -> ResponseReturnValue:
+    """One product, as a search result links to it."""
+    if product_id not in store.PRODUCTS:
+        abort(404)
+    return jsonify(store.PRODUCTS[product_id])

@@ -9,7 +9,8 @@
   requests and compares its answers with legacy's (`shadow`); its answers never reach a
   client. It matches the query at the start of a word, where legacy matches it anywhere
   in the name: a change of behaviour that the comparison brings to light (`?q=hair`
-  finds "Desk chair" in legacy, nothing here).
+  finds "Desk chair" in legacy, nothing here). Its product route answers as legacy's
+  does: the route the migration page calls "ready to cut over".
 
 The routes are relative to the prefix, as in legacy.py: the gateway passes
 root_path = the routing mount's prefix, and url_for() builds URLs with it.
@@ -106,3 +107,11 @@ async def search_products(q: str = "") -> dict[str, Any]:
     ]
     took_ms = round((time.perf_counter() - started) * 1000, 3)
     return {"query": query, "results": results, "took_ms": took_ms}
+
+
+@search.get("/products/{product_id}")
+async def search_product(product_id: int) -> dict[str, Any]:
+    """One product, as a search result links to it: the same answer as legacy's."""
+    if product_id not in store.PRODUCTS:
+        raise HTTPException(404)
+    return store.PRODUCTS[product_id]

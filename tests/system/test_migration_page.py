@@ -49,9 +49,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayP
     is read from the server's own log line); the example's own files land in a
     temporary directory."""
     text = (EXAMPLE_DIR / "gateway.toml").read_text()
-    here = 'pythonpath = ["."]'
-    assert here in text, "the example's pythonpath changed: update this test"
-    text = text.replace(here, f'{here.replace(".", str(EXAMPLE_DIR))}\nadmin_bind = "127.0.0.1:0"')
+    here, admin = 'pythonpath = ["."]', 'admin_bind = "127.0.0.1:9100"'
+    assert here in text and admin in text, "the example's [server] changed: update this test"
+    text = text.replace(here, here.replace(".", str(EXAMPLE_DIR)))
+    text = text.replace(admin, 'admin_bind = "127.0.0.1:0"')
     path = tmp_path_factory.mktemp("migration_page") / "gateway.toml"
     path.write_text(text)
     process = GatewayProcess(path)
