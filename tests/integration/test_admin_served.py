@@ -8,7 +8,6 @@ Served by `gateway serve` (workers 1 and 2): tests/system/test_admin_serve.py.
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import httpx
 import pytest
 from support.deadlines import CLIENT_TIMEOUT_S
 from support.mount_files import PROBE_MOUNTS
-from support.servers import HTTP_SESSIONS, Server, write_config
+from support.servers import HTTP_SESSIONS, Server, served_with_admin, write_config
 from support.tls_certs import make_certs
 
 from gateway.server.metrics import parse_exposition
@@ -38,16 +37,8 @@ def serve_with_admin(tmp_path: Path, settings: str) -> Generator[tuple[Server, s
     # the apps' is (gateway/process/worker.py, rule "the worker never binds").
     text = f'[server]\n{settings}\nadmin_bind = "127.0.0.1:0"\n'
     text += f'admin_token = "{TOKEN}"\n' + PROBE_MOUNTS
-    server = Server(write_config(tmp_path, text))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    server.worker.admin_socket = sock  # before start()
-    try:
-        yield server.start(), f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.stop()
-        sock.close()
+    with served_with_admin(write_config(tmp_path, text)) as (server, url):
+        yield server, url.rstrip("/")
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -133,7 +124,7 @@ def test_the_admin_listener_is_plain_http_beside_apps_on_tls(tmp_path: Path) -> 
     try:
         apps = httpx.get(
             f"https://127.0.0.1:{server.port}/asgi/echo",
-            verify=str(certs.ca_pem),
+            verify=certs.client_context(),
             timeout=CLIENT_TIMEOUT_S,
         )
         assert apps.status_code == 200

@@ -12,7 +12,6 @@ shadow wired to the route book and the ledger (gateway/process/worker.py
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from support.deadlines import CLIENT_TIMEOUT_S, wait_until
-from support.servers import HTTP_SESSIONS, Server, write_config
+from support.servers import HTTP_SESSIONS, Server, served_with_admin, write_config
 
 MOUNTS = """
 [server]
@@ -57,16 +56,8 @@ Report = dict[str, Any]
 def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Server, str]]:
     """The server and its admin listener's URL, on a socket the test bound (the worker
     never binds: gateway/process/worker.py, rule "the worker never binds")."""
-    server = Server(write_config(tmp_path, MOUNTS.format(http=request.param)))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    server.worker.admin_socket = sock  # before start()
-    try:
-        yield server.start(), f"http://127.0.0.1:{sock.getsockname()[1]}/"
-    finally:
-        server.stop()
-        sock.close()
+    with served_with_admin(write_config(tmp_path, MOUNTS.format(http=request.param))) as both:
+        yield both
 
 
 def route_of(report: Report, route: str) -> Report:

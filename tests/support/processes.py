@@ -145,3 +145,14 @@ class GatewayProcess:
         while not self.lines.empty():
             self.seen.append(self.lines.get_nowait())
         return self.seen
+
+
+def gateway_status(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`gateway status CONFIG ARGS` as a subprocess, its output kept."""
+    return subprocess.run(
+        [*GATEWAY, "status", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=START_DEADLINE_S,
+        check=False,
+    )

@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import uvloop
@@ -92,3 +94,20 @@ def write_config(directory: Path, text: str) -> Config:
     path = directory / "gateway.toml"
     path.write_text(text)
     return load_config(path)
+
+
+@contextmanager
+def served_with_admin(config: Config) -> Iterator[tuple[Server, str]]:
+    """A Server of `config` (which sets admin_bind) started with its admin listener on a
+    socket bound here, as the parent binds it (gateway/process/worker.py, rule "the
+    worker never binds"); yields the server and the listener's URL."""
+    server = Server(config)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    server.worker.admin_socket = sock  # before start()
+    try:
+        yield server.start(), f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    finally:
+        server.stop()
+        sock.close()

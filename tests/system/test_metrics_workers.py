@@ -24,7 +24,7 @@ import httpx
 import pytest
 from support.deadlines import wait_until
 from support.metric_samples import Samples, scrape_url
-from support.processes import GATEWAY, GatewayProcess, child_pids, mount_file
+from support.processes import GatewayProcess, child_pids, gateway_status, mount_file
 
 PATH = "/_gateway/metrics"
 DEADLINE_S = 30.0
@@ -83,17 +83,6 @@ def serve_from_both_workers(gateway: GatewayProcess) -> Counter[int]:
         answered[int(response.text)] += 1
     assert len(answered) == 2, f"one worker answered all {MAX_REQUESTS} requests"
     return answered
-
-
-def gateway_status(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`gateway status CONFIG ARGS` as a subprocess."""
-    return subprocess.run(
-        [*GATEWAY, "status", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE_S,
-        check=False,
-    )
 
 
 def test_the_totals_are_summed_across_two_workers(gateway: GatewayProcess, config: Path) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ import pytest
 from support.deadlines import wait_until
 from support.metric_samples import Samples, scrape_url
 from support.mount_files import fallback_mounts
-from support.processes import GATEWAY, GatewayProcess, mount_file
+from support.processes import GatewayProcess, gateway_status, mount_file
 
 from gateway.server.route_metrics import LEDGER_PREFIX
 
@@ -85,16 +84,6 @@ def users_from_both_workers(gateway: GatewayProcess) -> Counter[int]:
         served[pid] += 1
     assert len(served) == 2, f"one worker answered all {MAX_PAIRS} requests"
     return served
-
-
-def gateway_status(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*GATEWAY, "status", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE_S,
-        check=False,
-    )
 
 
 def test_per_route_figures_are_summed_across_two_workers(
