@@ -203,7 +203,7 @@ def _gunicorn(worker: list[str], target: str, at: Launch) -> list[str]:
 GTHREAD = ["--worker-class", "gthread", "--threads", str(WSGI_THREADS)]
 # gunicorn's own ASGI worker (gunicorn >= 24), on uvloop as the other ASGI servers here.
 # Its HTTP parser is gunicorn_h1c where that is installed, else its pure-Python one
-# (`--http-parser auto`); `benchmarks/run.py` prints which gunicorn-h1c it found.
+# (`--http-parser auto`); run.py records the gunicorn-h1c version it found ("-": none).
 GUNICORN_ASGI = ["--worker-class", "asgi", "--asgi-loop", "uvloop"]
 
 
