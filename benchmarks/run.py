@@ -180,7 +180,7 @@ def run_round(number: int, plan: list[tuple[Case, Server]], cfg: Settings, runs:
         for attempt in range(1 + cfg.retries):
             run = run_one(server, case, number, attempt, cfg)
             runs.append(run)
-            print(f"round {number}  {case.name:<13} {server.name:<18} {describe(run)}", flush=True)
+            print(f"round {number}  {case.name:<16} {server.name:<18} {describe(run)}", flush=True)
             if not run.starved:
                 break
 
@@ -195,8 +195,9 @@ def machine(source_digest: str) -> dict[str, object]:
         except metadata.PackageNotFoundError:
             return "-"
 
+    # gunicorn-h1c: whether gunicorn ran its C parser or its pure-Python one ("-").
     names = ("gateway", "uvicorn", "httptools", "uvloop", "h11", "h2", "granian", "gunicorn",
-             "hypercorn", "a2wsgi", "fastapi", "flask")  # fmt: skip
+             "gunicorn-h1c", "hypercorn", "a2wsgi", "starlette", "fastapi", "flask")  # fmt: skip
     return {
         "cores": os.cpu_count(),
         "cpu": _cpu_model(),

@@ -1,8 +1,10 @@
 """What is measured: the cases (an app and a URL) and the servers that can serve them.
 
 The gateway serves each case from its mount file in benchmarks/configs/; a peer serves the
-same app alone ("module:attribute" from benchmarks/apps/). Every server gets one worker;
-every WSGI server gets a pool of WSGI_THREADS threads.
+same app alone ("module:attribute" from benchmarks/apps/), or, in a mixed-site case, the
+whole site as a team would without the gateway: one Starlette app mounting the WSGI app
+through a2wsgi beside the ASGI app (apps/bench_site.py), under granian or uvicorn. Every
+server gets one worker; every WSGI server gets a pool of WSGI_THREADS threads.
 
 Rules:
 1. A case over HTTP/2 (`http2`: h2c with prior knowledge, loaded by h2load) pairs only
@@ -11,6 +13,9 @@ Rules:
    same h2 library as the gateway, and granian (its `--http auto` takes a client's
    HTTP/2 preface). Every other case is HTTP/1.1, loaded by wrk; hypercorn serves
    only the HTTP/2 cases, where it is the peer that tells what the gateway adds to h2.
+2. A mixed-site case (`site_target`) pairs only with the gateway and the servers of the
+   whole site (`granian-starlette`, `uvicorn-starlette`), and those serve no other case:
+   its URL is one side of a two-mount site, which a peer of one app alone does not serve.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ class Case:
     about: str
     config: str  # gateway mount file in configs/
     path: str  # URL path at the gateway
-    target: str  # "module:attribute" a peer serves (the app alone)
+    target: str  # "module:attribute" a peer serves (the app alone); "" in a mixed-site case
     expect: Callable[[bytes], bool]  # is this response body the right answer?
     peer_path: str = ""  # URL path at a peer; default: `path`
     a2wsgi_target: str = ""  # the same WSGI app wrapped by a2wsgi (apps/bench_a2wsgi.py)
@@ -54,6 +59,10 @@ class Case:
     alone_config: str = ""  # mixed case: the same app served alone by the gateway
     noshadow_config: str = ""  # shadow case: the same app without its shadow
     http2: bool = False  # h2c with prior knowledge, by h2load (rule "a case over HTTP/2")
+    # Mixed-site case: the Starlette + a2wsgi app serving the same site as `config`
+    # (apps/bench_site.py), for granian-starlette and uvicorn-starlette; `path` picks
+    # the side (rule "a mixed-site case").
+    site_target: str = ""
 
 
 def _is_json(body: bytes) -> bool:
@@ -106,6 +115,25 @@ CASES = [
          "asgi-hello.toml", "/", "bench_asgi:hello", _is_hello, http2=True),
     Case("h2-fastapi-json", "asgi", "FastAPI, small JSON dict, over HTTP/2 (h2c)",
          "fastapi-json.toml", "/json", "bench_fastapi:app", _is_json, http2=True),
+    # The mixed site (rule "a mixed-site case"): its WSGI side at /, its ASGI side at /api.
+    Case("mixed-wsgi-hello", "wsgi", 'mixed site, WSGI side: plain WSGI "Hello, world!" at /'
+         " beside plain ASGI at /api", "mixed-site-hello.toml", "/hello", "", _is_hello,
+         site_target="bench_site:hello"),
+    Case("mixed-asgi-hello", "asgi", 'mixed site, ASGI side: plain ASGI "Hello, world!" at'
+         " /api beside plain WSGI at /", "mixed-site-hello.toml", "/api/hello", "", _is_hello,
+         site_target="bench_site:hello"),
+    Case("mixed-wsgi-json", "wsgi", "mixed site, WSGI side: Flask JSON at / beside FastAPI"
+         " at /api", "mixed-site-json.toml", "/json", "", _is_json,
+         site_target="bench_site:json"),
+    Case("mixed-asgi-json", "asgi", "mixed site, ASGI side: FastAPI JSON at /api beside Flask"
+         " at /", "mixed-site-json.toml", "/api/json", "", _is_json,
+         site_target="bench_site:json"),
+    Case("mixed-wsgi-64k", "wsgi", "mixed site, WSGI side: plain WSGI 64 KiB at / beside"
+         " plain ASGI at /api", "mixed-site-64k.toml", "/big", "", _is_64k,
+         site_target="bench_site:big"),
+    Case("mixed-asgi-64k", "asgi", "mixed site, ASGI side: plain ASGI 64 KiB at /api beside"
+         " plain WSGI at /", "mixed-site-64k.toml", "/api/big", "", _is_64k,
+         site_target="bench_site:big"),
 ]  # fmt: skip
 
 
@@ -164,17 +192,25 @@ def _hypercorn(target: str, at: Launch) -> list[str]:
     )  # fmt: skip
 
 
-def _gunicorn(target: str, at: Launch) -> list[str]:
+def _gunicorn(worker: list[str], target: str, at: Launch) -> list[str]:
+    # No access log unless asked for one (gthread and asgi alike).
     return _py(
-        "gunicorn", "--workers", "1", "--worker-class", "gthread",
-        "--threads", str(WSGI_THREADS), "--log-level", "warning",
+        "gunicorn", "--workers", "1", *worker, "--log-level", "warning",
         "--bind", f"{HOST}:{at.port}", target,
     )  # fmt: skip
 
 
+GTHREAD = ["--worker-class", "gthread", "--threads", str(WSGI_THREADS)]
+# gunicorn's own ASGI worker (gunicorn >= 24), on uvloop as the other ASGI servers here.
+# Its HTTP parser is gunicorn_h1c where that is installed, else its pure-Python one
+# (`--http-parser auto`); run.py records the gunicorn-h1c version it found ("-": none).
+GUNICORN_ASGI = ["--worker-class", "asgi", "--asgi-loop", "uvloop"]
+
+
 def _asgi(case: Case) -> bool:
-    """An ASGI case over HTTP/1.1 (rule "a case over HTTP/2")."""
-    return case.interface == "asgi" and not case.http2
+    """An ASGI case over HTTP/1.1 (rule "a case over HTTP/2") of one app alone (rule "a
+    mixed-site case")."""
+    return case.interface == "asgi" and not case.http2 and not case.site_target
 
 
 def _asgi_h2(case: Case) -> bool:
@@ -182,11 +218,16 @@ def _asgi_h2(case: Case) -> bool:
 
 
 def _asgi_any(case: Case) -> bool:
-    return case.interface == "asgi"
+    return case.interface == "asgi" and not case.site_target
 
 
 def _wsgi(case: Case) -> bool:
-    return case.interface == "wsgi" and not case.http2
+    return case.interface == "wsgi" and not case.http2 and not case.site_target
+
+
+def _site(case: Case) -> bool:
+    """A mixed-site case, either side (rule "a mixed-site case")."""
+    return bool(case.site_target)
 
 
 PEERS = [
@@ -194,10 +235,16 @@ PEERS = [
     Server("uvicorn-h11", "peer", _asgi, lambda c, at: _uvicorn("h11", c.target, at)),
     Server("granian-asgi", "peer", _asgi_any, lambda c, at: _granian("asgi", c.target, at)),
     Server("granian-wsgi", "peer", _wsgi, lambda c, at: _granian("wsgi", c.target, at)),
-    Server("gunicorn-gthread", "peer", _wsgi, lambda c, at: _gunicorn(c.target, at)),
+    Server("gunicorn-gthread", "peer", _wsgi, lambda c, at: _gunicorn(GTHREAD, c.target, at)),
+    Server("gunicorn-asgi", "peer", _asgi, lambda c, at: _gunicorn(GUNICORN_ASGI, c.target, at)),
     Server("uvicorn-a2wsgi", "peer", _wsgi,
            lambda c, at: _uvicorn("httptools", c.a2wsgi_target, at)),
     Server("hypercorn", "peer", _asgi_h2, lambda c, at: _hypercorn(c.target, at)),
+    # The whole mixed site in one ASGI server: Starlette, the WSGI app through a2wsgi.
+    Server("granian-starlette", "peer", _site,
+           lambda c, at: _granian("asgi", c.site_target, at)),
+    Server("uvicorn-starlette", "peer", _site,
+           lambda c, at: _uvicorn("httptools", c.site_target, at)),
 ]  # fmt: skip
 
 

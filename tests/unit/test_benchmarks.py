@@ -9,15 +9,20 @@ tests/system/test_benchmark_micro.py, since it starts a process.
 from __future__ import annotations
 
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+
+from gateway.asgi import Interface, Receive, Scope, Send
+from gateway.routing.router import Mount, Router
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH_DIR))
 
 from harness.cases import (  # noqa: E402 - the runner's own import root
     CASES,
+    CONFIGS_DIR,
     PEERS,
     Case,
     ConfigFiles,
@@ -211,6 +216,7 @@ def test_http1_cases_keep_their_servers_and_hypercorn_is_only_an_http2_peer(
 ) -> None:
     assert serving(CASE, tmp_path) == {
         "gateway", "gateway-h11", "uvicorn-httptools", "uvicorn-h11", "granian-asgi",
+        "gunicorn-asgi",
     }  # fmt: skip
     wsgi = next(case for case in CASES if case.name == "wsgi-hello")
     assert "hypercorn" not in serving(wsgi, tmp_path)
@@ -222,3 +228,62 @@ def test_http2_cases_serve_the_same_apps_as_their_http1_twins() -> None:
         http1, http2 = by_name[name], by_name[f"h2-{name}"]
         assert (http2.config, http2.path, http2.target) == (http1.config, http1.path, http1.target)
         assert http2.expect is http1.expect
+
+
+SITE_CASES = [case for case in CASES if case.site_target]
+SITE_SERVERS = {"granian-starlette", "uvicorn-starlette"}
+
+
+def test_the_mixed_site_has_both_sides_of_hello_json_and_64k() -> None:
+    assert {case.name for case in SITE_CASES} == {
+        f"mixed-{side}-{kind}" for side in ("wsgi", "asgi") for kind in ("hello", "json", "64k")
+    }
+
+
+def test_mixed_site_cases_pair_only_with_the_gateway_and_the_whole_site_servers(
+    tmp_path: Path,
+) -> None:
+    """benchmarks/harness/cases.py, rule "a mixed-site case": a peer of one app alone
+    does not serve the site's URLs, and the site's servers serve nothing else."""
+    for case in SITE_CASES:
+        assert serving(case, tmp_path) == {"gateway", "gateway-h11", *SITE_SERVERS}
+    for case in CASES:
+        if not case.site_target:
+            assert not serving(case, tmp_path) & SITE_SERVERS, case.name
+
+
+async def unused_app(scope: Scope, receive: Receive, send: Send) -> None:
+    raise AssertionError("only routed, never called")
+
+
+def routed_interface(mounts: list[dict[str, str]], path: str) -> str:
+    """The interface of the mount the gateway's own router picks for `path`."""
+    router = Router(
+        [Mount(m["prefix"], unused_app, 1 << 20, Interface(m["interface"])) for m in mounts]
+    )
+    mount = router.match(path)
+    assert mount is not None, path
+    return str(mount.interface)
+
+
+def test_each_mixed_site_case_loads_its_own_side_of_a_two_mount_site() -> None:
+    """The gateway's mount file is the site (apps/bench_site.py builds the peers'
+    Starlette app from the same file): one WSGI mount and one ASGI mount, and the
+    case's URL reaches the side its name says, on both sides of the same file."""
+    sides: dict[str, set[str]] = {}
+    for case in SITE_CASES:
+        with (CONFIGS_DIR / case.config).open("rb") as file:
+            mounts = tomllib.load(file)["mount"]
+        assert sorted(mount["interface"] for mount in mounts) == ["asgi", "wsgi"]
+        assert routed_interface(mounts, case.path) == case.interface
+        assert case.name.startswith(f"mixed-{case.interface}-")
+        assert case.site_target.startswith("bench_site:")
+        sides.setdefault(f"{case.config} {case.site_target}", set()).add(case.interface)
+    assert all(found == {"asgi", "wsgi"} for found in sides.values()), sides
+
+
+def test_gunicorns_asgi_worker_is_a_peer_on_the_asgi_http1_cases_of_one_app(
+    tmp_path: Path,
+) -> None:
+    served = {case.name for case in CASES if "gunicorn-asgi" in serving(case, tmp_path)}
+    assert served == {"asgi-hello", "asgi-64k", "asgi-echo", "fastapi-json", "mixed", "shadow"}
