@@ -54,6 +54,7 @@ from gateway.adapters.disconnect import ENVIRON_KEY as CLIENT_DISCONNECTED
 from gateway.adapters.disconnect import DisconnectWatch
 from gateway.adapters.environ import ErrorStream, build_environ
 from gateway.adapters.pool import ThreadPool
+from gateway.adapters.wakeups import LoopWakeups
 from gateway.asgi import Message, Receive, Scope, Send
 from gateway.errors import ClientDisconnected, ServiceUnavailable
 
@@ -107,8 +108,9 @@ class Channel:
     """One request's link between its pool thread (post, fail, fetch) and its loop-side
     call (drain, abort). Both sides hold the lock only for a few list operations."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, wakeups: LoopWakeups) -> None:
         self._loop = loop
+        self._wakeups = wakeups  # the loop's, shared by the requests of this mount
         self._lock = threading.Lock()
         # Made only when the thread must wait for room: most responses never fill the
         # channel, and a Condition costs more to build than the rest of the channel.
@@ -183,11 +185,8 @@ class Channel:
             raise ClientDisconnected("the client disconnected")
 
     def _wake(self, waiter: asyncio.Future[None] | None) -> None:
-        if waiter is not None:
-            try:  # noqa: SIM105 - not contextlib.suppress: this runs on every request
-                self._loop.call_soon_threadsafe(_resolve, waiter)
-            except RuntimeError:  # the loop is closed: nobody waits any more
-                pass
+        if waiter is not None:  # batched with other requests' (adapters/wakeups.py)
+            self._wakeups.resolve(waiter)
 
     async def drain(self, send: Send) -> None:
         """Loop side: send what the thread posts until the response ends or fails."""
@@ -241,11 +240,6 @@ async def _call_receive(receive: Receive) -> Message:
     # A coroutine made in the thread and run on the loop; `receive` itself may return
     # any awaitable, which run_coroutine_threadsafe would not accept.
     return await receive()
-
-
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():  # cancelled when the loop-side call was cancelled
-        waiter.set_result(None)
 
 
 class WSGICall:
@@ -373,6 +367,7 @@ class WSGIAdapter:
         self._pool = ThreadPool(threads, f"wsgi-{name}")
         self._capacity = sys.maxsize if max_queue is None else threads + max_queue
         self._active = 0  # requests handed to the pool whose response has not ended
+        self._wakeups: LoopWakeups | None = None  # the serving loop's
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -380,7 +375,10 @@ class WSGIAdapter:
                 f"WSGI mount {self.name!r} serves only HTTP, not a {scope['type']!r} scope"
             )
         loop = asyncio.get_running_loop()
-        channel = Channel(loop)
+        wakeups = self._wakeups
+        if wakeups is None or wakeups.loop is not loop:  # one loop per worker: made once
+            wakeups = self._wakeups = LoopWakeups(loop)
+        channel = Channel(loop, wakeups)
         environ = build_environ(scope, self._errors)
         body = await _open_input(environ, receive, channel, self.body_buffer_bytes)
         if body is None:
