@@ -10,10 +10,11 @@ Rules:
    needs the loop for input, and a client that trickles it holds a connection but no
    thread. A larger body (by its Content-Length, or once the bound is passed) streams
    into the thread, which waits for the loop as it reads. The thread posts the
-   response to a `Channel` and wakes the loop (call_soon_threadsafe) only when the loop
-   is parked on an empty channel, so parts posted together cost one hand-off out and go
-   out as the start plus one merged body. A result with a len() (the list small apps
-   return) is posted with its end, so it costs exactly one hand-off out.
+   response to a `Channel` and wakes the loop only when the loop is parked on an empty
+   channel, so parts posted together cost one hand-off out and go out as the start plus
+   one merged body. A result with a len() (the list small apps return) is posted with
+   its end, so it costs at most one hand-off out, shared with the other requests'
+   posted meanwhile (adapters/wakeups.py, rule "one hand-off per batch").
 3. The channel is bounded by bytes (HIGH_WATER_BYTES): an app that outruns its client
    waits in its own thread.
 4. Headers go out with the first non-empty chunk or at the end; the result's close() is
