@@ -10,10 +10,11 @@ Rules:
    needs the loop for input, and a client that trickles it holds a connection but no
    thread. A larger body (by its Content-Length, or once the bound is passed) streams
    into the thread, which waits for the loop as it reads. The thread posts the
-   response to a `Channel` and wakes the loop (call_soon_threadsafe) only when the loop
-   is parked on an empty channel, so parts posted together cost one hand-off out and go
-   out as the start plus one merged body. A result with a len() (the list small apps
-   return) is posted with its end, so it costs exactly one hand-off out.
+   response to a `Channel` and wakes the loop only when the loop is parked on an empty
+   channel, so parts posted together cost one hand-off out and go out as the start plus
+   one merged body. A result with a len() (the list small apps return) is posted with
+   its end, so it costs at most one hand-off out, shared with the other requests'
+   posted meanwhile (adapters/wakeups.py, rule "one hand-off per batch").
 3. The channel is bounded by bytes (HIGH_WATER_BYTES): an app that outruns its client
    waits in its own thread.
 4. Headers go out with the first non-empty chunk or at the end; the result's close() is
@@ -54,6 +55,7 @@ from gateway.adapters.disconnect import ENVIRON_KEY as CLIENT_DISCONNECTED
 from gateway.adapters.disconnect import DisconnectWatch
 from gateway.adapters.environ import ErrorStream, build_environ
 from gateway.adapters.pool import ThreadPool
+from gateway.adapters.wakeups import LoopWakeups
 from gateway.asgi import Message, Receive, Scope, Send
 from gateway.errors import ClientDisconnected, ServiceUnavailable
 
@@ -107,8 +109,9 @@ class Channel:
     """One request's link between its pool thread (post, fail, fetch) and its loop-side
     call (drain, abort). Both sides hold the lock only for a few list operations."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, wakeups: LoopWakeups) -> None:
         self._loop = loop
+        self._wakeups = wakeups  # the loop's, shared by the requests of this mount
         self._lock = threading.Lock()
         # Made only when the thread must wait for room: most responses never fill the
         # channel, and a Condition costs more to build than the rest of the channel.
@@ -183,11 +186,8 @@ class Channel:
             raise ClientDisconnected("the client disconnected")
 
     def _wake(self, waiter: asyncio.Future[None] | None) -> None:
-        if waiter is not None:
-            try:  # noqa: SIM105 - not contextlib.suppress: this runs on every request
-                self._loop.call_soon_threadsafe(_resolve, waiter)
-            except RuntimeError:  # the loop is closed: nobody waits any more
-                pass
+        if waiter is not None:  # batched with other requests' (adapters/wakeups.py)
+            self._wakeups.resolve(waiter)
 
     async def drain(self, send: Send) -> None:
         """Loop side: send what the thread posts until the response ends or fails."""
@@ -241,11 +241,6 @@ async def _call_receive(receive: Receive) -> Message:
     # A coroutine made in the thread and run on the loop; `receive` itself may return
     # any awaitable, which run_coroutine_threadsafe would not accept.
     return await receive()
-
-
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():  # cancelled when the loop-side call was cancelled
-        waiter.set_result(None)
 
 
 class WSGICall:
@@ -373,6 +368,7 @@ class WSGIAdapter:
         self._pool = ThreadPool(threads, f"wsgi-{name}")
         self._capacity = sys.maxsize if max_queue is None else threads + max_queue
         self._active = 0  # requests handed to the pool whose response has not ended
+        self._wakeups: LoopWakeups | None = None  # the serving loop's
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -380,7 +376,10 @@ class WSGIAdapter:
                 f"WSGI mount {self.name!r} serves only HTTP, not a {scope['type']!r} scope"
             )
         loop = asyncio.get_running_loop()
-        channel = Channel(loop)
+        wakeups = self._wakeups
+        if wakeups is None or wakeups.loop is not loop:  # one loop per worker: made once
+            wakeups = self._wakeups = LoopWakeups(loop)
+        channel = Channel(loop, wakeups)
         environ = build_environ(scope, self._errors)
         body = await _open_input(environ, receive, channel, self.body_buffer_bytes)
         if body is None:
