@@ -16,6 +16,7 @@ import importlib.util
 import os
 import sys
 from collections.abc import Sequence
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 from types import ModuleType
 
@@ -29,8 +30,15 @@ def pure_requested() -> bool:
 
 
 def compiled() -> bool:
-    """Whether the per-request modules run compiled (rule "compiled where the install")."""
-    return not pure_requested() and importlib.util.find_spec(SHARED_LIBRARY) is not None
+    """Whether the per-request modules run compiled (rule "compiled where the install").
+
+    Asked of this package's own folder, not of the import path: `python -m gateway` in a
+    checkout runs the checkout's .py files even where a compiled install is on the path.
+    """
+    if pure_requested() or importlib.util.find_spec(SHARED_LIBRARY) is None:
+        return False
+    http = Path(__file__).parent / "http"
+    return any((http / f"session{suffix}").is_file() for suffix in EXTENSION_SUFFIXES)
 
 
 def form() -> str:
