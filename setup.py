@@ -51,6 +51,12 @@ def compiled_extensions() -> list[Extension]:
     """mypyc's extensions for COMPILED, or none (rule "a build that cannot compile")."""
     if not BUILDS.intersection(sys.argv[1:]):
         return []
+    if sys.version_info >= (3, 12):
+        # Compiled on 3.12 and 3.13, adapters/wsgi.py fails at import: mypyc gives
+        # BodyStream (an io.RawIOBase) Py_TPFLAGS_MANAGED_DICT and a tp_dictoffset.
+        # Until that is solved, only 3.11, where the whole suite passes compiled.
+        print("gateway: mypyc's form is for Python 3.11, building pure Python", file=sys.stderr)
+        return []
     if os.environ.get("GATEWAY_PURE_PYTHON") == "1":
         print("gateway: GATEWAY_PURE_PYTHON=1, building pure Python", file=sys.stderr)
         return []
