@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from gateway import native
+
+native.prefer_source()  # before any compiled module is imported (gateway/native.py)
+
 if TYPE_CHECKING:  # what type checkers see of the lazy names below
     from gateway.api import TestServer as TestServer
     from gateway.api import run as run

@@ -25,7 +25,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
-from gateway import __version__, status
+from gateway import __version__, native, status
 from gateway.config.loader import Config, load_config
 from gateway.config.mount_table import MountConfig
 from gateway.config.options import ENV_PREFIX, CliOption, bind_from_host_port, cli_options
@@ -113,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gateway", description="Serve WSGI and ASGI apps side by side from one mount file."
     )
-    parser.add_argument("--version", action="version", version=f"gateway {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"gateway {__version__}, {native.form()}"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser(
         "serve", help="serve the apps in a mount file, or one app (module:attribute)"

@@ -102,18 +102,18 @@ class ProxyTrust:
     whether a trusted proxy's host replaces the Host field (`forwarded_host`,
     rule "scheme and host come from the hop")."""
 
-    __slots__ = ("_any", "_networks", "_unix", "forwarded_host")
+    __slots__ = ("_any", "_networks", "_unix_peers", "forwarded_host")
 
     def __init__(self, entries: Iterable[str], *, forwarded_host: bool = False) -> None:
         """Raises ValueError naming the first entry that is none of these."""
         self.forwarded_host = forwarded_host
         networks = []
-        self._any = self._unix = False
+        self._any = self._unix_peers = False
         for entry in entries:
             if entry == TRUST_ANY:
                 self._any = True
             elif entry == TRUST_UNIX:
-                self._unix = True
+                self._unix_peers = True
             else:
                 networks.append(_network(entry))
         self._networks: tuple[Network, ...] = tuple(networks)
@@ -122,7 +122,7 @@ class ProxyTrust:
         """Whether the direct peer may speak for the client
         (rule "trust is decided once per connection")."""
         if unix:
-            return self._unix or self._any
+            return self._unix_peers or self._any
         return peer is not None and self.trusts(peer[0])
 
     def trusts(self, host: str) -> bool:

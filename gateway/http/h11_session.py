@@ -24,6 +24,7 @@ pipelining via PAUSED). This module adds what h11 leaves to its user. Rules:
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import h11
 
@@ -114,7 +115,10 @@ class H11Session(ResponseWriter):
             raise self._translate(exc) from exc
         if type(event) is h11.Data:
             self._awaiting_continue = False  # the client sends the body anyway
-            return RequestData(bytes(event.data))
+            # h11 hands a bytearray where its types say bytes, and compiled code checks
+            # an attribute's declared type as it reads it (setup.py, mypyc): read untyped.
+            untyped: Any = event
+            return RequestData(bytes(untyped.data))
         if type(event) is h11.Request:
             return self._request_head(event)
         return _SIGNALS[event if isinstance(event, type) else type(event)]

@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable, Sequence
+from typing import cast
 
 from gateway.asgi import plain_reply
 from gateway.errors import AppProtocolError
@@ -96,8 +97,12 @@ class ResponseWriter:
         lines = [_status_line(status)]
         length = coding = connection = None
         names: set[bytes] = set()
-        for name, value in headers:
-            line, name = field_line(name, value)
+        # Read as objects: field_line checks that they are bytes (rule "the app's field
+        # names"), and compiled code (setup.py) would check the declared type first,
+        # with a message that does not name the rule.
+        for app_name, app_value in cast("Iterable[tuple[object, object]]", headers):
+            line, name = field_line(app_name, app_value)
+            value = cast(bytes, app_value)  # checked by field_line
             lines.append(line)
             names.add(name)
             if name == b"content-length":
@@ -188,7 +193,7 @@ def _status_line(status: int) -> bytes:
 
 
 @functools.lru_cache(maxsize=_KNOWN_FIELDS)
-def field_line(name: bytes, value: bytes) -> tuple[bytes, bytes]:
+def field_line(name: object, value: object) -> tuple[bytes, bytes]:
     """A response field as its line and its lowercased name, checked (rule "the app's
     field names and values must be bytes")."""
     if not isinstance(name, bytes) or not isinstance(value, bytes):  # ASGI: byte strings

@@ -41,6 +41,7 @@ from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Any
 
+from gateway import native
 from gateway.asgi import ASGIApp
 from gateway.config.loader import Config
 from gateway.config.mount_table import MountConfig
@@ -367,6 +368,8 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     it is; cached, so the warning is one line per server: the supervisor asks before it
     forks, and its workers inherit the answer.
     """
+    if not native.compiled():  # said once, with uvloop's (gateway/native.py)
+        log.warning("the per-request modules run as pure Python: %s", native.why_pure())
     try:
         import uvloop
     except ImportError:

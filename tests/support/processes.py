@@ -27,7 +27,9 @@ from pathlib import Path
 from support.deadlines import START_DEADLINE_S
 from support.paths import APPS_DIR
 
-GATEWAY = [sys.executable, "-m", "gateway"]
+# -P: the installed package (compiled where the install compiled it, setup.py), not the
+# .py files of a checkout that the current directory would put first on sys.path.
+GATEWAY = [sys.executable, "-P", "-m", "gateway"]
 
 
 def child_pids(pid: int) -> list[int]:

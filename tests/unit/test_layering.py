@@ -21,6 +21,8 @@ Departures from the DESIGN table, decided by the lead:
   task of its own, off the primary's critical path.
 - the access log's format (gateway.config.access_format) is configuration: the loader
   checks `access_log_format` with it; the server's cycles render their entries with it.
+- gateway/__init__.py imports gateway.native (layer 0): GATEWAY_PURE_PYTHON=1 must
+  choose the .py files before any compiled module is imported (issue 18, point 2).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ PACKAGES = ("gateway",)
 # generic lands in site-packages); gateway/adapters is a link to it.
 SOURCE_FOLDERS = {"gateway": "gateway", "adapters": "gateway.adapters"}
 
-LAYER_0 = ("gateway.errors", "gateway.asgi", "gateway.lifecycle")
+LAYER_0 = ("gateway.errors", "gateway.asgi", "gateway.lifecycle", "gateway.native")
 LAYER_1 = (
     "gateway.config.*",
     "gateway.http.*",
@@ -65,10 +67,11 @@ EVERYTHING = (
 # __version__, and grants nothing beneath it). A package may import itself.
 LAYERS: dict[str, tuple[str, ...]] = {
     # The package exposes gateway.run and gateway.TestServer, imported on first use.
-    "gateway": ("gateway.api",),
+    "gateway": ("gateway.api", "gateway.native"),
     "gateway.errors": (),
     "gateway.asgi": (),
     "gateway.lifecycle": (),
+    "gateway.native": (),
     "gateway.config.*": (*LAYER_0, "gateway.config.*", "gateway.http.forwarded"),
     "gateway.http.*": (*LAYER_0, "gateway.http.*"),
     "gateway.routing.*": (*LAYER_0, "gateway.config.*", "gateway.routing.*"),
@@ -99,6 +102,7 @@ EVENT_LOOP_FREE: dict[str, frozenset[str]] = {
     "gateway.errors": frozenset(),
     "gateway.asgi": frozenset(),
     "gateway.lifecycle": frozenset(),
+    "gateway.native": frozenset(),
     "gateway.config.*": frozenset(),
     "gateway.http.*": frozenset(),
     "gateway.routing.*": frozenset(),
@@ -234,7 +238,7 @@ def test_the_rows_are_the_folders() -> None:
     """DESIGN §3 maps one to one onto folders: each subpackage of gateway/ has one row."""
     folders = {p.name for p in (ROOT / "gateway").iterdir() if (p / "__init__.py").exists()}
     assert {f"gateway.{folder}.*" for folder in folders} <= set(LAYERS)
-    assert len(LAYERS) <= 16
+    assert len(LAYERS) <= 17  # 16, and gateway.native (issue 18, point 2)
 
 
 # --- the checker itself: it must catch what it claims to catch -----------------------------
