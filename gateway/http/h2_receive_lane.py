@@ -124,14 +124,20 @@ def open_streams(
     # Settings change only by a SETTINGS frame, which no read the lane takes holds.
     windows = (conn.local_settings.initial_window_size, conn.remote_settings.initial_window_size)
     try:
-        return [_open(conn, frame, windows) for frame in frames]
+        # The class the connection makes its streams of (gateway/http/h2_session.py's
+        # does not count DATA against Content-Length), as h2's own way would make them.
+        stream_class = getattr(conn, "stream_class", h2.stream.H2Stream)
+        return [_open(conn, frame, windows, stream_class) for frame in frames]
     except h2.exceptions.ProtocolError as exc:  # rule "h2's state is kept exact"
         conn._terminate_connection(exc.error_code)
         raise
 
 
 def _open(
-    conn: h2.connection.H2Connection, frame: tuple[int, bytes, int], windows: tuple[int, int]
+    conn: h2.connection.H2Connection,
+    frame: tuple[int, bytes, int],
+    windows: tuple[int, int],
+    stream_class: type[h2.stream.H2Stream],
 ) -> OpenedStream:
     """One stream, in h2's order: the block decoded, the stream registered, its state
     moved, its Content-Length read (rule "h2's state is kept exact"); `windows` are the
@@ -139,7 +145,7 @@ def _open(
     stream_id, block, flags = frame
     ended = bool(flags & END_STREAM)
     fields: list[Field] = h2.connection._decode_headers(conn.decoder, block)  # type: ignore[assignment]
-    stream = h2.stream.H2Stream(
+    stream = stream_class(
         stream_id,
         config=conn.config,
         inbound_window_size=windows[0],

@@ -185,13 +185,16 @@ class _UncountedStream(h2.stream.H2Stream):
 
 class _Connection(h2.connection.H2Connection):
     """h2's connection, whose streams are `_UncountedStream`s. h2 has no switch for its
-    count: its stream class is swapped as each stream begins, before any frame of it."""
+    count: its stream class is swapped as each stream begins, before any frame of it
+    (gateway/http/h2_receive_lane.py makes the streams it opens of `stream_class` too)."""
+
+    stream_class: type[h2.stream.H2Stream] = _UncountedStream
 
     def _begin_new_stream(
         self, stream_id: int, allowed_ids: h2.connection.AllowedStreamIDs
     ) -> h2.stream.H2Stream:
         stream = super()._begin_new_stream(stream_id, allowed_ids)
-        stream.__class__ = _UncountedStream
+        stream.__class__ = self.stream_class
         return stream
 
 

@@ -16,6 +16,7 @@ _STREAM_OBJECTS = ("config", "state_machine", "_inbound_window_manager")
 def stream_state(stream: h2.stream.H2Stream) -> dict[str, Any]:
     """Every field of the stream, its state machine's and its receive window's."""
     fields = {name: value for name, value in vars(stream).items() if name not in _STREAM_OBJECTS}
+    fields["class"] = type(stream)  # the session's own, which does not count DATA
     fields["machine"] = dict(vars(stream.state_machine))
     fields["receive_window"] = dict(vars(stream._inbound_window_manager))
     return fields

@@ -165,17 +165,21 @@ def test_te_trailers_is_well_formed() -> None:
         ([b"ab"], False),  # END_STREAM, on trailers, before it
     ],
 )
+@pytest.mark.parametrize("head_alone", [True, False], ids=["head read alone", "one read"])
 def test_data_that_breaks_the_content_length_resets_the_stream(
-    pieces: list[bytes], end_with_data: bool
+    pieces: list[bytes], end_with_data: bool, head_alone: bool
 ) -> None:
+    """Whether the receive lane opened the stream (its head read alone) or h2's own way
+    did, the stream is reset, and the connection goes on."""
     pair = connected()
     client = pair[0]
     client.send_headers(1, [*POST, ("content-length", "3")])
+    events = exchange(pair) if head_alone else []
     for n, piece in enumerate(pieces):
         client.send_data(1, piece, end_stream=end_with_data and n == len(pieces) - 1)
     if not end_with_data:
         client.send_headers(1, [("x-checksum", "1")], end_stream=True)
-    events = exchange(pair)
+    events += exchange(pair)
     assert isinstance(events[0], StreamHead)
     # What fits reaches the app; then the stream is reset, and no StreamEnd follows.
     assert isinstance(events[-1], StreamReset) and "Content-Length" in events[-1].reason
