@@ -54,6 +54,7 @@ NUMBERS = (OptionKind.INT, OptionKind.PORT, OptionKind.FLOAT)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    native.compiled()  # asked now, while the package's folder is readable (gateway/native.py)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

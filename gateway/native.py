@@ -11,6 +11,7 @@ pure Python, from the same source (issue 18, point 2). Rules:
 
 from __future__ import annotations
 
+import functools
 import importlib.machinery
 import importlib.util
 import os
@@ -29,16 +30,26 @@ def pure_requested() -> bool:
     return os.environ.get(PURE_ENV) == "1"
 
 
+@functools.cache
 def compiled() -> bool:
     """Whether the per-request modules run compiled (rule "compiled where the install").
 
     Asked of this package's own folder, not of the import path: `python -m gateway` in a
     checkout runs the checkout's .py files even where a compiled install is on the path.
+    Asked once, at start (gateway/cli.py), before a supervisor drops its privileges
+    (`user`), after which the package's folder may not be readable.
     """
     if pure_requested() or importlib.util.find_spec(SHARED_LIBRARY) is None:
         return False
     http = Path(__file__).parent / "http"
-    return any((http / f"session{suffix}").is_file() for suffix in EXTENSION_SUFFIXES)
+    return any(_is_file(http / f"session{suffix}") for suffix in EXTENSION_SUFFIXES)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a folder this process may not read: it cannot say
+        return False
 
 
 def form() -> str:

@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -215,7 +216,8 @@ def test_the_server_gets_the_command_line_settings_but_the_reloaders_sockets() -
         "reload": True,
     }
     command = server_command("site.toml", overrides, [5, 6])
-    assert command[:5] == [*GATEWAY, "serve", "site.toml"]
+    # The reloader runs the server as `python -m gateway`: the package the reloader runs.
+    assert command[:5] == [sys.executable, "-m", "gateway", "serve", "site.toml"]
     assert command[5:] == [
         "--workers", "2", "--log-level", "debug", "--no-access-log", "--http", "h11",
         "--bind", "fd://5", "--bind", "fd://6",
