@@ -14,6 +14,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -70,7 +71,10 @@ class Server:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         if self._thread.is_alive():
-            self.loop.call_soon_threadsafe(self.worker.request_stop)
+            # The worker may have stopped on its own a moment ago (a test that stopped it):
+            # its loop is then closed or closing, and there is nothing left to ask.
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(self.worker.request_stop)
             self._thread.join(timeout_s)
         self.sock.close()
         assert not self._thread.is_alive(), "server did not stop"
