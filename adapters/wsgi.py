@@ -109,9 +109,9 @@ class Channel:
     """One request's link between its pool thread (post, fail, fetch) and its loop-side
     call (drain, abort). Both sides hold the lock only for a few list operations."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, wakeups: LoopWakeups) -> None:
-        self._loop = loop
-        self._wakeups = wakeups  # the loop's, shared by the requests of this mount
+    def __init__(self, wakeups: LoopWakeups) -> None:
+        self._wakeups = wakeups  # the serving loop's, shared by the requests of this mount
+        self._loop = wakeups.loop
         self._lock = threading.Lock()
         # Made only when the thread must wait for room: most responses never fill the
         # channel, and a Condition costs more to build than the rest of the channel.
@@ -379,7 +379,7 @@ class WSGIAdapter:
         wakeups = self._wakeups
         if wakeups is None or wakeups.loop is not loop:  # one loop per worker: made once
             wakeups = self._wakeups = LoopWakeups(loop)
-        channel = Channel(loop, wakeups)
+        channel = Channel(wakeups)
         environ = build_environ(scope, self._errors)
         body = await _open_input(environ, receive, channel, self.body_buffer_bytes)
         if body is None:

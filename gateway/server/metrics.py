@@ -190,7 +190,6 @@ class RouteFamilies:
     """The per-route families (gateway/server/route_metrics.py records them)."""
 
     def __init__(self, registry: CollectorRegistry | None) -> None:
-        by_route = ("mount", "route")
         by_side = ("mount", "route", "side")
         self.requests = load().Counter(
             "gateway_route_requests",
@@ -205,24 +204,20 @@ class RouteFamilies:
             registry=registry,
             buckets=LATENCY_BUCKETS_S,
         )
-        self.fallbacks = load().Counter(
-            "gateway_route_fallbacks",
-            "requests replayed to the fallback",
-            by_route,
-            registry=registry,
+        self.fallbacks = self._by_route(
+            "gateway_route_fallbacks", "requests replayed to the fallback", registry
         )
-        self.shadow_compared = load().Counter(
-            "gateway_route_shadow_compared",
-            "shadow copies whose comparison ran",
-            by_route,
-            registry=registry,
+        self.shadow_compared = self._by_route(
+            "gateway_route_shadow_compared", "shadow copies whose comparison ran", registry
         )
-        self.shadow_mismatches = load().Counter(
-            "gateway_route_shadow_mismatches",
-            "shadow responses unlike the primary's",
-            by_route,
-            registry=registry,
+        self.shadow_mismatches = self._by_route(
+            "gateway_route_shadow_mismatches", "shadow responses unlike the primary's", registry
         )
+
+    @staticmethod
+    def _by_route(name: str, text: str, registry: CollectorRegistry | None) -> Counter:
+        counter: Counter = load().Counter(name, text, ("mount", "route"), registry=registry)
+        return counter
 
 
 def _live_gauge(name: str, text: str, registry: CollectorRegistry | None) -> Gauge:

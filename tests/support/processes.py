@@ -149,12 +149,13 @@ class GatewayProcess:
         return self.seen
 
 
-def gateway_status(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`gateway status CONFIG ARGS` as a subprocess, its output kept."""
+def run_gateway(*args: str) -> subprocess.CompletedProcess[str]:
+    """`gateway ARGS` as a subprocess that ends by itself (check, status), its output kept."""
     return subprocess.run(
-        [*GATEWAY, "status", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=START_DEADLINE_S,
-        check=False,
+        [*GATEWAY, *args], capture_output=True, text=True, timeout=START_DEADLINE_S, check=False
     )
+
+
+def gateway_status(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`gateway status CONFIG ARGS`."""
+    return run_gateway("status", str(config), *args)

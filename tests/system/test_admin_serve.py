@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 from collections import Counter
 from pathlib import Path
 
 import httpx
 import pytest
 from support.deadlines import CLIENT_TIMEOUT_S
-from support.processes import GATEWAY, GatewayProcess, mount_file
+from support.processes import GatewayProcess, mount_file, run_gateway
 
 from gateway.server.metrics import parse_exposition
 
@@ -100,26 +99,14 @@ def test_the_flag_and_the_environment_variable(tmp_path: Path) -> None:
 
 def test_check_prints_the_admin_listener(tmp_path: Path) -> None:
     config = mount_file(tmp_path / "gateway.toml", 'admin_bind = "127.0.0.1:9100"')
-    result = subprocess.run(
-        [*GATEWAY, "check", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=CLIENT_TIMEOUT_S * 3,
-        check=False,
-    )
+    result = run_gateway("check", str(config))
     assert result.returncode == 0, result.stderr
     assert "admin:    127.0.0.1:9100 (plain HTTP: /, /metrics, /status.json)" in result.stdout
 
 
 def test_admin_bind_on_an_apps_address_exits_1(tmp_path: Path) -> None:
     config = mount_file(tmp_path / "gateway.toml", 'admin_bind = "127.0.0.1:8000"')
-    result = subprocess.run(
-        [*GATEWAY, "check", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=CLIENT_TIMEOUT_S * 3,
-        check=False,
-    )
+    result = run_gateway("check", str(config))
     assert result.returncode == 1
     assert "admin_bind: 127.0.0.1:8000 is in bind too" in result.stderr
 
