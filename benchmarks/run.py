@@ -206,6 +206,8 @@ def machine(source_digest: str) -> dict[str, object]:
         "wrk": _tool_version(["wrk", "-v"]),
         "h2load": _tool_version(["h2load", "--version"]),
         "gateway_source": f"{_git_state()}; sources sha256 {source_digest}",
+        "gateway_form": _gateway_form(),
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "versions": {name: version(name) for name in names},
     }
 
@@ -228,6 +230,18 @@ def freeze_gateway(workdir: Path) -> str:
         filter(None, [str(workdir), os.environ.get("PYTHONPATH")])
     )
     return digest.hexdigest()[:12]
+
+
+def _gateway_form() -> str:
+    """What `gateway --version` says of the copy measured: compiled by mypyc or pure
+    Python (gateway/native.py), since the two differ by a third on the hot path."""
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "--version"],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    return done.stdout.decode().strip().partition(", ")[2] or "-"
 
 
 def _tool_version(argv: list[str]) -> str:
@@ -269,7 +283,8 @@ def markdown_header(info: dict[str, object], args: argparse.Namespace) -> str:
     return (
         f"{info['cores']} cores ({info['cpu']}), Linux {info['kernel']},"
         f" Python {info['python']}, {info['wrk']}, {info['h2load']}; {listed}; gateway at"
-        f" {info['gateway_source']}.\n\n`{command}`\n\n"
+        f" {info['gateway_source']}, {info['gateway_form']}; run on {info['date']} (UTC)."
+        f"\n\n`{command}`\n\n"
     )
 
 
