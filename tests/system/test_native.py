@@ -8,10 +8,14 @@ GATEWAY_PURE_PYTHON sets up start from nothing."""
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
+import pytest
 from support.deadlines import CLIENT_TIMEOUT_S
 
 # What a fresh interpreter reports: the file of a module setup.py compiles, and the form.
@@ -46,6 +50,32 @@ def test_the_form_said_is_the_form_that_runs(tmp_path: Path) -> None:
         assert form == "pure Python (not compiled at install)"
     else:
         assert form == "compiled by mypyc"
+
+
+def can_compile() -> bool:
+    """Whether this machine has what setup.py's mypyc build needs: the C compiler Python
+    was built with, and Python's headers."""
+    compiler = shlex.split(sysconfig.get_config_var("CC") or "cc")[:1]
+    headers = Path(sysconfig.get_paths()["include"], "Python.h")
+    return bool(compiler) and shutil.which(compiler[0]) is not None and headers.is_file()
+
+
+def test_an_install_that_could_compile_did(tmp_path: Path) -> None:
+    """setup.py falls back to pure Python without a word at run time (its rule "a build
+    that cannot compile"), so a compile that broke would pass every other test: on a
+    machine that can compile, as CI's can, the install must be the compiled form."""
+    module_file, form = report(tmp_path)
+    checkout_package = Path(__file__).resolve().parents[2] / "gateway"
+    if Path(module_file).resolve().is_relative_to(checkout_package.resolve()):
+        pytest.skip("an editable install runs the checkout's .py files, by design")
+    if sys.version_info[:2] != (3, 11):
+        pytest.skip("setup.py compiles on Python 3.11 only")
+    if not can_compile():
+        pytest.skip("no C compiler or no Python headers here: pure Python is expected")
+    assert form == "compiled by mypyc", (
+        "this machine can compile, yet the install is pure Python: read the install's log"
+        " for setup.py's reason (or it was made with GATEWAY_PURE_PYTHON=1)"
+    )
 
 
 def test_version_names_the_form(tmp_path: Path) -> None:
