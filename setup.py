@@ -7,6 +7,10 @@ source, where it can (issue 18, point 2); pyproject.toml holds everything else. 
    (gateway/native.py says at start which form runs).
 3. Only modules whose compiled form pays are listed (benchmarks/micro.py, pure against
    compiled; the figures are in the commit that lists them).
+4. Every Python in pyproject.toml's classifiers (3.11, 3.12, 3.13) compiles the same
+   list, so a class that CPython 3.12+ refuses in mypyc's form stays out of it:
+   adapters/body_stream.py's BodyStream, an io.RawIOBase to which mypyc gives both
+   Py_TPFLAGS_MANAGED_DICT and a tp_dictoffset.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import sys
 from setuptools import Extension, setup
 
 # The per-request path: sessions and response writer, router, cycle and connection,
-# scopes, environ building and the WSGI bridge. Paths as the package installs them
-# (adapters/ is gateway/adapters through its symlink).
+# scopes, environ building and the WSGI bridge, less a streamed body's wsgi.input
+# (rule "every Python"). Paths as the package installs them (adapters/ is
+# gateway/adapters through its symlink).
 COMPILED = [
     "gateway/http/session.py",
     "gateway/http/httptools_session.py",
@@ -50,12 +55,6 @@ BUILDS = {"bdist_wheel", "build_ext", "build", "install"}
 def compiled_extensions() -> list[Extension]:
     """mypyc's extensions for COMPILED, or none (rule "a build that cannot compile")."""
     if not BUILDS.intersection(sys.argv[1:]):
-        return []
-    if sys.version_info >= (3, 12):
-        # Compiled on 3.12 and 3.13, adapters/wsgi.py fails at import: mypyc gives
-        # BodyStream (an io.RawIOBase) Py_TPFLAGS_MANAGED_DICT and a tp_dictoffset.
-        # Until that is solved, only 3.11, where the whole suite passes compiled.
-        print("gateway: mypyc's form is for Python 3.11, building pure Python", file=sys.stderr)
         return []
     if os.environ.get("GATEWAY_PURE_PYTHON") == "1":
         print("gateway: GATEWAY_PURE_PYTHON=1, building pure Python", file=sys.stderr)

@@ -37,7 +37,7 @@ LOOP_CHECK_S = 1.0
 
 
 class BodyProgress(Protocol):
-    """A request body still streaming in (adapters/wsgi.py's BodyStream)."""
+    """A request body still streaming in (adapters/body_stream.py's BodyStream)."""
 
     def ended(self) -> bool:
         """The last body message has been received."""

@@ -27,7 +27,8 @@ Rules:
 6. No pre-read on `expect: 100-continue`, so the server sends 100 only when the app reads
    (RFC 9110 "Expect": the app may refuse the body unread); such a body streams.
 7. The environ and its rules live in adapters/environ.py; its
-   `gateway.client_disconnected` in adapters/disconnect.py.
+   `gateway.client_disconnected` in adapters/disconnect.py; a streamed body's
+   `wsgi.input` in adapters/body_stream.py.
 8. The pool's queue is bounded: a mount holds at most `threads + max_queue` requests,
    counted on the loop (no lock) from the hand-off to the end of the response; one more
    raises ServiceUnavailable (503 with Retry-After) before the app is called. A finished
@@ -51,6 +52,7 @@ from typing import Any, cast
 
 from a2wsgi.wsgi_typing import Environ, ExceptionInfo, WSGIApp
 
+from gateway.adapters.body_stream import BodyStream
 from gateway.adapters.disconnect import ENVIRON_KEY as CLIENT_DISCONNECTED
 from gateway.adapters.disconnect import DisconnectWatch
 from gateway.adapters.environ import ErrorStream, build_environ
@@ -70,39 +72,6 @@ LIVENESS_CHECK_S = 1.0
 
 error_log = logging.getLogger("gateway.error")
 Chunk = bytes | bytearray | memoryview
-
-
-class BodyStream(io.RawIOBase):
-    """The rest of a body still arriving, as a raw stream; `wsgi.input` wraps it in an
-    io.BufferedReader, which supplies read(n), readline, readlines and iteration.
-    When the current message is used up, it blocks the pool thread on `fetch` (the next
-    `receive()` message, run on the loop), never the loop."""
-
-    def __init__(self, fetch: Callable[[], Message], first: bytes) -> None:
-        super().__init__()
-        self._fetch = fetch
-        self._view = memoryview(first)
-        self._more = True
-
-    def readable(self) -> bool:
-        return True
-
-    def ended(self) -> bool:
-        """The last body message has come (adapters/disconnect.py, rule "the watch starts
-        after the body")."""
-        return not self._more
-
-    def readinto(self, buffer: Any, /) -> int:  # any writable buffer (typeshed's type)
-        while not self._view and self._more:
-            message = self._fetch()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnected("the client left while sending the request body")
-            self._view = memoryview(message.get("body", b""))
-            self._more = message.get("more_body", False)
-        size = min(len(self._view), memoryview(buffer).nbytes)
-        memoryview(buffer).cast("B")[:size] = self._view[:size]
-        self._view = self._view[size:]
-        return size
 
 
 class Channel:
