@@ -29,6 +29,10 @@ if [[ $1 == -m && $2 == venv ]]; then
     done
 fi
 """
+# The same, but its venv's pytest fails.
+FAILING_PYTHON = FAKE_PYTHON.replace(
+    "fi\n", "    printf '#!/bin/bash\\nexit 1\\n' > \"$3/bin/pytest\"\nfi\n"
+)
 # What a pyenv shim does for a version that is installed but not selected.
 NOT_SELECTED_SHIM = "#!/bin/bash\necho 'pyenv: command not found' >&2\nexit 127\n"
 
@@ -55,7 +59,7 @@ def run(root: Path, bin_dir: Path, pyenv_root: Path) -> subprocess.CompletedProc
     here = f"3.{sys.version_info.minor}"
     os.symlink(sys.executable, bin_dir / "python3")
     os.symlink(sys.executable, bin_dir / f"python{here}")
-    for tool in ("dirname", "ls", "sort", "mkdir", "chmod"):
+    for tool in ("dirname", "ls", "sort", "mkdir", "chmod", "mktemp", "rm", "tar", "cat"):
         os.symlink(str(shutil.which(tool)), bin_dir / tool)
     env = {"PATH": str(bin_dir), "PYENV_ROOT": str(pyenv_root), "RECORD": str(root / "calls")}
     return subprocess.run(
@@ -85,12 +89,16 @@ def test_each_further_python_found_runs_the_unit_tests_and_the_absent_are_skippe
 
     assert result.returncode == 0, result.stderr
     assert f"Python 3.{here + 3} is not on this machine" in result.stdout
-    assert (root / "calls").read_text().splitlines() == [
-        f"{on_path} pip install -q .[test]",
-        f"{on_path} pytest -q tests/unit",
-        f"{newest} pip install -q .[test]",
-        f"{newest} pytest -q tests/unit",
-    ]
+    # The versions run side by side, so their calls interleave; each one's are in order.
+    calls = (root / "calls").read_text().splitlines()
+    for python, minor in ((on_path, here + 1), (newest, here + 2)):
+        install, tests = [call for call in calls if call.startswith(f"{python} ")]
+        # Each installs from a copy of the checkout of its own (the script's run_version).
+        assert install.startswith(f"{python} pip install -q ")
+        assert install.endswith(f"/source-3.{minor}[test]")
+        assert tests == f"{python} pytest -q tests/unit tests/system/test_native.py"
+        assert f"other-pythons: Python 3.{minor}, passed:" in result.stdout
+    assert len(calls) == 4
     assert (root / f".venv-3.{here + 1}").is_dir() and (root / f".venv-3.{here + 2}").is_dir()
     assert f"Python 3.{here}" not in result.stdout  # the whole suite runs there
 
@@ -104,3 +112,18 @@ def test_with_no_further_python_it_says_so_and_passes(tmp_path: Path) -> None:
     assert result.stdout.splitlines() == [
         f"other-pythons: Python 3.{here + 1} is not on this machine; its unit tests are skipped"
     ]
+
+
+def test_a_version_whose_tests_fail_fails_the_script_and_shows_its_output(
+    tmp_path: Path,
+) -> None:
+    here = sys.version_info.minor
+    root = project(tmp_path, [here, here + 1, here + 2])
+    bin_dir = tmp_path / "bin"
+    executable(bin_dir / f"python3.{here + 1}", FAKE_PYTHON)
+    executable(bin_dir / f"python3.{here + 2}", FAILING_PYTHON)
+    result = run(root, bin_dir, tmp_path / "no-pyenv")
+    assert result.returncode == 1
+    assert f"other-pythons: Python 3.{here + 1}, passed:" in result.stdout
+    assert f"other-pythons: Python 3.{here + 2}, FAILED:" in result.stdout
+    assert result.stdout.splitlines()[-1] == f"other-pythons: failed on Python 3.{here + 2}"
