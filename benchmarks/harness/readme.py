@@ -47,6 +47,8 @@ SINGLE_APP_PEERS: tuple[tuple[str, str | None], ...] = (
 )
 MIXED_SIDES = ("wsgi", "asgi")
 MIXED_BODIES = (("hello", "hello"), ("json", "small JSON"), ("64k", "64 KiB"))
+# uvicorn's row for a case: alone, with a WSGI app through a2wsgi, or the mixed site.
+UVICORN_ROWS = ("uvicorn-httptools", "uvicorn-a2wsgi", "uvicorn-starlette")
 HTTP2 = (("ASGI hello", "h2-asgi-hello"), ("FastAPI JSON", "h2-fastapi-json"))
 
 
@@ -196,14 +198,8 @@ def latency_memory_table(summary: Summary) -> list[str]:
     ]
     for case in summary:
         gateway = _row(summary, case, "gateway")
-        uvicorn = next(
-            (
-                _row(summary, case, name)
-                for name in ("uvicorn-httptools", "uvicorn-a2wsgi", "uvicorn-starlette")
-                if _row(summary, case, name) is not None
-            ),
-            None,
-        )
+        uvicorn_rows = (_row(summary, case, name) for name in UVICORN_ROWS)
+        uvicorn = next((row for row in uvicorn_rows if row is not None), None)
         if gateway is None or uvicorn is None:
             continue
         lines.append(

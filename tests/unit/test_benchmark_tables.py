@@ -14,6 +14,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from harness.readme import (  # noqa: E402 - the runner's own import root
     NONE,
     TARGETS,
+    by_server,
     current_section,
     header,
     render,
@@ -51,7 +52,7 @@ def test_the_header_says_when_where_and_which_form_ran() -> None:
 def test_the_kept_run_measured_every_target() -> None:
     table = "\n".join(targets_table({}))
     assert table.count(f"| {NONE} | missed |") == len(TARGETS)  # nothing measured: nothing met
-    measured = "\n".join(targets_table(_summary_of(kept_run())))
+    measured = "\n".join(targets_table(by_server(kept_run())))
     assert f"| {NONE} |" not in measured
 
 
@@ -69,7 +70,3 @@ def test_a_target_is_met_from_its_ratio_on() -> None:
 def test_replacing_the_section_keeps_what_is_around_it() -> None:
     text = "before\n" + render(kept_run()) + "\nafter\n"
     assert replace_section(text, "X") == "before\nX\nafter\n"
-
-
-def _summary_of(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {case: {row["server"]: row for row in rows} for case, rows in run["summary"].items()}
