@@ -433,11 +433,18 @@ class HTTPConnection(asyncio.Protocol):
         self._pipeline_waiting = False
         self.resume_reading()
         self._handle_events()
-        if self._cycle is None:
+        if not self._has_cycle():  # not `self._cycle is None`: see _has_cycle
             self._idle_since = self._loop.time()
             self._head_since = None
             if untold:
                 self._loop.call_later(DRAIN_IDLE_GRACE_S, self._close_if_idle)
+
+    def _has_cycle(self) -> bool:
+        """Whether a cycle runs, read afresh. In `end_cycle`, mypy keeps `self._cycle`
+        narrowed to None from its assignment across `_handle_events`, which may start the
+        next pipelined request's cycle; compiled by mypyc, that narrowing is a checked
+        type, and the read raised TypeError."""
+        return self._cycle is not None
 
     async def _end_when_writable(self) -> None:
         try:
